@@ -1,0 +1,88 @@
+import NIOCore
+
+/// Who a discovery controller is serving: what a Connect said, and where the connection arrived.
+public struct DiscoveryHostContext: Sendable, Hashable {
+    /// HOSTNQN from the Connect data.
+    public var hostNQN: String
+    /// HOSTID from the Connect data (16 bytes).
+    public var hostIdentifier: [UInt8]
+    /// The subsystem NQN the host connected to (well-known or the DC's unique NQN).
+    public var subsystemNQN: String
+    /// The local IP address the connection arrived at, when known (for wildcard listeners).
+    public var localAddress: String?
+    /// The remote address of the host, for logs.
+    public var remoteAddress: String?
+
+    public init(
+        hostNQN: String,
+        hostIdentifier: [UInt8],
+        subsystemNQN: String,
+        localAddress: String? = nil,
+        remoteAddress: String? = nil
+    ) {
+        self.hostNQN = hostNQN
+        self.hostIdentifier = hostIdentifier
+        self.subsystemNQN = subsystemNQN
+        self.localAddress = localAddress
+        self.remoteAddress = remoteAddress
+    }
+}
+
+/// What a discovery controller asks of the service around it. Implementations are shared by
+/// every connection and must be thread-safe; the calls are synchronous and must be quick.
+public protocol DiscoveryControllerService: Sendable {
+    /// The discovery log page (header and entries, encoded) that `host` may see now.
+    func discoveryLogPage(for host: DiscoveryHostContext) -> ByteBuffer
+    /// A fresh controller ID for the dynamic controller model (1...FFEFh).
+    func allocateControllerIdentifier() -> UInt16
+    /// Starts calling `onChange` whenever the page `host` sees changes; returns a token for
+    /// ``controllerRemoved(_:)``.
+    func controllerCreated(_ host: DiscoveryHostContext, onChange: @escaping @Sendable () -> Void) -> UInt64
+    /// Stops the calls registered under `token`.
+    func controllerRemoved(_ token: UInt64)
+}
+
+extension DiscoveryControllerService {
+    /// No change notices: the page never changes.
+    public func controllerCreated(_ host: DiscoveryHostContext, onChange: @escaping @Sendable () -> Void) -> UInt64 {
+        0
+    }
+    /// Nothing to stop.
+    public func controllerRemoved(_ token: UInt64) {}
+}
+
+/// The fixed parameters of a discovery controller.
+public struct DiscoveryControllerConfiguration: Sendable, Hashable {
+    /// The controller's unique discovery NQN (TP8013); the well-known NQN is always accepted too.
+    public var uniqueNQN: String
+    /// MAXH2CDATA offered in ICResp.
+    public var maximumH2CDataLength: UInt32 = 131_072
+    /// The most data bytes put in one C2HData PDU; longer transfers are split.
+    public var maximumC2HDataLength: Int = 32_768
+    /// The most in-capsule data bytes accepted in a command capsule (8 KiB for an admin queue).
+    public var maximumInCapsuleDataLength: Int = 8192
+    /// The largest Get Log Page transfer served, in bytes (reported as MDTS).
+    public var maximumTransferLength: Int = 16 << 20
+    /// How many Asynchronous Event Requests a host may park.
+    public var asynchronousEventRequestLimit: Int = 4
+    /// The keep-alive timeout used when a host connects with KATO 0, so idle connections end.
+    public var defaultKeepAliveTimeout: TimeAmount = .seconds(120)
+    /// DCTYPE reported by Identify.
+    public var discoveryControllerType: UInt8 = IdentifyControllerData.DiscoveryControllerType.centralized
+    /// SN reported by Identify.
+    public var serialNumber: String = "DEM"
+    /// MN reported by Identify.
+    public var modelNumber: String = "DEM discovery controller"
+    /// FR reported by Identify.
+    public var firmwareRevision: String = "0.1"
+
+    public init(uniqueNQN: String) {
+        self.uniqueNQN = uniqueNQN
+    }
+
+    /// The largest PDU a host may send: a capsule with the largest in-capsule data, digests and
+    /// padding, or an H2CData PDU of MAXH2CDATA.
+    public var maximumPDULength: Int {
+        max(72 + 4 + 128 + maximumInCapsuleDataLength + 4, 24 + 4 + 128 + Int(maximumH2CDataLength) + 4)
+    }
+}

@@ -1,0 +1,587 @@
+import NIOCore
+
+/// The NVMe/TCP discovery controller of one connection, as a pure state machine: PDUs and
+/// timer events in, ``Action``s out. It never touches a channel, an event loop or a clock; the
+/// caller passes the time in and carries the actions out (``NVMeTCPControllerHandler``).
+///
+/// Lifecycle: `awaitingICReq` → (ICReq/ICResp) → `awaitingConnect` → (Connect to the well-known
+/// or the unique discovery NQN, admin queue only) → `connected` → closed. Transport violations
+/// end the connection with a C2HTermReq; a bad command gets an NVMe status and the queue goes on.
+public struct DiscoveryControllerStateMachine {
+    /// What the caller must do.
+    public enum Action: Sendable, Hashable {
+        /// Send this PDU.
+        case send(NVMeTCPPDU)
+        /// Close the connection (after the PDUs sent before this action).
+        case close(reason: String)
+        /// Call ``keepAliveTimerFired(now:)`` after this long.
+        case scheduleKeepAliveCheck(after: TimeAmount)
+        /// A controller was created for this host: register the connection for change notices.
+        case controllerCreated(DiscoveryHostContext, controllerIdentifier: UInt16)
+        /// A discovery-change notice was delivered to the host (for metrics).
+        case asynchronousEventSent
+        /// A discovery log page was read (for metrics).
+        case logPageRead(offset: UInt64, length: UInt64)
+    }
+
+    private struct Controller {
+        var host: DiscoveryHostContext
+        var controllerIdentifier: UInt16
+        var keepAliveTimeout: TimeAmount
+        var lastActivity: NIODeadline
+        var configuration: UInt32 = 0
+        var asynchronousEventConfiguration: UInt32 = AsynchronousEventConfiguration.discoveryLogPageChange
+        var parkedEventRequests: [UInt16] = []
+        var eventPending = false
+        var eventMasked = false
+        var submissionQueueSize: UInt16
+        var submissionQueueHead: UInt16 = 0
+
+        var status: UInt32 {
+            var value: UInt32 = configuration & 1  // RDY follows EN
+            if (configuration >> 14) & 0x3 != 0 { value |= 2 << 2 }  // SHST: shutdown complete
+            return value
+        }
+        var isReady: Bool { configuration & 1 == 1 && (configuration >> 14) & 0x3 == 0 }
+    }
+
+    private enum State {
+        case awaitingInitializeConnection
+        case awaitingConnect
+        case connected(Controller)
+        case closed
+        case modifying
+    }
+
+    /// The CAP property: MQES 1023, CQR, TO 15 (7.5 s), CSS NVM — what Linux nvmet reports.
+    public static let capabilities: UInt64 = 0x0000_0820_0F00_03FF
+    /// The VS property: NVMe 1.3.
+    public static let version: UInt32 = 0x0001_0300
+
+    private var state: State = .awaitingInitializeConnection
+    private let configuration: DiscoveryControllerConfiguration
+    private let service: any DiscoveryControllerService
+    private let localAddress: String?
+    private let remoteAddress: String?
+
+    /// The digests negotiated by ICReq/ICResp; the caller parses and writes later PDUs with them.
+    public private(set) var digests: NVMeTCPDigests = []
+    /// The data alignment the host asked for in HPDA, in bytes.
+    public private(set) var hostDataAlignment: Int = 4
+
+    /// - Parameters:
+    ///   - configuration: the controller's fixed parameters.
+    ///   - service: log pages and controller IDs.
+    ///   - localAddress: the local IP address of the connection (fills wildcard listener entries).
+    ///   - remoteAddress: the host's address, for logs.
+    public init(
+        configuration: DiscoveryControllerConfiguration,
+        service: any DiscoveryControllerService,
+        localAddress: String? = nil,
+        remoteAddress: String? = nil
+    ) {
+        self.configuration = configuration
+        self.service = service
+        self.localAddress = localAddress
+        self.remoteAddress = remoteAddress
+    }
+
+    /// Whether the connection has ended.
+    public var isClosed: Bool {
+        if case .closed = state { return true }
+        return false
+    }
+
+    /// The host, once it has connected.
+    public var host: DiscoveryHostContext? {
+        if case .connected(let controller) = state { return controller.host }
+        return nil
+    }
+
+    // MARK: - Events
+
+    /// A PDU arrived.
+    public mutating func pduReceived(_ pdu: NVMeTCPPDU, now: NIODeadline) -> [Action] {
+        switch state {
+        case .closed: return []
+        case .modifying: preconditionFailure("state machine re-entered")
+        case .awaitingInitializeConnection:
+            guard case .initializeConnectionRequest(let request) = pdu else {
+                return terminate(.pduSequenceError, 0, "\(pdu.type) before ICReq", pdu)
+            }
+            return initializeConnection(request)
+        case .awaitingConnect, .connected:
+            break
+        }
+        switch pdu {
+        case .capsuleCommand(let capsule):
+            return commandReceived(capsule, now: now)
+        case .hostToControllerTerminationRequest(let request):
+            state = .closed
+            return [.close(reason: "host terminated the connection: \(request.status) FEI \(request.fieldErrorInformation)")]
+        case .initializeConnectionRequest:
+            return terminate(.pduSequenceError, 0, "second ICReq", pdu)
+        case .hostToControllerData:
+            return terminate(.pduSequenceError, 0, "H2CData without an R2T", pdu)
+        case .initializeConnectionResponse, .controllerToHostTerminationRequest, .capsuleResponse, .controllerToHostData,
+            .readyToTransfer:
+            return terminate(.invalidHeaderField, 0, "\(pdu.type) is a controller-to-host PDU", pdu)
+        }
+    }
+
+    /// The framer or the PDU parser found a fatal transport error.
+    public mutating func transportErrorCaught(_ error: NVMeTCPTransportError) -> [Action] {
+        if case .closed = state { return [] }
+        state = .closed
+        return [
+            .send(.controllerToHostTerminationRequest(error.terminationRequest)),
+            .close(reason: error.description),
+        ]
+    }
+
+    /// The keep-alive timer scheduled by ``Action/scheduleKeepAliveCheck(after:)`` fired.
+    public mutating func keepAliveTimerFired(now: NIODeadline) -> [Action] {
+        guard case .connected(let controller) = state else { return [] }
+        let expiry = controller.lastActivity + controller.keepAliveTimeout
+        if now >= expiry {
+            state = .closed
+            return [.close(reason: "keep-alive timeout of \(controller.keepAliveTimeout) expired")]
+        }
+        return [.scheduleKeepAliveCheck(after: expiry - now)]
+    }
+
+    /// The host's discovery log page changed: complete a parked AER with the notice, or keep the
+    /// event until the host parks one. After a notice, further notices wait until the host reads
+    /// the log page with RAE cleared (NVMe Base 2.1 §5.2).
+    public mutating func discoveryLogChanged() -> [Action] {
+        guard case .connected(var controller) = state else { return [] }
+        guard controller.asynchronousEventConfiguration & AsynchronousEventConfiguration.discoveryLogPageChange != 0,
+            !controller.eventMasked
+        else { return [] }
+        state = .modifying
+        defer { state = .connected(controller) }
+        if controller.parkedEventRequests.isEmpty {
+            controller.eventPending = true
+            return []
+        }
+        let cid = controller.parkedEventRequests.removeFirst()
+        controller.eventMasked = true
+        controller.eventPending = false
+        return [
+            .send(
+                .capsuleResponse(
+                    CapsuleResponse(
+                        completion: CompletionQueueEntry(
+                            result: AsynchronousEvent.discoveryLogPageChange.result,
+                            submissionQueueHead: controller.submissionQueueHead,
+                            commandIdentifier: cid
+                        )
+                    )
+                )
+            ),
+            .asynchronousEventSent,
+        ]
+    }
+
+    /// The connection closed.
+    public mutating func channelClosed() {
+        state = .closed
+    }
+
+    // MARK: - Initialize connection
+
+    private mutating func initializeConnection(_ request: InitializeConnectionRequest) -> [Action] {
+        guard request.pduFormatVersion == 0 else {
+            return terminate(.unsupportedParameter, 8, "PFV \(request.pduFormatVersion) is not supported", nil)
+        }
+        guard request.hostPDUDataAlignment <= 31 else {
+            return terminate(.invalidHeaderField, 10, "HPDA \(request.hostPDUDataAlignment) above 31", nil)
+        }
+        let negotiated = request.digests.intersection([.header, .data])
+        hostDataAlignment = (Int(request.hostPDUDataAlignment) + 1) * 4
+        state = .awaitingConnect
+        let response = InitializeConnectionResponse(
+            digests: negotiated,
+            maximumH2CDataLength: configuration.maximumH2CDataLength
+        )
+        // The ICResp itself never carries digests; the negotiated ones apply from the next PDU.
+        digests = negotiated
+        return [.send(.initializeConnectionResponse(response))]
+    }
+
+    // MARK: - Commands
+
+    private mutating func commandReceived(_ capsule: CapsuleCommand, now: NIODeadline) -> [Action] {
+        let command = capsule.command
+        if let data = capsule.data, data.readableBytes > configuration.maximumInCapsuleDataLength {
+            return terminate(.invalidHeaderField, 4, "in-capsule data of \(data.readableBytes) bytes", .capsuleCommand(capsule))
+        }
+        guard case .connected(var controller) = state else {
+            // Awaiting Connect: only a Connect is allowed.
+            if command.opcode == AdminOpcode.fabrics, case .connect(let connect) = FabricsCommand(command) {
+                return connectReceived(connect, capsule, now: now)
+            }
+            return [complete(command, nil, status: .commandSequenceError.withDoNotRetry)]
+        }
+        state = .modifying
+        controller.lastActivity = now
+        controller.submissionQueueHead = (controller.submissionQueueHead &+ 1) % (controller.submissionQueueSize &+ 1)
+        var actions = execute(capsule, &controller)
+        switch state {
+        case .modifying: state = .connected(controller)
+        case .closed: break
+        default: preconditionFailure("unexpected state after a command")
+        }
+        if actions.isEmpty { actions = [] }
+        return actions
+    }
+
+    private mutating func execute(_ capsule: CapsuleCommand, _ controller: inout Controller) -> [Action] {
+        let command = capsule.command
+        func fail(_ status: NVMeStatus, result: UInt32 = 0) -> [Action] {
+            [complete(command, controller, status: status, result: result)]
+        }
+        if controller.parkedEventRequests.contains(command.commandIdentifier) {
+            return fail(.commandIdentifierConflict.withDoNotRetry)
+        }
+        if capsule.dataDigestMismatch {
+            return fail(.transientTransportError)
+        }
+        if command.opcode == AdminOpcode.fabrics {
+            return fabricsCommand(capsule, &controller)
+        }
+        if let data = capsule.data, data.readableBytes > 0 {
+            // No admin command of a discovery controller takes host data.
+            return fail(.invalidField.withDoNotRetry)
+        }
+        guard controller.isReady else {
+            return fail(.commandSequenceError.withDoNotRetry)
+        }
+        switch command.opcode {
+        case AdminOpcode.identify:
+            return identify(command, controller)
+        case AdminOpcode.getLogPage:
+            return getLogPage(command, &controller)
+        case AdminOpcode.keepAlive:
+            return [complete(command, controller)]
+        case AdminOpcode.setFeatures:
+            let features = FeaturesCommand(setFeatures: command)
+            guard features.saveOrSelect == 0 else { return fail(.featureIdentifierNotSaveable.withDoNotRetry) }
+            switch features.featureIdentifier {
+            case FeatureIdentifier.keepAliveTimer:
+                controller.keepAliveTimeout = keepAliveTimeout(milliseconds: features.value)
+                return [
+                    complete(command, controller),
+                    .scheduleKeepAliveCheck(after: controller.keepAliveTimeout),
+                ]
+            case FeatureIdentifier.asynchronousEventConfiguration:
+                controller.asynchronousEventConfiguration =
+                    features.value & AsynchronousEventConfiguration.discoveryLogPageChange
+                return [complete(command, controller, result: controller.asynchronousEventConfiguration)]
+            default:
+                return fail(.invalidField.withDoNotRetry)
+            }
+        case AdminOpcode.getFeatures:
+            let features = FeaturesCommand(getFeatures: command)
+            switch features.featureIdentifier {
+            case FeatureIdentifier.keepAliveTimer:
+                let milliseconds = controller.keepAliveTimeout.nanoseconds / 1_000_000
+                return [complete(command, controller, result: UInt32(clamping: milliseconds))]
+            case FeatureIdentifier.asynchronousEventConfiguration:
+                return [complete(command, controller, result: controller.asynchronousEventConfiguration)]
+            default:
+                return fail(.invalidField.withDoNotRetry)
+            }
+        case AdminOpcode.asynchronousEventRequest:
+            guard controller.parkedEventRequests.count < configuration.asynchronousEventRequestLimit else {
+                return fail(.asynchronousEventRequestLimitExceeded.withDoNotRetry)
+            }
+            if controller.eventPending && !controller.eventMasked {
+                controller.eventPending = false
+                controller.eventMasked = true
+                return [
+                    complete(command, controller, result: AsynchronousEvent.discoveryLogPageChange.result),
+                    .asynchronousEventSent,
+                ]
+            }
+            controller.parkedEventRequests.append(command.commandIdentifier)
+            return []
+        default:
+            return fail(.invalidOpcode.withDoNotRetry)
+        }
+    }
+
+    private mutating func fabricsCommand(_ capsule: CapsuleCommand, _ controller: inout Controller) -> [Action] {
+        let command = capsule.command
+        switch FabricsCommand(command) {
+        case .connect:
+            return [complete(command, controller, status: .commandSequenceError.withDoNotRetry)]
+        case .propertyGet(let size8, let offset):
+            switch (offset, size8) {
+            case (ControllerProperty.capabilities, true):
+                let value = Self.capabilities
+                return [
+                    complete(
+                        command,
+                        controller,
+                        result: UInt32(truncatingIfNeeded: value),
+                        dw1: UInt32(truncatingIfNeeded: value >> 32)
+                    )
+                ]
+            case (ControllerProperty.version, false):
+                return [complete(command, controller, result: Self.version)]
+            case (ControllerProperty.configuration, false):
+                return [complete(command, controller, result: controller.configuration)]
+            case (ControllerProperty.status, false):
+                return [complete(command, controller, result: controller.status)]
+            default:
+                return [complete(command, controller, status: .invalidField.withDoNotRetry)]
+            }
+        case .propertySet(let size8, let offset, let value):
+            guard offset == ControllerProperty.configuration, !size8 else {
+                return [complete(command, controller, status: .invalidField.withDoNotRetry)]
+            }
+            let old = controller.configuration
+            let new = UInt32(truncatingIfNeeded: value)
+            controller.configuration = new
+            if old & 1 == 1 && new & 1 == 0 {
+                // Controller reset: outstanding event requests are gone with it.
+                controller.parkedEventRequests.removeAll()
+                controller.eventPending = false
+                controller.eventMasked = false
+            }
+            return [complete(command, controller)]
+        case .disconnect:
+            let done = complete(command, controller)
+            state = .closed
+            return [done, .close(reason: "host sent Disconnect")]
+        case .authentication, .unknown:
+            return [complete(command, controller, status: .invalidOpcode.withDoNotRetry)]
+        }
+    }
+
+    private mutating func connectReceived(
+        _ connect: ConnectCommand,
+        _ capsule: CapsuleCommand,
+        now: NIODeadline
+    ) -> [Action] {
+        let command = capsule.command
+        func invalid(_ offset: UInt16, inData: Bool) -> [Action] {
+            [
+                complete(
+                    command,
+                    nil,
+                    status: .connectInvalidParameters.withDoNotRetry,
+                    result: ConnectResponse.invalidParameter(offset: offset, inData: inData)
+                )
+            ]
+        }
+        if capsule.dataDigestMismatch {
+            return [complete(command, nil, status: .transientTransportError)]
+        }
+        guard command.dataPointer.isInCapsule else {
+            return [complete(command, nil, status: .sglDescriptorTypeInvalid.withDoNotRetry)]
+        }
+        guard var data = capsule.data, data.readableBytes >= ConnectData.size,
+            command.dataPointer.length == UInt32(data.readableBytes), command.dataPointer.address == 0
+        else {
+            return [complete(command, nil, status: .dataSGLLengthInvalid.withDoNotRetry)]
+        }
+        guard connect.recordFormat == 0 else {
+            return [complete(command, nil, status: .connectIncompatibleFormat.withDoNotRetry)]
+        }
+        guard connect.queueIdentifier == 0 else {
+            // A discovery controller has an admin queue only.
+            return invalid(ConnectCommand.CommandOffset.queueIdentifier, inData: false)
+        }
+        guard connect.submissionQueueSize > 0 else {
+            return invalid(ConnectCommand.CommandOffset.submissionQueueSize, inData: false)
+        }
+        let connectData = data.readConnectData()!
+        guard connectData.controllerIdentifier == 0xFFFF else {
+            return invalid(ConnectData.Offset.controllerIdentifier, inData: true)
+        }
+        guard
+            connectData.subsystemNQN == DEMCore.wellKnownDiscoveryNQN
+                || connectData.subsystemNQN == configuration.uniqueNQN
+        else {
+            return invalid(ConnectData.Offset.subsystemNQN, inData: true)
+        }
+        guard NQN.isValid(connectData.hostNQN) else {
+            return invalid(ConnectData.Offset.hostNQN, inData: true)
+        }
+        let host = DiscoveryHostContext(
+            hostNQN: connectData.hostNQN,
+            hostIdentifier: connectData.hostIdentifier,
+            subsystemNQN: connectData.subsystemNQN,
+            localAddress: localAddress,
+            remoteAddress: remoteAddress
+        )
+        let controllerIdentifier = service.allocateControllerIdentifier()
+        let controller = Controller(
+            host: host,
+            controllerIdentifier: controllerIdentifier,
+            keepAliveTimeout: keepAliveTimeout(milliseconds: connect.keepAliveTimeout),
+            lastActivity: now,
+            submissionQueueSize: connect.submissionQueueSize,
+            submissionQueueHead: 1 % (connect.submissionQueueSize &+ 1)
+        )
+        state = .connected(controller)
+        return [
+            complete(command, controller, result: ConnectResponse.success(controllerIdentifier: controllerIdentifier)),
+            .controllerCreated(host, controllerIdentifier: controllerIdentifier),
+            .scheduleKeepAliveCheck(after: controller.keepAliveTimeout),
+        ]
+    }
+
+    private func keepAliveTimeout(milliseconds: UInt32) -> TimeAmount {
+        milliseconds == 0 ? configuration.defaultKeepAliveTimeout : .milliseconds(Int64(milliseconds))
+    }
+
+    private func identify(_ command: SubmissionQueueEntry, _ controller: Controller) -> [Action] {
+        let identify = IdentifyCommand(command)
+        guard identify.controllerOrNamespaceStructure == IdentifyCommand.CNS.controller else {
+            return [complete(command, controller, status: .invalidField.withDoNotRetry)]
+        }
+        guard command.dataPointer.isTransportDataBlock else {
+            return [complete(command, controller, status: .sglDescriptorTypeInvalid.withDoNotRetry)]
+        }
+        guard command.dataPointer.length >= UInt32(IdentifyControllerData.size) else {
+            return [complete(command, controller, status: .dataSGLLengthInvalid.withDoNotRetry)]
+        }
+        var data = IdentifyControllerData()
+        data.serialNumber = configuration.serialNumber
+        data.modelNumber = configuration.modelNumber
+        data.firmwareRevision = configuration.firmwareRevision
+        data.maximumDataTransferSize = UInt8(max(0, Int.bitWidth - 1 - (configuration.maximumTransferLength >> 12).leadingZeroBitCount))
+        data.controllerIdentifier = controller.controllerIdentifier
+        data.version = Self.version
+        data.optionalAsynchronousEventsSupported = AsynchronousEventConfiguration.discoveryLogPageChange
+        data.controllerType = IdentifyControllerData.ControllerType.discovery
+        data.asynchronousEventRequestLimit = UInt8(clamping: configuration.asynchronousEventRequestLimit - 1)
+        data.logPageAttributes = 1 << 2  // extended data for Get Log Page: offsets
+        data.keepAliveSupport = 10  // 1 s granularity
+        data.submissionQueueEntrySize = 0x66
+        data.completionQueueEntrySize = 0x44
+        data.maximumOutstandingCommands = 128
+        data.sglSupport = 0x0010_0001  // SGLs; offsets for in-capsule data
+        data.subsystemNQN = controller.host.subsystemNQN
+        data.ioQueueCommandCapsuleSize = 4
+        data.ioQueueResponseCapsuleSize = 1
+        data.maximumSGLDataBlockDescriptors = 1
+        data.discoveryControllerType = configuration.discoveryControllerType
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(IdentifyControllerData.size)
+        buffer.writeIdentifyControllerData(data)
+        // CMIC bit 1: several controllers may serve the (unique) discovery subsystem at once.
+        buffer.setInteger(UInt8(0x02), at: 76)
+        return dataTransfer(command, controller, buffer)
+    }
+
+    private func getLogPage(_ command: SubmissionQueueEntry, _ controller: inout Controller) -> [Action] {
+        let request = GetLogPageCommand(command)
+        guard request.logPageIdentifier == LogPageIdentifier.discovery else {
+            return [complete(command, controller, status: .invalidLogPage.withDoNotRetry)]
+        }
+        guard request.offset % 4 == 0 else {
+            return [complete(command, controller, status: .invalidField.withDoNotRetry)]
+        }
+        guard command.dataPointer.isTransportDataBlock else {
+            return [complete(command, controller, status: .sglDescriptorTypeInvalid.withDoNotRetry)]
+        }
+        guard UInt64(command.dataPointer.length) >= request.length else {
+            return [complete(command, controller, status: .dataSGLLengthInvalid.withDoNotRetry)]
+        }
+        guard request.length <= UInt64(configuration.maximumTransferLength) else {
+            return [complete(command, controller, status: .invalidField.withDoNotRetry)]
+        }
+        let page = service.discoveryLogPage(for: controller.host)
+        guard request.offset <= UInt64(page.readableBytes) else {
+            return [complete(command, controller, status: .invalidField.withDoNotRetry)]
+        }
+        let offset = Int(request.offset)
+        let length = Int(request.length)
+        let available = min(length, page.readableBytes - offset)
+        var data = page.getSlice(at: page.readerIndex + offset, length: available)!
+        if available < length {
+            // Reading past the end of a log page returns zeros.
+            var padded = ByteBuffer()
+            padded.reserveCapacity(length)
+            padded.writeImmutableBuffer(data)
+            padded.writeZeros(length - available)
+            data = padded
+        }
+        if !request.retainAsynchronousEvent {
+            controller.eventMasked = false
+        }
+        var actions = dataTransfer(command, controller, data)
+        actions.append(.logPageRead(offset: request.offset, length: request.length))
+        return actions
+    }
+
+    /// C2HData PDUs of at most `maximumC2HDataLength` bytes, then the CapsuleResp.
+    private func dataTransfer(_ command: SubmissionQueueEntry, _ controller: Controller, _ data: ByteBuffer) -> [Action] {
+        var actions: [Action] = []
+        let total = data.readableBytes
+        let chunk = max(configuration.maximumC2HDataLength, 4)
+        actions.reserveCapacity(total / chunk + 2)
+        var offset = 0
+        while offset < total {
+            let length = min(chunk, total - offset)
+            actions.append(
+                .send(
+                    .controllerToHostData(
+                        ControllerToHostData(
+                            commandIdentifier: command.commandIdentifier,
+                            dataOffset: UInt32(offset),
+                            data: data.getSlice(at: data.readerIndex + offset, length: length)!,
+                            isLast: offset + length == total
+                        )
+                    )
+                )
+            )
+            offset += length
+        }
+        actions.append(complete(command, controller))
+        return actions
+    }
+
+    private func complete(
+        _ command: SubmissionQueueEntry,
+        _ controller: Controller?,
+        status: NVMeStatus = .success,
+        result: UInt32 = 0,
+        dw1: UInt32 = 0
+    ) -> Action {
+        .send(
+            .capsuleResponse(
+                CapsuleResponse(
+                    completion: CompletionQueueEntry(
+                        result: result,
+                        dw1: dw1,
+                        submissionQueueHead: controller?.submissionQueueHead ?? 0,
+                        commandIdentifier: command.commandIdentifier,
+                        status: status
+                    )
+                )
+            )
+        )
+    }
+
+    private mutating func terminate(
+        _ status: NVMeTCPFatalErrorStatus,
+        _ fieldErrorInformation: UInt32,
+        _ reason: String,
+        _ pdu: NVMeTCPPDU?
+    ) -> [Action] {
+        var header = ByteBuffer()
+        if let pdu {
+            var encoded = ByteBuffer()
+            encoded.writeNVMeTCPPDU(pdu)
+            header = encoded.getSlice(at: 0, length: min(pdu.type.headerLength, encoded.readableBytes))!
+        }
+        return transportErrorCaught(
+            NVMeTCPTransportError(status, fieldErrorInformation: fieldErrorInformation, pduHeader: header, reason: reason)
+        )
+    }
+}

@@ -1,0 +1,11 @@
+/// DEMCore: the NVMe over Fabrics wire format (NVMe/TCP PDUs, SQE/CQE, Fabrics and Admin
+/// commands, Identify data, the discovery log page), the pure controller and host state
+/// machines, and the SwiftNIO transport that drives them.
+///
+/// Everything here is shared by two or more of DEM's programs.
+public enum DEMCore {
+    /// The well-known discovery subsystem NQN (NVMe Base 2.1 §3.1.2.1.1).
+    public static let wellKnownDiscoveryNQN = "nqn.2014-08.org.nvmexpress.discovery"
+    /// IANA-assigned TCP port for NVMe-oF discovery.
+    public static let discoveryPort = 8009
+}

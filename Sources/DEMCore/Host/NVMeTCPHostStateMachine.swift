@@ -1,0 +1,213 @@
+import NIOCore
+
+/// The host side of one NVMe/TCP queue, as a pure state machine: it starts the connection with
+/// an ICReq, sends command capsules with in-capsule data, reassembles C2HData per command and
+/// reports completions by CID. It never touches a channel; ``NVMeTCPHostHandler`` carries out
+/// its actions.
+public struct NVMeTCPHostStateMachine {
+    /// What the caller must do.
+    public enum Action: Sendable, Hashable {
+        /// Send this PDU.
+        case send(NVMeTCPPDU)
+        /// The controller answered the ICReq.
+        case connectionInitialized(InitializeConnectionResponse)
+        /// A command completed; `data` holds the C2H data received for it, if any.
+        case commandCompleted(CompletionQueueEntry, data: ByteBuffer?)
+        /// The connection failed; every outstanding command fails with it.
+        case close(NVMeHostError)
+    }
+
+    private struct Outstanding {
+        var expectedLength: Int
+        var data: ByteBuffer?
+    }
+
+    private enum State {
+        case idle
+        case awaitingInitializeConnectionResponse(InitializeConnectionRequest)
+        case ready
+        case closed
+    }
+
+    private var state: State = .idle
+    private var outstanding: [UInt16: Outstanding] = [:]
+    private var nextCommandIdentifier: UInt16 = 0
+
+    /// The digests negotiated; the caller parses and writes later PDUs with them.
+    public private(set) var digests: NVMeTCPDigests = []
+    /// The data alignment the controller asked for in CPDA, in bytes.
+    public private(set) var controllerDataAlignment: Int = 4
+    /// MAXH2CDATA from the ICResp.
+    public private(set) var maximumH2CDataLength: UInt32 = 0
+
+    public init() {}
+
+    /// Whether commands can be submitted.
+    public var isReady: Bool {
+        if case .ready = state { return true }
+        return false
+    }
+
+    /// Commands sent and not yet completed.
+    public var outstandingCount: Int { outstanding.count }
+
+    /// Starts the connection.
+    public mutating func initialize(_ request: InitializeConnectionRequest) -> [Action] {
+        guard case .idle = state else { return [] }
+        state = .awaitingInitializeConnectionResponse(request)
+        return [.send(.initializeConnectionRequest(request))]
+    }
+
+    /// Sends `command` with optional in-capsule `data`, assigning it a CID.
+    ///
+    /// - Parameter expectedDataLength: how many C2H data bytes the command may return.
+    /// - Returns: the CID given to the command, and the actions; `nil` CID when not ready.
+    public mutating func submit(
+        _ command: SubmissionQueueEntry,
+        data: ByteBuffer? = nil,
+        expectedDataLength: Int = 0
+    ) -> (commandIdentifier: UInt16?, actions: [Action]) {
+        guard case .ready = state else { return (nil, []) }
+        var cid = nextCommandIdentifier
+        while outstanding[cid] != nil { cid &+= 1 }
+        nextCommandIdentifier = cid &+ 1
+        var entry = command
+        entry.commandIdentifier = cid
+        outstanding[cid] = Outstanding(expectedLength: expectedDataLength)
+        return (cid, [.send(.capsuleCommand(CapsuleCommand(command: entry, data: data)))])
+    }
+
+    /// A PDU arrived from the controller.
+    public mutating func pduReceived(_ pdu: NVMeTCPPDU) -> [Action] {
+        switch state {
+        case .closed: return []
+        case .idle: return fail(.protocolViolation("\(pdu.type) before ICReq was sent"))
+        case .awaitingInitializeConnectionResponse(let request):
+            guard case .initializeConnectionResponse(let response) = pdu else {
+                if case .controllerToHostTerminationRequest(let term) = pdu { return terminated(term) }
+                return fail(.protocolViolation("\(pdu.type) instead of ICResp"))
+            }
+            guard response.pduFormatVersion == 0 else {
+                return fail(.protocolViolation("ICResp PFV \(response.pduFormatVersion)"))
+            }
+            guard response.digests.isSubset(of: request.digests) else {
+                return fail(.protocolViolation("ICResp enabled digests the host did not ask for"))
+            }
+            guard response.controllerPDUDataAlignment <= 31 else {
+                return fail(.protocolViolation("ICResp CPDA \(response.controllerPDUDataAlignment) above 31"))
+            }
+            digests = response.digests
+            controllerDataAlignment = (Int(response.controllerPDUDataAlignment) + 1) * 4
+            maximumH2CDataLength = response.maximumH2CDataLength
+            state = .ready
+            return [.connectionInitialized(response)]
+        case .ready:
+            break
+        }
+        switch pdu {
+        case .controllerToHostData(let c2h):
+            guard var command = outstanding[c2h.commandIdentifier] else {
+                return fail(.protocolViolation("C2HData for unknown CID \(c2h.commandIdentifier)"))
+            }
+            let received = command.data?.readableBytes ?? 0
+            guard Int(c2h.dataOffset) == received else {
+                return fail(.protocolViolation("C2HData offset \(c2h.dataOffset), expected \(received)"))
+            }
+            guard received + c2h.data.readableBytes <= command.expectedLength else {
+                return fail(.protocolViolation("C2HData beyond the \(command.expectedLength) bytes asked for"))
+            }
+            if c2h.dataDigestMismatch {
+                return fail(.dataDigestMismatch)
+            }
+            if command.data == nil {
+                command.data = c2h.data
+            } else {
+                var slice = c2h.data
+                command.data!.writeBuffer(&slice)
+            }
+            if c2h.isSuccess {
+                guard c2h.isLast else { return fail(.protocolViolation("C2HData SUCCESS without LAST_PDU")) }
+                outstanding[c2h.commandIdentifier] = nil
+                return [
+                    .commandCompleted(
+                        CompletionQueueEntry(commandIdentifier: c2h.commandIdentifier),
+                        data: command.data
+                    )
+                ]
+            }
+            outstanding[c2h.commandIdentifier] = command
+            return []
+        case .capsuleResponse(let response):
+            let cid = response.completion.commandIdentifier
+            guard let command = outstanding.removeValue(forKey: cid) else {
+                return fail(.protocolViolation("CapsuleResp for unknown CID \(cid)"))
+            }
+            return [.commandCompleted(response.completion, data: command.data)]
+        case .controllerToHostTerminationRequest(let term):
+            return terminated(term)
+        case .readyToTransfer:
+            return fail(.protocolViolation("R2T, but no command sent data by R2T"))
+        default:
+            return fail(.protocolViolation("\(pdu.type) is a host-to-controller PDU"))
+        }
+    }
+
+    /// The framer or parser found a fatal transport error: tell the controller and close.
+    public mutating func transportErrorCaught(_ error: NVMeTCPTransportError) -> [Action] {
+        if case .closed = state { return [] }
+        state = .closed
+        outstanding.removeAll()
+        return [.send(.hostToControllerTerminationRequest(error.terminationRequest)), .close(.transport(error))]
+    }
+
+    /// The connection closed.
+    public mutating func channelClosed() -> [Action] {
+        if case .closed = state { return [] }
+        state = .closed
+        outstanding.removeAll()
+        return [.close(.connectionClosed)]
+    }
+
+    private mutating func terminated(_ term: TerminationRequest) -> [Action] {
+        state = .closed
+        outstanding.removeAll()
+        return [.close(.terminatedByController(term.status, fieldErrorInformation: term.fieldErrorInformation))]
+    }
+
+    private mutating func fail(_ error: NVMeHostError) -> [Action] {
+        state = .closed
+        outstanding.removeAll()
+        return [.close(error)]
+    }
+}
+
+/// Why a host connection failed.
+public enum NVMeHostError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The controller broke the protocol.
+    case protocolViolation(String)
+    /// A data digest did not match.
+    case dataDigestMismatch
+    /// We found a transport error in what the controller sent.
+    case transport(NVMeTCPTransportError)
+    /// The controller sent a C2HTermReq.
+    case terminatedByController(NVMeTCPFatalErrorStatus, fieldErrorInformation: UInt32)
+    /// The connection closed.
+    case connectionClosed
+    /// A command completed with an error status.
+    case commandFailed(String, NVMeStatus)
+    /// No answer in time.
+    case timedOut(String)
+
+    public var description: String {
+        switch self {
+        case .protocolViolation(let what): return "protocol violation: \(what)"
+        case .dataDigestMismatch: return "data digest mismatch"
+        case .transport(let error): return error.description
+        case .terminatedByController(let status, let fei):
+            return "controller terminated the connection: \(status) (FEI \(fei))"
+        case .connectionClosed: return "connection closed"
+        case .commandFailed(let command, let status): return "\(command) failed: \(status)"
+        case .timedOut(let what): return "timed out: \(what)"
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import Logging
+import NIOCore
+
+/// Carries out a ``DiscoveryControllerStateMachine`` on one NVMe/TCP connection: frames come in
+/// from ``NVMeTCPFrameDecoder``, PDUs go out as bytes, keep-alive checks run on the event loop and
+/// change notices from the ``DiscoveryControllerService`` reach the machine on the event loop.
+public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    private var machine: DiscoveryControllerStateMachine
+    private let service: any DiscoveryControllerService
+    private var logger: Logger
+    private var keepAliveCheck: Scheduled<Void>?
+    private var registration: UInt64?
+    private var context: ChannelHandlerContext?
+
+    /// - Parameters:
+    ///   - configuration: the controller's parameters.
+    ///   - service: log pages, controller IDs and change notices.
+    ///   - localAddress: the connection's local IP address.
+    ///   - remoteAddress: the host's address, for logs.
+    ///   - logger: where connection events go (debug and below, plus warnings for terminated hosts).
+    public init(
+        configuration: DiscoveryControllerConfiguration,
+        service: any DiscoveryControllerService,
+        localAddress: String?,
+        remoteAddress: String?,
+        logger: Logger
+    ) {
+        self.machine = DiscoveryControllerStateMachine(
+            configuration: configuration,
+            service: service,
+            localAddress: localAddress,
+            remoteAddress: remoteAddress
+        )
+        self.service = service
+        self.logger = logger
+        self.logger[metadataKey: "nvme.remote"] = "\(remoteAddress ?? "?")"
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        tearDown()
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = Self.unwrapInboundIn(data)
+        let actions: [DiscoveryControllerStateMachine.Action]
+        do {
+            let pdu = try NVMeTCPPDU.decode(frame: frame, digests: machine.digests)
+            actions = machine.pduReceived(pdu, now: .now())
+        } catch {
+            actions = machine.transportErrorCaught(error)
+        }
+        run(actions, context: context)
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? NVMeTCPTransportError {
+            run(machine.transportErrorCaught(error), context: context)
+        } else {
+            logger.debug("connection error", metadata: ["error": "\(error)"])
+            machine.channelClosed()
+            context.close(promise: nil)
+        }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        machine.channelClosed()
+        tearDown()
+        context.fireChannelInactive()
+    }
+
+    private func tearDown() {
+        keepAliveCheck?.cancel()
+        keepAliveCheck = nil
+        if let registration {
+            service.controllerRemoved(registration)
+            self.registration = nil
+        }
+    }
+
+    private func run(_ actions: [DiscoveryControllerStateMachine.Action], context: ChannelHandlerContext) {
+        var wrote = false
+        for action in actions {
+            switch action {
+            case .send(let pdu):
+                var buffer = context.channel.allocator.buffer(capacity: Self.capacity(for: pdu))
+                buffer.writeNVMeTCPPDU(pdu, digests: machine.digests, dataAlignment: machine.hostDataAlignment)
+                context.write(Self.wrapOutboundOut(buffer), promise: nil)
+                wrote = true
+            case .close(let reason):
+                if wrote { context.flush() }
+                wrote = false
+                logger.debug("closing connection", metadata: ["reason": "\(reason)"])
+                tearDown()
+                context.close(promise: nil)
+            case .scheduleKeepAliveCheck(let delay):
+                keepAliveCheck?.cancel()
+                let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                keepAliveCheck = context.eventLoop.scheduleTask(in: delay) {
+                    loopBound.value.keepAliveTimerFired()
+                }
+            case .controllerCreated(let host, let controllerIdentifier):
+                logger[metadataKey: "nvme.hostnqn"] = "\(host.hostNQN)"
+                logger[metadataKey: "nvme.cntlid"] = "\(controllerIdentifier)"
+                logger.debug("discovery controller created", metadata: ["nvme.subnqn": "\(host.subsystemNQN)"])
+                let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                let eventLoop = context.eventLoop
+                registration = service.controllerCreated(host) {
+                    eventLoop.execute { loopBound.value.discoveryLogChanged() }
+                }
+            case .asynchronousEventSent:
+                logger.debug("discovery log change notice sent")
+            case .logPageRead:
+                break
+            }
+        }
+        if wrote { context.flush() }
+    }
+
+    private func keepAliveTimerFired() {
+        guard let context else { return }
+        keepAliveCheck = nil
+        run(machine.keepAliveTimerFired(now: .now()), context: context)
+    }
+
+    private func discoveryLogChanged() {
+        guard let context else { return }
+        run(machine.discoveryLogChanged(), context: context)
+    }
+
+    private static func capacity(for pdu: NVMeTCPPDU) -> Int {
+        switch pdu {
+        case .controllerToHostData(let data): return 24 + 8 + 128 + data.data.readableBytes
+        case .initializeConnectionResponse: return 128
+        case .controllerToHostTerminationRequest: return 152
+        default: return 32
+        }
+    }
+}

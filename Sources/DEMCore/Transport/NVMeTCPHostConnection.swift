@@ -1,0 +1,181 @@
+import NIOCore
+import NIOPosix
+
+/// A completed command: its CQE and the C2H data that came with it.
+public struct NVMeCommandResult: Sendable {
+    /// The completion queue entry.
+    public var completion: CompletionQueueEntry
+    /// The data the controller returned, if any.
+    public var data: ByteBuffer?
+}
+
+/// What the host handler accepts as outbound messages.
+public enum NVMeTCPHostRequest: Sendable {
+    /// Send the ICReq and complete the promise with the ICResp.
+    case initialize(InitializeConnectionRequest, EventLoopPromise<InitializeConnectionResponse>)
+    /// Send a command; the promise completes with its CQE and data.
+    case command(
+        SubmissionQueueEntry,
+        data: ByteBuffer?,
+        expectedDataLength: Int,
+        EventLoopPromise<NVMeCommandResult>
+    )
+}
+
+/// Carries out a ``NVMeTCPHostStateMachine`` on one connection, matching completions to the
+/// promises of the requests written to the channel.
+public final class NVMeTCPHostHandler: ChannelDuplexHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias OutboundIn = NVMeTCPHostRequest
+    public typealias OutboundOut = ByteBuffer
+
+    private var machine = NVMeTCPHostStateMachine()
+    private var initializePromise: EventLoopPromise<InitializeConnectionResponse>?
+    private var promises: [UInt16: EventLoopPromise<NVMeCommandResult>] = [:]
+
+    public init() {}
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch Self.unwrapOutboundIn(data) {
+        case .initialize(let request, let responsePromise):
+            initializePromise = responsePromise
+            run(machine.initialize(request), context: context)
+        case .command(let entry, let payload, let expectedLength, let resultPromise):
+            let (cid, actions) = machine.submit(entry, data: payload, expectedDataLength: expectedLength)
+            guard let cid else {
+                resultPromise.fail(NVMeHostError.protocolViolation("the connection is not ready for commands"))
+                promise?.succeed()
+                return
+            }
+            promises[cid] = resultPromise
+            run(actions, context: context)
+        }
+        promise?.succeed()
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = Self.unwrapInboundIn(data)
+        do {
+            let pdu = try NVMeTCPPDU.decode(frame: frame, digests: machine.digests)
+            run(machine.pduReceived(pdu), context: context)
+        } catch {
+            run(machine.transportErrorCaught(error), context: context)
+        }
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? NVMeTCPTransportError {
+            run(machine.transportErrorCaught(error), context: context)
+        } else {
+            failAll(NVMeHostError.protocolViolation("\(error)"))
+            context.close(promise: nil)
+        }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        run(machine.channelClosed(), context: context)
+        context.fireChannelInactive()
+    }
+
+    private func run(_ actions: [NVMeTCPHostStateMachine.Action], context: ChannelHandlerContext) {
+        var wrote = false
+        for action in actions {
+            switch action {
+            case .send(let pdu):
+                var buffer = context.channel.allocator.buffer(capacity: 160)
+                buffer.writeNVMeTCPPDU(pdu, digests: machine.digests, dataAlignment: machine.controllerDataAlignment)
+                context.write(Self.wrapOutboundOut(buffer), promise: nil)
+                wrote = true
+            case .connectionInitialized(let response):
+                initializePromise?.succeed(response)
+                initializePromise = nil
+            case .commandCompleted(let completion, let data):
+                promises.removeValue(forKey: completion.commandIdentifier)?.succeed(
+                    NVMeCommandResult(completion: completion, data: data)
+                )
+            case .close(let error):
+                if wrote { context.flush() }
+                wrote = false
+                failAll(error)
+                context.close(promise: nil)
+            }
+        }
+        if wrote { context.flush() }
+    }
+
+    private func failAll(_ error: NVMeHostError) {
+        initializePromise?.fail(error)
+        initializePromise = nil
+        let pending = promises
+        promises.removeAll()
+        for promise in pending.values { promise.fail(error) }
+    }
+}
+
+/// One NVMe/TCP host connection to a controller's admin queue.
+public final class NVMeTCPHostConnection: Sendable {
+    /// The channel.
+    public let channel: any Channel
+
+    private init(channel: any Channel) {
+        self.channel = channel
+    }
+
+    /// Opens a TCP connection to `host`:`port` and installs the NVMe/TCP host pipeline.
+    public static func connect(
+        host: String,
+        port: Int,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        connectTimeout: TimeAmount = .seconds(10)
+    ) async throws -> NVMeTCPHostConnection {
+        let channel = try await ClientBootstrap(group: group)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        ByteToMessageHandler(NVMeTCPFrameDecoder(maximumPDULength: 1 << 24)),
+                        NVMeTCPHostHandler()
+                    )
+                }
+            }
+            .connect(host: host, port: port)
+            .get()
+        return NVMeTCPHostConnection(channel: channel)
+    }
+
+    /// Sends the ICReq and waits for the ICResp.
+    public func initialize(_ request: InitializeConnectionRequest) async throws -> InitializeConnectionResponse {
+        let promise = channel.eventLoop.makePromise(of: InitializeConnectionResponse.self)
+        channel.writeAndFlush(NVMeTCPHostRequest.initialize(request, promise), promise: nil)
+        return try await promise.futureResult.get()
+    }
+
+    /// Sends a command and waits for its completion (with no time limit: use for AERs).
+    public func submit(
+        _ command: SubmissionQueueEntry,
+        data: ByteBuffer? = nil,
+        expectedDataLength: Int = 0
+    ) async throws -> NVMeCommandResult {
+        try await submitFuture(command, data: data, expectedDataLength: expectedDataLength).get()
+    }
+
+    /// Sends a command; the future completes with its completion.
+    public func submitFuture(
+        _ command: SubmissionQueueEntry,
+        data: ByteBuffer? = nil,
+        expectedDataLength: Int = 0
+    ) -> EventLoopFuture<NVMeCommandResult> {
+        let promise = channel.eventLoop.makePromise(of: NVMeCommandResult.self)
+        channel.writeAndFlush(
+            NVMeTCPHostRequest.command(command, data: data, expectedDataLength: expectedDataLength, promise),
+            promise: nil
+        )
+        return promise.futureResult
+    }
+
+    /// Closes the connection.
+    public func close() async {
+        try? await channel.close()
+    }
+}

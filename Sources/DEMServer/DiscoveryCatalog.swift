@@ -1,0 +1,205 @@
+import DEMCore
+import NIOCore
+import Synchronization
+
+/// One of dem's own discovery listeners, served to hosts as a SUBTYPE 3 entry (TP8013).
+public struct DiscoveryListenerAddress: Sendable, Hashable {
+    /// The IP address bound (may be a wildcard such as 0.0.0.0).
+    public var address: String
+    /// The TCP port.
+    public var port: Int
+
+    public init(address: String, port: Int) {
+        self.address = address
+        self.port = port
+    }
+
+    /// Whether the address is a wildcard, to be replaced by the address the host reached.
+    public var isWildcard: Bool { address == "0.0.0.0" || address == "::" }
+}
+
+/// Every host's view of the discovery service: which entries each host may see, the page bytes,
+/// the per-host generation counter, and change notices to the connected hosts whose view changed.
+///
+/// Thread-safe; every connection calls it. GENCTR is per view: a host's page keeps its GENCTR
+/// until an update changes what that host sees, and then takes the new global generation, so it
+/// only ever grows.
+public final class DiscoveryCatalog: DiscoveryControllerService {
+    private struct ViewKey: Hashable {
+        var hostNQN: String
+        var localAddress: String?
+    }
+
+    private struct View {
+        var entries: [DiscoveryLogEntry]
+        var generationCounter: UInt64
+        var sourceVersion: UInt64
+        var encoded: ByteBuffer
+    }
+
+    private struct Registration {
+        var key: ViewKey
+        var onChange: @Sendable () -> Void
+    }
+
+    private struct State {
+        var entries: [SourceEntry]
+        var sourceVersion: UInt64 = 1
+        var generation: UInt64 = 1
+        var views: [ViewKey: View] = [:]
+        var registrations: [UInt64: Registration] = [:]
+        var nextToken: UInt64 = 1
+        var nextControllerIdentifier: UInt16 = 1
+        var listeners: [DiscoveryListenerAddress]
+        var hasWildcard: Bool { listeners.contains(where: \.isWildcard) }
+    }
+
+    /// The unique discovery NQN, used for the SUBTYPE 3 entries.
+    public let uniqueNQN: String
+    private let state: Mutex<State>
+
+    /// - Parameters:
+    ///   - uniqueNQN: the DC's unique NQN.
+    ///   - listeners: dem's discovery listeners (the SUBTYPE 3 entries), in PORTID order from 1.
+    ///   - entries: the initial entries.
+    public init(uniqueNQN: String, listeners: [DiscoveryListenerAddress], entries: [SourceEntry] = []) {
+        self.uniqueNQN = uniqueNQN
+        self.state = Mutex(State(entries: entries, listeners: listeners))
+    }
+
+    /// dem's own listeners.
+    public var listeners: [DiscoveryListenerAddress] { state.withLock { $0.listeners } }
+
+    /// Sets dem's own listeners once they are bound (their SUBTYPE 3 entries change with them).
+    public func setListeners(_ listeners: [DiscoveryListenerAddress]) {
+        state.withLock { state in
+            state.listeners = listeners
+            state.sourceVersion += 1
+        }
+    }
+
+    /// The number of hosts connected for change notices.
+    public var registeredControllerCount: Int { state.withLock { $0.registrations.count } }
+
+    /// The global generation (bumped by every update).
+    public var generation: UInt64 { state.withLock { $0.generation } }
+
+    // MARK: DiscoveryControllerService
+
+    public func discoveryLogPage(for host: DiscoveryHostContext) -> ByteBuffer {
+        state.withLock { state in view(for: viewKey(host, state), in: &state).encoded }
+    }
+
+    /// The page `hostNQN` sees (through a listener at `localAddress` when dem listens on a wildcard).
+    public func discoveryLogPage(hostNQN: String, localAddress: String? = nil) -> DiscoveryLogPage {
+        return state.withLock { state in
+            let key = ViewKey(hostNQN: hostNQN, localAddress: state.hasWildcard ? localAddress : nil)
+            let view = view(for: key, in: &state)
+            return DiscoveryLogPage(generationCounter: view.generationCounter, entries: view.entries)
+        }
+    }
+
+    public func allocateControllerIdentifier() -> UInt16 {
+        state.withLock { state in
+            let id = state.nextControllerIdentifier
+            state.nextControllerIdentifier = id >= 0xFFEF ? 1 : id + 1
+            return id
+        }
+    }
+
+    public func controllerCreated(_ host: DiscoveryHostContext, onChange: @escaping @Sendable () -> Void) -> UInt64 {
+        return state.withLock { state in
+            let key = viewKey(host, state)
+            let token = state.nextToken
+            state.nextToken += 1
+            state.registrations[token] = Registration(key: key, onChange: onChange)
+            return token
+        }
+    }
+
+    public func controllerRemoved(_ token: UInt64) {
+        state.withLock { state in _ = state.registrations.removeValue(forKey: token) }
+    }
+
+    // MARK: Updates
+
+    /// Replaces the entries; bumps the generation and notifies every connected host whose page
+    /// changed (and only those).
+    /// - Returns: how many connected controllers were notified.
+    @discardableResult
+    public func update(entries: [SourceEntry]) -> Int {
+        let callbacks: [@Sendable () -> Void] = state.withLock { state in
+            guard state.entries != entries else { return [] }
+            var before: [ViewKey: UInt64] = [:]
+            for registration in state.registrations.values where before[registration.key] == nil {
+                before[registration.key] = view(for: registration.key, in: &state).generationCounter
+            }
+            state.entries = entries
+            state.sourceVersion += 1
+            state.generation += 1
+            var changed: [ViewKey: Bool] = [:]
+            for (key, generation) in before {
+                changed[key] = view(for: key, in: &state).generationCounter != generation
+            }
+            // Views of hosts not connected are recomputed when next asked for.
+            return state.registrations.values.filter { changed[$0.key] == true }.map(\.onChange)
+        }
+        for callback in callbacks { callback() }
+        return callbacks.count
+    }
+
+    // MARK: Views
+
+    private func viewKey(_ host: DiscoveryHostContext, _ state: State) -> ViewKey {
+        ViewKey(hostNQN: host.hostNQN, localAddress: state.hasWildcard ? host.localAddress : nil)
+    }
+
+    private func view(for key: ViewKey, in state: inout State) -> View {
+        if let existing = state.views[key], existing.sourceVersion == state.sourceVersion {
+            return existing
+        }
+        let entries = self.entries(for: key, from: state.entries, listeners: state.listeners)
+        if var existing = state.views[key], existing.entries == entries {
+            existing.sourceVersion = state.sourceVersion
+            state.views[key] = existing
+            return existing
+        }
+        let page = DiscoveryLogPage(generationCounter: state.generation, entries: entries)
+        let view = View(
+            entries: entries,
+            generationCounter: state.generation,
+            sourceVersion: state.sourceVersion,
+            encoded: page.encoded()
+        )
+        state.views[key] = view
+        return view
+    }
+
+    private func entries(
+        for key: ViewKey,
+        from source: [SourceEntry],
+        listeners: [DiscoveryListenerAddress]
+    ) -> [DiscoveryLogEntry] {
+        var result: [DiscoveryLogEntry] = []
+        for (index, listener) in listeners.enumerated() {
+            let address = listener.isWildcard ? (key.localAddress ?? listener.address) : listener.address
+            result.append(
+                DiscoveryLogEntry(
+                    transportType: .tcp,
+                    addressFamily: IPAddressText.isIPv6(address) ? .ipv6 : .ipv4,
+                    subsystemType: .currentDiscovery,
+                    transportRequirements: .notSpecified,
+                    portIdentifier: UInt16(truncatingIfNeeded: index + 1),
+                    entryFlags: [.explicitPersistentConnection],
+                    transportServiceIdentifier: String(listener.port),
+                    subsystemNQN: uniqueNQN,
+                    transportAddress: address
+                )
+            )
+        }
+        for candidate in source where candidate.access.allows(key.hostNQN) {
+            result.append(candidate.entry)
+        }
+        return result
+    }
+}

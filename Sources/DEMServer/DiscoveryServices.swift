@@ -1,0 +1,147 @@
+import DEMCore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import UnixSignals
+
+/// dem's NVMe/TCP discovery listeners as a `Service`: bound by ``bind(addresses:port:configuration:catalog:group:logger:)``
+/// before the service group starts (so a port 0 is known), closed on graceful shutdown.
+public final class DiscoveryListenerService: Service {
+    /// The bound channels.
+    public let channels: [any Channel]
+    private let logger: Logger
+
+    private init(channels: [any Channel], logger: Logger) {
+        self.channels = channels
+        self.logger = logger
+    }
+
+    /// The addresses actually bound.
+    public var boundAddresses: [DiscoveryListenerAddress] {
+        channels.compactMap { channel in
+            guard let address = channel.localAddress, let ip = address.ipAddress, let port = address.port else {
+                return nil
+            }
+            return DiscoveryListenerAddress(address: ip, port: port)
+        }
+    }
+
+    /// Binds one listener per address and tells the catalog where they are.
+    public static func bind(
+        addresses: [String],
+        port: Int,
+        configuration: DiscoveryControllerConfiguration,
+        catalog: DiscoveryCatalog,
+        group: any EventLoopGroup,
+        logger: Logger
+    ) async throws -> DiscoveryListenerService {
+        var channels: [any Channel] = []
+        do {
+            for address in addresses {
+                channels.append(
+                    try await NVMeTCPDiscoveryListener.bind(
+                        host: address,
+                        port: port,
+                        configuration: configuration,
+                        service: catalog,
+                        group: group,
+                        logger: logger
+                    )
+                )
+            }
+        } catch {
+            for channel in channels { try? await channel.close() }
+            throw error
+        }
+        let service = DiscoveryListenerService(channels: channels, logger: logger)
+        catalog.setListeners(service.boundAddresses)
+        return service
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                for channel in channels {
+                    group.addTask { try? await channel.closeFuture.get() }
+                }
+            }
+        } onGracefulShutdown: { [channels, logger] in
+            logger.info("closing discovery listeners")
+            for channel in channels { channel.close(promise: nil) }
+        }
+    }
+}
+
+/// Reloads a ``DiscoverySource`` into the ``DiscoveryCatalog`` on SIGHUP and whenever its change
+/// token moves (polled), keeping the last good entries when a reload fails.
+public struct DiscoverySourceWatcher: Service {
+    /// The source.
+    public let source: any DiscoverySource
+    /// The catalog.
+    public let catalog: DiscoveryCatalog
+    /// How often the change token is polled.
+    public let pollInterval: Duration
+    private let logger: Logger
+
+    public init(source: any DiscoverySource, catalog: DiscoveryCatalog, pollInterval: Duration = .seconds(1), logger: Logger) {
+        self.source = source
+        self.catalog = catalog
+        self.pollInterval = pollInterval
+        self.logger = logger
+    }
+
+    /// Loads the source into the catalog now; logs and keeps the old entries on failure.
+    /// - Returns: whether the load succeeded.
+    @discardableResult
+    public func reload(reason: String) -> Bool {
+        do {
+            let entries = try source.load()
+            let notified = catalog.update(entries: entries)
+            logger.info(
+                "discovery entries loaded",
+                metadata: [
+                    "source": "\(source.name)", "reason": "\(reason)", "entries": "\(entries.count)",
+                    "generation": "\(catalog.generation)", "notified": "\(notified)",
+                ]
+            )
+            return true
+        } catch {
+            logger.error(
+                "discovery entries not reloaded, keeping the previous ones",
+                metadata: ["source": "\(source.name)", "error": "\(error)"]
+            )
+            return false
+        }
+    }
+
+    public func run() async throws {
+        let initialToken = source.changeToken()
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in signals.cancelOnGracefulShutdown() {
+                    reload(reason: "SIGHUP")
+                }
+            }
+            group.addTask {
+                var token = initialToken
+                while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                    do {
+                        try await Task.sleep(for: pollInterval)
+                    } catch {
+                        return
+                    }
+                    let now = source.changeToken()
+                    if now != token {
+                        token = now
+                        reload(reason: "file changed")
+                    }
+                }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+}

@@ -1,0 +1,160 @@
+import ArgumentParser
+import DEMCore
+import DEMServer
+import Foundation
+import Logging
+import NIOCore
+
+/// The options `dem serve` and `dem logpage` share.
+struct DiscoveryFlags: ParsableArguments {
+    @Option(name: .customLong("address"), help: "Address to listen on (repeatable). Default: 127.0.0.1.")
+    var addresses: [String] = []
+
+    @Option(help: "Discovery port (NVMe/TCP).")
+    var port: Int = DEMCore.discoveryPort
+
+    @Option(help: "JSON file of discovery entries; reloaded on SIGHUP and when it changes.")
+    var entries: String?
+
+    @Option(name: .customLong("dc-nqn"), help: "Unique discovery controller NQN (default: generated once, kept in the data directory).")
+    var discoveryNQN: String?
+
+    @Option(name: .customLong("data-dir"), help: "State directory (default: /var/lib/dem as root, else $XDG_STATE_HOME/dem).")
+    var dataDirectory: String?
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535, not \(port)") }
+        for address in addresses where !IPAddressText.isIPv4(address) && !IPAddressText.isIPv6(address) {
+            throw ValidationError("--address \"\(address)\" is not an IPv4 or IPv6 address")
+        }
+        if let discoveryNQN {
+            do { _ = try NQN(discoveryNQN) } catch { throw ValidationError("--dc-nqn: \(error.reason)") }
+            guard discoveryNQN != DEMCore.wellKnownDiscoveryNQN else {
+                throw ValidationError("--dc-nqn must be a unique NQN, not the well-known discovery NQN")
+            }
+        }
+    }
+
+    func options(logger: Logger) throws -> DEMOptions {
+        let nqn: String
+        if let discoveryNQN {
+            nqn = discoveryNQN
+        } else {
+            let directory = DataDirectory.resolve(dataDirectory)
+            let (generated, persisted) = try DataDirectory.uniqueDiscoveryNQN(in: directory)
+            if !persisted {
+                logger.warning(
+                    "cannot write the data directory; the discovery NQN will change at the next start",
+                    metadata: ["data-dir": "\(directory)"]
+                )
+            }
+            nqn = generated
+        }
+        var options = DEMOptions(uniqueNQN: nqn)
+        options.addresses = addresses.isEmpty ? ["127.0.0.1"] : addresses
+        options.port = port
+        options.entriesPath = entries
+        return options
+    }
+}
+
+@main
+struct DEM: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dem",
+        abstract: "DEM's central NVMe over Fabrics discovery controller.",
+        discussion: """
+            Serves each host its own discovery log page over NVMe/TCP (port 8009), on the \
+            well-known discovery NQN and on a unique NQN, with change notifications.
+            """,
+        subcommands: [Serve.self, LogPage.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the discovery controller (the default).")
+
+    @OptionGroup var flags: DiscoveryFlags
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "dem")
+        let options = try flags.options(logger: logger)
+        let application: DEMApplication
+        do {
+            application = try await DEMApplication.build(options: options, logger: logger)
+        } catch let error as DiscoverySourceError {
+            throw ValidationError("entries file: \(error)")
+        }
+        for listener in application.listeners.boundAddresses {
+            logger.notice(
+                "discovery controller listening",
+                metadata: [
+                    "address": "\(listener.address)", "port": "\(listener.port)",
+                    "nqn": "\(options.uniqueNQN)", "try": "nvme discover -t tcp -a \(listener.address) -s \(listener.port)",
+                ]
+            )
+        }
+        try await application.serviceGroup.run()
+        logger.notice("dem stopped")
+    }
+}
+
+struct LogPage: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logpage",
+        abstract: "Print the discovery log page dem would serve a host, without serving it."
+    )
+
+    @OptionGroup var flags: DiscoveryFlags
+
+    @Option(name: .customLong("host-nqn"), help: "The host NQN whose page to print.")
+    var hostNQN: String
+
+    @Option(help: "Write the raw page (header and 1024-byte entries) to this file.")
+    var raw: String?
+
+    @Flag(help: "Print the entries as JSON (nvme-cli's field names).")
+    var json = false
+
+    func validate() throws {
+        do { _ = try NQN(hostNQN) } catch { throw ValidationError("--host-nqn: \(error.reason)") }
+    }
+
+    func run() async throws {
+        let logger = Logger(label: "dem")
+        let options = try flags.options(logger: logger)
+        let catalog = DiscoveryCatalog(
+            uniqueNQN: options.uniqueNQN,
+            listeners: options.addresses.map { DiscoveryListenerAddress(address: $0, port: options.port) }
+        )
+        if let path = options.entriesPath {
+            do {
+                catalog.update(entries: try JSONFileDiscoverySource(path: path).load())
+            } catch {
+                throw ValidationError("entries file: \(error)")
+            }
+        }
+        // A fresh dem serves the first generation.
+        let page = catalog.discoveryLogPage(hostNQN: hostNQN)
+        let served = DiscoveryLogPage(generationCounter: 1, entries: page.entries)
+        if let raw {
+            let bytes = served.encoded()
+            try Data(bytes.readableBytesView).write(to: URL(fileURLWithPath: raw))
+        }
+        if json || raw == nil {
+            print(DiscoveryLogJSON.render(served))
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
