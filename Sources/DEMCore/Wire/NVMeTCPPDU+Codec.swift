@@ -280,6 +280,15 @@ extension ByteBuffer {
         let alignment = max(dataAlignment, 1)
         let pdo = hasData ? (unpadded + alignment - 1) / alignment * alignment : 0
         setInteger(UInt8(truncatingIfNeeded: pdo), at: start + 3)
+        // So is PLEN.
+        var length = hlen
+        switch pdu {
+        case .hostToControllerTerminationRequest(let request), .controllerToHostTerminationRequest(let request):
+            length += min(request.pduInError.readableBytes, TerminationRequest.maximumErrorDataLength)
+        default:
+            length = hasData ? pdo + data!.readableBytes + (dataDigest ? 4 : 0) : unpadded
+        }
+        setInteger(UInt32(length), at: start + 4, endianness: .little)
         if headerDigest {
             writeInteger(CRC32C.checksum(self, at: start, length: hlen), endianness: .little)
         }
@@ -304,8 +313,7 @@ extension ByteBuffer {
                 }
             }
         }
-        let length = writerIndex - start
-        setInteger(UInt32(length), at: start + 4, endianness: .little)
+        assert(writerIndex - start == length, "PLEN computed before the header digest must match")
         return length
     }
 }

@@ -1,0 +1,134 @@
+import DEMCore
+import DEMServer
+import Foundation
+import Testing
+
+@Suite("the JSON entries file")
+struct JSONFileDiscoverySourceTests {
+    @Test("nvme-cli's words and numbers both parse, with defaults")
+    func parses() throws {
+        let json = #"""
+            {"entries": [
+              {"subnqn": "nqn.2024-01.io.example:a", "trtype": "tcp", "adrfam": "ipv4", "traddr": "10.0.0.1",
+               "trsvcid": "4420", "portid": 3, "treq": "not required", "sectype": "tls13", "eflags": 1},
+              {"subnqn": "nqn.2024-01.io.example:b", "trtype": "rdma", "adrfam": "ipv6", "traddr": "fe80::1",
+               "trsvcid": 4420, "portid": "7", "subtype": 1, "rdma_prtype": "roce-v2", "hosts": ["nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-4000-8000-000000000001"]}
+            ]}
+            """#
+        let entries = try JSONFileDiscoverySource.parse(Data(json.utf8))
+        #expect(entries.count == 2)
+        let a = entries[0].entry
+        #expect(a.transportType == .tcp && a.addressFamily == .ipv4 && a.subsystemType == .nvm)
+        #expect(a.transportRequirements == .secureChannelNotRequired)
+        #expect(a.transportSpecificAddressSubtype == .tcp(securityType: 2))
+        #expect(a.portIdentifier == 3 && a.controllerIdentifier == 0xFFFF && a.adminMaximumSubmissionQueueSize == 32)
+        #expect(a.entryFlags == .duplicateReturnedInformation)
+        #expect(entries[0].access == .anyHost)
+        let b = entries[1].entry
+        #expect(b.transportType == .rdma && b.addressFamily == .ipv6 && b.subsystemType == .referral)
+        #expect(b.portIdentifier == 7 && b.transportServiceIdentifier == "4420")
+        #expect(b.transportSpecificAddressSubtype == .rdma(queuePairType: 1, providerType: 4, connectionManagementService: 1, partitionKey: 0))
+        #expect(entries[1].access == .hosts(["nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-4000-8000-000000000001"]))
+    }
+
+    @Test(
+        "errors name the field",
+        arguments: [
+            (#"{"entries": [{"trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "4420", "portid": 1}]}"#, "entries[0].subnqn"),
+            (#"{"entries": [{"subnqn": "nqn.x", "trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "4420", "portid": 1}]}"#, "entries[0].subnqn"),
+            (#"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "tcp", "traddr": "10.0.0.300", "trsvcid": "4420", "portid": 1}]}"#, "entries[0].traddr"),
+            (#"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "99999", "portid": 1}]}"#, "entries[0].trsvcid"),
+            (#"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "4420"}]}"#, "entries[0].portid"),
+            (#"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "smoke", "traddr": "10.0.0.1", "trsvcid": "4420", "portid": 1}]}"#, "entries[0].trtype"),
+            (#"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "4420", "portid": 1, "hosts": ["bob"]}]}"#, "entries[0].hosts[0]"),
+            (#"{"entries": {}}"#, "entries"),
+            (#"[1, 2]"#, "entries file"),
+            (#"{"entries": [1}"#, "entries file"),
+        ]
+    )
+    func errorsNameTheField(json: String, field: String) {
+        #expect {
+            _ = try JSONFileDiscoverySource.parse(Data(json.utf8))
+        } throws: { error in
+            (error as? DiscoverySourceError)?.field == field
+        }
+    }
+}
+
+@Suite("the discovery catalog: per-host views and GENCTR")
+struct DiscoveryCatalogTests {
+    static let unique = "nqn.2014-08.org.nvmexpress:uuid:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+
+    func entry(_ name: String, hosts: Set<String>? = nil) -> SourceEntry {
+        SourceEntry(
+            entry: DiscoveryLogEntry(
+                transportType: .tcp,
+                addressFamily: .ipv4,
+                subsystemType: .nvm,
+                portIdentifier: 1,
+                transportServiceIdentifier: "4420",
+                subsystemNQN: "nqn.2024-01.io.example:\(name)",
+                transportAddress: "10.0.0.1"
+            ),
+            access: hosts.map { .hosts($0) } ?? .anyHost
+        )
+    }
+
+    @Test("a host's GENCTR moves only when its own view changes, and only upwards")
+    func generationPerView() {
+        let catalog = DiscoveryCatalog(
+            uniqueNQN: Self.unique,
+            listeners: [DiscoveryListenerAddress(address: "127.0.0.1", port: 8009)],
+            entries: [entry("one")]
+        )
+        #expect(catalog.discoveryLogPage(hostNQN: TestHosts.a).generationCounter == 1)
+        #expect(catalog.discoveryLogPage(hostNQN: TestHosts.b).generationCounter == 1)
+        catalog.update(entries: [entry("one"), entry("a-only", hosts: [TestHosts.a])])
+        #expect(catalog.discoveryLogPage(hostNQN: TestHosts.a).generationCounter == 2)
+        #expect(catalog.discoveryLogPage(hostNQN: TestHosts.b).generationCounter == 1)
+        catalog.update(entries: [entry("one"), entry("a-only", hosts: [TestHosts.a]), entry("b-only", hosts: [TestHosts.b])])
+        #expect(catalog.discoveryLogPage(hostNQN: TestHosts.a).generationCounter == 2)
+        #expect(catalog.discoveryLogPage(hostNQN: TestHosts.b).generationCounter == 3)
+        catalog.update(entries: [entry("one")])
+        #expect(catalog.discoveryLogPage(hostNQN: TestHosts.a).generationCounter == 4)
+        #expect(catalog.discoveryLogPage(hostNQN: TestHosts.b).generationCounter == 4)
+    }
+
+    @Test("an update notifies exactly the registered hosts whose view changed")
+    func notifiesAffectedHosts() {
+        let catalog = DiscoveryCatalog(uniqueNQN: Self.unique, listeners: [], entries: [entry("one")])
+        let counts = NIOLockedCounter()
+        let host = { (nqn: String) in DiscoveryHostContext(hostNQN: nqn, hostIdentifier: [], subsystemNQN: DEMCore.wellKnownDiscoveryNQN) }
+        _ = catalog.discoveryLogPage(for: host(TestHosts.a))
+        let tokenA = catalog.controllerCreated(host(TestHosts.a)) { counts.add("a") }
+        _ = catalog.controllerCreated(host(TestHosts.b)) { counts.add("b") }
+        #expect(catalog.update(entries: [entry("one"), entry("a-only", hosts: [TestHosts.a])]) == 1)
+        #expect(counts.value == ["a": 1])
+        #expect(catalog.update(entries: [entry("one"), entry("a-only", hosts: [TestHosts.a])]) == 0, "no change, no notice")
+        #expect(catalog.update(entries: [entry("two")]) == 2)
+        #expect(counts.value == ["a": 2, "b": 1])
+        catalog.controllerRemoved(tokenA)
+        #expect(catalog.update(entries: [entry("three")]) == 1)
+        #expect(counts.value == ["a": 2, "b": 2])
+    }
+
+    @Test("a wildcard listener's SUBTYPE 3 entry carries the address the host reached")
+    func wildcardListener() {
+        let catalog = DiscoveryCatalog(
+            uniqueNQN: Self.unique,
+            listeners: [DiscoveryListenerAddress(address: "0.0.0.0", port: 8009)]
+        )
+        let page = catalog.discoveryLogPage(hostNQN: TestHosts.a, localAddress: "192.0.2.7")
+        #expect(page.entries.count == 1)
+        #expect(page.entries[0].transportAddress == "192.0.2.7")
+        #expect(page.entries[0].subsystemNQN == Self.unique)
+    }
+}
+
+final class NIOLockedCounter: Sendable {
+    private let box = Mutex<[String: Int]>([:])
+    func add(_ key: String) { box.withLock { $0[key, default: 0] += 1 } }
+    var value: [String: Int] { box.withLock { $0 } }
+}
+
+import Synchronization
