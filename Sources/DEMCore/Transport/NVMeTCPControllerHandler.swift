@@ -53,7 +53,7 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
         let actions: [DiscoveryControllerStateMachine.Action]
         do {
             let pdu = try NVMeTCPPDU.decode(frame: frame, digests: machine.digests)
-            actions = machine.pduReceived(pdu, now: .now())
+            actions = machine.pduReceived(pdu, now: context.eventLoop.now)
         } catch {
             actions = machine.transportErrorCaught(error)
         }
@@ -127,7 +127,7 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
     private func keepAliveTimerFired() {
         guard let context else { return }
         keepAliveCheck = nil
-        run(machine.keepAliveTimerFired(now: .now()), context: context)
+        run(machine.keepAliveTimerFired(now: context.eventLoop.now), context: context)
     }
 
     private func discoveryLogChanged() {
