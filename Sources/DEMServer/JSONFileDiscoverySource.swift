@@ -190,7 +190,7 @@ public struct JSONFileDiscoverySource: DiscoverySource {
                 partitionKey: UInt16(try number("rdma_pkey", default: 0, range: 0...0xFFFF))
             )
         default:
-            tsas = .raw([])
+            tsas = .raw([UInt8](repeating: 0, count: 256))
         }
 
         var access = HostAccess.anyHost

@@ -96,7 +96,7 @@ struct HostControllerWiringTests {
         let length = page.byteCount
         try wire.deliver(
             wire.host.submit(
-                GetLogPageCommand(logPageIdentifier: 0x70, numberOfDwords: UInt32(length / 4))
+                GetLogPageCommand(logPageIdentifier: 0x70, numberOfDwords: UInt64(length / 4))
                     .submissionQueueEntry(commandIdentifier: 0),
                 expectedDataLength: length
             ).actions

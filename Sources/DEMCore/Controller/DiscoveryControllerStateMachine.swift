@@ -38,9 +38,9 @@ public struct DiscoveryControllerStateMachine {
         var submissionQueueHead: UInt16 = 0
 
         var status: UInt32 {
-            var value: UInt32 = configuration & 1  // RDY follows EN
-            if (configuration >> 14) & 0x3 != 0 { value |= 2 << 2 }  // SHST: shutdown complete
-            return value
+            // RDY follows EN until a shutdown completes (SHST 2h), as nvmet reports it.
+            if (configuration >> 14) & 0x3 != 0 { return 2 << 2 }
+            return configuration & 1
         }
         var isReady: Bool { configuration & 1 == 1 && (configuration >> 14) & 0x3 == 0 }
     }
@@ -225,14 +225,13 @@ public struct DiscoveryControllerStateMachine {
         }
         state = .modifying
         controller.lastActivity = now
-        controller.submissionQueueHead = (controller.submissionQueueHead &+ 1) % (controller.submissionQueueSize &+ 1)
-        var actions = execute(capsule, &controller)
+        controller.submissionQueueHead = UInt16((Int(controller.submissionQueueHead) + 1) % (Int(controller.submissionQueueSize) + 1))
+        let actions = execute(capsule, &controller)
         switch state {
         case .modifying: state = .connected(controller)
         case .closed: break
         default: preconditionFailure("unexpected state after a command")
         }
-        if actions.isEmpty { actions = [] }
         return actions
     }
 
@@ -345,8 +344,8 @@ public struct DiscoveryControllerStateMachine {
             let new = UInt32(truncatingIfNeeded: value)
             controller.configuration = new
             if old & 1 == 1 && new & 1 == 0 {
-                // Controller reset: outstanding event requests are gone with it.
-                controller.parkedEventRequests.removeAll()
+                // Controller reset: a notice pending or masked belongs to the old association. Parked
+                // requests stay parked, as with nvmet; they end with the connection.
                 controller.eventPending = false
                 controller.eventMasked = false
             }
@@ -394,7 +393,8 @@ public struct DiscoveryControllerStateMachine {
             // A discovery controller has an admin queue only.
             return invalid(ConnectCommand.CommandOffset.queueIdentifier, inData: false)
         }
-        guard connect.submissionQueueSize > 0 else {
+        guard connect.submissionQueueSize > 0, UInt64(connect.submissionQueueSize) <= Self.capabilities & 0xFFFF else {
+            // SQSIZE is 0's based and at most CAP.MQES.
             return invalid(ConnectCommand.CommandOffset.submissionQueueSize, inData: false)
         }
         let connectData = data.readConnectData()!
@@ -424,7 +424,7 @@ public struct DiscoveryControllerStateMachine {
             keepAliveTimeout: keepAliveTimeout(milliseconds: connect.keepAliveTimeout),
             lastActivity: now,
             submissionQueueSize: connect.submissionQueueSize,
-            submissionQueueHead: 1 % (connect.submissionQueueSize &+ 1)
+            submissionQueueHead: UInt16(1 % (Int(connect.submissionQueueSize) + 1))
         )
         state = .connected(controller)
         return [

@@ -133,7 +133,7 @@ public final class DiscoveryClient: Sendable {
         let command = GetLogPageCommand(
             logPageIdentifier: LogPageIdentifier.discovery,
             retainAsynchronousEvent: retainAsynchronousEvent,
-            numberOfDwords: UInt32(length / 4),
+            numberOfDwords: UInt64(length / 4),
             offset: offset
         )
         let result = try await Self.run(

@@ -22,8 +22,8 @@ public struct GetLogPageCommand: Sendable, Hashable {
     public var logSpecificParameter: UInt8
     /// RAE: retain asynchronous event.
     public var retainAsynchronousEvent: Bool
-    /// Number of dwords to return (NUMDU:NUMDL + 1).
-    public var numberOfDwords: UInt32
+    /// Number of dwords to return (NUMDU:NUMDL + 1, so up to 2^32).
+    public var numberOfDwords: UInt64
     /// LSI.
     public var logSpecificIdentifier: UInt16
     /// Byte offset into the page (LPOU:LPOL).
@@ -33,7 +33,7 @@ public struct GetLogPageCommand: Sendable, Hashable {
         logPageIdentifier: UInt8,
         logSpecificParameter: UInt8 = 0,
         retainAsynchronousEvent: Bool = false,
-        numberOfDwords: UInt32,
+        numberOfDwords: UInt64,
         logSpecificIdentifier: UInt16 = 0,
         offset: UInt64 = 0
     ) {
@@ -50,17 +50,18 @@ public struct GetLogPageCommand: Sendable, Hashable {
         self.logPageIdentifier = UInt8(truncatingIfNeeded: entry.cdw10)
         self.logSpecificParameter = UInt8(truncatingIfNeeded: entry.cdw10 >> 8) & 0x7F
         self.retainAsynchronousEvent = entry.cdw10 & (1 << 15) != 0
-        self.numberOfDwords = ((entry.cdw10 >> 16) | (entry.cdw11 & 0xFFFF) << 16) &+ 1
+        self.numberOfDwords = UInt64((entry.cdw10 >> 16) | (entry.cdw11 & 0xFFFF) << 16) + 1
         self.logSpecificIdentifier = UInt16(truncatingIfNeeded: entry.cdw11 >> 16)
         self.offset = UInt64(entry.cdw12) | UInt64(entry.cdw13) << 32
     }
 
     /// Length in bytes.
-    public var length: UInt64 { UInt64(numberOfDwords) * 4 }
+    public var length: UInt64 { numberOfDwords * 4 }
 
     /// The SQE for this command, reading into a transport data block.
     public func submissionQueueEntry(commandIdentifier: UInt16) -> SubmissionQueueEntry {
-        let numd = numberOfDwords &- 1
+        precondition((1...(1 << 32)).contains(numberOfDwords), "NUMD is 1...2^32 dwords")
+        let numd = UInt32(numberOfDwords - 1)
         return SubmissionQueueEntry(
             opcode: AdminOpcode.getLogPage,
             commandIdentifier: commandIdentifier,

@@ -63,7 +63,7 @@ public enum TransportSpecificAddressSubtype: Sendable, Hashable {
     case rdma(queuePairType: UInt8, providerType: UInt8, connectionManagementService: UInt8, partitionKey: UInt16)
     /// TCP: SECTYPE (0 none, 1 TLS 1.2, 2 TLS 1.3).
     case tcp(securityType: UInt8)
-    /// Any other transport: the raw 256 bytes.
+    /// Any other transport: the raw 256 bytes (shorter arrays are written zero-padded).
     case raw([UInt8])
 
     /// RDMA defaults nvmet uses: reliable connected, no provider type, RDMA_CM.
@@ -131,7 +131,8 @@ public struct DiscoveryLogEntry: Sendable, Hashable {
         self.transportAddress = transportAddress
         self.transportSpecificAddressSubtype =
             transportSpecificAddressSubtype
-            ?? (transportType == .rdma ? .rdmaDefault : transportType == .tcp ? .tcp(securityType: 0) : .raw([]))
+            ?? (transportType == .rdma
+                ? .rdmaDefault : transportType == .tcp ? .tcp(securityType: 0) : .raw([UInt8](repeating: 0, count: 256)))
     }
 }
 
