@@ -1,0 +1,218 @@
+# lib.sh - helpers for the dem interop guest scenarios (busybox ash).
+# run-guest.sh installs this as /usr/lib/dem-interop/lib.sh; /init sources it
+# before running /scenario.sh.  A scenario's host side may share parameters as
+# /host/params.sh (sourced here) and expected files under /host/expect/.
+CFG=/sys/kernel/config/nvmet
+DC_ADDR=10.0.2.2          # the host's 127.0.0.1 as seen from the guest
+DC_PORT=8009
+CMD_TIMEOUT=60            # seconds, for every command run through run/check
+[ -f /host/params.sh ] && . /host/params.sh
+DC="-t tcp -a $DC_ADDR -s $DC_PORT"
+
+# ---------------------------------------------------------------- results
+# result NAME PASS|FAIL [detail]  -> "@@RESULT NAME PASS|FAIL detail@@" on the console
+result() {
+    local d
+    d=$(printf '%s' "${3:-}" | tr '\n\r@' '  _' | cut -c1-400)
+    echo "@@RESULT $1 $2${d:+ $d}@@"
+}
+pass() { result "$1" PASS; }
+fail() { result "$1" FAIL "$2"; }
+
+# run CMD... : echo and run CMD with a timeout; stdout -> /tmp/out, stderr -> /tmp/err
+# (both also echoed).  Returns CMD's status (143 when the timeout killed it).
+run() {
+    local t0 rc
+    echo "+ $*"
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    timeout "$CMD_TIMEOUT" "$@" > /tmp/out 2> /tmp/err
+    rc=$?
+    cat /tmp/out
+    [ -s /tmp/err ] && sed 's/^/  stderr: /' /tmp/err
+    echo "  -> rc=$rc in $(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN{printf "%.2f", b-a}')s"
+    return $rc
+}
+# why RC : short failure detail from the last run
+why() {
+    local t=""
+    [ "$1" = 143 ] && t=" (killed after ${CMD_TIMEOUT}s)"
+    echo "rc=$1$t: $(tail -n 3 /tmp/err /tmp/out 2>/dev/null | grep -v '^==>' | grep . | tail -n 2 | tr '\n' ' ')"
+}
+# check NAME CMD... : run CMD; PASS when it exits 0
+check() {
+    local name=$1 rc
+    shift
+    run "$@"; rc=$?
+    if [ $rc = 0 ]; then pass "$name"; return 0; fi
+    fail "$name" "$(why $rc)"
+    return 1
+}
+
+# ---------------------------------------------------------------- discovery log checks
+# json_subnqns FILE : the subnqn of every record in nvme-cli JSON output, one per line
+json_subnqns() { grep -o '"subnqn" *: *"[^"]*"' "$1" | sed 's/.*: *"//; s/"$//'; }
+# json_records FILE : one line per record of nvme-cli JSON output: subtype|subnqn|traddr|trsvcid
+json_records() {
+    awk -F'"' '
+        /^ *\{/ { st=""; nqn=""; ta=""; ts="" }
+        $2=="subtype" { st=$4 } $2=="subnqn" { nqn=$4 } $2=="traddr" { ta=$4 } $2=="trsvcid" { ts=$4 }
+        /^ *\}/ && nqn!="" { print st "|" nqn "|" ta "|" ts; nqn="" }' "$1"
+}
+# list_problems GOTFILE WANTFILE [HIDEFILE] : prints what is missing / unexpected, if anything
+list_problems() {
+    local n miss="" nmiss=0 extra="" nextra=0
+    for n in $(cat "$2"); do
+        grep -qxF "$n" "$1" || { nmiss=$((nmiss+1)); [ $nmiss -le 3 ] && miss="$miss $n"; }
+    done
+    if [ -n "${3:-}" ] && [ -f "$3" ]; then
+        for n in $(cat "$3"); do
+            grep -qxF "$n" "$1" && { nextra=$((nextra+1)); [ $nextra -le 3 ] && extra="$extra $n"; }
+        done
+    fi
+    [ $nmiss = 0 ] || printf 'missing %s of %s:%s%s; ' $nmiss "$(wc -l < "$2")" "$miss" "$([ $nmiss -gt 3 ] && echo ' ...')"
+    [ $nextra = 0 ] || printf 'listed but must be hidden (%s):%s; ' $nextra "$extra"
+}
+# raw_problems GOT EXPECTED : prints how two raw discovery log pages differ, if they do
+raw_problems() {
+    local gs es first off where
+    [ -s "$1" ] || { echo "no raw page written"; return; }
+    [ -s "$2" ] || { echo "no expected page $2"; return; }
+    cmp -s "$1" "$2" && return
+    gs=$(wc -c < "$1"); es=$(wc -c < "$2")
+    first=$(cmp "$1" "$2" 2>&1 | head -n 1)
+    off=$(cmp -l "$1" "$2" 2>/dev/null | head -n 1 | awk '{print $1-1}')
+    if [ -n "$off" ]; then
+        if [ "$off" -lt 1024 ]; then where="header byte $off"
+        else where="entry $(( (off-1024)/1024 )) byte $(( (off-1024)%1024 ))"; fi
+        echo "got $gs bytes, dem logpage $es bytes; first difference at offset $off ($where), $(cmp -l "$1" "$2" 2>/dev/null | wc -l) bytes differ"
+    else
+        echo "got $gs bytes, dem logpage $es bytes: $first"
+    fi
+    echo "--- got (header):"; xxd -l 32 "$1"
+    echo "--- expected (header):"; xxd -l 32 "$2"
+    if [ -n "$off" ]; then
+        echo "--- got / expected around offset $off:"
+        xxd -s $((off/16*16)) -l 48 "$1"; xxd -s $((off/16*16)) -l 48 "$2"
+    fi
+}
+# discover_json NAME WANT [HIDE] -- nvme-discover-args... : nvme discover -o json, then
+# PASS when it succeeded, lists every subnqn of WANT and none of HIDE.  JSON kept in /tmp/NAME.json
+discover_json() {
+    local name=$1 want=$2 hide="" rc p
+    shift 2
+    [ "$1" != "--" ] && { hide=$1; shift; }
+    shift
+    run nvme discover "$@" -o json; rc=$?
+    cp /tmp/out "/tmp/$name.json"
+    [ $rc = 0 ] || { fail "$name" "nvme discover $(why $rc)"; return 1; }
+    json_subnqns "/tmp/$name.json" > "/tmp/$name.subnqns"
+    p=$(list_problems "/tmp/$name.subnqns" "$want" "$hide")
+    [ -z "$p" ] && { pass "$name"; return 0; }
+    fail "$name" "$p(page has $(wc -l < "/tmp/$name.subnqns") records)"
+    return 1
+}
+# discover_raw NAME EXPECTED -- nvme-discover-args... : nvme discover --raw, PASS when
+# the page written is byte-identical to EXPECTED (made on the host by `dem logpage --raw`)
+discover_raw() {
+    local name=$1 exp=$2 rc p
+    shift 3
+    rm -f "/tmp/$name.bin"
+    run nvme discover "$@" --raw="/tmp/$name.bin"; rc=$?
+    [ $rc = 0 ] || { fail "$name" "nvme discover $(why $rc)"; return 1; }
+    p=$(raw_problems "/tmp/$name.bin" "$exp")
+    [ -z "$p" ] && { pass "$name"; return 0; }
+    echo "$p"
+    fail "$name" "$(echo "$p" | head -n 1)"
+    return 1
+}
+
+# ---------------------------------------------------------------- host steps
+# host_step TAG [SECS] : ask the host (run-guest.sh -H TAG=CMD) to run its command for
+# TAG, and wait until it answers "GO TAG" on the console (bounded).
+host_step() {
+    local tag=$1 t=${2:-60} line
+    echo "@@HOST $tag@@"
+    while read -t "$t" line; do
+        case "$line" in *"GO $tag"*) echo "host step $tag done"; return 0 ;; esac
+    done
+    echo "host step $tag: timed out"
+    return 1
+}
+
+# ---------------------------------------------------------------- kernel target (nvmet)
+nullb_memory() { # nullb_memory N : N memory-backed null_blk devices (data reads back)
+    modprobe null_blk nr_devices="$1" gb=1 bs=512 memory_backed=1
+}
+nvmet_subsys() { # nvmet_subsys NQN : subsystem that allows any host
+    mkdir -p "$CFG/subsystems/$1" && echo 1 > "$CFG/subsystems/$1/attr_allow_any_host"
+}
+nvmet_ns() { # nvmet_ns NQN NSID DEV
+    mkdir -p "$CFG/subsystems/$1/namespaces/$2" &&
+    echo -n "$3" > "$CFG/subsystems/$1/namespaces/$2/device_path" &&
+    echo 1 > "$CFG/subsystems/$1/namespaces/$2/enable"
+}
+nvmet_port() { # nvmet_port ID TRTYPE TRADDR TRSVCID [ADRFAM]
+    local p=$CFG/ports/$1
+    mkdir -p "$p" &&
+    echo "$2" > "$p/addr_trtype" && echo "${5:-ipv4}" > "$p/addr_adrfam" &&
+    echo "$3" > "$p/addr_traddr" && echo "$4" > "$p/addr_trsvcid"
+}
+nvmet_link() { # nvmet_link PORTID NQN
+    ln -s "$CFG/subsystems/$2" "$CFG/ports/$1/subsystems/$2"
+}
+
+# ---------------------------------------------------------------- kernel host state
+# dc_ctrl : name (nvmeN) of a controller connected to dem at DC_ADDR:DC_PORT
+dc_ctrl() {
+    local c
+    for c in /sys/class/nvme/nvme*; do
+        [ -f "$c/address" ] || continue
+        case "$(cat "$c/address")" in
+            *"traddr=$DC_ADDR,trsvcid=$DC_PORT"*) basename "$c"; return 0 ;;
+        esac
+    done
+    return 1
+}
+# ns_dev NQN : block device (/dev/nvmeXnY) of the first namespace of subsystem NQN
+ns_dev() {
+    local s d c
+    for s in /sys/class/nvme-subsystem/nvme-subsys*; do
+        [ "$(cat "$s/subsysnqn" 2>/dev/null)" = "$1" ] || continue
+        for d in "$s"/nvme*n*; do
+            [ -e "$d" ] && [ -b "/dev/$(basename "$d")" ] && { echo "/dev/$(basename "$d")"; return 0; }
+        done
+    done
+    for c in /sys/class/nvme/nvme*; do   # without native multipath
+        [ "$(cat "$c/subsysnqn" 2>/dev/null)" = "$1" ] || continue
+        for d in "$c"/nvme*n*; do
+            [ -b "/dev/$(basename "$d")" ] && { echo "/dev/$(basename "$d")"; return 0; }
+        done
+    done
+    return 1
+}
+nvme_state() { # print the kernel's NVMe controllers (name, state, transport address, subsystem NQN)
+    local c
+    for c in /sys/class/nvme/nvme*; do
+        [ -e "$c" ] || continue
+        echo "$(basename "$c") $(cat "$c/state" 2>/dev/null) $(cat "$c/transport" 2>/dev/null) [$(cat "$c/address" 2>/dev/null)] $(cat "$c/subsysnqn" 2>/dev/null)"
+    done
+}
+# aen_watch FILE : append every NVMe AEN uevent the kernel raises to FILE
+# (NVME_AEN=0x70f002 is "discovery log page changed"; DEVNAME names the controller)
+aen_watch() {
+    ( busybox uevent sh -c 'env | grep -q NVME_AEN && { echo ---; env | grep -E "^(NVME_|DEVNAME)"; } >> '"$1" ) &
+}
+# aen_wait FILE CODE N SECS : wait until FILE holds N events NVME_AEN=CODE
+aen_wait() {
+    local i=0 n
+    while [ $i -lt $(($4 * 10)) ]; do
+        n=$(grep -c "NVME_AEN=$2" "$1" 2>/dev/null)
+        [ "${n:-0}" -ge "$3" ] && return 0
+        sleep 0.1; i=$((i+1))
+    done
+    return 1
+}
+dmesg_nvme() { # the kernel's NVMe messages (for the scenario log)
+    echo "--- dmesg (nvme) ---"
+    dmesg | grep -iE 'nvme|nvmet' | tail -n "${1:-40}"
+}

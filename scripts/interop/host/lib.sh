@@ -1,0 +1,324 @@
+# lib.sh - host side of the dem interop scenarios (bash; sourced by scenarios/*.sh).
+# shellcheck shell=bash
+#
+# A scenario script:  . host/lib.sh; scenario_begin NAME; write_entries ...; dem_logpage ...;
+#   capture_start; dem_start && { run_guest GUEST.sh SECS ...; dem_stop;
+#   guest_results "expected guest check names"; }; capture_stop; tshark_checks; scenario_end
+# Results go to $OUT/results.txt, one line per check: "PASS name" or "FAIL name (detail)".
+# Env: DEM_BIN (required), DEM_LAB_CACHE, DEM_LAB_LOGS, DEM_INTEROP_OUT (this scenario's
+#      log dir), DEM_LOG_LEVEL (default debug), DEM_PORT (default 8009).
+set -uo pipefail
+IROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)      # scripts/interop
+# shellcheck source=common.sh
+. "$IROOT/host/common.sh"
+CACHE=${DEM_LAB_CACHE:-/tmp/dem-lab-cache}
+LOGS=${DEM_LAB_LOGS:-/tmp/dem-lab-logs}
+DC_PORT=${DEM_PORT:-8009}
+DEM_PID="" CAP_PID="" GUEST_PID=""
+
+# ---------------------------------------------------------------- results
+record() { # record PASS|FAIL NAME [detail]
+    local line="$1 $2"
+    [ "$1" = FAIL ] && line="$line (${3:-failed})"
+    echo "$line" >> "$RESULTS"
+    echo "[$SCEN] $line"
+}
+
+# ---------------------------------------------------------------- lifecycle
+scenario_begin() { # scenario_begin NAME
+    SCEN=$1
+    OUT=${DEM_INTEROP_OUT:-$LOGS/$SCEN-$(date +%Y%m%d-%H%M%S)}
+    mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
+    RESULTS=$OUT/results.txt; : > "$RESULTS"
+    SHARE=$OUT/share; rm -rf "$SHARE"; mkdir -p "$SHARE/expect"
+    DATA=$(mktemp -d "${TMPDIR:-/tmp}/dem-interop-data.XXXXXX")
+    ENTRIES=$OUT/entries.json
+    trap scenario_cleanup EXIT
+    trap 'echo "[$SCEN] interrupted"; exit 143' TERM
+    trap 'echo "[$SCEN] interrupted"; exit 130' INT
+    [ -n "${DEM_BIN:-}" ] && [ -x "$DEM_BIN" ] || { echo "[$SCEN] DEM_BIN is not an executable: '${DEM_BIN:-}'" >&2; exit 2; }
+    [ -s "$CACHE/guest-hostnqn" ] && [ -s "$CACHE/guest-hostid" ] \
+        || { echo "[$SCEN] no guest identity in $CACHE: run build-guest.sh" >&2; exit 2; }
+    # shellcheck disable=SC2034  # used by the scenario scripts
+    GUEST_HOSTNQN=$(cat "$CACHE/guest-hostnqn")
+    # shellcheck disable=SC2034
+    GUEST_HOSTID=$(cat "$CACHE/guest-hostid")
+    DC_NQN="nqn.2024-01.io.example:dem-interop-dc-$SCEN"
+    # parameters for the guest (sourced by the guest's lib.sh)
+    { echo "DC_PORT=$DC_PORT"; echo "DC_NQN=$DC_NQN"; } > "$SHARE/params.sh"
+    echo "[$SCEN] logs in $OUT"
+}
+scenario_cleanup() {
+    [ -n "$GUEST_PID" ] && kill "$GUEST_PID" 2>/dev/null && wait "$GUEST_PID" 2>/dev/null
+    GUEST_PID=""
+    [ -n "$DEM_PID" ] && { kill -KILL -- -"$DEM_PID" 2>/dev/null; wait "$DEM_PID" 2>/dev/null; }
+    DEM_PID=""
+    [ -n "$CAP_PID" ] && { kill -INT -- -"$CAP_PID" 2>/dev/null; sleep 0.5; kill -KILL -- -"$CAP_PID" 2>/dev/null; wait "$CAP_PID" 2>/dev/null; }
+    CAP_PID=""
+    if [ -n "${DATA:-}" ] && [ -d "$DATA" ]; then
+        rm -rf "$OUT/data-dir"; cp -a "$DATA" "$OUT/data-dir" 2>/dev/null   # dem's state, for the logs
+        rm -rf "$DATA"
+    fi
+}
+param() { echo "$1=$2" >> "$SHARE/params.sh"; }   # param NAME VALUE : a guest variable
+
+# ---------------------------------------------------------------- entries files
+# entry SUBNQN TRADDR TRSVCID PORTID [HOSTNQN...] : one entry object (no hosts = any host)
+entry() {
+    local nqn=$1 addr=$2 svc=$3 pid=$4 h hosts=""
+    shift 4
+    for h in "$@"; do hosts="$hosts${hosts:+, }\"$h\""; done
+    printf '    { "subnqn": "%s", "trtype": "tcp", "adrfam": "ipv4", "traddr": "%s", "trsvcid": "%s", "portid": %s%s }' \
+        "$nqn" "$addr" "$svc" "$pid" "${hosts:+, \"hosts\": [$hosts]}"
+}
+# write_entries FILE ENTRY... : write {"entries": [...]} atomically (temp file + rename)
+write_entries() {
+    local f=$1 e first=1
+    shift
+    {
+        echo '{ "entries": ['
+        for e in "$@"; do
+            [ $first = 1 ] || echo ','
+            printf '%s' "$e"; first=0
+        done
+        echo; echo '] }'
+    } > "$f.tmp.$$" && mv -f "$f.tmp.$$" "$f"
+}
+# expect_list NAME NQN... : the subnqns a guest check expects listed (NAME.want) or hidden (NAME.hide)
+expect_list() { local f=$SHARE/expect/$1; shift; printf '%s\n' "$@" > "$f"; }
+
+# ---------------------------------------------------------------- dem
+dem_common_args() { echo "--address 127.0.0.1 --port $DC_PORT --dc-nqn $DC_NQN --data-dir $DATA"; }
+# dem_logpage NAME HOSTNQN : expected raw page for HOSTNQN -> $SHARE/expect/NAME.bin
+# (and dem's JSON rendering -> $OUT/logpage-NAME.json); a failure fails dem-logpage-SCEN
+DEM_LOGPAGE_ERR=""
+dem_logpage() {
+    local name=$1 host=$2 rc
+    # shellcheck disable=SC2046
+    timeout 60 "$DEM_BIN" logpage --host-nqn "$host" --entries "$ENTRIES" $(dem_common_args) \
+        --raw "$SHARE/expect/$name.bin" > "$OUT/logpage-$name.out" 2> "$OUT/logpage-$name.log" < /dev/null
+    rc=$?
+    if [ $rc != 0 ] || [ ! -s "$SHARE/expect/$name.bin" ]; then
+        DEM_LOGPAGE_ERR="${DEM_LOGPAGE_ERR}${DEM_LOGPAGE_ERR:+; }$name: rc=$rc $(tail -n 1 "$OUT/logpage-$name.log" 2>/dev/null)"
+        rm -f "$SHARE/expect/$name.bin"
+        return 1
+    fi
+    # shellcheck disable=SC2046
+    timeout 60 "$DEM_BIN" logpage --host-nqn "$host" --entries "$ENTRIES" $(dem_common_args) \
+        --json > "$OUT/logpage-$name.json" 2>> "$OUT/logpage-$name.log" < /dev/null
+    return 0
+}
+dem_logpage_result() {
+    if [ -z "$DEM_LOGPAGE_ERR" ]; then record PASS "dem-logpage-$SCEN"
+    else record FAIL "dem-logpage-$SCEN" "$DEM_LOGPAGE_ERR"; fi
+}
+alive() { [ -n "$1" ] && [ -e "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+listening() { ss -Hltn "sport = :$DC_PORT" 2>/dev/null | grep -q .; }
+# dem_start [extra dem args] : dem serve on 127.0.0.1:DC_PORT in its own process group;
+# records dem-start-SCEN; returns non-zero when dem is not listening within 30 s
+dem_start() {
+    local _
+    if listening; then
+        record FAIL "dem-start-$SCEN" "port $DC_PORT is already in use: $(ss -Hltnp "sport = :$DC_PORT" | head -n 1)"
+        return 1
+    fi
+    echo "[$SCEN] dem serve --entries $ENTRIES $(dem_common_args) $*"
+    # shellcheck disable=SC2046
+    setsid "$DEM_BIN" serve --entries "$ENTRIES" $(dem_common_args) \
+        --log-level "${DEM_LOG_LEVEL:-debug}" "$@" > "$OUT/dem.stdout" 2> "$OUT/dem.log" < /dev/null &
+    DEM_PID=$!
+    DEM_T0=$EPOCHREALTIME
+    for _ in $(seq 1 300); do
+        listening && { record PASS "dem-start-$SCEN"; echo "[$SCEN] dem (pid $DEM_PID) listening after $(elapsed "$DEM_T0")s"; return 0; }
+        alive "$DEM_PID" || break
+        sleep 0.1
+    done
+    if alive "$DEM_PID"; then
+        record FAIL "dem-start-$SCEN" "not listening on 127.0.0.1:$DC_PORT after 30 s"
+    else
+        wait "$DEM_PID"; local rc=$?
+        record FAIL "dem-start-$SCEN" "exited with status $rc before listening: $(tail -n 1 "$OUT/dem.log")"
+        DEM_PID=""
+    fi
+    return 1
+}
+# dem_hang_report PID : what a dem that does not exit is doing (thread states, kernel wait
+# channels, open sockets, and a backtrace of every thread when gdb is there)
+dem_hang_report() {
+    local p=$1 t states
+    states=$(for t in /proc/"$p"/task/*; do awk '{print $3}' "$t/stat" 2>/dev/null; done | sort | uniq -c | tr -s ' \n' ' ')
+    echo "threads: $(ls /proc/"$p"/task | wc -l) (states:$states)"
+    for t in /proc/"$p"/task/*; do
+        echo "  tid $(basename "$t") $(cat "$t/comm" 2>/dev/null) state=$(awk '{print $3}' "$t/stat" 2>/dev/null) wchan=$(cat "$t/wchan" 2>/dev/null)"
+    done
+    echo "sockets:"; ss -tanp 2>/dev/null | grep "pid=$p," | sed 's/^/  /'
+    if command -v gdb > /dev/null; then
+        echo "gdb backtraces:"
+        timeout 60 gdb -p "$p" -batch -ex 'thread apply all bt 30' 2>&1 | grep -E '^(Thread|#)' | head -n 400
+    fi
+}
+# dem_stop : SIGTERM, expect a clean exit (status 0) within 10 s; records dem-stop-SCEN
+dem_stop() {
+    local _ rc
+    [ -n "$DEM_PID" ] || return 0
+    if ! alive "$DEM_PID"; then
+        wait "$DEM_PID"; rc=$?
+        record FAIL "dem-stop-$SCEN" "dem had already exited (status $rc) before the end of the scenario"
+    else
+        kill -TERM "$DEM_PID"
+        for _ in $(seq 1 100); do alive "$DEM_PID" || break; sleep 0.1; done
+        if alive "$DEM_PID"; then
+            dem_hang_report "$DEM_PID" > "$OUT/dem-hang.txt" 2>&1
+            kill -KILL -- -"$DEM_PID" 2>/dev/null; wait "$DEM_PID" 2>/dev/null
+            record FAIL "dem-stop-$SCEN" "still running 10 s after SIGTERM (killed; threads and backtraces in dem-hang.txt: $(grep -m1 '^threads:' "$OUT/dem-hang.txt"))"
+        else
+            wait "$DEM_PID"; rc=$?
+            if [ $rc = 0 ]; then record PASS "dem-stop-$SCEN"
+            else record FAIL "dem-stop-$SCEN" "exit status $rc after SIGTERM"; fi
+        fi
+    fi
+    kill -KILL -- -"$DEM_PID" 2>/dev/null   # anything left in its process group
+    DEM_PID=""
+}
+
+# ---------------------------------------------------------------- guest
+# run_guest GUEST_SCRIPT TIMEOUT [run-guest.sh options] : boot with $SHARE at /host
+run_guest() {
+    local g=$1 t=$2 rc
+    shift 2
+    echo "$DEM_PID" > "$OUT/dem.pid"
+    # shellcheck disable=SC2086
+    "$IROOT/run-guest.sh" -o "$OUT/guest" -t "$t" -S "$SHARE" ${DEM_INTEROP_GUEST_OPTS:-} "$@" "$g" \
+        > "$OUT/run-guest.log" 2>&1 &
+    GUEST_PID=$!
+    wait "$GUEST_PID"; rc=$?
+    GUEST_PID=""
+    sed -n 's/^\[run-guest\] \(qemu rc\|HARD\|GUEST KERNEL\|host step\)/  \1/p' "$OUT/run-guest.log" | sed "s/^/[$SCEN]/"
+    return $rc
+}
+# guest_results EXPECTED_NAMES : copy the guest's @@RESULT lines into the results; every
+# expected name without a result fails (the guest crashed, hung or was skipped)
+guest_results() {
+    local con=$OUT/guest/console.log n st d why line
+    if [ -f "$con" ]; then
+        grep -a -o '@@RESULT [^@]*@@' "$con" | sed 's/^@@RESULT //; s/@@$//' | while IFS= read -r line; do
+            n=${line%% *}; line=${line#"$n"}; line=${line# }
+            st=${line%% *}; d=${line#"$st"}; d=${d# }
+            record "$st" "$n" "$d"
+        done
+    fi
+    why="no result"
+    if grep -q '^crash' "$OUT/guest/timings" 2>/dev/null; then
+        why="no result: guest kernel crashed: $(sed -n 's/^crash //p' "$OUT/guest/timings" | head -n 1)"
+    elif grep -q '^timeout' "$OUT/guest/timings" 2>/dev/null; then why="no result: guest hit its hard timeout"
+    elif ! grep -aq '@@BOOTED' "$con" 2>/dev/null; then why="no result: guest did not boot"
+    elif ! grep -aq '@@SCENARIO_EXIT' "$con" 2>/dev/null; then why="no result: guest scenario did not finish"
+    fi
+    for n in $1; do
+        grep -q "^[A-Z]* $n\( \|$\)" "$RESULTS" || record FAIL "$n" "$why"
+    done
+}
+# skip_guest EXPECTED_NAMES REASON : fail every guest check (dem did not start)
+skip_guest() { local n; for n in $1; do record FAIL "$n" "$2"; done; }
+
+# ---------------------------------------------------------------- tshark
+# capture_start : tshark on lo, tcp port DC_PORT -> $OUT/lo.pcapng (waits until capturing)
+capture_start() {
+    local _
+    setsid tshark -i lo -f "tcp port $DC_PORT" -w "$OUT/lo.pcapng" > "$OUT/tshark-capture.log" 2>&1 < /dev/null &
+    CAP_PID=$!
+    for _ in $(seq 1 200); do
+        grep -q "Capturing on" "$OUT/tshark-capture.log" 2>/dev/null && return 0
+        alive "$CAP_PID" || break
+        sleep 0.1
+    done
+    echo "[$SCEN] tshark capture did not start: $(tail -n 2 "$OUT/tshark-capture.log")"
+    return 1
+}
+capture_stop() {
+    local _
+    [ -n "$CAP_PID" ] || return 0
+    sleep 0.5
+    kill -INT -- -"$CAP_PID" 2>/dev/null
+    for _ in $(seq 1 100); do alive "$CAP_PID" || break; sleep 0.1; done
+    kill -KILL -- -"$CAP_PID" 2>/dev/null
+    wait "$CAP_PID" 2>/dev/null
+    CAP_PID=""
+}
+# tshark_checks [digests] : decode the capture as NVMe/TCP (digests verified).
+#   tshark-SCEN-decode  : ICReq/ICResp PDUs and discovery log page data were decoded
+#   tshark-SCEN-clean   : no malformed packet, no expert info of severity error, no bad digest
+#   tshark-SCEN-digests : (with "digests") an ICReq asking for header+data digests was
+#                         answered with both enabled and digests were seen and verified
+TSHARK_DEC=""
+tshark_checks() {
+    local f=$OUT/lo.pcapng icreq icresp logs bad rc n1 n2 n3 hd dd
+    TSHARK_DEC="-d tcp.port==$DC_PORT,nvme-tcp -o nvme-tcp.check_hdgst:TRUE -o nvme-tcp.check_ddgst:TRUE"
+    if [ ! -s "$f" ]; then
+        record FAIL "tshark-$SCEN-decode" "no capture file"
+        record FAIL "tshark-$SCEN-clean" "no capture file"
+        [ "${1:-}" = digests ] && record FAIL "tshark-$SCEN-digests" "no capture file"
+        return
+    fi
+    ts() { tshark -r "$f" $TSHARK_DEC "$@" 2>> "$OUT/tshark-read.err"; }
+    : > "$OUT/tshark-read.err"
+    ts -Y nvme-tcp > "$OUT/tshark-decode.txt"
+    ts -Y nvme-tcp -V > "$OUT/tshark-verbose.txt"
+    icreq=$(grep -c "Initialize Connection Request" "$OUT/tshark-decode.txt")
+    icresp=$(grep -c "Initialize Connection Response" "$OUT/tshark-decode.txt")
+    logs=$(ts -Y 'nvme.cmd.get_logpage.identify.numrec' -T fields -e frame.number | wc -l)
+    if [ "$icreq" -ge 1 ] && [ "$icresp" -ge 1 ] && [ "$logs" -ge 1 ]; then
+        record PASS "tshark-$SCEN-decode"
+    else
+        record FAIL "tshark-$SCEN-decode" "decoded $icreq ICReq, $icresp ICResp, $logs discovery log page headers in $(wc -l < "$OUT/tshark-decode.txt") NVMe/TCP frames"
+    fi
+    ts -Y '_ws.malformed || _ws.expert.severity >= "error" || nvme-tcp.hdgst.status == 0 || nvme-tcp.ddgst.status == 0' \
+        > "$OUT/tshark-errors.txt"
+    rc=$?
+    bad=$(grep -c . "$OUT/tshark-errors.txt")
+    if [ $rc != 0 ]; then
+        record FAIL "tshark-$SCEN-clean" "tshark failed (status $rc): $(grep -v 'Running as user' "$OUT/tshark-read.err" | tail -n 1)"
+    elif [ "$bad" = 0 ]; then
+        record PASS "tshark-$SCEN-clean"
+    else
+        ts -Y '_ws.malformed || _ws.expert.severity >= "error" || nvme-tcp.hdgst.status == 0 || nvme-tcp.ddgst.status == 0' \
+            -T fields -e frame.number -e _ws.col.Info -e _ws.expert.message > "$OUT/tshark-errors-detail.txt"
+        record FAIL "tshark-$SCEN-clean" "$bad frames malformed, with expert errors or bad digests, first: $(head -n 1 "$OUT/tshark-errors-detail.txt" | tr '\t' ' ' | tr -s ' ' | cut -c1-200)"
+    fi
+    if [ "${1:-}" = digests ]; then
+        n1=$(ts -Y 'nvme-tcp.icreq.digest == 3' -T fields -e frame.number | wc -l)
+        n2=$(ts -Y 'nvme-tcp.icresp.digest == 3' -T fields -e frame.number | wc -l)
+        hd=$(ts -Y 'nvme-tcp.hdgst.status == 1' -T fields -e frame.number | wc -l)
+        dd=$(ts -Y 'nvme-tcp.ddgst.status == 1' -T fields -e frame.number | wc -l)
+        n3=$(ts -Y 'nvme-tcp.hdgst.status == 0 || nvme-tcp.ddgst.status == 0' -T fields -e frame.number | wc -l)
+        if [ "$n1" -ge 1 ] && [ "$n2" -ge "$n1" ] && [ "$hd" -ge 1 ] && [ "$dd" -ge 1 ] && [ "$n3" = 0 ]; then
+            record PASS "tshark-$SCEN-digests"
+        else
+            record FAIL "tshark-$SCEN-digests" "$n1 ICReq asked for header+data digests, $n2 ICResp enabled both; PDUs with a verified header digest: $hd, data digest: $dd, bad: $n3"
+        fi
+    fi
+}
+
+# ---------------------------------------------------------------- end
+# scenario_end : diagnostics for failures (dem log tail, guest console/dmesg tail)
+scenario_end() {
+    if grep -q '^FAIL' "$RESULTS"; then
+        {
+            echo "==== dem log tail ($OUT/dem.log)"
+            tail -n "${DEM_LOG_TAIL:-40}" "$OUT/dem.log" 2>/dev/null
+            if [ -f "$OUT/guest/console.log" ]; then
+                echo "==== guest output of the failed checks ($OUT/guest/console.log)"
+                tr -d '\r' < "$OUT/guest/console.log" | awk '
+                    /^\[ *[0-9]+\.[0-9]+\] / { next }                       # kernel lines: below
+                    /@@RESULT [^ ]* FAIL/ { split($0, a, " "); print "-- " a[2] ":";
+                                            for (i = (k > 12 ? k - 12 : 0); i < k; i++) print "   " buf[i];
+                                            k = 0; next }
+                    /@@RESULT / { k = 0; next }
+                    /@@/ { next }
+                    { buf[k++] = $0 }'
+                echo "==== guest kernel messages (nvme)"
+                tr -d '\r' < "$OUT/guest/console.log" | grep -a -E '^\[ *[0-9.]+\] .*nvme' | grep -v 'ommand line' | tail -n 30
+            fi
+        } > "$OUT/diagnostics.txt"
+    fi
+}

@@ -1,0 +1,139 @@
+#!/bin/bash
+# run.sh - dem's real-kernel interop tier.
+#
+# Boots Debian's Linux 6.1 (nvme-tcp host, nvmet target, null_blk) under qemu (TCG) a
+# few times and drives the kernel's NVMe/TCP host (nvme-cli 2.3) against dem running on
+# this machine (127.0.0.1:8009, the guest's 10.0.2.2:8009); tshark decodes the traffic.
+#
+# Usage: scripts/interop/run.sh [SCENARIO...]     (default: every scenario)
+#   scenarios: discovery large-page connect-aen   (scripts/interop/scenarios/NAME.sh)
+# Env:
+#   DEM_BIN          dem binary to test; default: build it with
+#                    swift build --static-swift-stdlib --scratch-path .build-static --product dem
+#   DEM_LAB_CACHE    guest kernel/initramfs cache (default /tmp/dem-lab-cache)
+#   DEM_LAB_LOGS     logs (default /tmp/dem-lab-logs); this run: $DEM_LAB_LOGS/interop-TIMESTAMP
+#   DEM_LOG_LEVEL    dem --log-level (default debug)
+#   DEM_INTEROP_SCENARIO_TIMEOUT  hard limit per scenario in seconds (default 240)
+#   DEM_INTEROP_GUEST_OPTS        extra run-guest.sh options for every boot (e.g. -p)
+# Output: one line per check, "PASS name" or "FAIL name (detail)" (diagnostics for failed
+# scenarios are indented below them), then "interop: N passed, M failed".
+# Exit status 0 iff no check failed.
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=host/common.sh
+. "$HERE/host/common.sh"
+export DEM_LAB_CACHE=${DEM_LAB_CACHE:-/tmp/dem-lab-cache}
+export DEM_LAB_LOGS=${DEM_LAB_LOGS:-/tmp/dem-lab-logs}
+ALL_SCENARIOS="discovery large-page connect-aen"
+SCENARIOS=${*:-$ALL_SCENARIOS}
+RUN=$DEM_LAB_LOGS/interop-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$RUN" "$DEM_LAB_CACHE"
+T0=$EPOCHREALTIME
+PASSED=0 FAILED=0
+CHILD=""
+on_signal() {
+    [ -n "$CHILD" ] && kill -TERM "$CHILD" 2>/dev/null
+    wait
+    fail interrupted "run.sh got a signal; partial results above"
+    finish
+}
+trap on_signal INT TERM
+
+info() { echo "[interop] $*"; }
+pass() { echo "PASS $1"; PASSED=$((PASSED+1)); }
+fail() { echo "FAIL $1 (${2:-failed})"; FAILED=$((FAILED+1)); }
+finish() {
+    info "logs: $RUN  total $(elapsed "$T0")s"
+    echo "interop: $PASSED passed, $FAILED failed"
+    [ "$FAILED" = 0 ]
+    exit $?
+}
+# step NAME LOG CMD... : run a setup command in the background (interruptible), log to LOG
+step() {
+    local log=$1 rc
+    shift
+    "$@" > "$log" 2>&1 &
+    CHILD=$!; wait "$CHILD"; rc=$?; CHILD=""
+    return $rc
+}
+indent() { sed 's/^/    | /'; }
+
+# a relative DEM_BIN is relative to the caller's directory
+if [ -n "${DEM_BIN:-}" ] && [ -e "$DEM_BIN" ]; then
+    DEM_BIN=$(cd "$(dirname "$DEM_BIN")" && pwd)/$(basename "$DEM_BIN")
+fi
+cd "$ROOT" || exit 2
+for s in $SCENARIOS; do
+    [ -f "$HERE/scenarios/$s.sh" ] || { echo "run.sh: unknown scenario '$s' (known: $ALL_SCENARIOS)" >&2; exit 2; }
+done
+info "logs in $RUN"
+
+# only one interop run at a time on this machine (they share port 8009)
+exec 9> "$DEM_LAB_CACHE/.interop.lock"
+if ! flock -n 9; then
+    info "another interop run holds $DEM_LAB_CACHE/.interop.lock; waiting (up to 20 min)"
+    flock -w 1200 9 || { fail setup-lock "another interop run is still going"; finish; }
+fi
+
+# --- packages
+t=$EPOCHREALTIME
+if ! step "$RUN/packages.log" ensure_packages qemu-system-x86 linux-image-amd64 nvme-cli \
+        busybox-static rdma-core ibverbs-utils rdmacm-utils iproute2 kmod cpio tshark bc xxd util-linux; then
+    fail setup-packages "apt-get failed: $(tail -n 1 "$RUN/packages.log")"
+    finish
+fi
+info "packages ok ($(elapsed "$t")s)"
+
+# --- guest kernel + initramfs
+t=$EPOCHREALTIME
+if ! step "$RUN/build-guest.log" "$HERE/build-guest.sh"; then
+    fail build-guest "$(tail -n 1 "$RUN/build-guest.log")"
+    tail -n 20 "$RUN/build-guest.log" | indent
+    finish
+fi
+info "$(tail -n 1 "$RUN/build-guest.log" | sed 's/^\[build-guest\] //') ($(elapsed "$t")s)"
+
+# --- dem
+t=$EPOCHREALTIME
+if [ -n "${DEM_BIN:-}" ]; then
+    [ -f "$DEM_BIN" ] && [ -x "$DEM_BIN" ] || { fail build-dem "DEM_BIN=$DEM_BIN is not an executable"; finish; }
+    info "dem: $DEM_BIN (DEM_BIN)"
+else
+    command -v swift > /dev/null || { fail build-dem "swift not found in PATH (or set DEM_BIN)"; finish; }
+    if ! step "$RUN/build-dem.log" swift build --static-swift-stdlib --scratch-path .build-static --product dem; then
+        fail build-dem "swift build failed: $(grep -m1 -E 'error:' "$RUN/build-dem.log" || tail -n 1 "$RUN/build-dem.log")"
+        grep -E 'error:' "$RUN/build-dem.log" | head -n 20 | indent
+        finish
+    fi
+    DEM_BIN=$(swift build --static-swift-stdlib --scratch-path .build-static --product dem --show-bin-path 2>/dev/null)/dem
+    [ -x "$DEM_BIN" ] || { fail build-dem "no binary at $DEM_BIN"; finish; }
+    info "dem: $DEM_BIN (built in $(elapsed "$t")s)"
+fi
+export DEM_BIN
+
+# --- scenarios
+for s in $SCENARIOS; do
+    t=$EPOCHREALTIME
+    out=$RUN/$s
+    DEM_INTEROP_OUT=$out step "$RUN/$s.log" \
+        timeout -k 10 "${DEM_INTEROP_SCENARIO_TIMEOUT:-240}" "$HERE/scenarios/$s.sh"
+    rc=$?
+    boot=$(awk '/^boot/{print $2}' "$out/guest/timings" 2>/dev/null)
+    gtotal=$(awk '/^total/{print $2}' "$out/guest/timings" 2>/dev/null)
+    info "scenario $s: $(elapsed "$t")s (guest boot ${boot:-?}s, guest total ${gtotal:-?}s)"
+    if [ ! -s "$out/results.txt" ]; then
+        fail "scenario-$s" "no results (exit status $rc): $(tail -n 1 "$RUN/$s.log")"
+        tail -n 20 "$RUN/$s.log" | indent
+        continue
+    fi
+    [ "$rc" = 124 ] || [ "$rc" = 137 ] && fail "scenario-$s-timeout" "killed after ${DEM_INTEROP_SCENARIO_TIMEOUT:-240}s"
+    while read -r st name rest; do
+        case $st in
+            PASS) pass "$name" ;;
+            FAIL) rest=${rest#(}; fail "$name" "${rest%)}" ;;
+        esac
+    done < "$out/results.txt"
+    [ -s "$out/diagnostics.txt" ] && indent < "$out/diagnostics.txt"
+done
+finish
