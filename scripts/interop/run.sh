@@ -6,7 +6,7 @@
 # this machine (127.0.0.1:8009, the guest's 10.0.2.2:8009); tshark decodes the traffic.
 #
 # Usage: scripts/interop/run.sh [SCENARIO...]     (default: every scenario)
-#   scenarios: discovery large-page connect-aen   (scripts/interop/scenarios/NAME.sh)
+#   scenarios: bare discovery large-page connect-aen   (scripts/interop/scenarios/NAME.sh)
 # Env:
 #   DEM_BIN          dem binary to test; default: build it with
 #                    swift build --static-swift-stdlib --scratch-path .build-static --product dem
@@ -25,7 +25,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/host/common.sh"
 export DEM_LAB_CACHE=${DEM_LAB_CACHE:-/tmp/dem-lab-cache}
 export DEM_LAB_LOGS=${DEM_LAB_LOGS:-/tmp/dem-lab-logs}
-ALL_SCENARIOS="discovery large-page connect-aen"
+ALL_SCENARIOS="bare discovery large-page connect-aen"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 RUN=$DEM_LAB_LOGS/interop-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RUN" "$DEM_LAB_CACHE"

@@ -122,10 +122,16 @@ dem_start() {
         record FAIL "dem-start-$SCEN" "port $DC_PORT is already in use: $(ss -Hltnp "sport = :$DC_PORT" | head -n 1)"
         return 1
     fi
-    echo "[$SCEN] dem serve --entries $ENTRIES $(dem_common_args) $*"
-    # shellcheck disable=SC2046
-    setsid "$DEM_BIN" serve --entries "$ENTRIES" $(dem_common_args) \
-        --log-level "${DEM_LOG_LEVEL:-debug}" "$@" > "$OUT/dem.stdout" 2> "$OUT/dem.log" < /dev/null &
+    if [ "${DEM_BARE:-0}" = 1 ]; then
+        # dem exactly as a newcomer starts it: no arguments at all
+        echo "[$SCEN] dem (no arguments)"
+        setsid "$DEM_BIN" > "$OUT/dem.stdout" 2> "$OUT/dem.log" < /dev/null &
+    else
+        echo "[$SCEN] dem serve --entries $ENTRIES $(dem_common_args) $*"
+        # shellcheck disable=SC2046
+        setsid "$DEM_BIN" serve --entries "$ENTRIES" $(dem_common_args) \
+            --log-level "${DEM_LOG_LEVEL:-debug}" "$@" > "$OUT/dem.stdout" 2> "$OUT/dem.log" < /dev/null &
+    fi
     DEM_PID=$!
     DEM_T0=$EPOCHREALTIME
     for _ in $(seq 1 300); do
