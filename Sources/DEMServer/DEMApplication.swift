@@ -54,14 +54,22 @@ public struct DEMApplication: Sendable {
             if FileManager.default.fileExists(atPath: path) {
                 entries = try source!.load()
             } else {
-                logger.warning("entries file does not exist yet; serving dem's own entries", metadata: ["path": "\(path)"])
+                logger.warning(
+                    "entries file does not exist yet; serving dem's own entries",
+                    metadata: ["path": "\(path)"]
+                )
             }
         }
         // The first page a host sees has GENCTR 1.
         let catalog = DiscoveryCatalog(uniqueNQN: options.uniqueNQN, listeners: [], entries: entries)
         var watcher: DiscoverySourceWatcher? = nil
         if let source {
-            watcher = DiscoverySourceWatcher(source: source, catalog: catalog, pollInterval: options.pollInterval, logger: logger)
+            watcher = DiscoverySourceWatcher(
+                source: source,
+                catalog: catalog,
+                pollInterval: options.pollInterval,
+                logger: logger
+            )
         }
         var controller = options.controller
         controller.uniqueNQN = options.uniqueNQN

@@ -92,7 +92,7 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
 
     /// The page `hostNQN` sees (through a listener at `localAddress` when dem listens on a wildcard).
     public func discoveryLogPage(hostNQN: String, localAddress: String? = nil) -> DiscoveryLogPage {
-        return state.withLock { state in
+        state.withLock { state in
             let key = ViewKey(hostNQN: hostNQN, localAddress: state.hasWildcard ? localAddress : nil)
             let view = view(for: key, in: &state)
             return DiscoveryLogPage(generationCounter: view.generationCounter, entries: view.entries)
@@ -108,7 +108,7 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
     }
 
     public func controllerCreated(_ host: DiscoveryHostContext, onChange: @escaping @Sendable () -> Void) -> UInt64 {
-        return state.withLock { state in
+        state.withLock { state in
             let key = viewKey(host, state)
             let token = state.nextToken
             state.nextToken += 1

@@ -85,7 +85,12 @@ public struct DiscoverySourceWatcher: Service {
     public let pollInterval: Duration
     private let logger: Logger
 
-    public init(source: any DiscoverySource, catalog: DiscoveryCatalog, pollInterval: Duration = .seconds(1), logger: Logger) {
+    public init(
+        source: any DiscoverySource,
+        catalog: DiscoveryCatalog,
+        pollInterval: Duration = .seconds(1),
+        logger: Logger
+    ) {
         self.source = source
         self.catalog = catalog
         self.pollInterval = pollInterval

@@ -41,7 +41,8 @@ public struct JSONFileDiscoverySource: DiscoverySource {
     }
 
     /// Parses the file format from `data`.
-    public static func parse(_ data: Data, name: String = "entries file") throws(DiscoverySourceError) -> [SourceEntry] {
+    public static func parse(_ data: Data, name: String = "entries file") throws(DiscoverySourceError) -> [SourceEntry]
+    {
         let object: Any
         do {
             object = try JSONSerialization.jsonObject(with: data)
@@ -122,10 +123,17 @@ public struct JSONFileDiscoverySource: DiscoverySource {
         var treq = 0
         if let text = f["treq"] as? String {
             let lower = text.lowercased()
-            if lower.hasPrefix("not required") { treq = 2 } else if lower.hasPrefix("required") { treq = 1 }
-            else if lower.hasPrefix("not specified") { treq = 0 }
-            else if let n = Int(lower), (0...255).contains(n) { treq = n }
-            else { throw error("treq", "\"\(text)\" is not \"not specified\", \"required\" or \"not required\"") }
+            if lower.hasPrefix("not required") {
+                treq = 2
+            } else if lower.hasPrefix("required") {
+                treq = 1
+            } else if lower.hasPrefix("not specified") {
+                treq = 0
+            } else if let n = Int(lower), (0...255).contains(n) {
+                treq = n
+            } else {
+                throw error("treq", "\"\(text)\" is not \"not specified\", \"required\" or \"not required\"")
+            }
             if lower.contains("sq flow control disable") { treq |= 4 }
         } else {
             treq = try number("treq", default: 0, range: 0...255)
@@ -174,7 +182,11 @@ public struct JSONFileDiscoverySource: DiscoverySource {
         let tsas: TransportSpecificAddressSubtype
         switch trtype {
         case 3:
-            let sectype = try word("sectype", ["none": 0, "tls12": 1, "tls 1.2": 1, "tls13": 2, "tls 1.3": 2], default: 0)
+            let sectype = try word(
+                "sectype",
+                ["none": 0, "tls12": 1, "tls 1.2": 1, "tls13": 2, "tls 1.3": 2],
+                default: 0
+            )
             tsas = .tcp(securityType: UInt8(sectype))
         case 1:
             tsas = .rdma(

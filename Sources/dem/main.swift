@@ -16,10 +16,16 @@ struct DiscoveryFlags: ParsableArguments {
     @Option(help: "JSON file of discovery entries; reloaded on SIGHUP and when it changes.")
     var entries: String?
 
-    @Option(name: .customLong("dc-nqn"), help: "Unique discovery controller NQN (default: generated once, kept in the data directory).")
+    @Option(
+        name: .customLong("dc-nqn"),
+        help: "Unique discovery controller NQN (default: generated once, kept in the data directory)."
+    )
     var discoveryNQN: String?
 
-    @Option(name: .customLong("data-dir"), help: "State directory (default: /var/lib/dem as root, else $XDG_STATE_HOME/dem).")
+    @Option(
+        name: .customLong("data-dir"),
+        help: "State directory (default: /var/lib/dem as root, else $XDG_STATE_HOME/dem)."
+    )
     var dataDirectory: String?
 
     func validate() throws {
@@ -100,7 +106,8 @@ struct Serve: AsyncParsableCommand {
                 "discovery controller listening",
                 metadata: [
                     "address": "\(listener.address)", "port": "\(listener.port)",
-                    "nqn": "\(options.uniqueNQN)", "try": "nvme discover -t tcp -a \(listener.address) -s \(listener.port)",
+                    "nqn": "\(options.uniqueNQN)",
+                    "try": "nvme discover -t tcp -a \(listener.address) -s \(listener.port)",
                 ]
             )
         }

@@ -108,7 +108,10 @@ struct ControllerHandlerTests {
         try connect(channel, kato: 2_000)
         _ = try received(channel)
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(1_500))
-        try send(channel, .capsuleCommand(CapsuleCommand(command: AsynchronousEvent.keepAliveEntry(commandIdentifier: 2))))
+        try send(
+            channel,
+            .capsuleCommand(CapsuleCommand(command: AsynchronousEvent.keepAliveEntry(commandIdentifier: 2)))
+        )
         _ = try received(channel)
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(1_500))
         #expect(channel.isActive, "a command 1.5 s ago restarted the 2 s keep-alive timeout")

@@ -471,4 +471,3 @@ struct FuzzRegressionTests {
         }
     }
 }
-

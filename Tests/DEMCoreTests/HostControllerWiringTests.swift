@@ -63,7 +63,10 @@ struct HostControllerWiringTests {
         var configuration = DiscoveryControllerConfiguration(uniqueNQN: "nqn.2024-01.io.example:dc")
         configuration.maximumC2HDataLength = 1000
         var wire = Wire(
-            controller: DiscoveryControllerStateMachine(configuration: configuration, service: Service(page: page.encoded()))
+            controller: DiscoveryControllerStateMachine(
+                configuration: configuration,
+                service: Service(page: page.encoded())
+            )
         )
         try wire.deliver(wire.host.initialize(InitializeConnectionRequest(digests: digests)))
         #expect(wire.host.isReady)
@@ -77,11 +80,17 @@ struct HostControllerWiringTests {
                 hostNQN: "nqn.2024-01.io.example:host"
             )
         )
-        try wire.deliver(wire.host.submit(ConnectCommand().submissionQueueEntry(commandIdentifier: 0), data: data).actions)
+        try wire.deliver(
+            wire.host.submit(ConnectCommand().submissionQueueEntry(commandIdentifier: 0), data: data).actions
+        )
         #expect(wire.completions.last?.0.result == 42)
         try wire.deliver(
             wire.host.submit(
-                FabricsCommand.propertySetEntry(commandIdentifier: 0, offset: ControllerProperty.configuration, value: 0x46_0001)
+                FabricsCommand.propertySetEntry(
+                    commandIdentifier: 0,
+                    offset: ControllerProperty.configuration,
+                    value: 0x46_0001
+                )
             ).actions
         )
         try wire.deliver(

@@ -129,10 +129,14 @@ struct DiscoveryLoopbackTests {
     @Test("a malformed entries file keeps the previous entries")
     func badReloadKeepsEntries() async throws {
         let dem = try await RunningDEM.start(entries: entriesJSON([("nqn.2024-01.io.example:one", nil)]))
-        try dem.writeEntries(#"{"entries": [{"subnqn": "not-an-nqn", "trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "4420", "portid": 1}]}"#)
+        try dem.writeEntries(
+            #"{"entries": [{"subnqn": "not-an-nqn", "trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "4420", "portid": 1}]}"#
+        )
         #expect(dem.application.watcher?.reload(reason: "test") == false)
         let client = try await dem.client()
-        #expect(try await client.readDiscoveryLogPage().entries.map(\.subsystemNQN).contains("nqn.2024-01.io.example:one"))
+        #expect(
+            try await client.readDiscoveryLogPage().entries.map(\.subsystemNQN).contains("nqn.2024-01.io.example:one")
+        )
         await client.close()
         try await dem.stop()
     }

@@ -1,6 +1,7 @@
 import DEMCore
 import DEMServer
 import Foundation
+import Synchronization
 import Testing
 
 @Suite("the JSON entries file")
@@ -27,20 +28,44 @@ struct JSONFileDiscoverySourceTests {
         let b = entries[1].entry
         #expect(b.transportType == .rdma && b.addressFamily == .ipv6 && b.subsystemType == .referral)
         #expect(b.portIdentifier == 7 && b.transportServiceIdentifier == "4420")
-        #expect(b.transportSpecificAddressSubtype == .rdma(queuePairType: 1, providerType: 4, connectionManagementService: 1, partitionKey: 0))
+        #expect(
+            b.transportSpecificAddressSubtype
+                == .rdma(queuePairType: 1, providerType: 4, connectionManagementService: 1, partitionKey: 0)
+        )
         #expect(entries[1].access == .hosts(["nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-4000-8000-000000000001"]))
     }
 
     @Test(
         "errors name the field",
         arguments: [
-            (#"{"entries": [{"trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "4420", "portid": 1}]}"#, "entries[0].subnqn"),
-            (#"{"entries": [{"subnqn": "nqn.x", "trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "4420", "portid": 1}]}"#, "entries[0].subnqn"),
-            (#"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "tcp", "traddr": "10.0.0.300", "trsvcid": "4420", "portid": 1}]}"#, "entries[0].traddr"),
-            (#"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "99999", "portid": 1}]}"#, "entries[0].trsvcid"),
-            (#"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "4420"}]}"#, "entries[0].portid"),
-            (#"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "smoke", "traddr": "10.0.0.1", "trsvcid": "4420", "portid": 1}]}"#, "entries[0].trtype"),
-            (#"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "4420", "portid": 1, "hosts": ["bob"]}]}"#, "entries[0].hosts[0]"),
+            (
+                #"{"entries": [{"trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "4420", "portid": 1}]}"#,
+                "entries[0].subnqn"
+            ),
+            (
+                #"{"entries": [{"subnqn": "nqn.x", "trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "4420", "portid": 1}]}"#,
+                "entries[0].subnqn"
+            ),
+            (
+                #"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "tcp", "traddr": "10.0.0.300", "trsvcid": "4420", "portid": 1}]}"#,
+                "entries[0].traddr"
+            ),
+            (
+                #"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "99999", "portid": 1}]}"#,
+                "entries[0].trsvcid"
+            ),
+            (
+                #"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "4420"}]}"#,
+                "entries[0].portid"
+            ),
+            (
+                #"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "smoke", "traddr": "10.0.0.1", "trsvcid": "4420", "portid": 1}]}"#,
+                "entries[0].trtype"
+            ),
+            (
+                #"{"entries": [{"subnqn": "nqn.2024-01.io.example:a", "trtype": "tcp", "traddr": "10.0.0.1", "trsvcid": "4420", "portid": 1, "hosts": ["bob"]}]}"#,
+                "entries[0].hosts[0]"
+            ),
             (#"{"entries": {}}"#, "entries"),
             (#"[1, 2]"#, "entries file"),
             (#"{"entries": [1}"#, "entries file"),
@@ -86,7 +111,9 @@ struct DiscoveryCatalogTests {
         catalog.update(entries: [entry("one"), entry("a-only", hosts: [TestHosts.a])])
         #expect(catalog.discoveryLogPage(hostNQN: TestHosts.a).generationCounter == 2)
         #expect(catalog.discoveryLogPage(hostNQN: TestHosts.b).generationCounter == 1)
-        catalog.update(entries: [entry("one"), entry("a-only", hosts: [TestHosts.a]), entry("b-only", hosts: [TestHosts.b])])
+        catalog.update(entries: [
+            entry("one"), entry("a-only", hosts: [TestHosts.a]), entry("b-only", hosts: [TestHosts.b]),
+        ])
         #expect(catalog.discoveryLogPage(hostNQN: TestHosts.a).generationCounter == 2)
         #expect(catalog.discoveryLogPage(hostNQN: TestHosts.b).generationCounter == 3)
         catalog.update(entries: [entry("one")])
@@ -98,13 +125,18 @@ struct DiscoveryCatalogTests {
     func notifiesAffectedHosts() {
         let catalog = DiscoveryCatalog(uniqueNQN: Self.unique, listeners: [], entries: [entry("one")])
         let counts = NIOLockedCounter()
-        let host = { (nqn: String) in DiscoveryHostContext(hostNQN: nqn, hostIdentifier: [], subsystemNQN: DEMCore.wellKnownDiscoveryNQN) }
+        let host = { (nqn: String) in
+            DiscoveryHostContext(hostNQN: nqn, hostIdentifier: [], subsystemNQN: DEMCore.wellKnownDiscoveryNQN)
+        }
         _ = catalog.discoveryLogPage(for: host(TestHosts.a))
         let tokenA = catalog.controllerCreated(host(TestHosts.a)) { counts.add("a") }
         _ = catalog.controllerCreated(host(TestHosts.b)) { counts.add("b") }
         #expect(catalog.update(entries: [entry("one"), entry("a-only", hosts: [TestHosts.a])]) == 1)
         #expect(counts.value == ["a": 1])
-        #expect(catalog.update(entries: [entry("one"), entry("a-only", hosts: [TestHosts.a])]) == 0, "no change, no notice")
+        #expect(
+            catalog.update(entries: [entry("one"), entry("a-only", hosts: [TestHosts.a])]) == 0,
+            "no change, no notice"
+        )
         #expect(catalog.update(entries: [entry("two")]) == 2)
         #expect(counts.value == ["a": 2, "b": 1])
         catalog.controllerRemoved(tokenA)
@@ -130,5 +162,3 @@ final class NIOLockedCounter: Sendable {
     func add(_ key: String) { box.withLock { $0[key, default: 0] += 1 } }
     var value: [String: Int] { box.withLock { $0 } }
 }
-
-import Synchronization

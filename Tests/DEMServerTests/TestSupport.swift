@@ -13,7 +13,10 @@ final class RunningDEM: Sendable {
     let port: Int
     let runTask: Task<Void, any Error>
 
-    static func start(entries: String = #"{"entries": []}"#, controller: ((inout DiscoveryControllerConfiguration) -> Void)? = nil) async throws -> RunningDEM {
+    static func start(
+        entries: String = #"{"entries": []}"#,
+        controller: ((inout DiscoveryControllerConfiguration) -> Void)? = nil
+    ) async throws -> RunningDEM {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dem-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent("entries.json").path
@@ -47,7 +50,11 @@ final class RunningDEM: Sendable {
         try await runTask.value
     }
 
-    func client(hostNQN: String = TestHosts.a, digests: NVMeTCPDigests = [], subsystemNQN: String = DEMCore.wellKnownDiscoveryNQN) async throws -> DiscoveryClient {
+    func client(
+        hostNQN: String = TestHosts.a,
+        digests: NVMeTCPDigests = [],
+        subsystemNQN: String = DEMCore.wellKnownDiscoveryNQN
+    ) async throws -> DiscoveryClient {
         var options = DiscoveryClientOptions(hostNQN: hostNQN, hostIdentifier: Array(repeating: 7, count: 16))
         options.digests = digests
         options.subsystemNQN = subsystemNQN

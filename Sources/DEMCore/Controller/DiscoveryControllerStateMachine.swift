@@ -118,12 +118,15 @@ public struct DiscoveryControllerStateMachine {
             return commandReceived(capsule, now: now)
         case .hostToControllerTerminationRequest(let request):
             state = .closed
-            return [.close(reason: "host terminated the connection: \(request.status) FEI \(request.fieldErrorInformation)")]
+            return [
+                .close(reason: "host terminated the connection: \(request.status) FEI \(request.fieldErrorInformation)")
+            ]
         case .initializeConnectionRequest:
             return terminate(.pduSequenceError, 0, "second ICReq", pdu)
         case .hostToControllerData:
             return terminate(.pduSequenceError, 0, "H2CData without an R2T", pdu)
-        case .initializeConnectionResponse, .controllerToHostTerminationRequest, .capsuleResponse, .controllerToHostData,
+        case .initializeConnectionResponse, .controllerToHostTerminationRequest, .capsuleResponse,
+            .controllerToHostData,
             .readyToTransfer:
             return terminate(.invalidHeaderField, 0, "\(pdu.type) is a controller-to-host PDU", pdu)
         }
@@ -214,7 +217,12 @@ public struct DiscoveryControllerStateMachine {
     private mutating func commandReceived(_ capsule: CapsuleCommand, now: NIODeadline) -> [Action] {
         let command = capsule.command
         if let data = capsule.data, data.readableBytes > configuration.maximumInCapsuleDataLength {
-            return terminate(.invalidHeaderField, 4, "in-capsule data of \(data.readableBytes) bytes", .capsuleCommand(capsule))
+            return terminate(
+                .invalidHeaderField,
+                4,
+                "in-capsule data of \(data.readableBytes) bytes",
+                .capsuleCommand(capsule)
+            )
         }
         guard case .connected(var controller) = state else {
             // Awaiting Connect: only a Connect is allowed.
@@ -225,7 +233,9 @@ public struct DiscoveryControllerStateMachine {
         }
         state = .modifying
         controller.lastActivity = now
-        controller.submissionQueueHead = UInt16((Int(controller.submissionQueueHead) + 1) % (Int(controller.submissionQueueSize) + 1))
+        controller.submissionQueueHead = UInt16(
+            (Int(controller.submissionQueueHead) + 1) % (Int(controller.submissionQueueSize) + 1)
+        )
         let actions = execute(capsule, &controller)
         switch state {
         case .modifying: state = .connected(controller)
@@ -453,7 +463,9 @@ public struct DiscoveryControllerStateMachine {
         data.serialNumber = configuration.serialNumber
         data.modelNumber = configuration.modelNumber
         data.firmwareRevision = configuration.firmwareRevision
-        data.maximumDataTransferSize = UInt8(max(0, Int.bitWidth - 1 - (configuration.maximumTransferLength >> 12).leadingZeroBitCount))
+        data.maximumDataTransferSize = UInt8(
+            max(0, Int.bitWidth - 1 - (configuration.maximumTransferLength >> 12).leadingZeroBitCount)
+        )
         data.controllerIdentifier = controller.controllerIdentifier
         data.version = Self.version
         data.optionalAsynchronousEventsSupported = AsynchronousEventConfiguration.discoveryLogPageChange
@@ -520,7 +532,8 @@ public struct DiscoveryControllerStateMachine {
     }
 
     /// C2HData PDUs of at most `maximumC2HDataLength` bytes, then the CapsuleResp.
-    private func dataTransfer(_ command: SubmissionQueueEntry, _ controller: Controller, _ data: ByteBuffer) -> [Action] {
+    private func dataTransfer(_ command: SubmissionQueueEntry, _ controller: Controller, _ data: ByteBuffer) -> [Action]
+    {
         var actions: [Action] = []
         let total = data.readableBytes
         let chunk = max(configuration.maximumC2HDataLength, 4)
@@ -581,7 +594,12 @@ public struct DiscoveryControllerStateMachine {
             header = encoded.getSlice(at: 0, length: min(pdu.type.headerLength, encoded.readableBytes))!
         }
         return transportErrorCaught(
-            NVMeTCPTransportError(status, fieldErrorInformation: fieldErrorInformation, pduHeader: header, reason: reason)
+            NVMeTCPTransportError(
+                status,
+                fieldErrorInformation: fieldErrorInformation,
+                pduHeader: header,
+                reason: reason
+            )
         )
     }
 }

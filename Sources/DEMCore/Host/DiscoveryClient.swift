@@ -77,7 +77,11 @@ public final class DiscoveryClient: Sendable {
             _ = try await run(
                 connection,
                 "Property Get CAP",
-                FabricsCommand.propertyGetEntry(commandIdentifier: 0, offset: ControllerProperty.capabilities, size8: true),
+                FabricsCommand.propertyGetEntry(
+                    commandIdentifier: 0,
+                    offset: ControllerProperty.capabilities,
+                    size8: true
+                ),
                 options: options
             )
             _ = try await run(
@@ -95,7 +99,11 @@ public final class DiscoveryClient: Sendable {
                 let status = try await run(
                     connection,
                     "Property Get CSTS",
-                    FabricsCommand.propertyGetEntry(commandIdentifier: 0, offset: ControllerProperty.status, size8: false),
+                    FabricsCommand.propertyGetEntry(
+                        commandIdentifier: 0,
+                        offset: ControllerProperty.status,
+                        size8: false
+                    ),
                     options: options
                 )
                 if status.completion.result & 1 == 1 {
@@ -129,7 +137,11 @@ public final class DiscoveryClient: Sendable {
     }
 
     /// Reads `length` bytes of the discovery log page at `offset`.
-    public func readLogPage(offset: UInt64, length: Int, retainAsynchronousEvent: Bool = false) async throws -> ByteBuffer {
+    public func readLogPage(
+        offset: UInt64,
+        length: Int,
+        retainAsynchronousEvent: Bool = false
+    ) async throws -> ByteBuffer {
         let command = GetLogPageCommand(
             logPageIdentifier: LogPageIdentifier.discovery,
             retainAsynchronousEvent: retainAsynchronousEvent,
@@ -144,7 +156,9 @@ public final class DiscoveryClient: Sendable {
             options: options
         )
         guard let data = result.data, data.readableBytes == length else {
-            throw NVMeHostError.protocolViolation("Get Log Page returned \(result.data?.readableBytes ?? 0) of \(length) bytes")
+            throw NVMeHostError.protocolViolation(
+                "Get Log Page returned \(result.data?.readableBytes ?? 0) of \(length) bytes"
+            )
         }
         return data
     }
@@ -163,7 +177,11 @@ public final class DiscoveryClient: Sendable {
     /// Like ``readDiscoveryLogPage()`` but returns the page's bytes as read.
     public func readRawDiscoveryLogPage() async throws -> ByteBuffer {
         for _ in 0..<10 {
-            var header = try await readLogPage(offset: 0, length: DiscoveryLogPageHeader.size, retainAsynchronousEvent: true)
+            var header = try await readLogPage(
+                offset: 0,
+                length: DiscoveryLogPageHeader.size,
+                retainAsynchronousEvent: true
+            )
             let first = header.readDiscoveryLogPageHeader()!
             let total = Int(clamping: first.numberOfRecords) * DiscoveryLogEntry.size
             var page = ByteBuffer()
@@ -201,7 +219,12 @@ public final class DiscoveryClient: Sendable {
 
     /// Sends a Keep Alive.
     public func keepAlive() async throws {
-        _ = try await Self.run(connection, "Keep Alive", AsynchronousEvent.keepAliveEntry(commandIdentifier: 0), options: options)
+        _ = try await Self.run(
+            connection,
+            "Keep Alive",
+            AsynchronousEvent.keepAliveEntry(commandIdentifier: 0),
+            options: options
+        )
     }
 
     /// Shuts the controller down (CC.SHN) and closes the connection.
@@ -209,7 +232,11 @@ public final class DiscoveryClient: Sendable {
         _ = try? await Self.run(
             connection,
             "Property Set CC",
-            FabricsCommand.propertySetEntry(commandIdentifier: 0, offset: ControllerProperty.configuration, value: 0x46_4001),
+            FabricsCommand.propertySetEntry(
+                commandIdentifier: 0,
+                offset: ControllerProperty.configuration,
+                value: 0x46_4001
+            ),
             options: options
         )
         await connection.close()

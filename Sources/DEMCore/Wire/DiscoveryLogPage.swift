@@ -132,7 +132,8 @@ public struct DiscoveryLogEntry: Sendable, Hashable {
         self.transportSpecificAddressSubtype =
             transportSpecificAddressSubtype
             ?? (transportType == .rdma
-                ? .rdmaDefault : transportType == .tcp ? .tcp(securityType: 0) : .raw([UInt8](repeating: 0, count: 256)))
+                ? .rdmaDefault
+                : transportType == .tcp ? .tcp(securityType: 0) : .raw([UInt8](repeating: 0, count: 256)))
     }
 }
 
@@ -271,7 +272,10 @@ extension ByteBuffer {
     @discardableResult
     public mutating func writeDiscoveryLogPage(_ page: DiscoveryLogPage) -> Int {
         var written = writeDiscoveryLogPageHeader(
-            DiscoveryLogPageHeader(generationCounter: page.generationCounter, numberOfRecords: UInt64(page.entries.count))
+            DiscoveryLogPageHeader(
+                generationCounter: page.generationCounter,
+                numberOfRecords: UInt64(page.entries.count)
+            )
         )
         for entry in page.entries { written += writeDiscoveryLogEntry(entry) }
         return written
@@ -281,7 +285,9 @@ extension ByteBuffer {
     ///
     /// - Throws: ``DiscoveryLogPageError`` when the buffer holds fewer entries than NUMREC says.
     public mutating func readDiscoveryLogPage() throws(DiscoveryLogPageError) -> DiscoveryLogPage {
-        guard let header = readDiscoveryLogPageHeader() else { throw .truncated(expected: 1024, available: readableBytes) }
+        guard let header = readDiscoveryLogPageHeader() else {
+            throw .truncated(expected: 1024, available: readableBytes)
+        }
         let available = readableBytes / DiscoveryLogEntry.size
         guard header.numberOfRecords <= UInt64(available) else {
             throw .truncated(

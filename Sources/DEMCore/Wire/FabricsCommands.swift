@@ -203,7 +203,8 @@ public enum FabricsCommand: Sendable, Hashable {
     }
 
     /// The SQE for a Property Get.
-    public static func propertyGetEntry(commandIdentifier: UInt16, offset: UInt32, size8: Bool) -> SubmissionQueueEntry {
+    public static func propertyGetEntry(commandIdentifier: UInt16, offset: UInt32, size8: Bool) -> SubmissionQueueEntry
+    {
         SubmissionQueueEntry(
             opcode: AdminOpcode.fabrics,
             commandIdentifier: commandIdentifier,
