@@ -229,7 +229,7 @@ final class LockedBuffer: Sendable {
     private let buffer = Mutex(ByteBuffer())
     func append(_ bytes: inout ByteBuffer) {
         let copy = bytes
-        buffer.withLock { $0.writeImmutableBuffer(copy) }
+        buffer.withLock { _ = $0.writeImmutableBuffer(copy) }
     }
     var value: ByteBuffer { buffer.withLock { $0 } }
 }
