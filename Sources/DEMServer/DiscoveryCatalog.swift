@@ -30,6 +30,18 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         var localAddress: String?
     }
 
+    /// What a view holds: the listeners' entries (for `localAddress` when dem listens on a
+    /// wildcard) and the source entries at these indices.
+    private struct ContentKey: Hashable {
+        var localAddress: String?
+        var indices: [Int]
+    }
+
+    private struct PageKey: Hashable {
+        var content: ContentKey
+        var generationCounter: UInt64
+    }
+
     private struct View {
         var entries: [DiscoveryLogEntry]
         var generationCounter: UInt64
@@ -52,7 +64,17 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         var nextControllerIdentifier: UInt16 = 1
         var listeners: [DiscoveryListenerAddress]
         var hasWildcard: Bool { listeners.contains(where: \.isWildcard) }
+        /// Entry lists and encoded pages of this source version, shared by every host whose view
+        /// has the same content (and GENCTR): one copy of a page however many hosts read it.
+        var sharedVersion: UInt64 = 0
+        var sharedContents: [ContentKey: [DiscoveryLogEntry]] = [:]
+        var sharedPages: [PageKey: ByteBuffer] = [:]
     }
+
+    /// How many views of hosts that are not connected are remembered (to keep their GENCTR
+    /// while their page does not change); beyond it the oldest are forgotten, and such a host's
+    /// next page takes the current generation.
+    public static let rememberedViewLimit = 65_536
 
     /// The unique discovery NQN, used for the SUBTYPE 3 entries.
     public let uniqueNQN: String
@@ -158,31 +180,65 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         if let existing = state.views[key], existing.sourceVersion == state.sourceVersion {
             return existing
         }
-        let entries = self.entries(for: key, from: state.entries, listeners: state.listeners)
+        if state.sharedVersion != state.sourceVersion {
+            state.sharedContents.removeAll(keepingCapacity: true)
+            state.sharedPages.removeAll(keepingCapacity: true)
+            state.sharedVersion = state.sourceVersion
+        }
+        let content = ContentKey(
+            localAddress: key.localAddress,
+            indices: state.entries.indices.filter { state.entries[$0].access.allows(key.hostNQN) }
+        )
+        let entries: [DiscoveryLogEntry]
+        if let shared = state.sharedContents[content] {
+            entries = shared
+        } else {
+            entries = self.entries(for: content, from: state.entries, listeners: state.listeners)
+            state.sharedContents[content] = entries
+        }
         if var existing = state.views[key], existing.entries == entries {
             existing.sourceVersion = state.sourceVersion
             state.views[key] = existing
             return existing
         }
-        let page = DiscoveryLogPage(generationCounter: state.generation, entries: entries)
+        let pageKey = PageKey(content: content, generationCounter: state.generation)
+        let encoded: ByteBuffer
+        if let shared = state.sharedPages[pageKey] {
+            encoded = shared
+        } else {
+            encoded = DiscoveryLogPage(generationCounter: state.generation, entries: entries).encoded()
+            state.sharedPages[pageKey] = encoded
+        }
         let view = View(
             entries: entries,
             generationCounter: state.generation,
             sourceVersion: state.sourceVersion,
-            encoded: page.encoded()
+            encoded: encoded
         )
         state.views[key] = view
+        if state.views.count > Self.rememberedViewLimit {
+            forgetDisconnectedViews(&state)
+        }
         return view
     }
 
+    private func forgetDisconnectedViews(_ state: inout State) {
+        let connected = Set(state.registrations.values.map(\.key))
+        var excess = state.views.count - Self.rememberedViewLimit * 3 / 4
+        for key in state.views.keys where excess > 0 && !connected.contains(key) {
+            state.views[key] = nil
+            excess -= 1
+        }
+    }
+
     private func entries(
-        for key: ViewKey,
+        for content: ContentKey,
         from source: [SourceEntry],
         listeners: [DiscoveryListenerAddress]
     ) -> [DiscoveryLogEntry] {
         var result: [DiscoveryLogEntry] = []
         for (index, listener) in listeners.enumerated() {
-            let address = listener.isWildcard ? (key.localAddress ?? listener.address) : listener.address
+            let address = listener.isWildcard ? (content.localAddress ?? listener.address) : listener.address
             result.append(
                 DiscoveryLogEntry(
                     transportType: .tcp,
@@ -197,8 +253,8 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
                 )
             )
         }
-        for candidate in source where candidate.access.allows(key.hostNQN) {
-            result.append(candidate.entry)
+        for index in content.indices {
+            result.append(source[index].entry)
         }
         return result
     }

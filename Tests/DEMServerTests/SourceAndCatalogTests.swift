@@ -162,3 +162,35 @@ final class NIOLockedCounter: Sendable {
     func add(_ key: String) { box.withLock { $0[key, default: 0] += 1 } }
     var value: [String: Int] { box.withLock { $0 } }
 }
+
+@Suite("the discovery catalog shares pages")
+struct DiscoveryCatalogSharingTests {
+    @Test("hosts that see the same entries share one encoded page")
+    func sharedPages() {
+        let entry = SourceEntry(
+            entry: DiscoveryLogEntry(
+                transportType: .tcp,
+                addressFamily: .ipv4,
+                subsystemType: .nvm,
+                portIdentifier: 1,
+                transportServiceIdentifier: "4420",
+                subsystemNQN: "nqn.2024-01.io.example:shared",
+                transportAddress: "10.0.0.1"
+            )
+        )
+        let catalog = DiscoveryCatalog(uniqueNQN: DiscoveryCatalogTests.unique, listeners: [], entries: [entry])
+        func base(_ host: String) -> UInt {
+            let page = catalog.discoveryLogPage(
+                for: DiscoveryHostContext(
+                    hostNQN: host,
+                    hostIdentifier: [],
+                    subsystemNQN: DEMCore.wellKnownDiscoveryNQN
+                )
+            )
+            return page.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) }
+        }
+        #expect(base(TestHosts.a) == base(TestHosts.b))
+        catalog.update(entries: [entry, entry])
+        #expect(base(TestHosts.a) == base(TestHosts.b))
+    }
+}

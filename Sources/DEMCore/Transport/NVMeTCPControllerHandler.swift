@@ -10,7 +10,10 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
 
     private var machine: DiscoveryControllerStateMachine
     private let service: any DiscoveryControllerService
-    private var logger: Logger
+    private let logger: Logger
+    private let remoteAddress: String?
+    private var host: DiscoveryHostContext?
+    private var controllerIdentifier: UInt16?
     private var keepAliveCheck: Scheduled<Void>?
     private var registration: UInt64?
     private var context: ChannelHandlerContext?
@@ -36,7 +39,19 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
         )
         self.service = service
         self.logger = logger
-        self.logger[metadataKey: "nvme.remote"] = "\(remoteAddress ?? "?")"
+        self.remoteAddress = remoteAddress
+    }
+
+    /// Metadata for this connection's log lines (built only when a line is logged).
+    private func metadata(_ extra: Logger.Metadata = [:]) -> Logger.Metadata {
+        var metadata = extra
+        metadata["nvme.remote"] = "\(remoteAddress ?? "?")"
+        if let host {
+            metadata["nvme.hostnqn"] = "\(host.hostNQN)"
+            metadata["nvme.subnqn"] = "\(host.subsystemNQN)"
+        }
+        if let controllerIdentifier { metadata["nvme.cntlid"] = "\(controllerIdentifier)" }
+        return metadata
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -64,7 +79,7 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
         if let error = error as? NVMeTCPTransportError {
             run(machine.transportErrorCaught(error), context: context)
         } else {
-            logger.debug("connection error", metadata: ["error": "\(error)"])
+            logger.debug("connection error", metadata: metadata(["error": "\(error)"]))
             machine.channelClosed()
             context.close(promise: nil)
         }
@@ -97,7 +112,7 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
             case .close(let reason):
                 if wrote { context.flush() }
                 wrote = false
-                logger.debug("closing connection", metadata: ["reason": "\(reason)"])
+                logger.debug("closing connection", metadata: metadata(["reason": "\(reason)"]))
                 tearDown()
                 context.close(promise: nil)
             case .scheduleKeepAliveCheck(let delay):
@@ -107,16 +122,16 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
                     loopBound.value.keepAliveTimerFired()
                 }
             case .controllerCreated(let host, let controllerIdentifier):
-                logger[metadataKey: "nvme.hostnqn"] = "\(host.hostNQN)"
-                logger[metadataKey: "nvme.cntlid"] = "\(controllerIdentifier)"
-                logger.debug("discovery controller created", metadata: ["nvme.subnqn": "\(host.subsystemNQN)"])
+                self.host = host
+                self.controllerIdentifier = controllerIdentifier
+                logger.debug("discovery controller created", metadata: metadata())
                 let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
                 let eventLoop = context.eventLoop
                 registration = service.controllerCreated(host) {
                     eventLoop.execute { loopBound.value.discoveryLogChanged() }
                 }
             case .asynchronousEventSent:
-                logger.debug("discovery log change notice sent")
+                logger.debug("discovery log change notice sent", metadata: metadata())
             case .logPageRead:
                 break
             }

@@ -128,7 +128,7 @@ public final class NVMeTCPHostConnection: Sendable {
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         connectTimeout: TimeAmount = .seconds(10)
     ) async throws -> NVMeTCPHostConnection {
-        let channel = try await ClientBootstrap(group: group)
+        let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
@@ -139,8 +139,13 @@ public final class NVMeTCPHostConnection: Sendable {
                     )
                 }
             }
-            .connect(host: host, port: port)
-            .get()
+        // An IP literal needs no resolution (and no happy-eyeballs attempt); a name does.
+        let channel: any Channel
+        if let address = try? SocketAddress(ipAddress: host, port: port) {
+            channel = try await bootstrap.connect(to: address).get()
+        } else {
+            channel = try await bootstrap.connect(host: host, port: port).get()
+        }
         return NVMeTCPHostConnection(channel: channel)
     }
 
