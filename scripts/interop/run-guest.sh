@@ -100,7 +100,7 @@ echo "[run-guest] scenario=$name timeout=${TIMEOUT}s smp=$SMP mem=${MEM}M logs=$
 timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -nodefaults -display none -no-reboot \
     -accel tcg,thread=multi -cpu max -smp "$SMP" -m "$MEM" \
     -kernel "$CACHE/vmlinuz" -initrd "$OUT/initrd.img" \
-    -append "console=ttyS0 quiet loglevel=1 panic=-1 oops=panic nvme_core.admin_timeout=10 $APPEND" \
+    -append "console=ttyS0 quiet loglevel=1 panic=-1 oops=panic no_timer_check nvme_core.admin_timeout=10 $APPEND" \
     -serial stdio -pidfile "$OUT/qemu.pid" \
     -netdev "$NET" -device virtio-net-pci,netdev=n0,romfile= ${EXTRA[@]+"${EXTRA[@]}"} ${QEMU_EXTRA:-} \
     <&3 > "$CONSOLE" 2> "$OUT/qemu.stderr" &
