@@ -101,17 +101,23 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
     }
 
     private func run(_ actions: [DiscoveryControllerStateMachine.Action], context: ChannelHandlerContext) {
-        var wrote = false
+        // Every PDU of one event goes into one buffer: one allocation and one write per answer.
+        var pending: ByteBuffer? = nil
+        func flush() {
+            if let buffer = pending {
+                context.writeAndFlush(Self.wrapOutboundOut(buffer), promise: nil)
+                pending = nil
+            }
+        }
         for action in actions {
             switch action {
             case .send(let pdu):
-                var buffer = context.channel.allocator.buffer(capacity: Self.capacity(for: pdu))
-                buffer.writeNVMeTCPPDU(pdu, digests: machine.digests, dataAlignment: machine.hostDataAlignment)
-                context.write(Self.wrapOutboundOut(buffer), promise: nil)
-                wrote = true
+                if pending == nil {
+                    pending = context.channel.allocator.buffer(capacity: Self.capacity(for: actions))
+                }
+                pending!.writeNVMeTCPPDU(pdu, digests: machine.digests, dataAlignment: machine.hostDataAlignment)
             case .close(let reason):
-                if wrote { context.flush() }
-                wrote = false
+                flush()
                 logger.debug("closing connection", metadata: metadata(["reason": "\(reason)"]))
                 tearDown()
                 context.close(promise: nil)
@@ -136,7 +142,7 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
                 break
             }
         }
-        if wrote { context.flush() }
+        flush()
     }
 
     private func keepAliveTimerFired() {
@@ -150,12 +156,17 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
         run(machine.discoveryLogChanged(), context: context)
     }
 
-    private static func capacity(for pdu: NVMeTCPPDU) -> Int {
-        switch pdu {
-        case .controllerToHostData(let data): return 24 + 8 + 128 + data.data.readableBytes
-        case .initializeConnectionResponse: return 128
-        case .controllerToHostTerminationRequest: return 152
-        default: return 32
+    /// Room for every PDU `actions` sends: headers, digests, the largest padding and the data.
+    private static func capacity(for actions: [DiscoveryControllerStateMachine.Action]) -> Int {
+        var total = 0
+        for case .send(let pdu) in actions {
+            switch pdu {
+            case .controllerToHostData(let data): total += 24 + 8 + 128 + data.data.readableBytes
+            case .initializeConnectionResponse: total += 128
+            case .controllerToHostTerminationRequest: total += 152
+            default: total += 32
+            }
         }
+        return total
     }
 }
