@@ -108,16 +108,11 @@ enum IdleBenchmark {
                 "RLIMIT_NOFILE is \(openFiles) (hard limit); \(settings.connections) connections need more (ulimit -Hn)"
             )
         }
-        let demPath = try demExecutable(settings.demPath)
-        let directory = try makeTemporaryDirectory()
-        let entriesPath = directory + "/entries.json"
-        try BenchEntries.write(count: settings.entries, to: entriesPath)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-
-        let port = try freeLoopbackPort()
-        let dem = try startDEM(executable: demPath, port: port, entriesPath: entriesPath, directory: directory)
+        let launched = try await launchDEM(executable: settings.demPath, entries: settings.entries, group: group)
+        let (dem, demPath, port) = (launched.process, launched.executable, launched.port)
+        let (directory, entriesPath) = (launched.directory, launched.entriesPath)
         defer { dem.stop() }
-        try await waitForListener(port: port, child: dem, timeout: 30, group: group)
 
         // One session first, so that what dem sets up once is in the baseline.
         let warmup = try await SessionLoad.session(port: port, options: benchClientOptions(host: 0), group: group)

@@ -139,16 +139,12 @@ enum SessionsBenchmark {
 
     static func run(_ settings: Settings) async throws {
         let openFiles = raiseOpenFileLimit()
-        let demPath = try demExecutable(settings.demPath)
-        let directory = try makeTemporaryDirectory()
-        let entriesPath = directory + "/entries.json"
-        try BenchEntries.write(count: settings.entries, to: entriesPath)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-
-        let demPort = try freeLoopbackPort()
-        let dem = try startDEM(executable: demPath, port: demPort, entriesPath: entriesPath, directory: directory)
+        let launched = try await launchDEM(executable: settings.demPath, entries: settings.entries, group: group)
+        let (dem, demPath, demPort, directory) = (
+            launched.process, launched.executable, launched.port, launched.directory
+        )
         defer { dem.stop() }
-        try await waitForListener(port: demPort, child: dem, timeout: 30, group: group)
 
         let floorPort = try freeLoopbackPort()
         let floor = try ChildProcess(

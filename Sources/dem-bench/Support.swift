@@ -279,6 +279,39 @@ func startDEM(executable: String, port: Int, entriesPath: String, directory: Str
     )
 }
 
+/// dem as a benchmark runs it: its own process on a free loopback port, serving an entries file
+/// of `entries` entries from a fresh temporary directory, already listening.
+struct LaunchedDEM {
+    var process: ChildProcess
+    var executable: String
+    var port: Int
+    var directory: String
+    var entriesPath: String
+}
+
+/// Starts dem (see ``LaunchedDEM``) and waits until it listens; stops it if it never does.
+func launchDEM(executable explicit: String?, entries: Int, group: any EventLoopGroup) async throws -> LaunchedDEM {
+    let executable = try demExecutable(explicit)
+    let directory = try makeTemporaryDirectory()
+    let entriesPath = directory + "/entries.json"
+    try BenchEntries.write(count: entries, to: entriesPath)
+    let port = try freeLoopbackPort()
+    let process = try startDEM(executable: executable, port: port, entriesPath: entriesPath, directory: directory)
+    do {
+        try await waitForListener(port: port, child: process, timeout: 30, group: group)
+    } catch {
+        process.stop()
+        throw error
+    }
+    return LaunchedDEM(
+        process: process,
+        executable: executable,
+        port: port,
+        directory: directory,
+        entriesPath: entriesPath
+    )
+}
+
 /// A host NQN in the UUID form, distinct per `index`.
 func benchHostNQN(_ index: Int) -> String {
     let hex = String(index, radix: 16)
