@@ -1,0 +1,180 @@
+/// A discovery log entry the model yields, with the hosts that may see it.
+public struct ModelDiscoveryEntry: Sendable, Hashable {
+    /// The target whose port it is.
+    public var targetAlias: String
+    public var entry: DiscoveryLogEntry
+    /// The HOSTNQNs that may see it, or nil for every host (also hosts dem does not know).
+    public var allowedHostNQNs: Set<String>?
+
+    public init(targetAlias: String, entry: DiscoveryLogEntry, allowedHostNQNs: Set<String>?) {
+        self.targetAlias = targetAlias
+        self.entry = entry
+        self.allowedHostNQNs = allowedHostNQNs
+    }
+}
+
+/// A subsystem as a host sees it: `{"Alias": target, "SUBNQN": nqn}`.
+public struct SubsystemReference: Codable, Sendable, Hashable {
+    public var target: String
+    public var nqn: String
+
+    enum CodingKeys: String, CodingKey {
+        case target = "Alias"
+        case nqn = "SUBNQN"
+    }
+
+    public init(target: String, nqn: String) {
+        self.target = target
+        self.nqn = nqn
+    }
+}
+
+extension Fabric {
+    /// Who may use what, following nvme-dem: a subsystem is for any host when AllowAnyHost is
+    /// set, otherwise for the hosts on its access list; and a target in at least one group is
+    /// visible only to hosts that share one of its groups (a target in no group is visible to
+    /// every host the subsystem allows).
+    public struct AccessRules: Sendable {
+        let groupsOfTarget: [String: Set<String>]
+        let groupsOfHost: [String: Set<String>]
+        let hostNQNByAlias: [String: String]
+        let hostsByGroup: [String: [String]]
+
+        init(_ fabric: Fabric) {
+            var groupsOfTarget: [String: Set<String>] = [:]
+            var groupsOfHost: [String: Set<String>] = [:]
+            var hostsByGroup: [String: [String]] = [:]
+            for group in fabric.groups {
+                for target in group.targets { groupsOfTarget[target, default: []].insert(group.name) }
+                for host in group.hosts { groupsOfHost[host, default: []].insert(group.name) }
+                hostsByGroup[group.name] = group.hosts
+            }
+            self.groupsOfTarget = groupsOfTarget
+            self.groupsOfHost = groupsOfHost
+            self.hostsByGroup = hostsByGroup
+            var nqns: [String: String] = [:]
+            for host in fabric.hosts { nqns[host.alias] = host.nqn }
+            self.hostNQNByAlias = nqns
+        }
+
+        /// Whether host `alias` can see target `target` through the group rule.
+        func groupsAllow(host alias: String, target: String) -> Bool {
+            guard let targetGroups = groupsOfTarget[target], !targetGroups.isEmpty else { return true }
+            guard let hostGroups = groupsOfHost[alias] else { return false }
+            return !targetGroups.isDisjoint(with: hostGroups)
+        }
+    }
+
+    /// The access rules of this model, computed once.
+    public var accessRules: AccessRules { AccessRules(self) }
+
+    /// The subsystems host `alias` may use: `Shared` (AllowAnyHost) and `Restricted` (its alias is
+    /// on the access list), after the group rule.
+    public func subsystems(
+        visibleTo alias: String
+    ) throws(ModelError) -> (
+        shared: [SubsystemReference], restricted: [SubsystemReference]
+    ) {
+        _ = try host(alias)
+        let rules = accessRules
+        var shared: [SubsystemReference] = []
+        var restricted: [SubsystemReference] = []
+        for target in targets where rules.groupsAllow(host: alias, target: target.alias) {
+            for subsystem in target.subsystems {
+                if subsystem.allowAnyHost {
+                    shared.append(SubsystemReference(target: target.alias, nqn: subsystem.nqn))
+                } else if subsystem.hosts.contains(alias) {
+                    restricted.append(SubsystemReference(target: target.alias, nqn: subsystem.nqn))
+                }
+            }
+        }
+        return (shared, restricted)
+    }
+
+    /// Every NVM subsystem entry the model yields (one per port of the subsystem's target), in
+    /// target, subsystem and PORTID order, with the hosts that may see it. A restricted
+    /// subsystem with nobody on its access list yields nothing.
+    public func discoveryEntries(target onlyTarget: String? = nil) -> [ModelDiscoveryEntry] {
+        let rules = accessRules
+        var result: [ModelDiscoveryEntry] = []
+        for target in targets where onlyTarget == nil || target.alias == onlyTarget {
+            guard !target.ports.isEmpty else { continue }
+            let targetGroups = rules.groupsOfTarget[target.alias] ?? []
+            // Hosts that share one of the target's groups (nil: no group rule).
+            var groupHosts: Set<String>? = nil
+            if !targetGroups.isEmpty {
+                var aliases = Set<String>()
+                for group in targetGroups { aliases.formUnion(rules.hostsByGroup[group] ?? []) }
+                groupHosts = aliases
+            }
+            let groupNQNs: Set<String>? = groupHosts.map { Set($0.compactMap { rules.hostNQNByAlias[$0] }) }
+            for subsystem in target.subsystems {
+                let allowed: Set<String>?
+                if subsystem.allowAnyHost {
+                    allowed = groupNQNs
+                } else {
+                    var nqns = Set<String>()
+                    for alias in subsystem.hosts where groupHosts?.contains(alias) ?? true {
+                        if let nqn = rules.hostNQNByAlias[alias] { nqns.insert(nqn) }
+                    }
+                    allowed = nqns
+                }
+                if let allowed, allowed.isEmpty { continue }
+                for port in target.ports {
+                    result.append(
+                        ModelDiscoveryEntry(
+                            targetAlias: target.alias,
+                            entry: port.discoveryLogEntry(subsystemNQN: subsystem.nqn),
+                            allowedHostNQNs: allowed
+                        )
+                    )
+                }
+            }
+        }
+        return result
+    }
+}
+
+extension FabricPort {
+    /// The discovery log entry of subsystem `subsystemNQN` on this port.
+    public func discoveryLogEntry(subsystemNQN: String) -> DiscoveryLogEntry {
+        let trtype: TransportType
+        switch transportType {
+        case "rdma": trtype = .rdma
+        case "fc": trtype = .fibreChannel
+        case "loop": trtype = .loop
+        default: trtype = .tcp
+        }
+        let adrfam: AddressFamily
+        switch addressFamily {
+        case "ipv6": adrfam = .ipv6
+        case "ib": adrfam = .infiniBand
+        case "fc": adrfam = .fibreChannel
+        case "loop": adrfam = .loop
+        default: adrfam = .ipv4
+        }
+        let treq: TransportRequirements
+        switch transportRequirements {
+        case "required": treq = .secureChannelRequired
+        case "not required": treq = .secureChannelNotRequired
+        default: treq = .notSpecified
+        }
+        let tsas: TransportSpecificAddressSubtype?
+        switch trtype {
+        case .tcp: tsas = .tcp(securityType: securityType == "tls1.3" ? 2 : 0)
+        case .rdma: tsas = .rdma(queuePairType: 1, providerType: 1, connectionManagementService: 1, partitionKey: 0)
+        default: tsas = nil
+        }
+        return DiscoveryLogEntry(
+            transportType: trtype,
+            addressFamily: adrfam,
+            subsystemType: .nvm,
+            transportRequirements: treq,
+            portIdentifier: UInt16(truncatingIfNeeded: portID),
+            transportServiceIdentifier: String(transportServiceIdentifier),
+            subsystemNQN: subsystemNQN,
+            transportAddress: transportAddress,
+            transportSpecificAddressSubtype: tsas
+        )
+    }
+}
