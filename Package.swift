@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "DEMCore", targets: ["DEMCore"]),
         .library(name: "DEMServer", targets: ["DEMServer"]),
         .executable(name: "dem", targets: ["dem"]),
+        .executable(name: "dem-cli", targets: ["dem-cli"]),
         .executable(name: "dem-bench", targets: ["dem-bench"]),
     ],
     dependencies: [
@@ -15,6 +16,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
     ],
     targets: [
         // NVMe-oF wire format, the pure controller and host state machines, and the NIO transport that drives them.
@@ -26,11 +32,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // dem's application: discovery sources, the discovery catalog and the service group `dem` runs.
+        // dem's application: the fabric store, the REST API, discovery sources, the discovery
+        // catalog and the service group `dem` runs.
         .target(
             name: "DEMServer",
             dependencies: [
                 "DEMCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -45,6 +56,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The administrator's command line over dem's REST API.
+        .executableTarget(
+            name: "dem-cli",
+            dependencies: [
+                "DEMCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         // Load generator for scripts/bench: dem against a canned-bytes floor server, side by side.
@@ -74,6 +95,9 @@ let package = Package(
             dependencies: [
                 "DEMCore",
                 "DEMServer",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

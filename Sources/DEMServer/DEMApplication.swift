@@ -1,9 +1,11 @@
 import DEMCore
 import Foundation
+import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// What `dem` runs with; the executable fills it from flags, tests fill it directly.
@@ -20,10 +22,69 @@ public struct DEMOptions: Sendable {
     public var pollInterval: Duration = .seconds(1)
     /// The controller's parameters (the unique NQN is filled from ``uniqueNQN``).
     public var controller: DiscoveryControllerConfiguration
+    /// Where the store (`dem.sqlite`) and the admin token (`admin.token`) are kept.
+    public var dataDirectory: String
+    /// The REST API's address.
+    public var apiAddress: String = "127.0.0.1"
+    /// The REST API's port (22345), 0 for any free port.
+    public var apiPort: Int = 22345
+    /// The browser origin allowed to call the API (`*` for any); nil sends no CORS headers.
+    public var corsOrigin: String?
+    /// How long a change to the model waits for others before hosts are notified.
+    public var coalescing: Duration = .milliseconds(50)
 
-    public init(uniqueNQN: String) {
+    public init(uniqueNQN: String, dataDirectory: String = DataDirectory.resolve(nil)) {
         self.uniqueNQN = uniqueNQN
         self.controller = DiscoveryControllerConfiguration(uniqueNQN: uniqueNQN)
+        self.dataDirectory = dataDirectory
+    }
+}
+
+/// Where the REST API listens, once it does.
+public final class APIServerAddress: Sendable {
+    private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+
+    /// The bound port, waiting for the server to be up.
+    public func port() async -> Int {
+        await withCheckedContinuation { continuation in
+            let port: Int? = state.withLock { state in
+                if let port = state.port { return port }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let port { continuation.resume(returning: port) }
+        }
+    }
+
+    func bound(_ port: Int) {
+        let waiters = state.withLock { state in
+            state.port = port
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: port) }
+    }
+}
+
+/// Lets `POST /dem/shutdown` stop the service group built after the routes.
+final class ShutdownTrigger: Sendable {
+    private let group = Mutex<ServiceGroup?>(nil)
+
+    func set(_ serviceGroup: ServiceGroup) { group.withLock { $0 = serviceGroup } }
+
+    func trigger() {
+        guard let serviceGroup = group.withLock({ $0 }) else { return }
+        Task { await serviceGroup.triggerGracefulShutdown() }
+    }
+}
+
+/// Ends `/events` streams when dem shuts down, so the HTTP server can drain.
+struct EventStreamCloser: Service {
+    let service: FabricService
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        service.finishSubscribers()
     }
 }
 
@@ -37,6 +98,16 @@ public struct DEMApplication: Sendable {
     public let watcher: DiscoverySourceWatcher?
     /// Runs everything until SIGTERM/SIGINT (or a test's graceful shutdown).
     public let serviceGroup: ServiceGroup
+    /// The fabric model and its store.
+    public let service: FabricService
+    /// Feeds the model into the catalog.
+    public let feed: DiscoveryModelFeed
+    /// The REST API's routes.
+    public let routes: APIRoutes
+    /// Where the REST API listens.
+    public let apiAddress: APIServerAddress
+    /// The admin token file, and whether this start created it.
+    public let adminToken: (path: String, created: Bool)
 
     /// Loads the entries, binds the listeners and assembles the services.
     ///
@@ -62,6 +133,50 @@ public struct DEMApplication: Sendable {
         }
         // The first page a host sees has GENCTR 1.
         let catalog = DiscoveryCatalog(uniqueNQN: options.uniqueNQN, listeners: [], entries: entries)
+        try FileManager.default.createDirectory(
+            atPath: options.dataDirectory,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
+        // The store holds the API tokens: only dem's user may read the directory and the file.
+        chmod(options.dataDirectory, 0o700)
+        let store = try SQLiteFabricStore(path: options.dataDirectory + "/dem.sqlite")
+        chmod(options.dataDirectory + "/dem.sqlite", 0o600)
+        let feed = DiscoveryModelFeed(catalog: catalog, coalescing: options.coalescing, logger: logger)
+        let service = try FabricService(store: store, logger: logger) { fabric in feed.changed(fabric) }
+        feed.load(service.fabric)
+        let adminToken = try await service.ensureAdminTokenFile(in: options.dataDirectory)
+        let trigger = ShutdownTrigger()
+        let routes = APIRoutes(
+            service: service,
+            feed: feed,
+            metrics: DEMMetrics(),
+            corsOrigin: options.corsOrigin,
+            shutdown: { trigger.trigger() }
+        )
+        let apiAddress = APIServerAddress()
+        let api = Application(
+            router: routes.router(),
+            configuration: ApplicationConfiguration(
+                address: .hostname(options.apiAddress, port: options.apiPort),
+                serverName: "dem"
+            ),
+            onServerRunning: { [adminToken] channel in
+                let port = channel.localAddress?.port ?? options.apiPort
+                apiAddress.bound(port)
+                let host = options.apiAddress.contains(":") ? "[\(options.apiAddress)]" : options.apiAddress
+                logger.notice(
+                    "REST API listening",
+                    metadata: [
+                        "url": "http://\(host):\(port)",
+                        "admin-token": "\(adminToken.path)\(adminToken.created ? " (created now, mode 0600)" : "")",
+                        "try": "dem-cli -s \(options.apiAddress) -p \(port) list target",
+                    ]
+                )
+            },
+            eventLoopGroupProvider: .shared(group),
+            logger: logger
+        )
         var watcher: DiscoverySourceWatcher? = nil
         if let source {
             watcher = DiscoverySourceWatcher(
@@ -81,7 +196,7 @@ public struct DEMApplication: Sendable {
             group: group,
             logger: logger
         )
-        var services: [any Service] = [listeners]
+        var services: [any Service] = [listeners, api, EventStreamCloser(service: service)]
         if let watcher { services.append(watcher) }
         let serviceGroup = ServiceGroup(
             configuration: ServiceGroupConfiguration(
@@ -90,7 +205,18 @@ public struct DEMApplication: Sendable {
                 logger: logger
             )
         )
-        return DEMApplication(catalog: catalog, listeners: listeners, watcher: watcher, serviceGroup: serviceGroup)
+        trigger.set(serviceGroup)
+        return DEMApplication(
+            catalog: catalog,
+            listeners: listeners,
+            watcher: watcher,
+            serviceGroup: serviceGroup,
+            service: service,
+            feed: feed,
+            routes: routes,
+            apiAddress: apiAddress,
+            adminToken: adminToken
+        )
     }
 }
 
@@ -121,7 +247,11 @@ public enum DataDirectory {
         }
         let nqn = NQN.uuid().value
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: directory,
+                withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700]
+            )
             try (nqn + "\n").write(toFile: path, atomically: true, encoding: .utf8)
             return (nqn, true)
         } catch {

@@ -55,7 +55,9 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
     }
 
     private struct State {
+        /// Every source's entries, in source order (the store's, then the entries file's).
         var entries: [SourceEntry]
+        var entriesBySource: [Source: [SourceEntry]] = [:]
         var sourceVersion: UInt64 = 1
         var generation: UInt64 = 1
         var views: [ViewKey: View] = [:]
@@ -86,7 +88,19 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
     ///   - entries: the initial entries.
     public init(uniqueNQN: String, listeners: [DiscoveryListenerAddress], entries: [SourceEntry] = []) {
         self.uniqueNQN = uniqueNQN
-        self.state = Mutex(State(entries: entries, listeners: listeners))
+        var initial = State(entries: entries, listeners: listeners)
+        initial.entriesBySource[.file] = entries
+        self.state = Mutex(initial)
+    }
+
+    /// Where entries come from; a page lists the store's entries before the entries file's.
+    public enum Source: Int, Sendable, Hashable, Comparable, CaseIterable {
+        /// The fabric model.
+        case store
+        /// A JSON entries file.
+        case file
+
+        public static func < (lhs: Source, rhs: Source) -> Bool { lhs.rawValue < rhs.rawValue }
     }
 
     /// dem's own listeners.
@@ -143,14 +157,30 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         state.withLock { state in _ = state.registrations.removeValue(forKey: token) }
     }
 
+    public func logPageRead(offset: UInt64, length: UInt64) {
+        logPageReadCount.add(1, ordering: .relaxed)
+    }
+
+    public func asynchronousEventSent() {
+        changeNoticeCount.add(1, ordering: .relaxed)
+    }
+
+    /// Get Log Page commands answered since the start.
+    public let logPageReadCount = Atomic<Int>(0)
+    /// Discovery change notices (AER completions) sent since the start.
+    public let changeNoticeCount = Atomic<Int>(0)
+
     // MARK: Updates
 
-    /// Replaces the entries; bumps the generation and notifies every connected host whose page
+    /// Replaces one source's entries; bumps the generation and notifies every connected host whose page
     /// changed (and only those).
     /// - Returns: how many connected controllers were notified.
     @discardableResult
-    public func update(entries: [SourceEntry]) -> Int {
+    public func update(entries sourceEntries: [SourceEntry], from source: Source = .file) -> Int {
         let callbacks: [@Sendable () -> Void] = state.withLock { state in
+            guard state.entriesBySource[source] != sourceEntries else { return [] }
+            state.entriesBySource[source] = sourceEntries
+            let entries = Source.allCases.flatMap { state.entriesBySource[$0] ?? [] }
             guard state.entries != entries else { return [] }
             var before: [ViewKey: UInt64] = [:]
             for registration in state.registrations.values where before[registration.key] == nil {

@@ -273,7 +273,7 @@ func startDEM(executable: String, port: Int, entriesPath: String, directory: Str
         executable: executable,
         arguments: [
             "--address", "127.0.0.1", "--port", String(port), "--entries", entriesPath,
-            "--data-dir", directory + "/data", "--log-level", "info",
+            "--data-dir", directory + "/data", "--api-port", "0", "--log-level", "info",
         ],
         logPath: directory + "/dem.log"
     )

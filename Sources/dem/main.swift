@@ -28,8 +28,26 @@ struct DiscoveryFlags: ParsableArguments {
     )
     var dataDirectory: String?
 
+    @Option(name: .customLong("api-address"), help: "Address the REST API listens on.")
+    var apiAddress: String = "127.0.0.1"
+
+    @Option(name: .customLong("api-port"), help: "REST API port.")
+    var apiPort: Int = 22345
+
+    @Option(
+        name: .customLong("cors-origin"),
+        help: "Browser origin allowed to call the REST API (\"*\" for any). Default: no CORS headers."
+    )
+    var corsOrigin: String?
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535, not \(port)") }
+        guard (0...65535).contains(apiPort) else {
+            throw ValidationError("--api-port must be 0...65535, not \(apiPort)")
+        }
+        guard IPAddressText.isIPv4(apiAddress) || IPAddressText.isIPv6(apiAddress) else {
+            throw ValidationError("--api-address \"\(apiAddress)\" is not an IPv4 or IPv6 address")
+        }
         for address in addresses where !IPAddressText.isIPv4(address) && !IPAddressText.isIPv6(address) {
             throw ValidationError("--address \"\(address)\" is not an IPv4 or IPv6 address")
         }
@@ -56,10 +74,13 @@ struct DiscoveryFlags: ParsableArguments {
             }
             nqn = generated
         }
-        var options = DEMOptions(uniqueNQN: nqn)
+        var options = DEMOptions(uniqueNQN: nqn, dataDirectory: DataDirectory.resolve(dataDirectory))
         options.addresses = addresses.isEmpty ? ["127.0.0.1"] : addresses
         options.port = port
         options.entriesPath = entries
+        options.apiAddress = apiAddress
+        options.apiPort = apiPort
+        options.corsOrigin = corsOrigin
         return options
     }
 }
@@ -119,7 +140,8 @@ struct Serve: AsyncParsableCommand {
 struct LogPage: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logpage",
-        abstract: "Print the discovery log page dem would serve a host, without serving it."
+        abstract:
+            "Print the discovery log page dem would serve a host (from the store and the entries file), without serving it."
     )
 
     @OptionGroup var flags: DiscoveryFlags
@@ -144,6 +166,11 @@ struct LogPage: AsyncParsableCommand {
             uniqueNQN: options.uniqueNQN,
             listeners: options.addresses.map { DiscoveryListenerAddress(address: $0, port: options.port) }
         )
+        let storePath = options.dataDirectory + "/dem.sqlite"
+        if FileManager.default.fileExists(atPath: storePath) {
+            let fabric = try SQLiteFabricStore(path: storePath).loadFabric()
+            catalog.update(entries: DiscoveryModelFeed.sourceEntries(fabric), from: .store)
+        }
         if let path = options.entriesPath {
             do {
                 catalog.update(entries: try JSONFileDiscoverySource(path: path).load())

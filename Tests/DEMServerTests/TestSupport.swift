@@ -21,8 +21,12 @@ final class RunningDEM: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent("entries.json").path
         try entries.write(toFile: path, atomically: true, encoding: .utf8)
-        var options = DEMOptions(uniqueNQN: "nqn.2014-08.org.nvmexpress:uuid:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+        var options = DEMOptions(
+            uniqueNQN: "nqn.2014-08.org.nvmexpress:uuid:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+            dataDirectory: directory.appendingPathComponent("data").path
+        )
         options.port = 0
+        options.apiPort = 0
         options.entriesPath = path
         options.pollInterval = .milliseconds(50)
         controller?(&options.controller)

@@ -40,6 +40,10 @@ public protocol DiscoveryControllerService: Sendable {
     func controllerCreated(_ host: DiscoveryHostContext, onChange: @escaping @Sendable () -> Void) -> UInt64
     /// Stops the calls registered under `token`.
     func controllerRemoved(_ token: UInt64)
+    /// A Get Log Page command for the discovery log was answered (for metrics).
+    func logPageRead(offset: UInt64, length: UInt64)
+    /// A discovery change notice (an AER completion) was sent (for metrics).
+    func asynchronousEventSent()
 }
 
 extension DiscoveryControllerService {
@@ -49,6 +53,10 @@ extension DiscoveryControllerService {
     }
     /// Nothing to stop.
     public func controllerRemoved(_ token: UInt64) {}
+    /// Not counted.
+    public func logPageRead(offset: UInt64, length: UInt64) {}
+    /// Not counted.
+    public func asynchronousEventSent() {}
 }
 
 /// The fixed parameters of a discovery controller.

@@ -138,8 +138,9 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
                 }
             case .asynchronousEventSent:
                 logger.debug("discovery log change notice sent", metadata: metadata())
-            case .logPageRead:
-                break
+                service.asynchronousEventSent()
+            case .logPageRead(let offset, let length):
+                service.logPageRead(offset: offset, length: length)
             }
         }
         flush()

@@ -1,0 +1,131 @@
+import DEMCore
+import Foundation
+import Hummingbird
+
+/// A JSON request body: read whole (up to ``APIRoutes/maximumBodySize``), its keys checked
+/// against the ones the route knows, and decoded with errors that name the field.
+struct APIBody {
+    let data: Data
+    let keys: Set<String>
+
+    /// The body of `request`, or nil when it is empty.
+    /// - Parameter allowed: the keys the route accepts; any other is a 400 naming it.
+    static func read(_ request: Request, context: APIRequestContext, allowed: Set<String>) async throws -> APIBody? {
+        let buffer = try await request.body.collect(upTo: APIRoutes.maximumBodySize)
+        guard buffer.readableBytes > 0 else { return nil }
+        let data = Data(buffer.readableBytesView)
+        if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return nil }
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        } catch {
+            throw APIError(.badRequest, "the body is not valid JSON")
+        }
+        guard let dictionary = object as? [String: Any] else {
+            throw APIError(.badRequest, "the body must be a JSON object")
+        }
+        for key in dictionary.keys.sorted() where !allowed.contains(key) {
+            throw APIError(
+                .badRequest,
+                field: key,
+                "unknown field \"\(key)\"; this route accepts \(allowed.sorted().joined(separator: ", "))"
+            )
+        }
+        return APIBody(data: data, keys: Set(dictionary.keys))
+    }
+
+    /// The body decoded as `type`.
+    func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: data)
+        } catch let error as DecodingError {
+            throw Self.apiError(error)
+        } catch let error as ModelError {
+            throw APIError(error)
+        }
+    }
+
+    static func apiError(_ error: DecodingError) -> APIError {
+        func path(_ keys: [any CodingKey]) -> String {
+            var text = ""
+            for key in keys {
+                if let index = key.intValue {
+                    text += "[\(index)]"
+                } else {
+                    text += text.isEmpty ? key.stringValue : "." + key.stringValue
+                }
+            }
+            return text
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return APIError(.badRequest, field: path(context.codingPath + [key]), "\(key.stringValue) is required")
+        case .typeMismatch(let type, let context):
+            let detail =
+                context.debugDescription.hasPrefix("Expected to decode") ? "expected \(type)" : context.debugDescription
+            return APIError(.badRequest, field: path(context.codingPath), "wrong type: \(detail)")
+        case .valueNotFound(_, let context):
+            return APIError(.badRequest, field: path(context.codingPath), "must not be null")
+        case .dataCorrupted(let context):
+            return APIError(.badRequest, field: path(context.codingPath), context.debugDescription)
+        @unknown default:
+            return APIError(.badRequest, "\(error)")
+        }
+    }
+}
+
+/// JSON responses.
+enum APIResponse {
+    static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }
+
+    static func json(
+        _ value: some Encodable,
+        status: HTTPResponse.Status = .ok,
+        location: String? = nil
+    ) throws
+        -> Response
+    {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let location { headers[.location] = location }
+        let data = try encoder().encode(value)
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func object(_ value: [String: Any], status: HTTPResponse.Status = .ok) throws -> Response {
+        let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data))
+        )
+    }
+
+    static func message(_ text: String, status: HTTPResponse.Status = .ok) throws -> Response {
+        try json(["message": text], status: status)
+    }
+
+    static let noContent = Response(status: .noContent)
+}
+
+extension Parameters {
+    /// A path parameter, percent-decoded.
+    func decoded(_ name: String) throws -> String {
+        let raw = try require(name)
+        guard let value = raw.removingPercentEncoding, !value.isEmpty else {
+            throw APIError(.badRequest, field: name, "\"\(raw)\" is not a valid path segment")
+        }
+        return value
+    }
+
+    /// An integer path parameter.
+    func integer(_ name: String, field: String) throws -> Int {
+        let text = try decoded(name)
+        guard let value = Int(text) else { throw APIError(.badRequest, field: field, "\"\(text)\" is not an integer") }
+        return value
+    }
+}

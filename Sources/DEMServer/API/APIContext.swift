@@ -1,0 +1,162 @@
+import DEMCore
+import Foundation
+import Hummingbird
+import Prometheus
+import Synchronization
+
+/// A REST request's context: Hummingbird's, plus the token that authenticated it.
+public struct APIRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// The caller's token (set by the authentication middleware).
+    public var token: APIToken?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        token = nil
+    }
+
+    public var maxUploadSize: Int { APIRoutes.maximumBodySize }
+}
+
+/// Bearer-token authentication on every path but `/health` (and CORS preflights): 401 without a
+/// valid token, 403 when a read-only token asks for anything but GET or HEAD, or for the tokens
+/// themselves.
+struct AuthenticationMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+    let service: FabricService
+
+    func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        if request.uri.path == "/health" || request.method == .options {
+            return try await next(request, context)
+        }
+        guard let header = request.headers[.authorization],
+            header.count > 7, header.prefix(7).lowercased() == "bearer ",
+            let token = service.token(secret: header.dropFirst(7).trimmingCharacters(in: .whitespaces))
+        else {
+            throw APIError.unauthorized
+        }
+        if token.role != .admin {
+            let reading = request.method == .get || request.method == .head
+            if !reading || request.uri.path.hasPrefix("/dem/tokens") { throw APIError.forbidden }
+        }
+        var context = context
+        context.token = token
+        return try await next(request, context)
+    }
+}
+
+/// dem's Prometheus metrics: REST calls (count and latency by route), fabric changes, and the
+/// discovery controller's connections, log page reads and change notices.
+public final class DEMMetrics: Sendable {
+    /// The registry `/metrics` emits.
+    public let registry = PrometheusCollectorRegistry()
+    static let latencyBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5),
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5),
+    ]
+
+    public init() {}
+
+    /// Records one REST call.
+    func apiCall(method: String, route: String, status: Int, duration: Duration) {
+        let labels = [("method", method), ("route", route), ("status", String(status))]
+        registry.makeCounter(
+            descriptor: .init(
+                namespace: "dem",
+                metricName: "api_requests",
+                unitName: "total",
+                helpText: "REST API calls"
+            ),
+            labels: labels
+        ).increment()
+        registry.makeDurationHistogram(
+            descriptor: .init(
+                namespace: "dem",
+                metricName: "api_request_duration",
+                unitName: "seconds",
+                helpText: "REST API call latency"
+            ),
+            labels: [("method", method), ("route", route)],
+            buckets: Self.latencyBuckets
+        ).record(duration)
+    }
+
+    /// Records one store commit.
+    func storeCommit(duration: Duration) {
+        registry.makeDurationHistogram(
+            descriptor: .init(
+                namespace: "dem",
+                metricName: "store_commit_duration",
+                unitName: "seconds",
+                helpText: "Durable commits of fabric changes"
+            ),
+            buckets: Self.latencyBuckets
+        ).record(duration)
+    }
+
+    /// The exposition text, with the discovery controller's figures read now from `catalog`.
+    func render(catalog: DiscoveryCatalog, service: FabricService) -> String {
+        var text = registry.emitToString()
+        func metric(_ name: String, _ type: String, _ help: String, _ value: Int) {
+            text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
+        }
+        metric(
+            "dem_discovery_controllers",
+            "gauge",
+            "Discovery controllers (connected hosts) now",
+            catalog.registeredControllerCount
+        )
+        metric(
+            "dem_discovery_log_page_reads_total",
+            "counter",
+            "Get Log Page commands for the discovery log answered",
+            catalog.logPageReadCount.load(ordering: .relaxed)
+        )
+        metric(
+            "dem_discovery_change_notices_total",
+            "counter",
+            "Discovery log change notices (AER completions) sent",
+            catalog.changeNoticeCount.load(ordering: .relaxed)
+        )
+        metric("dem_discovery_generation", "gauge", "The discovery catalog's generation", Int(catalog.generation))
+        let fabric = service.fabric
+        metric("dem_fabric_targets", "gauge", "Targets in the model", fabric.targets.count)
+        metric("dem_fabric_hosts", "gauge", "Hosts in the model", fabric.hosts.count)
+        metric(
+            "dem_fabric_subsystems",
+            "gauge",
+            "Subsystems in the model",
+            fabric.targets.reduce(0) { $0 + $1.subsystems.count }
+        )
+        metric("dem_event_subscribers", "gauge", "Clients of /events now", service.subscriberCount)
+        return text
+    }
+}
+
+/// Counts and times every REST call, by method, route and status.
+struct MetricsMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+    let metrics: DEMMetrics
+
+    func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        let start = ContinuousClock.now
+        let response = try await next(request, context)
+        let route = context.endpointPath ?? "unmatched"
+        metrics.apiCall(
+            method: request.method.rawValue,
+            route: route,
+            status: response.status.code,
+            duration: ContinuousClock.now - start
+        )
+        return response
+    }
+}

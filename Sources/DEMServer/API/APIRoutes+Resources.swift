@@ -1,0 +1,750 @@
+import DEMCore
+import Foundation
+import Hummingbird
+
+// The resource routes of nvme-dem's API: /target, /target/<t>/subsystem, /host, /group.
+
+struct TargetChangesBody: Decodable {
+    var Alias: String?
+    var Refresh: Int?
+    var MgmtMode: ManagementMode?
+    var Interface: ManagementInterface?
+
+    var changes: Fabric.TargetChanges {
+        .init(alias: Alias, refresh: Refresh, managementMode: MgmtMode, interface: Interface)
+    }
+}
+
+struct InterfaceBody: Decodable {
+    var Interface: ManagementInterface
+}
+
+struct SubsystemChangesBody: Decodable {
+    var SUBNQN: String?
+    var AllowAnyHost: Bool?
+    var Serial: String?
+    var Model: String?
+
+    enum CodingKeys: String, CodingKey { case SUBNQN, AllowAnyHost, Serial, Model }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        SUBNQN = try c.decodeIfPresent(String.self, forKey: .SUBNQN)
+        Serial = try c.decodeIfPresent(String.self, forKey: .Serial)
+        Model = try c.decodeIfPresent(String.self, forKey: .Model)
+        AllowAnyHost = try c.decodeFlagIfPresent(forKey: .AllowAnyHost)
+    }
+
+    var changes: Fabric.SubsystemChanges {
+        .init(nqn: SUBNQN, allowAnyHost: AllowAnyHost, serial: Serial, model: Model)
+    }
+}
+
+struct AliasBody: Decodable {
+    var Alias: String
+}
+
+struct NameBody: Decodable {
+    var Name: String
+}
+
+struct HostChangesBody: Decodable {
+    var Alias: String?
+    var HOSTNQN: String?
+    var HOSTID: String?
+
+    var changes: Fabric.HostChanges { .init(alias: Alias, nqn: HOSTNQN, hostID: HOSTID) }
+}
+
+struct HostView: Encodable {
+    var host: FabricHost
+    var shared: [SubsystemReference]
+    var restricted: [SubsystemReference]
+
+    enum CodingKeys: String, CodingKey { case Shared, Restricted }
+
+    func encode(to encoder: any Encoder) throws {
+        try host.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(shared, forKey: .Shared)
+        try c.encode(restricted, forKey: .Restricted)
+    }
+}
+
+struct TargetUsage: Encodable {
+    var Alias: String
+    var MgmtMode: String
+    var PortIDs: Int
+    var Subsystems: Int
+    var Namespaces: Int
+    var RestrictedSubsystems: Int
+    var AllowedHosts: Int
+    var DiscoveryEntries: Int
+}
+
+extension APIRoutes {
+    static let targetKeys: Set<String> = [
+        "Alias", "Refresh", "MgmtMode", "Interface", "PortIDs", "Subsystems", "NSDevices", "Interfaces",
+    ]
+    static let targetChangeKeys: Set<String> = ["Alias", "Refresh", "MgmtMode", "Interface"]
+    static let portKeys: Set<String> = ["PORTID", "TRTYPE", "ADRFAM", "TRADDR", "TRSVCID", "TREQ", "TSAS"]
+    static let subsystemKeys: Set<String> = ["SUBNQN", "AllowAnyHost", "Serial", "Model", "NSIDs", "Hosts"]
+    static let subsystemChangeKeys: Set<String> = ["SUBNQN", "AllowAnyHost", "Serial", "Model"]
+    static let namespaceKeys: Set<String> = ["NSID", "DeviceID", "DeviceNSID", "DevicePath", "UUID", "NGUID"]
+    static let hostKeys: Set<String> = ["Alias", "HOSTNQN", "HOSTID"]
+
+    // MARK: /target
+
+    func addTargetRoutes(_ router: Router<APIRequestContext>) {
+        router.get("/target") { request, _ in
+            var targets = service.fabric.targets
+            if let mode = request.uri.queryParameters["mode"] {
+                guard let wanted = ManagementMode(rawValue: String(mode)) else {
+                    throw APIError(.badRequest, field: "mode", "must be LocalMgmt, InBandMgmt or OutOfBandMgmt")
+                }
+                targets = targets.filter { $0.managementMode == wanted }
+            }
+            if let fabric = request.uri.queryParameters["fabric"] {
+                targets = targets.filter { $0.ports.contains { $0.transportType == String(fabric) } }
+            }
+            return try APIResponse.json(["Targets": targets.map(\.alias)])
+        }
+        router.put("/target") { request, context in
+            guard let body = try await APIBody.read(request, context: context, allowed: Self.targetKeys) else {
+                throw APIError(.badRequest, field: "Alias", "Alias is required")
+            }
+            let target = try body.decode(FabricTarget.self)
+            return try await createTarget(target)
+        }
+        router.post("/target/:t") { request, context in
+            let alias = try context.parameters.decoded("t")
+            var target = FabricTarget(alias: alias)
+            if let body = try await APIBody.read(request, context: context, allowed: Self.targetKeys) {
+                if body.keys.contains("Alias") {
+                    target = try body.decode(FabricTarget.self)
+                    guard target.alias == alias else {
+                        throw APIError(
+                            .badRequest,
+                            field: "Alias",
+                            "differs from the alias in the path; rename with PATCH"
+                        )
+                    }
+                } else {
+                    target = try body.decode(TargetWithoutAlias.self).target(alias: alias)
+                }
+            }
+            return try await createTarget(target)
+        }
+        router.get("/target/:t") { _, context in
+            let alias = try context.parameters.decoded("t")
+            return try APIResponse.json(try read { fabric throws(ModelError) in try fabric.target(alias) })
+        }
+        let update: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
+            let alias = try context.parameters.decoded("t")
+            guard let body = try await APIBody.read(request, context: context, allowed: Self.targetChangeKeys) else {
+                throw APIError(.badRequest, "the body must name at least one of Alias, Refresh, MgmtMode, Interface")
+            }
+            let changes = try body.decode(TargetChangesBody.self).changes
+            let newAlias = changes.alias ?? alias
+            try await change(.updated, Self.path("target", alias)) { fabric throws(ModelError) in
+                try fabric.updateTarget(alias, changes)
+            }
+            return try APIResponse.json(try read { fabric throws(ModelError) in try fabric.target(newAlias) })
+        }
+        router.put("/target/:t", use: update)
+        router.patch("/target/:t", use: update)
+        router.delete("/target/:t") { _, context in
+            let alias = try context.parameters.decoded("t")
+            try await change(.deleted, Self.path("target", alias)) { fabric throws(ModelError) in
+                try fabric.deleteTarget(alias)
+            }
+            return APIResponse.noContent
+        }
+        router.put("/target/:t/interface") { request, context in
+            let alias = try context.parameters.decoded("t")
+            guard let body = try await APIBody.read(request, context: context, allowed: ["Interface"]) else {
+                throw APIError(.badRequest, field: "Interface", "Interface is required")
+            }
+            let interface = try body.decode(InterfaceBody.self).Interface
+            try await change(.updated, Self.path("target", alias)) { fabric throws(ModelError) in
+                let target = try fabric.target(alias)
+                guard target.managementMode != .local else {
+                    throw ModelError.invalid(
+                        "MgmtMode",
+                        "target \"\(alias)\" is LocalMgmt; set InBandMgmt or OutOfBandMgmt first"
+                    )
+                }
+                try fabric.updateTarget(alias, .init(interface: interface))
+            }
+            return try APIResponse.json(try read { fabric throws(ModelError) in try fabric.target(alias) })
+        }
+        router.post("/target/:t/refresh") { _, context in
+            let alias = try context.parameters.decoded("t")
+            let target = try read { fabric throws(ModelError) in try fabric.target(alias) }
+            guard target.managementMode == .local else {
+                throw APIError(
+                    .notImplemented,
+                    "dem does not manage targets through dem-em yet; target \"\(alias)\" is \(target.managementMode.rawValue)"
+                )
+            }
+            feed.flush()
+            return try APIResponse.message(
+                "Target '\(alias)' is LocalMgmt: its entries come from the model and are current"
+            )
+        }
+        router.post("/target/:t/reconfig") { _, context -> Response in
+            let alias = try context.parameters.decoded("t")
+            let target = try read { fabric throws(ModelError) in try fabric.target(alias) }
+            throw APIError(
+                target.managementMode == .local ? .conflict : .notImplemented,
+                field: "MgmtMode",
+                target.managementMode == .local
+                    ? "target \"\(alias)\" is LocalMgmt: dem does not configure it"
+                    : "dem does not manage targets through dem-em yet"
+            )
+        }
+        router.get("/target/:t/usage") { _, context in
+            let alias = try context.parameters.decoded("t")
+            let fabric = service.fabric
+            let target = try read { fabric throws(ModelError) in try fabric.target(alias) }
+            let entries = fabric.discoveryEntries(target: alias)
+            return try APIResponse.json(
+                TargetUsage(
+                    Alias: alias,
+                    MgmtMode: target.managementMode.rawValue,
+                    PortIDs: target.ports.count,
+                    Subsystems: target.subsystems.count,
+                    Namespaces: target.subsystems.reduce(0) { $0 + $1.namespaces.count },
+                    RestrictedSubsystems: target.subsystems.filter { !$0.allowAnyHost }.count,
+                    AllowedHosts: Set(target.subsystems.flatMap(\.hosts)).count,
+                    DiscoveryEntries: entries.count
+                )
+            )
+        }
+        router.get("/target/:t/logpage") { _, context in
+            let alias = try context.parameters.decoded("t")
+            let fabric = service.fabric
+            _ = try read { fabric throws(ModelError) in try fabric.target(alias) }
+            let records: [[String: Any]] = fabric.discoveryEntries(target: alias).map { entry in
+                var record = DiscoveryLogJSON.record(entry.entry)
+                if let hosts = entry.allowedHostNQNs { record["hosts"] = hosts.sorted() }
+                return record
+            }
+            return try APIResponse.object(["Alias": alias, "records": records])
+        }
+        // Ports.
+        router.put("/target/:t/portid") { request, context in
+            let alias = try context.parameters.decoded("t")
+            guard let body = try await APIBody.read(request, context: context, allowed: Self.portKeys) else {
+                throw APIError(.badRequest, field: "PORTID", "the body must be a port")
+            }
+            let port = try body.decode(FabricPort.self)
+            let created = try await change(.updated, Self.path("target", alias, "portid", String(port.portID))) {
+                fabric throws(ModelError) in try fabric.setPort(target: alias, port)
+            }
+            return try APIResponse.json(
+                port,
+                status: created ? .created : .ok,
+                location: Self.path("target", alias, "portid", String(port.portID))
+            )
+        }
+        router.put("/target/:t/portid/:p") { request, context in
+            let alias = try context.parameters.decoded("t")
+            let portID = try context.parameters.integer("p", field: "PORTID")
+            guard let body = try await APIBody.read(request, context: context, allowed: Self.portKeys) else {
+                throw APIError(.badRequest, "the body must be a port")
+            }
+            var port: FabricPort
+            if body.keys.contains("PORTID") {
+                port = try body.decode(FabricPort.self)
+            } else {
+                port = try body.decode(PortWithoutID.self).port(id: portID)
+            }
+            let final = port
+            try await change(.updated, Self.path("target", alias, "portid", String(portID))) {
+                fabric throws(ModelError) in try fabric.setPort(target: alias, final, replacing: portID)
+            }
+            port = final
+            return try APIResponse.json(port)
+        }
+        router.get("/target/:t/portid/:p") { _, context in
+            let alias = try context.parameters.decoded("t")
+            let portID = try context.parameters.integer("p", field: "PORTID")
+            let target = try read { fabric throws(ModelError) in try fabric.target(alias) }
+            guard let port = target.ports.first(where: { $0.portID == portID }) else {
+                throw APIError(.notFound, field: "PORTID", "port \(portID) does not exist on target \"\(alias)\"")
+            }
+            return try APIResponse.json(port)
+        }
+        router.delete("/target/:t/portid/:p") { _, context in
+            let alias = try context.parameters.decoded("t")
+            let portID = try context.parameters.integer("p", field: "PORTID")
+            try await change(.deleted, Self.path("target", alias, "portid", String(portID))) {
+                fabric throws(ModelError) in try fabric.deletePort(target: alias, portID: portID)
+            }
+            return APIResponse.noContent
+        }
+    }
+
+    func createTarget(_ target: FabricTarget) async throws -> Response {
+        let path = Self.path("target", target.alias)
+        try await change(.created, path) { fabric throws(ModelError) in try fabric.addTarget(target) }
+        return try APIResponse.json(
+            try read { fabric throws(ModelError) in try fabric.target(target.alias) },
+            status: .created,
+            location: path
+        )
+    }
+
+    // MARK: /target/<t>/subsystem
+
+    func addSubsystemRoutes(_ router: Router<APIRequestContext>) {
+        router.put("/target/:t/subsystem") { request, context in
+            let alias = try context.parameters.decoded("t")
+            guard let body = try await APIBody.read(request, context: context, allowed: Self.subsystemKeys) else {
+                throw APIError(.badRequest, field: "SUBNQN", "SUBNQN is required")
+            }
+            let subsystem = try body.decode(FabricSubsystem.self)
+            return try await upsertSubsystem(target: alias, subsystem, keys: body.keys)
+        }
+        router.post("/target/:t/subsystem/:n") { request, context in
+            let alias = try context.parameters.decoded("t")
+            let nqn = try context.parameters.decoded("n")
+            let body = try await APIBody.read(request, context: context, allowed: Self.subsystemKeys)
+            let exists = (try? service.fabric.subsystem(target: alias, nqn: nqn)) != nil
+            if exists, let body {
+                return try await updateSubsystem(target: alias, nqn: nqn, body: body)
+            }
+            if exists {
+                throw APIError(.conflict, field: "SUBNQN", "subsystem \"\(nqn)\" already exists on target \"\(alias)\"")
+            }
+            var subsystem = FabricSubsystem(nqn: nqn)
+            if let body {
+                subsystem = try body.decode(SubsystemBody.self).subsystem(nqn: nqn)
+                guard subsystem.nqn == nqn else {
+                    throw APIError(.badRequest, field: "SUBNQN", "differs from the NQN in the path; rename with PATCH")
+                }
+            }
+            let created = subsystem
+            let path = Self.path("target", alias, "subsystem", nqn)
+            try await change(.created, path) { fabric throws(ModelError) in
+                try fabric.addSubsystem(target: alias, created)
+            }
+            return try APIResponse.json(
+                try read { fabric throws(ModelError) in try fabric.subsystem(target: alias, nqn: nqn) },
+                status: .created,
+                location: path
+            )
+        }
+        router.get("/target/:t/subsystem/:n") { _, context in
+            let alias = try context.parameters.decoded("t")
+            let nqn = try context.parameters.decoded("n")
+            return try APIResponse.json(
+                try read { fabric throws(ModelError) in try fabric.subsystem(target: alias, nqn: nqn) }
+            )
+        }
+        let update: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
+            let alias = try context.parameters.decoded("t")
+            let nqn = try context.parameters.decoded("n")
+            guard let body = try await APIBody.read(request, context: context, allowed: Self.subsystemChangeKeys) else {
+                throw APIError(.badRequest, "the body must name at least one of SUBNQN, AllowAnyHost, Serial, Model")
+            }
+            return try await updateSubsystem(target: alias, nqn: nqn, body: body)
+        }
+        router.put("/target/:t/subsystem/:n", use: update)
+        router.patch("/target/:t/subsystem/:n", use: update)
+        router.delete("/target/:t/subsystem/:n") { _, context in
+            let alias = try context.parameters.decoded("t")
+            let nqn = try context.parameters.decoded("n")
+            try await change(.deleted, Self.path("target", alias, "subsystem", nqn)) { fabric throws(ModelError) in
+                try fabric.deleteSubsystem(target: alias, nqn: nqn)
+            }
+            return APIResponse.noContent
+        }
+        // Namespaces.
+        let setNamespace: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
+            let alias = try context.parameters.decoded("t")
+            let nqn = try context.parameters.decoded("n")
+            guard let body = try await APIBody.read(request, context: context, allowed: Self.namespaceKeys) else {
+                throw APIError(.badRequest, field: "NSID", "the body must be a namespace")
+            }
+            var namespace: FabricNamespace
+            if body.keys.contains("NSID") {
+                namespace = try body.decode(FabricNamespace.self)
+            } else if let id = context.parameters.get("id").flatMap({ Int($0) }) {
+                namespace = try body.decode(NamespaceWithoutID.self).namespace(id: id)
+            } else {
+                throw APIError(.badRequest, field: "NSID", "NSID is required")
+            }
+            let final = namespace
+            let path = Self.path("target", alias, "subsystem", nqn, "nsid", String(final.namespaceID))
+            let created = try await change(.updated, path) { fabric throws(ModelError) in
+                try fabric.setNamespace(target: alias, subsystem: nqn, final)
+            }
+            namespace = final
+            return try APIResponse.json(namespace, status: created ? .created : .ok, location: path)
+        }
+        router.put("/target/:t/subsystem/:n/nsid", use: setNamespace)
+        router.put("/target/:t/subsystem/:n/nsid/:id", use: setNamespace)
+        router.delete("/target/:t/subsystem/:n/nsid/:id") { _, context in
+            let alias = try context.parameters.decoded("t")
+            let nqn = try context.parameters.decoded("n")
+            let id = try context.parameters.integer("id", field: "NSID")
+            try await change(.deleted, Self.path("target", alias, "subsystem", nqn, "nsid", String(id))) {
+                fabric throws(ModelError) in try fabric.deleteNamespace(target: alias, subsystem: nqn, namespaceID: id)
+            }
+            return APIResponse.noContent
+        }
+        // Access lists.
+        let allow: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
+            let alias = try context.parameters.decoded("t")
+            let nqn = try context.parameters.decoded("n")
+            let host: String
+            if let fromPath = context.parameters.get("h") {
+                host = try context.parameters.decoded("h")
+                _ = fromPath
+            } else {
+                guard let body = try await APIBody.read(request, context: context, allowed: ["Alias"]) else {
+                    throw APIError(.badRequest, field: "Alias", "Alias is required")
+                }
+                host = try body.decode(AliasBody.self).Alias
+            }
+            let path = Self.path("target", alias, "subsystem", nqn, "host", host)
+            let added = try await change(.created, path) { fabric throws(ModelError) in
+                try fabric.allowHost(target: alias, subsystem: nqn, host: host)
+            }
+            return try APIResponse.json(
+                try read { fabric throws(ModelError) in try fabric.subsystem(target: alias, nqn: nqn) },
+                status: added ? .created : .ok,
+                location: path
+            )
+        }
+        router.put("/target/:t/subsystem/:n/host", use: allow)
+        router.put("/target/:t/subsystem/:n/host/:h", use: allow)
+        router.post("/target/:t/subsystem/:n/host/:h", use: allow)
+        router.delete("/target/:t/subsystem/:n/host/:h") { _, context in
+            let alias = try context.parameters.decoded("t")
+            let nqn = try context.parameters.decoded("n")
+            let host = try context.parameters.decoded("h")
+            try await change(.deleted, Self.path("target", alias, "subsystem", nqn, "host", host)) {
+                fabric throws(ModelError) in try fabric.disallowHost(target: alias, subsystem: nqn, host: host)
+            }
+            return APIResponse.noContent
+        }
+    }
+
+    func upsertSubsystem(target alias: String, _ subsystem: FabricSubsystem, keys: Set<String>) async throws -> Response
+    {
+        let path = Self.path("target", alias, "subsystem", subsystem.nqn)
+        let created = try await change(.updated, path) { fabric throws(ModelError) in
+            if (try? fabric.subsystem(target: alias, nqn: subsystem.nqn)) == nil {
+                try fabric.addSubsystem(target: alias, subsystem)
+                return true
+            }
+            try fabric.updateSubsystem(
+                target: alias,
+                nqn: subsystem.nqn,
+                .init(
+                    allowAnyHost: keys.contains("AllowAnyHost") ? subsystem.allowAnyHost : nil,
+                    serial: subsystem.serial,
+                    model: subsystem.model
+                )
+            )
+            return false
+        }
+        return try APIResponse.json(
+            try read { fabric throws(ModelError) in try fabric.subsystem(target: alias, nqn: subsystem.nqn) },
+            status: created ? .created : .ok,
+            location: path
+        )
+    }
+
+    func updateSubsystem(target alias: String, nqn: String, body: APIBody) async throws -> Response {
+        for key in body.keys where !Self.subsystemChangeKeys.contains(key) {
+            throw APIError(.badRequest, field: key, "cannot be changed here; use the NSIDs and host routes")
+        }
+        let changes = try body.decode(SubsystemChangesBody.self).changes
+        try await change(.updated, Self.path("target", alias, "subsystem", nqn)) { fabric throws(ModelError) in
+            try fabric.updateSubsystem(target: alias, nqn: nqn, changes)
+        }
+        return try APIResponse.json(
+            try read { fabric throws(ModelError) in try fabric.subsystem(target: alias, nqn: changes.nqn ?? nqn) }
+        )
+    }
+
+    // MARK: /host
+
+    func addHostRoutes(_ router: Router<APIRequestContext>) {
+        router.get("/host") { _, _ in
+            try APIResponse.json(["Hosts": service.fabric.hosts.map(\.alias)])
+        }
+        router.put("/host") { request, context in
+            guard let body = try await APIBody.read(request, context: context, allowed: Self.hostKeys) else {
+                throw APIError(.badRequest, field: "Alias", "Alias is required")
+            }
+            return try await createHost(try body.decode(FabricHost.self))
+        }
+        router.post("/host/:h") { request, context in
+            let alias = try context.parameters.decoded("h")
+            let body = try await APIBody.read(request, context: context, allowed: Self.hostKeys)
+            if (try? service.fabric.host(alias)) != nil {
+                guard let body else { throw APIError(.conflict, field: "Alias", "host \"\(alias)\" already exists") }
+                return try await updateHost(alias, try body.decode(HostChangesBody.self).changes)
+            }
+            let fields = try body?.decode(HostChangesBody.self)
+            if let other = fields?.Alias, other != alias {
+                throw APIError(.badRequest, field: "Alias", "differs from the alias in the path")
+            }
+            return try await createHost(FabricHost(alias: alias, nqn: fields?.HOSTNQN, hostID: fields?.HOSTID))
+        }
+        router.get("/host/:h") { _, context in
+            let alias = try context.parameters.decoded("h")
+            let view = try read { fabric throws(ModelError) in
+                let visible = try fabric.subsystems(visibleTo: alias)
+                return HostView(host: try fabric.host(alias), shared: visible.shared, restricted: visible.restricted)
+            }
+            return try APIResponse.json(view)
+        }
+        let update: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
+            let alias = try context.parameters.decoded("h")
+            guard let body = try await APIBody.read(request, context: context, allowed: Self.hostKeys) else {
+                throw APIError(.badRequest, "the body must name at least one of Alias, HOSTNQN, HOSTID")
+            }
+            return try await updateHost(alias, try body.decode(HostChangesBody.self).changes)
+        }
+        router.put("/host/:h", use: update)
+        router.patch("/host/:h", use: update)
+        router.delete("/host/:h") { _, context in
+            let alias = try context.parameters.decoded("h")
+            try await change(.deleted, Self.path("host", alias)) { fabric throws(ModelError) in
+                try fabric.deleteHost(alias)
+            }
+            return APIResponse.noContent
+        }
+        router.get("/host/:h/logpage") { _, context in
+            let alias = try context.parameters.decoded("h")
+            let host = try read { fabric throws(ModelError) in try fabric.host(alias) }
+            guard let nqn = host.nqn else {
+                throw APIError(
+                    .conflict,
+                    field: "HOSTNQN",
+                    "host \"\(alias)\" has no HOSTNQN, so no discovery log page"
+                )
+            }
+            feed.flush()
+            let page = catalog.discoveryLogPage(hostNQN: nqn)
+            return try APIResponse.object([
+                "Alias": alias, "HOSTNQN": nqn, "genctr": page.generationCounter,
+                "records": page.entries.map(DiscoveryLogJSON.record),
+            ])
+        }
+    }
+
+    func createHost(_ host: FabricHost) async throws -> Response {
+        let path = Self.path("host", host.alias)
+        try await change(.created, path) { fabric throws(ModelError) in try fabric.addHost(host) }
+        return try APIResponse.json(host, status: .created, location: path)
+    }
+
+    func updateHost(_ alias: String, _ changes: Fabric.HostChanges) async throws -> Response {
+        try await change(.updated, Self.path("host", alias)) { fabric throws(ModelError) in
+            try fabric.updateHost(alias, changes)
+        }
+        return try APIResponse.json(try read { fabric throws(ModelError) in try fabric.host(changes.alias ?? alias) })
+    }
+
+    // MARK: /group
+
+    func addGroupRoutes(_ router: Router<APIRequestContext>) {
+        router.get("/group") { _, _ in
+            try APIResponse.json(["Groups": service.fabric.groups.map(\.name)])
+        }
+        router.put("/group") { request, context in
+            guard let body = try await APIBody.read(request, context: context, allowed: ["Name"]) else {
+                throw APIError(.badRequest, field: "Name", "Name is required")
+            }
+            return try await createGroup(try body.decode(NameBody.self).Name)
+        }
+        router.post("/group/:g") { request, context in
+            let name = try context.parameters.decoded("g")
+            if let body = try await APIBody.read(request, context: context, allowed: ["Name"]),
+                try body.decode(NameBody.self).Name != name
+            {
+                throw APIError(.badRequest, field: "Name", "differs from the name in the path; rename with PATCH")
+            }
+            return try await createGroup(name)
+        }
+        router.get("/group/:g") { _, context in
+            let name = try context.parameters.decoded("g")
+            return try APIResponse.json(try read { fabric throws(ModelError) in try fabric.group(name) })
+        }
+        let rename: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
+            let name = try context.parameters.decoded("g")
+            guard let body = try await APIBody.read(request, context: context, allowed: ["Name"]) else {
+                throw APIError(.badRequest, field: "Name", "Name is required")
+            }
+            let newName = try body.decode(NameBody.self).Name
+            try await change(.updated, Self.path("group", name)) { fabric throws(ModelError) in
+                try fabric.renameGroup(name, to: newName)
+            }
+            return try APIResponse.json(try read { fabric throws(ModelError) in try fabric.group(newName) })
+        }
+        router.put("/group/:g", use: rename)
+        router.patch("/group/:g", use: rename)
+        router.delete("/group/:g") { _, context in
+            let name = try context.parameters.decoded("g")
+            try await change(.deleted, Self.path("group", name)) { fabric throws(ModelError) in
+                try fabric.deleteGroup(name)
+            }
+            return APIResponse.noContent
+        }
+        for kind in ["target", "host"] {
+            let add: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
+                let name = try context.parameters.decoded("g")
+                let member: String
+                if context.parameters.get("m") != nil {
+                    member = try context.parameters.decoded("m")
+                } else {
+                    guard let body = try await APIBody.read(request, context: context, allowed: ["Alias"]) else {
+                        throw APIError(.badRequest, field: "Alias", "Alias is required")
+                    }
+                    member = try body.decode(AliasBody.self).Alias
+                }
+                let path = Self.path("group", name, kind, member)
+                let added = try await change(.created, path) { fabric throws(ModelError) in
+                    kind == "target"
+                        ? try fabric.addGroupMember(group: name, target: member)
+                        : try fabric.addGroupMember(group: name, host: member)
+                }
+                return try APIResponse.json(
+                    try read { fabric throws(ModelError) in try fabric.group(name) },
+                    status: added ? .created : .ok,
+                    location: path
+                )
+            }
+            router.put("/group/:g/\(kind)", use: add)
+            router.put("/group/:g/\(kind)/:m", use: add)
+            router.post("/group/:g/\(kind)/:m", use: add)
+            router.delete("/group/:g/\(kind)/:m") { _, context in
+                let name = try context.parameters.decoded("g")
+                let member = try context.parameters.decoded("m")
+                try await change(.deleted, Self.path("group", name, kind, member)) { fabric throws(ModelError) in
+                    kind == "target"
+                        ? try fabric.removeGroupMember(group: name, target: member)
+                        : try fabric.removeGroupMember(group: name, host: member)
+                }
+                return APIResponse.noContent
+            }
+        }
+    }
+
+    func createGroup(_ name: String) async throws -> Response {
+        let path = Self.path("group", name)
+        try await change(.created, path) { fabric throws(ModelError) in try fabric.addGroup(name) }
+        return try APIResponse.json(
+            try read { fabric throws(ModelError) in try fabric.group(name) },
+            status: .created,
+            location: path
+        )
+    }
+}
+
+/// A target body without Alias (the alias is in the path).
+struct TargetWithoutAlias: Decodable {
+    var body: [String: JSONAny]
+
+    init(from decoder: any Decoder) throws {
+        body = try [String: JSONAny](from: decoder)
+    }
+
+    func target(alias: String) throws -> FabricTarget {
+        var object = body
+        object["Alias"] = .string(alias)
+        return try JSONDecoder().decode(FabricTarget.self, from: JSONEncoder().encode(object))
+    }
+}
+
+/// A subsystem body whose SUBNQN may be in the path instead.
+struct SubsystemBody: Decodable {
+    var body: [String: JSONAny]
+
+    init(from decoder: any Decoder) throws {
+        body = try [String: JSONAny](from: decoder)
+    }
+
+    func subsystem(nqn: String) throws -> FabricSubsystem {
+        var object = body
+        if object["SUBNQN"] == nil { object["SUBNQN"] = .string(nqn) }
+        return try JSONDecoder().decode(FabricSubsystem.self, from: JSONEncoder().encode(object))
+    }
+}
+
+/// A port body whose PORTID is in the path.
+struct PortWithoutID: Decodable {
+    var body: [String: JSONAny]
+
+    init(from decoder: any Decoder) throws {
+        body = try [String: JSONAny](from: decoder)
+    }
+
+    func port(id: Int) throws -> FabricPort {
+        var object = body
+        object["PORTID"] = .number(Double(id))
+        return try JSONDecoder().decode(FabricPort.self, from: JSONEncoder().encode(object))
+    }
+}
+
+/// A namespace body whose NSID is in the path.
+struct NamespaceWithoutID: Decodable {
+    var body: [String: JSONAny]
+
+    init(from decoder: any Decoder) throws {
+        body = try [String: JSONAny](from: decoder)
+    }
+
+    func namespace(id: Int) throws -> FabricNamespace {
+        var object = body
+        object["NSID"] = .number(Double(id))
+        return try JSONDecoder().decode(FabricNamespace.self, from: JSONEncoder().encode(object))
+    }
+}
+
+/// Any JSON value, to add a key to a body before decoding it.
+enum JSONAny: Codable, Sendable {
+    case string(String)
+    case number(Double)
+    case bool(Bool)
+    case null
+    case array([JSONAny])
+    case object([String: JSONAny])
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() {
+            self = .null
+        } else if let value = try? c.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? c.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? c.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? c.decode([JSONAny].self) {
+            self = .array(value)
+        } else {
+            self = .object(try c.decode([String: JSONAny].self))
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .string(let value): try c.encode(value)
+        case .number(let value):
+            if value == value.rounded(), abs(value) < 1e15 { try c.encode(Int(value)) } else { try c.encode(value) }
+        case .bool(let value): try c.encode(value)
+        case .null: try c.encodeNil()
+        case .array(let value): try c.encode(value)
+        case .object(let value): try c.encode(value)
+        }
+    }
+}

@@ -1,0 +1,248 @@
+import DEMCore
+import Foundation
+import Hummingbird
+import ServiceLifecycle
+
+/// dem's REST API: nvme-dem's routes and JSON keys (`/dem`, `/target`, `/host`, `/group` and
+/// everything under them) with standard status codes, plus `/host/<h>/logpage`, `/events`,
+/// `/metrics`, `/health` and token management. docs/openapi.yaml describes it.
+public struct APIRoutes: Sendable {
+    /// The largest request body accepted (413 beyond).
+    public static let maximumBodySize = 1 << 20
+
+    let service: FabricService
+    let feed: DiscoveryModelFeed
+    let metrics: DEMMetrics
+    let corsOrigin: String?
+    let shutdown: @Sendable () -> Void
+
+    var catalog: DiscoveryCatalog { feed.catalog }
+
+    /// - Parameters:
+    ///   - corsOrigin: the origin allowed to call from a browser (`*` for any); nil sends no CORS
+    ///     headers.
+    ///   - shutdown: stops dem (`POST /dem/shutdown`).
+    public init(
+        service: FabricService,
+        feed: DiscoveryModelFeed,
+        metrics: DEMMetrics,
+        corsOrigin: String? = nil,
+        shutdown: @escaping @Sendable () -> Void
+    ) {
+        self.service = service
+        self.feed = feed
+        self.metrics = metrics
+        self.corsOrigin = corsOrigin
+        self.shutdown = shutdown
+    }
+
+    /// The router with every route and middleware.
+    public func router() -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
+        router.add(middleware: MetricsMiddleware(metrics: metrics))
+        router.add(middleware: APIErrorMiddleware())
+        if let corsOrigin {
+            router.add(
+                middleware: CORSMiddleware(
+                    allowOrigin: corsOrigin == "*" ? .all : .custom(corsOrigin),
+                    allowHeaders: [.accept, .authorization, .contentType, .origin],
+                    allowMethods: [.get, .put, .post, .patch, .delete, .options]
+                )
+            )
+        }
+        router.add(middleware: AuthenticationMiddleware(service: service))
+        addServiceRoutes(router)
+        addTargetRoutes(router)
+        addSubsystemRoutes(router)
+        addHostRoutes(router)
+        addGroupRoutes(router)
+        return router
+    }
+
+    // MARK: Changes
+
+    /// Runs a change through the service, answering its errors as API errors.
+    @discardableResult
+    func change<Result: Sendable>(
+        _ action: ChangeEvent.Action,
+        _ path: String,
+        _ body: @escaping @Sendable (inout Fabric) throws(ModelError) -> Result
+    ) async throws -> Result {
+        do {
+            return try await service.change(action, path: path, body)
+        } catch {
+            throw APIError(error)
+        }
+    }
+
+    /// The model's answer to a lookup, as an API error when it fails.
+    func read<Result>(_ body: (Fabric) throws(ModelError) -> Result) throws -> Result {
+        do {
+            return try body(service.fabric)
+        } catch {
+            throw APIError(error)
+        }
+    }
+
+    static func path(_ segments: String...) -> String {
+        "/"
+            + segments.map { $0.addingPercentEncoding(withAllowedCharacters: segmentCharacters) ?? $0 }.joined(
+                separator: "/"
+            )
+    }
+
+    static let segmentCharacters: CharacterSet = {
+        var set = CharacterSet.alphanumerics
+        set.insert(charactersIn: "-._~:@")
+        return set
+    }()
+
+    // MARK: /dem, /health, /metrics, /events
+
+    struct Interface: Encodable {
+        var ID: Int
+        var TRTYPE: String
+        var ADRFAM: String
+        var TRADDR: String
+        var TRSVCID: Int
+    }
+
+    struct DEMInfo: Encodable {
+        var Interfaces: [Interface]
+        var NQN: String
+        var Version: String
+    }
+
+    struct TokenView: Encodable {
+        var ID: String
+        var Name: String
+        var Role: String
+        var Created: Date
+        var Token: String?
+
+        init(_ token: APIToken, secret: Bool) {
+            ID = token.id
+            Name = token.name
+            Role = token.role.rawValue
+            Created = token.created
+            Token = secret ? token.secret : nil
+        }
+    }
+
+    struct TokenRequest: Decodable {
+        var Name: String
+        var Role: String?
+    }
+
+    func addServiceRoutes(_ router: Router<APIRequestContext>) {
+        router.get("/health") { _, _ in
+            try APIResponse.json(["status": "ok"])
+        }
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render(catalog: catalog, service: service)))
+            )
+        }
+        router.get("/events") { _, _ in
+            let (events, cancel) = service.subscribe()
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                body: ResponseBody { writer in
+                    defer { cancel() }
+                    try await writer.write(ByteBuffer(string: ": dem change events\n\n"))
+                    let encoder = APIResponse.encoder()
+                    for await event in events.cancelOnGracefulShutdown() {
+                        let data = String(decoding: try encoder.encode(event), as: UTF8.self)
+                        try await writer.write(
+                            ByteBuffer(
+                                string: "id: \(event.sequence)\nevent: \(event.action.rawValue)\ndata: \(data)\n\n"
+                            )
+                        )
+                    }
+                    try await writer.finish(nil)
+                }
+            )
+        }
+        router.get("/dem") { _, _ in
+            let interfaces = catalog.listeners.enumerated().map { index, listener in
+                Interface(
+                    ID: index + 1,
+                    TRTYPE: "tcp",
+                    ADRFAM: IPAddressText.isIPv6(listener.address) ? "ipv6" : "ipv4",
+                    TRADDR: listener.address,
+                    TRSVCID: listener.port
+                )
+            }
+            return try APIResponse.json(
+                DEMInfo(Interfaces: interfaces, NQN: catalog.uniqueNQN, Version: DEMVersion.string)
+            )
+        }
+        router.post("/dem/shutdown") { _, context in
+            context.logger.notice("shutdown requested through the REST API")
+            shutdown()
+            return try APIResponse.message("dem is shutting down", status: .accepted)
+        }
+        router.get("/dem/config") { _, _ in
+            try APIResponse.json(service.fabric)
+        }
+        router.put("/dem/config") { request, context in
+            guard let body = try await APIBody.read(request, context: context, allowed: ["Targets", "Hosts", "Groups"])
+            else {
+                throw APIError(.badRequest, "the body must be a configuration {\"Targets\":…,\"Hosts\":…,\"Groups\":…}")
+            }
+            let imported = try body.decode(Fabric.self)
+            try await change(.updated, "/dem/config") { fabric in fabric = imported }
+            return try APIResponse.json(imported)
+        }
+        router.get("/dem/tokens") { _, _ in
+            try APIResponse.json(["Tokens": service.tokens.map { TokenView($0, secret: false) }])
+        }
+        router.post("/dem/tokens") { request, context in
+            guard let body = try await APIBody.read(request, context: context, allowed: ["Name", "Role"]) else {
+                throw APIError(.badRequest, field: "Name", "Name is required")
+            }
+            let tokenRequest = try body.decode(TokenRequest.self)
+            let roleText = tokenRequest.Role ?? "read"
+            guard let role = APIToken.Role(rawValue: roleText) else {
+                throw APIError(
+                    .unprocessableContent,
+                    field: "Role",
+                    "must be \"admin\" or \"read\", not \"\(roleText)\""
+                )
+            }
+            let token: APIToken
+            do throws(FabricService.ChangeError) {
+                token = try await service.createToken(name: tokenRequest.Name, role: role)
+            } catch {
+                throw APIError(error)
+            }
+            return try APIResponse.json(
+                TokenView(token, secret: true),
+                status: .created,
+                location: Self.path("dem", "tokens", token.id)
+            )
+        }
+        router.delete("/dem/tokens/:id") { _, context in
+            let id = try context.parameters.decoded("id")
+            if id == context.token?.id {
+                throw APIError(.conflict, field: "ID", "a token cannot revoke itself; use another admin token")
+            }
+            let existed: Bool
+            do throws(FabricService.ChangeError) {
+                existed = try await service.deleteToken(id: id)
+            } catch {
+                throw APIError(error)
+            }
+            guard existed else { throw APIError(.notFound, field: "ID", "token \"\(id)\" does not exist") }
+            return APIResponse.noContent
+        }
+    }
+}
+
+/// dem's version, as `/dem` and `--version` report it.
+public enum DEMVersion {
+    public static let string = "0.3.0"
+}

@@ -1,0 +1,247 @@
+import DEMCore
+import Dispatch
+import Foundation
+import Logging
+import Synchronization
+
+/// A change to the model, as `/events` reports it.
+public struct ChangeEvent: Sendable, Hashable, Codable {
+    /// What happened to the resource.
+    public enum Action: String, Sendable, Hashable, Codable {
+        case created, updated, deleted
+    }
+
+    /// Sequence number, from 1 at each start of dem.
+    public var sequence: UInt64
+    public var action: Action
+    /// The resource's REST path, such as `/target/t1/subsystem/nqn…`.
+    public var path: String
+    public var time: Date
+
+    enum CodingKeys: String, CodingKey {
+        case sequence = "seq"
+        case action, path, time
+    }
+}
+
+/// The fabric model's one writer: every change is checked against the model, committed to the
+/// store, then published (to the discovery catalog and to `/events`), one change at a time and
+/// in order. Reads take the current model without waiting for writers.
+public final class FabricService: Sendable {
+    /// Why a change was not made.
+    public enum ChangeError: Error, Sendable {
+        /// The model refused it; nothing changed.
+        case model(ModelError)
+        /// The store could not record it; nothing changed.
+        case store(String)
+    }
+
+    private struct State {
+        var fabric: Fabric
+        var tokensBySecret: [String: APIToken]
+        var sequence: UInt64 = 0
+        var subscribers: [UInt64: AsyncStream<ChangeEvent>.Continuation] = [:]
+        var nextSubscriber: UInt64 = 1
+    }
+
+    /// The store.
+    public let store: any FabricStore
+    private let state: Mutex<State>
+    private let writer = DispatchQueue(label: "dem.fabric.writer")
+    private let published: @Sendable (Fabric) -> Void
+    private let logger: Logger
+
+    /// Loads the model and tokens from `store`.
+    /// - Parameter published: called (on the writer thread) with each committed model.
+    public init(store: any FabricStore, logger: Logger, published: @escaping @Sendable (Fabric) -> Void) throws {
+        self.store = store
+        self.logger = logger
+        self.published = published
+        let fabric = try store.loadFabric()
+        var tokens: [String: APIToken] = [:]
+        for token in try store.loadTokens() { tokens[token.secret] = token }
+        state = Mutex(State(fabric: fabric, tokensBySecret: tokens))
+    }
+
+    /// The current model.
+    public var fabric: Fabric { state.withLock { $0.fabric } }
+
+    /// Applies `change` to the model and commits it. When the model does not change (a PUT of
+    /// what is already there), nothing is written or published.
+    ///
+    /// - Parameters:
+    ///   - action: what the event reports.
+    ///   - path: the resource path the event reports.
+    /// - Returns: what `change` returned.
+    /// - Throws: ``ChangeError``.
+    public func change<Result: Sendable>(
+        _ action: ChangeEvent.Action,
+        path: String,
+        _ change: @escaping @Sendable (inout Fabric) throws(ModelError) -> Result
+    ) async throws(ChangeError) -> Result {
+        let outcome: Swift.Result<Result, ChangeError> = await withCheckedContinuation { continuation in
+            writer.async {
+                continuation.resume(returning: self.apply(action, path: path, change))
+            }
+        }
+        return try outcome.get()
+    }
+
+    private func apply<Result>(
+        _ action: ChangeEvent.Action,
+        path: String,
+        _ change: (inout Fabric) throws(ModelError) -> Result
+    ) -> Swift.Result<Result, ChangeError> {
+        let old = fabric
+        var new = old
+        let result: Result
+        do {
+            result = try change(&new)
+        } catch {
+            return .failure(.model(error))
+        }
+        guard new != old else { return .success(result) }
+        do {
+            try store.commit(from: old, to: new)
+        } catch {
+            logger.error(
+                "store commit failed; the change is refused",
+                metadata: ["error": "\(error)", "path": "\(path)"]
+            )
+            return .failure(.store("\(error)"))
+        }
+        let event: ChangeEvent = state.withLock { state in
+            state.fabric = new
+            state.sequence += 1
+            let event = ChangeEvent(sequence: state.sequence, action: action, path: path, time: Date())
+            for subscriber in state.subscribers.values { subscriber.yield(event) }
+            return event
+        }
+        logger.info("fabric changed", metadata: ["action": "\(event.action.rawValue)", "path": "\(path)"])
+        published(new)
+        return .success(result)
+    }
+
+    // MARK: Events
+
+    /// A stream of every change from now on, and a call that ends it.
+    public func subscribe() -> (events: AsyncStream<ChangeEvent>, cancel: @Sendable () -> Void) {
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: ChangeEvent.self,
+            bufferingPolicy: .bufferingNewest(4096)
+        )
+        let id = state.withLock { state in
+            let id = state.nextSubscriber
+            state.nextSubscriber += 1
+            state.subscribers[id] = continuation
+            return id
+        }
+        let cancel: @Sendable () -> Void = { [weak self] in
+            let removed = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
+            removed?.finish()
+        }
+        continuation.onTermination = { _ in cancel() }
+        return (stream, cancel)
+    }
+
+    /// How many `/events` subscribers there are.
+    public var subscriberCount: Int { state.withLock { $0.subscribers.count } }
+
+    /// Ends every event stream (at shutdown).
+    public func finishSubscribers() {
+        let subscribers = state.withLock { state in
+            defer { state.subscribers.removeAll() }
+            return Array(state.subscribers.values)
+        }
+        for subscriber in subscribers { subscriber.finish() }
+    }
+
+    // MARK: Tokens
+
+    /// The token whose secret is `secret`, if any.
+    public func token(secret: String) -> APIToken? {
+        state.withLock { $0.tokensBySecret[secret] }
+    }
+
+    /// Every token, oldest first.
+    public var tokens: [APIToken] {
+        state.withLock { state in state.tokensBySecret.values.sorted { ($0.created, $0.id) < ($1.created, $1.id) } }
+    }
+
+    /// Creates and stores a token.
+    public func createToken(name: String, role: APIToken.Role) async throws(ChangeError) -> APIToken {
+        try FabricValidation.checkTokenName(name)
+        let outcome: Swift.Result<APIToken, ChangeError> = await withCheckedContinuation { continuation in
+            writer.async {
+                let token = APIToken.generate(name: name, role: role)
+                do {
+                    try self.store.addToken(token)
+                    self.state.withLock { $0.tokensBySecret[token.secret] = token }
+                    continuation.resume(returning: .success(token))
+                } catch {
+                    continuation.resume(returning: .failure(.store("\(error)")))
+                }
+            }
+        }
+        return try outcome.get()
+    }
+
+    /// Revokes a token. - Returns: whether it existed.
+    public func deleteToken(id: String) async throws(ChangeError) -> Bool {
+        let outcome: Swift.Result<Bool, ChangeError> = await withCheckedContinuation { continuation in
+            writer.async {
+                do {
+                    let existed = try self.store.deleteToken(id: id)
+                    self.state.withLock { state in
+                        state.tokensBySecret = state.tokensBySecret.filter { $0.value.id != id }
+                    }
+                    continuation.resume(returning: .success(existed))
+                } catch {
+                    continuation.resume(returning: .failure(.store("\(error)")))
+                }
+            }
+        }
+        return try outcome.get()
+    }
+
+    /// Makes sure an admin token exists in `directory/admin.token` (mode 0600), creating it on
+    /// the first start. - Returns: the file, and whether the token was created now.
+    public func ensureAdminTokenFile(in directory: String) async throws -> (path: String, created: Bool) {
+        let path = directory + "/admin.token"
+        if let data = FileManager.default.contents(atPath: path) {
+            let secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if token(secret: secret) != nil { return (path, false) }
+            logger.warning(
+                "the admin token file holds no valid token; writing a new one",
+                metadata: ["path": "\(path)"]
+            )
+        }
+        let token = try await createToken(name: "admin", role: .admin)
+        try FileManager.default.createDirectory(
+            atPath: directory,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
+        let temporary = path + ".new"
+        guard FileManager.default.createFile(atPath: temporary, contents: nil, attributes: [.posixPermissions: 0o600])
+        else { throw ChangeError.store("cannot create \(temporary)") }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
+        try handle.write(contentsOf: Data((token.secret + "\n").utf8))
+        try handle.synchronize()
+        try handle.close()
+        guard rename(temporary, path) == 0 else {
+            throw ChangeError.store("cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+        return (path, true)
+    }
+}
+
+extension FabricValidation {
+    /// A token's name: 1 to 64 printable characters.
+    static func checkTokenName(_ name: String) throws(FabricService.ChangeError) {
+        guard !name.isEmpty, name.count <= 64, name.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F })
+        else {
+            throw .model(.invalid("Name", "a token name must be 1 to 64 printable characters"))
+        }
+    }
+}

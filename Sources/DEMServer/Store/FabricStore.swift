@@ -1,0 +1,59 @@
+import DEMCore
+import Foundation
+
+/// An API token: who may call the REST API, and whether only to read.
+public struct APIToken: Sendable, Hashable, Codable {
+    /// What a token may do.
+    public enum Role: String, Sendable, Hashable, Codable, CaseIterable {
+        /// Read and change everything, and manage tokens.
+        case admin
+        /// Only read (GET).
+        case read
+    }
+
+    /// A short public identifier (to list and revoke the token by).
+    public var id: String
+    /// A name the administrator chose.
+    public var name: String
+    public var role: Role
+    public var created: Date
+    /// The bearer secret.
+    public var secret: String
+
+    public init(id: String, name: String, role: Role, created: Date, secret: String) {
+        self.id = id
+        self.name = name
+        self.role = role
+        self.created = created
+        self.secret = secret
+    }
+
+    /// A new token with a random ID and a 256-bit random secret.
+    public static func generate(name: String, role: Role) -> APIToken {
+        var generator = SystemRandomNumberGenerator()
+        func hex(_ bytes: Int) -> String {
+            (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        }
+        let id = hex(4)
+        return APIToken(id: id, name: name, role: role, created: Date(), secret: "dem_\(id)_\(hex(32))")
+    }
+}
+
+/// Where dem keeps the fabric model and the API tokens, durably.
+///
+/// Calls are made one at a time, from one writer thread (``FabricService`` serialises them), so
+/// an implementation may block. A call that returns has made its change durable. SQLite
+/// (``SQLiteFabricStore``) is the one implementation; a PostgreSQL store for several dem
+/// replicas implements the same calls.
+public protocol FabricStore: Sendable {
+    /// Reads the whole model.
+    func loadFabric() throws -> Fabric
+    /// Durably records the change from `old` to `new`, in one transaction.
+    func commit(from old: Fabric, to new: Fabric) throws
+    /// Every token.
+    func loadTokens() throws -> [APIToken]
+    /// Adds a token.
+    func addToken(_ token: APIToken) throws
+    /// Deletes a token. - Returns: whether it existed.
+    func deleteToken(id: String) throws -> Bool
+}

@@ -1,0 +1,202 @@
+import DEMCore
+import Foundation
+import GRDB
+
+/// The fabric model in SQLite (through GRDB): WAL mode, `synchronous = FULL`, so a commit that
+/// returned survives a crash of dem or of the machine.
+///
+/// One row per target (its own fields and ports), per subsystem (with its namespaces and access
+/// list), per host and per group, each a JSON document in the REST API's shape; a commit writes
+/// only the rows that changed. The schema is versioned by GRDB's migrator.
+public final class SQLiteFabricStore: FabricStore {
+    /// The database file.
+    public let path: String
+    private let pool: DatabasePool
+
+    /// Opens (creating if needed) and migrates the database at `path`.
+    public init(path: String) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try Self.migrator.migrate(pool)
+    }
+
+    /// The schema's migrations, oldest first.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: targets, subsystems, hosts, groups, tokens") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE target (alias TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);
+                    CREATE TABLE subsystem (
+                        target TEXT NOT NULL, nqn TEXT NOT NULL, body TEXT NOT NULL,
+                        PRIMARY KEY (target, nqn));
+                    CREATE TABLE host (alias TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);
+                    CREATE TABLE fabric_group (name TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);
+                    CREATE TABLE api_token (
+                        id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
+                        secret TEXT NOT NULL UNIQUE, created REAL NOT NULL);
+                    """
+            )
+        }
+        return migrator
+    }
+
+    /// The migrations applied to the database, oldest first.
+    public func appliedMigrations() throws -> [String] {
+        try pool.read { db in try Self.migrator.appliedMigrations(db) }
+    }
+
+    /// SQLite's own check of the file: "ok" when the database is intact.
+    public func integrityCheck() throws -> String {
+        try pool.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+    }
+
+    // MARK: Model
+
+    public func loadFabric() throws -> Fabric {
+        let decoder = JSONDecoder()
+        return try pool.read { db in
+            var subsystems: [String: [FabricSubsystem]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT target, body FROM subsystem") {
+                let target: String = row["target"]
+                let body: String = row["body"]
+                subsystems[target, default: []].append(try decoder.decode(FabricSubsystem.self, from: Data(body.utf8)))
+            }
+            let targets = try String.fetchAll(db, sql: "SELECT body FROM target").map { body in
+                var target = try decoder.decode(FabricTarget.self, from: Data(body.utf8))
+                target.subsystems = subsystems[target.alias] ?? []
+                return target
+            }
+            let hosts = try String.fetchAll(db, sql: "SELECT body FROM host").map {
+                try decoder.decode(FabricHost.self, from: Data($0.utf8))
+            }
+            let groups = try String.fetchAll(db, sql: "SELECT body FROM fabric_group").map {
+                try decoder.decode(FabricGroup.self, from: Data($0.utf8))
+            }
+            return Fabric(stored: targets, hosts: hosts, groups: groups)
+        }
+    }
+
+    public func commit(from old: Fabric, to new: Fabric) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        func json(_ value: some Encodable) throws -> String {
+            String(decoding: try encoder.encode(value), as: UTF8.self)
+        }
+        try pool.write { db in
+            try Self.diff(old.targets, new.targets, key: \.alias) { before, after in
+                var fields = after
+                fields.subsystems = []
+                var oldFields = before
+                oldFields?.subsystems = []
+                if oldFields != fields {
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO target (alias, body) VALUES (?, ?)",
+                        arguments: [after.alias, try json(fields)]
+                    )
+                }
+                try Self.diff(before?.subsystems ?? [], after.subsystems, key: \.nqn) { _, subsystem in
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO subsystem (target, nqn, body) VALUES (?, ?, ?)",
+                        arguments: [after.alias, subsystem.nqn, try json(subsystem)]
+                    )
+                } removed: { subsystem in
+                    try db.execute(
+                        sql: "DELETE FROM subsystem WHERE target = ? AND nqn = ?",
+                        arguments: [after.alias, subsystem.nqn]
+                    )
+                }
+            } removed: { target in
+                try db.execute(sql: "DELETE FROM target WHERE alias = ?", arguments: [target.alias])
+                try db.execute(sql: "DELETE FROM subsystem WHERE target = ?", arguments: [target.alias])
+            }
+            try Self.diff(old.hosts, new.hosts, key: \.alias) { _, host in
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO host (alias, body) VALUES (?, ?)",
+                    arguments: [host.alias, try json(host)]
+                )
+            } removed: { host in
+                try db.execute(sql: "DELETE FROM host WHERE alias = ?", arguments: [host.alias])
+            }
+            try Self.diff(old.groups, new.groups, key: \.name) { _, group in
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO fabric_group (name, body) VALUES (?, ?)",
+                    arguments: [group.name, try json(group)]
+                )
+            } removed: { group in
+                try db.execute(sql: "DELETE FROM fabric_group WHERE name = ?", arguments: [group.name])
+            }
+        }
+    }
+
+    /// Walks two lists sorted by `key`: `changed(old, new)` for every element added (old nil) or
+    /// different, `removed(old)` for every element gone. Equal lists (the common case of an
+    /// untouched list, which shares its storage) cost one comparison.
+    static func diff<Element: Equatable>(
+        _ old: [Element],
+        _ new: [Element],
+        key: (Element) -> String,
+        changed: (Element?, Element) throws -> Void,
+        removed: (Element) throws -> Void
+    ) rethrows {
+        if old == new { return }
+        var i = 0
+        var j = 0
+        while i < old.count || j < new.count {
+            if j == new.count || (i < old.count && key(old[i]) < key(new[j])) {
+                try removed(old[i])
+                i += 1
+            } else if i == old.count || key(new[j]) < key(old[i]) {
+                try changed(nil, new[j])
+                j += 1
+            } else {
+                if old[i] != new[j] { try changed(old[i], new[j]) }
+                i += 1
+                j += 1
+            }
+        }
+    }
+
+    // MARK: Tokens
+
+    public func loadTokens() throws -> [APIToken] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, name, role, secret, created FROM api_token ORDER BY created, id").map
+            {
+                row in
+                let role: String = row["role"]
+                let created: Double = row["created"]
+                return APIToken(
+                    id: row["id"],
+                    name: row["name"],
+                    role: APIToken.Role(rawValue: role) ?? .read,
+                    created: Date(timeIntervalSince1970: created),
+                    secret: row["secret"]
+                )
+            }
+        }
+    }
+
+    public func addToken(_ token: APIToken) throws {
+        try pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO api_token (id, name, role, secret, created) VALUES (?, ?, ?, ?, ?)",
+                arguments: [
+                    token.id, token.name, token.role.rawValue, token.secret, token.created.timeIntervalSince1970,
+                ]
+            )
+        }
+    }
+
+    public func deleteToken(id: String) throws -> Bool {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM api_token WHERE id = ?", arguments: [id])
+            return db.changesCount > 0
+        }
+    }
+}
