@@ -1,0 +1,1113 @@
+import NIOHTTP1
+
+// The pure half of dem-cli: argv in, the HTTP requests to send (or a usage error) out.
+
+/// How dem-cli prints a successful answer.
+enum OutputFormat: Equatable, Sendable {
+    /// Tables and sentences for a person (the default).
+    case text
+    /// The server's JSON, indented (`-j`).
+    case json
+    /// The body exactly as received (`-r`).
+    case raw
+}
+
+/// dem-cli's options: where dem is, how to print, and which token to send.
+struct CLIOptions: Equatable, Sendable {
+    /// `-s/--server`: dem's REST address (a name, an IPv4 or an IPv6 address).
+    var server = "127.0.0.1"
+    /// `-p/--port`: dem's REST port.
+    var port = 22345
+    /// `-j` or `-r`.
+    var format = OutputFormat.text
+    /// `-f/--force`: delete without asking.
+    var force = false
+    /// `-t/--token`.
+    var token: String?
+    /// `--token-file`.
+    var tokenFile: String?
+
+    /// `http://HOST:PORT`, with an IPv6 address in brackets.
+    var baseURL: String {
+        let host = server.contains(":") && !server.hasPrefix("[") ? "[\(server)]" : server
+        return "http://\(host):\(port)"
+    }
+}
+
+/// What the command line asks for.
+enum CLICommand: Equatable, Sendable {
+    /// `-h/--help`: print ``CommandTable/helpText``.
+    case help
+    /// `--version`.
+    case version
+    /// Send these requests, in order, with these options.
+    case run(CLIOptions, [CLIRequest])
+}
+
+/// One HTTP request dem-cli sends, and how to show its answer.
+struct CLIRequest: Equatable, Sendable {
+    var method: HTTPMethod
+    /// The path, its segments already percent-encoded (``percentEncodedPathSegment(_:)``).
+    var path: String
+    /// The JSON body, if any.
+    var body: JSONValue?
+    /// How to print a successful answer in text mode.
+    var rendering: Rendering
+    /// The question to ask before a delete (`Delete target 't1'?`), nil when none is needed.
+    var confirmation: String?
+
+    init(
+        _ method: HTTPMethod,
+        _ path: String,
+        body: JSONValue? = nil,
+        rendering: Rendering,
+        confirmation: String? = nil
+    ) {
+        self.method = method
+        self.path = path
+        self.body = body
+        self.rendering = rendering
+        self.confirmation = confirmation
+    }
+}
+
+/// How a successful answer is printed in text mode (see `Render.swift`).
+enum Rendering: Equatable, Sendable {
+    /// One name per line from the array under this key (`{"Targets":[…]}`).
+    case names(key: String)
+    /// `GET /dem`: `ID: trtype adrfam addr:svc` lines.
+    case config
+    /// `GET /target/<t>`.
+    case target
+    /// `GET /host/<h>`.
+    case host
+    /// `GET /group/<g>`.
+    case group
+    /// `GET /dem/tokens`.
+    case tokens
+    /// `POST /dem/tokens`: the new token's secret.
+    case tokenCreated
+    /// `GET /host/<h>/logpage`.
+    case hostLogPage
+    /// `GET /target/<t>/logpage`.
+    case targetLogPage
+    /// A change: print this sentence.
+    case done(String)
+    /// An action: print the server's `message`, or this sentence when there is none.
+    case action(String)
+    /// Anything else: the server's `message`, or its JSON.
+    case generic
+}
+
+/// A command line dem-cli cannot run: what is wrong, and the usage of the command when known.
+struct UsageError: Error, Equatable, Sendable {
+    var message: String
+    var usage: String?
+
+    init(_ message: String, usage: String? = nil) {
+        self.message = message
+        self.usage = usage
+    }
+}
+
+// MARK: - Verbs and objects
+
+/// A dem-cli verb. It matches its full name or any prefix of three letters or more (`del`).
+enum Verb: String, CaseIterable, Sendable {
+    case list, add, set, get, delete, rename, link, unlink, edit, refresh, reconfigure, usage, config, shutdown
+    case logpage
+
+    /// The verb `word` names, if any.
+    static func match(_ word: String) -> Verb? {
+        let word = word.lowercased()
+        guard word.count >= 3 else { return nil }
+        return allCases.first { $0.rawValue.hasPrefix(word) }
+    }
+}
+
+/// A dem-cli object. As in nvme-dem, a word names the object that starts with the same letter
+/// (`t`, `tgt`, `targets` are all target), except `token`, written `tok…`.
+enum CLIObject: String, CaseIterable, Sendable {
+    case group, target, host, subsystem, portid, acl, ns, local, inband, outofband, refresh, token
+
+    /// The object `word` names, if any.
+    static func match(_ word: String) -> CLIObject? {
+        let word = word.lowercased()
+        if word.hasPrefix("tok") { return .token }
+        guard let first = word.first else { return nil }
+        return allCases.first { $0 != .token && $0.rawValue.first == first }
+    }
+}
+
+// MARK: - Options
+
+/// Parses dem-cli's whole command line (without the program name).
+///
+/// Options may come before, between or after the words (`--` ends them); a word that looks like
+/// a negative number (`-1`) is an argument. `-h` or `--help` anywhere wins over every error.
+func parseCommandLine(_ arguments: [String]) throws(UsageError) -> CLICommand {
+    var options = CLIOptions()
+    var words: [String] = []
+    var firstError: UsageError?
+    var wantsHelp = false
+    var wantsVersion = false
+    var sawJSON = false
+    var sawRaw = false
+
+    func note(_ error: UsageError) { if firstError == nil { firstError = error } }
+
+    var index = 0
+    var optionsEnded = false
+    while index < arguments.count {
+        let argument = arguments[index]
+        index += 1
+        if optionsEnded || !argument.hasPrefix("-") || argument == "-" || isNegativeNumber(argument) {
+            words.append(argument)
+            continue
+        }
+        if argument == "--" {
+            optionsEnded = true
+            continue
+        }
+
+        // Split into (name, inline value): --name=value, -sHOST, or a cluster of flags -jf.
+        var pending: [(name: String, inline: String?)] = []
+        if argument.hasPrefix("--") {
+            let body = argument.dropFirst(2)
+            if let equals = body.firstIndex(of: "=") {
+                pending.append(("--" + body[..<equals], String(body[body.index(after: equals)...])))
+            } else {
+                pending.append((argument, nil))
+            }
+        } else {
+            var letters = Substring(argument.dropFirst())
+            while let letter = letters.first {
+                letters = letters.dropFirst()
+                let name = "-\(letter)"
+                if OptionName.takesValue(name) {
+                    pending.append((name, letters.isEmpty ? nil : String(letters)))
+                    break
+                }
+                pending.append((name, nil))
+            }
+        }
+
+        for (name, inline) in pending {
+            guard let option = OptionName(name) else {
+                note(UsageError("unknown option '\(name)'"))
+                continue
+            }
+            var value: String?
+            if OptionName.takesValue(name) {
+                if let inline {
+                    value = inline
+                } else if index < arguments.count {
+                    value = arguments[index]
+                    index += 1
+                } else {
+                    note(UsageError("option '\(name)' needs a value"))
+                    continue
+                }
+            } else if inline != nil {
+                note(UsageError("option '\(name)' takes no value"))
+                continue
+            }
+            switch option {
+            case .server:
+                if value!.isEmpty { note(UsageError("option '\(name)' needs a host")) }
+                options.server = value!
+            case .port:
+                if let port = Int(value!), (1...65535).contains(port) {
+                    options.port = port
+                } else {
+                    note(UsageError("option '\(name)': '\(value!)' is not a port number (1-65535)"))
+                }
+            case .json: sawJSON = true
+            case .raw: sawRaw = true
+            case .force: options.force = true
+            case .token: options.token = value!
+            case .tokenFile: options.tokenFile = value!
+            case .help: wantsHelp = true
+            case .version: wantsVersion = true
+            }
+        }
+    }
+
+    if wantsHelp { return .help }
+    if wantsVersion { return .version }
+    if let firstError { throw firstError }
+    if sawJSON && sawRaw { throw UsageError("-j/--json and -r/--raw cannot be used together") }
+    options.format = sawRaw ? .raw : sawJSON ? .json : .text
+    return .run(options, try CommandTable.requests(for: words))
+}
+
+/// dem-cli's options by name.
+private enum OptionName {
+    case server, port, json, raw, force, token, tokenFile, help, version
+
+    init?(_ name: String) {
+        switch name {
+        case "-s", "--server": self = .server
+        case "-p", "--port": self = .port
+        case "-j", "--json": self = .json
+        case "-r", "--raw": self = .raw
+        case "-f", "--force": self = .force
+        case "-t", "--token": self = .token
+        case "--token-file": self = .tokenFile
+        case "-h", "--help": self = .help
+        case "--version": self = .version
+        default: return nil
+        }
+    }
+
+    static func takesValue(_ name: String) -> Bool {
+        ["-s", "--server", "-p", "--port", "-t", "--token", "--token-file"].contains(name)
+    }
+}
+
+/// Whether `word` is a negative integer such as `-1` (an argument, not an option).
+private func isNegativeNumber(_ word: String) -> Bool {
+    word.count > 1 && word.hasPrefix("-") && word.dropFirst().allSatisfy(\.isASCIIDigit)
+}
+
+extension Character {
+    fileprivate var isASCIIDigit: Bool { ("0"..."9").contains(self) }
+}
+
+// MARK: - Paths
+
+/// `segment` percent-encoded for a URL path: every byte outside the unreserved set
+/// (`A-Z a-z 0-9 - . _ ~`) and `:` `@` becomes `%XX`; `.` and `..` are encoded whole so they
+/// cannot climb the path.
+func percentEncodedPathSegment(_ segment: String) -> String {
+    if segment == "." || segment == ".." { return String(repeating: "%2E", count: segment.count) }
+    var encoded = ""
+    for byte in segment.utf8 {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+            UInt8(ascii: "~"), UInt8(ascii: ":"), UInt8(ascii: "@"):
+            encoded.unicodeScalars.append(Unicode.Scalar(byte))
+        default:
+            let hex = String(byte, radix: 16, uppercase: true)
+            encoded += "%" + (hex.count == 1 ? "0" : "") + hex
+        }
+    }
+    return encoded
+}
+
+/// A path from its segments, each percent-encoded: `path("target", "t 1")` is `/target/t%201`.
+func path(_ segments: String...) -> String {
+    "/" + segments.map(percentEncodedPathSegment).joined(separator: "/")
+}
+
+// MARK: - Commands
+
+/// One command of the table: its words, its arguments, and how it becomes requests.
+struct CommandSpec: Sendable {
+    var verb: Verb
+    var object: CLIObject?
+    /// Required arguments, as shown in the usage (`<alias>`).
+    var arguments: [String]
+    /// Optional trailing arguments (`[devnsid]`).
+    var optional: [String] = []
+    /// The last required argument may be repeated (`delete target t1 t2`); the command is built
+    /// once per value.
+    var repeatsLast = false
+    /// One line for `--help`.
+    var summary: String
+    /// The requests for exactly `arguments` (plus any optional ones given).
+    var build: @Sendable ([String]) throws(UsageError) -> [CLIRequest]
+
+    /// `dem-cli verb object <args…>`.
+    var usage: String {
+        var words = ["dem-cli", verb.rawValue]
+        if let object { words.append(object.rawValue) }
+        for (index, argument) in arguments.enumerated() {
+            words.append(repeatsLast && index == arguments.count - 1 ? argument + "..." : argument)
+        }
+        words += optional
+        return words.joined(separator: " ")
+    }
+}
+
+/// Every command dem-cli knows, and the functions that read a command line with them.
+enum CommandTable {
+    /// The requests `words` (verb, object, arguments; options already removed) ask for.
+    static func requests(for words: [String]) throws(UsageError) -> [CLIRequest] {
+        guard let verbWord = words.first else {
+            throw UsageError("missing verb (one of: \(Verb.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        guard let verb = Verb.match(verbWord) else {
+            throw UsageError(
+                "unknown verb '\(verbWord)' (one of: \(Verb.allCases.map(\.rawValue).joined(separator: ", ")))"
+            )
+        }
+        let forVerb = commands.filter { $0.verb == verb }
+        let spec: CommandSpec
+        var arguments: ArraySlice<String>
+        if forVerb.count == 1, forVerb[0].object == nil {
+            spec = forVerb[0]
+            arguments = words.dropFirst()
+        } else {
+            let objects = forVerb.compactMap(\.object).map(\.rawValue).joined(separator: ", ")
+            guard words.count > 1 else {
+                throw UsageError("missing object for '\(verb.rawValue)' (one of: \(objects))")
+            }
+            guard let object = CLIObject.match(words[1]),
+                let found = forVerb.first(where: { $0.object == object })
+            else {
+                throw UsageError("'\(verb.rawValue)' does not take object '\(words[1])' (one of: \(objects))")
+            }
+            spec = found
+            arguments = words.dropFirst(2)
+        }
+
+        let required = spec.arguments.count
+        let given = arguments.count
+        let name = [spec.verb.rawValue, spec.object?.rawValue].compactMap { $0 }.joined(separator: " ")
+        if given < required {
+            let missing = spec.arguments[given...].joined(separator: " ")
+            throw UsageError("'\(name)' is missing \(missing)", usage: spec.usage)
+        }
+        if !spec.repeatsLast && given > required + spec.optional.count {
+            let extra = arguments.dropFirst(required + spec.optional.count).joined(separator: " ")
+            throw UsageError("'\(name)' takes no more arguments, but got: \(extra)", usage: spec.usage)
+        }
+        if let empty = arguments.firstIndex(of: "") {
+            let position = empty - arguments.startIndex
+            let label = position < required ? spec.arguments[position] : spec.optional[position - required]
+            throw UsageError("'\(name)': \(label) is empty", usage: spec.usage)
+        }
+
+        do {
+            guard spec.repeatsLast else { return try spec.build(Array(arguments)) }
+            let fixed = Array(arguments.prefix(required - 1))
+            var requests: [CLIRequest] = []
+            for value in arguments.dropFirst(required - 1) {
+                requests += try spec.build(fixed + [value])
+            }
+            return requests
+        } catch {
+            throw UsageError(error.message, usage: error.usage ?? spec.usage)
+        }
+    }
+
+    /// dem-cli's `--help` text.
+    static var helpText: String {
+        var lines = [
+            "Usage: dem-cli [options] <verb> [object] [arguments...]",
+            "",
+            "The administrator's command line over dem's REST API. A verb may be shortened to its first",
+            "three letters (del = delete); an object to its first letter (t = target, s = subsystem,",
+            "p = portid, a = acl, n = ns, h = host, g = group, l = local, i = inband, o = outofband,",
+            "r = refresh), except token, written token or tok.",
+            "",
+            "Commands:",
+        ]
+        let width = 52
+        for spec in commands {
+            let usage = "  " + spec.usage.dropFirst("dem-cli ".count)
+            if usage.count < width {
+                lines.append(usage + String(repeating: " ", count: width - usage.count) + spec.summary)
+            } else {
+                lines.append(usage)
+                lines.append(String(repeating: " ", count: width) + spec.summary)
+            }
+        }
+        lines += [
+            "",
+            "Options:",
+            "  -s, --server HOST     dem's REST address (default 127.0.0.1)",
+            "  -p, --port N          dem's REST port (default 22345)",
+            "  -j, --json            print the server's JSON, indented ({} when there is no body)",
+            "  -r, --raw             print the server's body exactly as received",
+            "  -f, --force           delete without asking",
+            "  -t, --token TOKEN     the API token to send",
+            "      --token-file FILE read the API token from FILE",
+            "  -h, --help            print this help",
+            "      --version         print dem-cli's version",
+            "",
+            "The token is the first of: --token, $DEM_TOKEN, --token-file, $DEM_TOKEN_FILE, then dem's",
+            "admin token, admin.token in $DEM_DATA_DIR if set, else /var/lib/dem/admin.token if readable,",
+            "else ${XDG_STATE_HOME:-$HOME/.local/state}/dem/admin.token. It is sent as",
+            "'Authorization: Bearer <token>'.",
+            "",
+            "Deletes ask 'Delete target 't1'? (N/y)' on the terminal unless -f is given; without a",
+            "terminal they are refused unless -f is given.",
+            "",
+            "Exit status:",
+            "  0  success",
+            "  1  dem refused the request (a 4xx answer other than 401/403), or a delete was not confirmed",
+            "  2  usage error: unknown verb, object or option, wrong arguments",
+            "  3  dem is not running or cannot be reached",
+            "  4  authentication or permission refused (401/403)",
+            "  5  server error (5xx) or an answer dem-cli cannot read",
+            "",
+            "When several objects are named (delete target t1 t2), dem-cli goes on after a refusal and",
+            "exits with the highest status.",
+        ]
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The command table, in the order `--help` lists it.
+    static let commands: [CommandSpec] = [
+        // dem itself
+        CommandSpec(verb: .config, arguments: [], summary: "dem's discovery listeners (GET /dem)") { _ in
+            [CLIRequest(.GET, path("dem"), rendering: .config)]
+        },
+        CommandSpec(verb: .shutdown, arguments: [], summary: "stop dem") { _ in
+            [CLIRequest(.POST, path("dem", "shutdown"), rendering: .action("dem is shutting down"))]
+        },
+
+        // groups
+        CommandSpec(verb: .list, object: .group, arguments: [], summary: "list the groups") { _ in
+            [CLIRequest(.GET, path("group"), rendering: .names(key: "Groups"))]
+        },
+        CommandSpec(verb: .add, object: .group, arguments: ["<name>"], summary: "create a group") { a in
+            [CLIRequest(.POST, path("group", a[0]), rendering: .done("Group '\(a[0])' added"))]
+        },
+        CommandSpec(verb: .set, object: .group, arguments: ["<name>"], summary: "create a group (PUT)") { a in
+            [
+                CLIRequest(
+                    .PUT,
+                    path("group"),
+                    body: .members(["Name": .string(a[0])]),
+                    rendering: .done("Group '\(a[0])' added")
+                )
+            ]
+        },
+        CommandSpec(verb: .get, object: .group, arguments: ["<name>"], summary: "show a group's members") { a in
+            [CLIRequest(.GET, path("group", a[0]), rendering: .group)]
+        },
+        CommandSpec(
+            verb: .delete,
+            object: .group,
+            arguments: ["<name>"],
+            repeatsLast: true,
+            summary: "delete groups"
+        ) { a in
+            [
+                CLIRequest(
+                    .DELETE,
+                    path("group", a[0]),
+                    rendering: .done("Group '\(a[0])' deleted"),
+                    confirmation: "Delete group '\(a[0])'?"
+                )
+            ]
+        },
+        CommandSpec(verb: .rename, object: .group, arguments: ["<old>", "<new>"], summary: "rename a group") { a in
+            [
+                CLIRequest(
+                    .PATCH,
+                    path("group", a[0]),
+                    body: .members(["Name": .string(a[1])]),
+                    rendering: .done("Group '\(a[0])' renamed to '\(a[1])'")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .link,
+            object: .target,
+            arguments: ["<alias>", "<group>"],
+            summary: "put a target in a group"
+        ) { a in
+            [
+                CLIRequest(
+                    .POST,
+                    path("group", a[1], "target", a[0]),
+                    rendering: .done("Target '\(a[0])' linked to group '\(a[1])'")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .unlink,
+            object: .target,
+            arguments: ["<alias>", "<group>"],
+            summary: "take a target out of a group"
+        ) { a in
+            [
+                CLIRequest(
+                    .DELETE,
+                    path("group", a[1], "target", a[0]),
+                    rendering: .done("Target '\(a[0])' unlinked from group '\(a[1])'")
+                )
+            ]
+        },
+        CommandSpec(verb: .link, object: .host, arguments: ["<alias>", "<group>"], summary: "put a host in a group") {
+            a in
+            [
+                CLIRequest(
+                    .POST,
+                    path("group", a[1], "host", a[0]),
+                    rendering: .done("Host '\(a[0])' linked to group '\(a[1])'")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .unlink,
+            object: .host,
+            arguments: ["<alias>", "<group>"],
+            summary: "take a host out of a group"
+        ) { a in
+            [
+                CLIRequest(
+                    .DELETE,
+                    path("group", a[1], "host", a[0]),
+                    rendering: .done("Host '\(a[0])' unlinked from group '\(a[1])'")
+                )
+            ]
+        },
+
+        // targets
+        CommandSpec(verb: .list, object: .target, arguments: [], summary: "list the targets") { _ in
+            [CLIRequest(.GET, path("target"), rendering: .names(key: "Targets"))]
+        },
+        CommandSpec(verb: .add, object: .target, arguments: ["<alias>"], summary: "create a target") { a in
+            [CLIRequest(.POST, path("target", a[0]), rendering: .done("Target '\(a[0])' added"))]
+        },
+        CommandSpec(verb: .set, object: .target, arguments: ["<alias>"], summary: "create a target (PUT)") { a in
+            [
+                CLIRequest(
+                    .PUT,
+                    path("target"),
+                    body: .members(["Alias": .string(a[0])]),
+                    rendering: .done("Target '\(a[0])' added")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .get,
+            object: .target,
+            arguments: ["<alias>"],
+            summary: "show a target: mode, ports, subsystems, ACLs"
+        ) { a in
+            [CLIRequest(.GET, path("target", a[0]), rendering: .target)]
+        },
+        CommandSpec(
+            verb: .delete,
+            object: .target,
+            arguments: ["<alias>"],
+            repeatsLast: true,
+            summary: "delete targets"
+        ) { a in
+            [
+                CLIRequest(
+                    .DELETE,
+                    path("target", a[0]),
+                    rendering: .done("Target '\(a[0])' deleted"),
+                    confirmation: "Delete target '\(a[0])'?"
+                )
+            ]
+        },
+        CommandSpec(verb: .rename, object: .target, arguments: ["<old>", "<new>"], summary: "rename a target") {
+            a in
+            [
+                CLIRequest(
+                    .PATCH,
+                    path("target", a[0]),
+                    body: .members(["Alias": .string(a[1])]),
+                    rendering: .done("Target '\(a[0])' renamed to '\(a[1])'")
+                )
+            ]
+        },
+        CommandSpec(verb: .set, object: .local, arguments: ["<alias>"], summary: "manage a target locally") { a in
+            [
+                CLIRequest(
+                    .PATCH,
+                    path("target", a[0]),
+                    body: .members(["MgmtMode": "LocalMgmt"]),
+                    rendering: .done("Target '\(a[0])' is managed locally")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .set,
+            object: .inband,
+            arguments: ["<alias>", "<trtype>", "<adrfam>", "<traddr>", "<trsvcid>"],
+            summary: "manage a target in band"
+        ) { a throws(UsageError) in
+            let service = try integer(a[4], named: "<trsvcid>", in: 0...65535)
+            let interface = JSONValue.members([
+                "TRTYPE": .string(a[1]), "ADRFAM": .string(a[2]), "TRADDR": .string(a[3]), "TRSVCID": .int(service),
+            ])
+            return [
+                CLIRequest(
+                    .PATCH,
+                    path("target", a[0]),
+                    body: .members(["MgmtMode": "InBandMgmt", "Interface": interface]),
+                    rendering: .done(
+                        "Target '\(a[0])' is managed in band through \(a[1]) \(a[2]) \(hostPort(a[3], service))"
+                    )
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .set,
+            object: .outofband,
+            arguments: ["<alias>", "<family>", "<address>", "<port>"],
+            summary: "manage a target out of band (dem-em)"
+        ) { a throws(UsageError) in
+            let port = try integer(a[3], named: "<port>", in: 0...65535)
+            let interface = JSONValue.members([
+                "FAMILY": .string(a[1]), "ADDRESS": .string(a[2]), "PORT": .int(port),
+            ])
+            return [
+                CLIRequest(
+                    .PATCH,
+                    path("target", a[0]),
+                    body: .members(["MgmtMode": "OutOfBandMgmt", "Interface": interface]),
+                    rendering: .done(
+                        "Target '\(a[0])' is managed out of band through \(a[1]) \(hostPort(a[2], port))"
+                    )
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .set,
+            object: .refresh,
+            arguments: ["<alias>", "<minutes>"],
+            summary: "log page refresh period (0 = off)"
+        ) { a throws(UsageError) in
+            let minutes = try integer(a[1], named: "<minutes>", in: 0...Int(Int32.max))
+            let sentence =
+                minutes == 0
+                ? "Target '\(a[0])' refresh turned off"
+                : "Target '\(a[0])' refreshed every \(minutes) minute\(minutes == 1 ? "" : "s")"
+            return [
+                CLIRequest(
+                    .PATCH,
+                    path("target", a[0]),
+                    body: .members(["Refresh": .int(minutes)]),
+                    rendering: .done(sentence)
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .refresh,
+            object: .target,
+            arguments: ["<alias>"],
+            summary: "fetch the target's log pages again"
+        ) { a in
+            [
+                CLIRequest(
+                    .POST,
+                    path("target", a[0], "refresh"),
+                    rendering: .action("Target '\(a[0])' refresh requested")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .reconfigure,
+            object: .target,
+            arguments: ["<alias>"],
+            summary: "push the whole configuration to the target again"
+        ) { a in
+            [
+                CLIRequest(
+                    .POST,
+                    path("target", a[0], "reconfig"),
+                    rendering: .action("Target '\(a[0])' reconfiguration requested")
+                )
+            ]
+        },
+        CommandSpec(verb: .usage, object: .target, arguments: ["<alias>"], summary: "the target's usage") { a in
+            [CLIRequest(.GET, path("target", a[0], "usage"), rendering: .generic)]
+        },
+        CommandSpec(
+            verb: .logpage,
+            object: .target,
+            arguments: ["<alias>"],
+            summary: "the discovery entries of a target"
+        ) { a in
+            [CLIRequest(.GET, path("target", a[0], "logpage"), rendering: .targetLogPage)]
+        },
+
+        // subsystems
+        CommandSpec(
+            verb: .add,
+            object: .subsystem,
+            arguments: ["<alias>", "<subnqn>"],
+            summary: "create a subsystem open to any host"
+        ) { a in
+            [
+                CLIRequest(
+                    .POST,
+                    path("target", a[0], "subsystem", a[1]),
+                    rendering: .done("Subsystem '\(a[1])' added to target '\(a[0])'")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .set,
+            object: .subsystem,
+            arguments: ["<alias>", "<subnqn>", "<allow_any>"],
+            summary: "create a subsystem (allow_any 1 or 0)"
+        ) { a throws(UsageError) in
+            let allowAny = try allowAnyHost(a[2])
+            return [
+                CLIRequest(
+                    .PUT,
+                    path("target", a[0], "subsystem"),
+                    body: .members(["SUBNQN": .string(a[1]), "AllowAnyHost": .int(allowAny)]),
+                    rendering: .done("Subsystem '\(a[1])' added to target '\(a[0])'")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .edit,
+            object: .subsystem,
+            arguments: ["<alias>", "<subnqn>", "<allow_any>"],
+            summary: "open a subsystem to any host (1) or not (0)"
+        ) { a throws(UsageError) in
+            let allowAny = try allowAnyHost(a[2])
+            return [
+                CLIRequest(
+                    .PUT,
+                    path("target", a[0], "subsystem", a[1]),
+                    body: .members(["AllowAnyHost": .int(allowAny)]),
+                    rendering: .done(
+                        "Subsystem '\(a[1])' of target '\(a[0])' "
+                            + (allowAny == 1 ? "allows any host" : "allows only the hosts of its access list")
+                    )
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .delete,
+            object: .subsystem,
+            arguments: ["<alias>", "<subnqn>"],
+            repeatsLast: true,
+            summary: "delete subsystems"
+        ) { a in
+            [
+                CLIRequest(
+                    .DELETE,
+                    path("target", a[0], "subsystem", a[1]),
+                    rendering: .done("Subsystem '\(a[1])' deleted from target '\(a[0])'"),
+                    confirmation: "Delete subsystem '\(a[1])' of target '\(a[0])'?"
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .rename,
+            object: .subsystem,
+            arguments: ["<alias>", "<subnqn>", "<newnqn>"],
+            summary: "change a subsystem's NQN"
+        ) { a in
+            [
+                CLIRequest(
+                    .PATCH,
+                    path("target", a[0], "subsystem", a[1]),
+                    body: .members(["SUBNQN": .string(a[2])]),
+                    rendering: .done("Subsystem '\(a[1])' of target '\(a[0])' renamed to '\(a[2])'")
+                )
+            ]
+        },
+
+        // ports
+        CommandSpec(
+            verb: .set,
+            object: .portid,
+            arguments: ["<alias>", "<portid>", "<trtype>", "<adrfam>", "<traddr>", "<trsvcid>"],
+            summary: "create a port"
+        ) { a throws(UsageError) in
+            let (portID, body) = try portBody(a)
+            return [
+                CLIRequest(
+                    .PUT,
+                    path("target", a[0], "portid"),
+                    body: body,
+                    rendering: .done("PORTID \(portID) added to target '\(a[0])'")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .edit,
+            object: .portid,
+            arguments: ["<alias>", "<portid>", "<trtype>", "<adrfam>", "<traddr>", "<trsvcid>"],
+            summary: "change a port"
+        ) { a throws(UsageError) in
+            let (portID, body) = try portBody(a)
+            return [
+                CLIRequest(
+                    .PUT,
+                    path("target", a[0], "portid", String(portID)),
+                    body: body,
+                    rendering: .done("PORTID \(portID) updated in target '\(a[0])'")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .delete,
+            object: .portid,
+            arguments: ["<alias>", "<portid>"],
+            repeatsLast: true,
+            summary: "delete ports"
+        ) { a throws(UsageError) in
+            let portID = try integer(a[1], named: "<portid>", in: 0...65535)
+            return [
+                CLIRequest(
+                    .DELETE,
+                    path("target", a[0], "portid", String(portID)),
+                    rendering: .done("PORTID \(portID) deleted from target '\(a[0])'"),
+                    confirmation: "Delete PORTID \(portID) of target '\(a[0])'?"
+                )
+            ]
+        },
+
+        // access lists
+        CommandSpec(
+            verb: .set,
+            object: .acl,
+            arguments: ["<alias>", "<subnqn>", "<host>"],
+            summary: "allow a host on a subsystem"
+        ) { a in
+            [
+                CLIRequest(
+                    .PUT,
+                    path("target", a[0], "subsystem", a[1], "host"),
+                    body: .members(["Alias": .string(a[2])]),
+                    rendering: .done("Host '\(a[2])' allowed on subsystem '\(a[1])' of target '\(a[0])'")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .delete,
+            object: .acl,
+            arguments: ["<alias>", "<subnqn>", "<host>"],
+            repeatsLast: true,
+            summary: "remove hosts from a subsystem's access list"
+        ) { a in
+            [
+                CLIRequest(
+                    .DELETE,
+                    path("target", a[0], "subsystem", a[1], "host", a[2]),
+                    rendering: .done("Host '\(a[2])' removed from subsystem '\(a[1])' of target '\(a[0])'"),
+                    confirmation:
+                        "Delete host '\(a[2])' from the access list of subsystem '\(a[1])' of target '\(a[0])'?"
+                )
+            ]
+        },
+
+        // namespaces
+        CommandSpec(
+            verb: .set,
+            object: .ns,
+            arguments: ["<alias>", "<subnqn>", "<nsid>", "<devid|nullb0|/dev/path>"],
+            optional: ["[devnsid]"],
+            summary: "create or change a namespace"
+        ) { a throws(UsageError) in
+            let nsid = try integer(a[2], named: "<nsid>", in: 1...Int(UInt32.max - 1))
+            var members = [JSONMember(key: "NSID", value: .int(nsid))]
+            let device: String
+            if a[3] == "nullb0" {
+                members.append(JSONMember(key: "DeviceID", value: .int(-1)))
+                device = "nullb0"
+            } else if a[3].hasPrefix("/") {
+                guard a.count == 4 else {
+                    throw UsageError("a device path (\(a[3])) takes no [devnsid]")
+                }
+                members.append(JSONMember(key: "DevicePath", value: .string(a[3])))
+                device = a[3]
+            } else {
+                let deviceID = try integer(a[3], named: "<devid>", in: -1...Int(Int32.max))
+                members.append(JSONMember(key: "DeviceID", value: .int(deviceID)))
+                device = deviceID == -1 ? "nullb0" : "device \(deviceID)"
+            }
+            var deviceText = device
+            if a.count == 5 {
+                let deviceNSID = try integer(a[4], named: "[devnsid]", in: 0...Int(UInt32.max))
+                members.append(JSONMember(key: "DeviceNSID", value: .int(deviceNSID)))
+                deviceText += " NSID \(deviceNSID)"
+            }
+            return [
+                CLIRequest(
+                    .PUT,
+                    path("target", a[0], "subsystem", a[1], "nsid"),
+                    body: .object(members),
+                    rendering: .done("NSID \(nsid) of subsystem '\(a[1])' of target '\(a[0])' set to \(deviceText)")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .delete,
+            object: .ns,
+            arguments: ["<alias>", "<subnqn>", "<nsid>"],
+            repeatsLast: true,
+            summary: "delete namespaces"
+        ) { a throws(UsageError) in
+            let nsid = try integer(a[2], named: "<nsid>", in: 1...Int(UInt32.max - 1))
+            return [
+                CLIRequest(
+                    .DELETE,
+                    path("target", a[0], "subsystem", a[1], "nsid", String(nsid)),
+                    rendering: .done("NSID \(nsid) deleted from subsystem '\(a[1])' of target '\(a[0])'"),
+                    confirmation: "Delete NSID \(nsid) of subsystem '\(a[1])' of target '\(a[0])'?"
+                )
+            ]
+        },
+
+        // hosts
+        CommandSpec(verb: .list, object: .host, arguments: [], summary: "list the hosts") { _ in
+            [CLIRequest(.GET, path("host"), rendering: .names(key: "Hosts"))]
+        },
+        CommandSpec(
+            verb: .get,
+            object: .host,
+            arguments: ["<alias>"],
+            summary: "show a host and the subsystems it may use"
+        ) { a in
+            [CLIRequest(.GET, path("host", a[0]), rendering: .host)]
+        },
+        CommandSpec(verb: .add, object: .host, arguments: ["<alias>"], summary: "create a host (no NQN yet)") { a in
+            [CLIRequest(.POST, path("host", a[0]), rendering: .done("Host '\(a[0])' added"))]
+        },
+        CommandSpec(
+            verb: .set,
+            object: .host,
+            arguments: ["<alias>", "<hostnqn>"],
+            optional: ["[hostid]"],
+            summary: "create a host with its NQN"
+        ) { a in
+            var members = [
+                JSONMember(key: "Alias", value: .string(a[0])), JSONMember(key: "HOSTNQN", value: .string(a[1])),
+            ]
+            if a.count == 3 { members.append(JSONMember(key: "HOSTID", value: .string(a[2]))) }
+            return [CLIRequest(.PUT, path("host"), body: .object(members), rendering: .done("Host '\(a[0])' added"))]
+        },
+        CommandSpec(
+            verb: .edit,
+            object: .host,
+            arguments: ["<alias>", "<hostnqn>"],
+            optional: ["[hostid]"],
+            summary: "change a host's NQN"
+        ) { a in
+            var members = [JSONMember(key: "HOSTNQN", value: .string(a[1]))]
+            if a.count == 3 { members.append(JSONMember(key: "HOSTID", value: .string(a[2]))) }
+            return [
+                CLIRequest(
+                    .PUT,
+                    path("host", a[0]),
+                    body: .object(members),
+                    rendering: .done("Host '\(a[0])' updated")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .delete,
+            object: .host,
+            arguments: ["<alias>"],
+            repeatsLast: true,
+            summary: "delete hosts"
+        ) { a in
+            [
+                CLIRequest(
+                    .DELETE,
+                    path("host", a[0]),
+                    rendering: .done("Host '\(a[0])' deleted"),
+                    confirmation: "Delete host '\(a[0])'?"
+                )
+            ]
+        },
+        CommandSpec(verb: .rename, object: .host, arguments: ["<alias>", "<new>"], summary: "rename a host") { a in
+            [
+                CLIRequest(
+                    .PATCH,
+                    path("host", a[0]),
+                    body: .members(["Alias": .string(a[1])]),
+                    rendering: .done("Host '\(a[0])' renamed to '\(a[1])'")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .logpage,
+            object: .host,
+            arguments: ["<alias>"],
+            summary: "the discovery log page a host reads"
+        ) { a in
+            [CLIRequest(.GET, path("host", a[0], "logpage"), rendering: .hostLogPage)]
+        },
+
+        // API tokens
+        CommandSpec(verb: .list, object: .token, arguments: [], summary: "list the API tokens") { _ in
+            [CLIRequest(.GET, path("dem", "tokens"), rendering: .tokens)]
+        },
+        CommandSpec(
+            verb: .add,
+            object: .token,
+            arguments: ["<name>"],
+            optional: ["[admin|read]"],
+            summary: "create an API token (default read)"
+        ) { a throws(UsageError) in
+            let role = a.count == 2 ? a[1].lowercased() : "read"
+            guard role == "admin" || role == "read" else {
+                throw UsageError("the role must be admin or read, not '\(a[1])'")
+            }
+            return [
+                CLIRequest(
+                    .POST,
+                    path("dem", "tokens"),
+                    body: .members(["Name": .string(a[0]), "Role": .string(role)]),
+                    rendering: .tokenCreated
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .delete,
+            object: .token,
+            arguments: ["<id>"],
+            repeatsLast: true,
+            summary: "revoke API tokens"
+        ) { a in
+            [
+                CLIRequest(
+                    .DELETE,
+                    path("dem", "tokens", a[0]),
+                    rendering: .done("Token '\(a[0])' deleted"),
+                    confirmation: "Delete token '\(a[0])'?"
+                )
+            ]
+        },
+    ]
+}
+
+// MARK: - Argument values
+
+extension JSONValue: ExpressibleByStringLiteral {
+    init(stringLiteral value: String) { self = .string(value) }
+}
+
+/// `text` as a decimal integer in `range`, or a usage error naming the argument.
+func integer(_ text: String, named name: String, in range: ClosedRange<Int>) throws(UsageError) -> Int {
+    guard let value = Int(text) else { throw UsageError("\(name) must be a number, not '\(text)'") }
+    guard range.contains(value) else {
+        throw UsageError("\(name) must be \(range.lowerBound)...\(range.upperBound), not \(value)")
+    }
+    return value
+}
+
+/// `AllowAnyHost` from `1`/`0` (also `yes`/`no`, `true`/`false`, `y`/`n`).
+func allowAnyHost(_ text: String) throws(UsageError) -> Int {
+    switch text.lowercased() {
+    case "1", "y", "yes", "true": return 1
+    case "0", "n", "no", "false": return 0
+    default: throw UsageError("<allow_any> must be 1 (any host) or 0 (only the access list), not '\(text)'")
+    }
+}
+
+/// The body of `set/edit portid <alias> <portid> <trtype> <adrfam> <traddr> <trsvcid>`.
+private func portBody(_ a: [String]) throws(UsageError) -> (Int, JSONValue) {
+    let portID = try integer(a[1], named: "<portid>", in: 0...65535)
+    let service = try integer(a[5], named: "<trsvcid>", in: 0...65535)
+    let body = JSONValue.members([
+        "PORTID": .int(portID), "TRTYPE": .string(a[2]), "ADRFAM": .string(a[3]), "TRADDR": .string(a[4]),
+        "TRSVCID": .int(service),
+    ])
+    return (portID, body)
+}
+
+/// `address:port`, with an IPv6 address in brackets.
+func hostPort(_ address: String, _ port: some CustomStringConvertible) -> String {
+    address.contains(":") && !address.hasPrefix("[") ? "[\(address)]:\(port)" : "\(address):\(port)"
+}

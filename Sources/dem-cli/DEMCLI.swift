@@ -1,0 +1,215 @@
+import AsyncHTTPClient
+import NIOCore
+import NIOHTTP1
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `dem-cli`, the administrator's command line over dem's REST API.
+///
+/// This file is the I/O half: it reads the environment and token files, asks before deletes,
+/// sends the requests with AsyncHTTPClient and prints what `Render.swift` makes of the answers.
+/// The parsing (`CommandLine+Parsing.swift`), the token lookup (`TokenLookup.swift`) and the
+/// rendering are pure functions.
+@main
+struct DEMCLI {
+    /// dem-cli's version, printed by `--version` and sent as its User-Agent.
+    static let version = "0.3.0"
+
+    static func main() async {
+        let status = await run(Array(CommandLine.arguments.dropFirst()))
+        exit(status.rawValue)
+    }
+
+    /// Runs one command line and returns its exit status.
+    static func run(_ arguments: [String]) async -> ExitStatus {
+        let command: CLICommand
+        do { command = try parseCommandLine(arguments) } catch {
+            reportUsageError(error)
+            return .usage
+        }
+        switch command {
+        case .help:
+            writeOut(CommandTable.helpText)
+            return .success
+        case .version:
+            writeOut("dem-cli \(version)\n")
+            return .success
+        case .run(let options, let requests):
+            return await send(requests, options: options)
+        }
+    }
+
+    /// Sends `requests` one after the other, asking before each delete unless `-f`. Stops at the
+    /// first connection failure or refused token; otherwise returns the highest status seen.
+    static func send(_ requests: [CLIRequest], options: CLIOptions) async -> ExitStatus {
+        let token: TokenResolution
+        do {
+            token = try resolveToken(options: options, environment: environmentValue, readFile: readTextFile)
+        } catch {
+            reportUsageError(error)
+            return .usage
+        }
+
+        if !options.force, let first = requests.first(where: { $0.confirmation != nil }), isatty(STDIN_FILENO) == 0 {
+            let question = first.confirmation ?? ""
+            writeError(
+                "Error: cannot ask '\(question)': standard input is not a terminal. "
+                    + "Use -f to delete without asking.\n"
+            )
+            return .refused
+        }
+
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout = HTTPClient.Configuration.Timeout(connect: .seconds(10), read: .seconds(120))
+        configuration.redirectConfiguration = .disallow
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+
+        var worst = ExitStatus.success
+        for request in requests {
+            if let question = request.confirmation, !options.force, !confirm(question) {
+                writeError("Not deleted.\n")
+                worst = max(worst, .refused)
+                continue
+            }
+            do {
+                let (status, body) = try await execute(request, client: client, options: options, token: token.token)
+                let result = outcome(
+                    httpStatus: status,
+                    body: body,
+                    request: request,
+                    format: options.format,
+                    token: token
+                )
+                writeError(result.standardError)
+                writeOut(result.standardOutput)
+                worst = max(worst, result.status)
+                if result.status == .unauthorized { break }
+            } catch {
+                let failure = transportFailure(error, baseURL: options.baseURL)
+                writeError(failure.message + "\n")
+                worst = max(worst, failure.status)
+                break
+            }
+        }
+        try? await client.shutdown()
+        return worst
+    }
+
+    /// Sends one request and returns the status code and the whole body.
+    static func execute(
+        _ request: CLIRequest,
+        client: HTTPClient,
+        options: CLIOptions,
+        token: String?
+    ) async throws -> (Int, [UInt8]) {
+        var http = HTTPClientRequest(url: options.baseURL + request.path)
+        http.method = request.method
+        http.headers.add(name: "Accept", value: "application/json")
+        http.headers.add(name: "User-Agent", value: "dem-cli/\(version)")
+        if let token { http.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let body = request.body {
+            http.headers.add(name: "Content-Type", value: "application/json")
+            http.body = .bytes(ByteBuffer(string: body.serialized(pretty: false)))
+        }
+        let response = try await client.execute(http, timeout: .seconds(150))
+        var buffer = try await response.body.collect(upTo: 64 << 20)
+        return (Int(response.status.code), buffer.readBytes(length: buffer.readableBytes) ?? [])
+    }
+
+    /// Asks `question (N/y)` on the terminal; only `y` or `yes` confirm.
+    static func confirm(_ question: String) -> Bool {
+        writeError(question + " (N/y) ")
+        guard let answer = readLine() else {
+            writeError("\n")
+            return false
+        }
+        return ["y", "yes"].contains(answer.trimmingWhitespace.lowercased())
+    }
+
+    static func reportUsageError(_ error: UsageError) {
+        var text = "dem-cli: \(error.message)\n"
+        if let usage = error.usage { text += "Usage: \(usage)\n" }
+        text += "Try 'dem-cli --help' for more information.\n"
+        writeError(text)
+    }
+}
+
+// MARK: - Connection failures
+
+/// The message and exit status for a request that got no HTTP answer: `dem is not running` when
+/// the connection was refused (status 3), a timeout or a closed connection after connecting
+/// (status 5), anything else as a connection failure (status 3).
+func transportFailure(_ error: any Error, baseURL: String) -> (message: String, status: ExitStatus) {
+    if containsConnectionRefused(error) { return ("Error: dem is not running at \(baseURL)", .notRunning) }
+    if let error = error as? HTTPClientError {
+        switch error {
+        case .connectTimeout:
+            return ("Error: cannot connect to dem at \(baseURL): connection timed out", .notRunning)
+        case .readTimeout, .deadlineExceeded:
+            return ("Error: dem at \(baseURL) did not answer in time", .serverError)
+        case .remoteConnectionClosed:
+            return ("Error: dem at \(baseURL) closed the connection without answering", .serverError)
+        case .bodyLengthMismatch:
+            return ("Error: cannot read dem's answer from \(baseURL): \(error)", .serverError)
+        default:
+            break
+        }
+    }
+    return ("Error: cannot connect to dem at \(baseURL): \(error)", .notRunning)
+}
+
+/// Whether `value` is, or wraps (at any depth up to 8), an `IOError` with `ECONNREFUSED`. The
+/// connection errors of NIO's bootstrap wrap one per address tried.
+func containsConnectionRefused(_ value: Any, depth: Int = 0) -> Bool {
+    if let error = value as? IOError, error.errnoCode == ECONNREFUSED { return true }
+    guard depth < 8 else { return false }
+    return Mirror(reflecting: value).children.contains { containsConnectionRefused($0.value, depth: depth + 1) }
+}
+
+// MARK: - Process I/O
+
+private func environmentValue(_ name: String) -> String? {
+    guard let value = getenv(name) else { return nil }
+    return String(cString: value)
+}
+
+/// The contents of the file at `path` (at most 64 KiB; token files are one line).
+func readTextFile(_ path: String) throws(FileReadError) -> String {
+    guard let file = fopen(path, "r") else { throw FileReadError(reason: String(cString: strerror(errno))) }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while bytes.count < 65536 {
+        let count = fread(&chunk, 1, chunk.count, file)
+        bytes += chunk[0..<count]
+        if count < chunk.count {
+            if ferror(file) != 0 { throw FileReadError(reason: String(cString: strerror(errno))) }
+            break
+        }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+private func writeOut(_ text: String) { writeAll(STDOUT_FILENO, text) }
+
+private func writeError(_ text: String) { writeAll(STDERR_FILENO, text) }
+
+private func writeAll(_ descriptor: Int32, _ text: String) {
+    guard !text.isEmpty else { return }
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        if written < 0 {
+            if errno == EINTR { continue }
+            return
+        }
+        bytes = bytes.dropFirst(written)
+    }
+}
