@@ -94,7 +94,7 @@ struct DEM: AsyncParsableCommand {
             Serves each host its own discovery log page over NVMe/TCP (port 8009), on the \
             well-known discovery NQN and on a unique NQN, with change notifications.
             """,
-        subcommands: [Serve.self, LogPage.self],
+        subcommands: [Serve.self, LogPage.self, Import.self, Export.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -188,6 +188,75 @@ struct LogPage: AsyncParsableCommand {
         if json || raw == nil {
             print(DiscoveryLogJSON.render(served))
         }
+    }
+}
+
+/// `dem import`: nvme-dem's configuration file into the store, checked as a whole.
+struct Import: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load a configuration in nvme-dem's format ({\"Targets\",\"Hosts\",\"Groups\"}) into the store.",
+        discussion: """
+            With dem stopped; while it runs, use PUT /dem/config instead. The file is checked as a \
+            whole (errors name the field, such as Targets[0].PortIDs[1].TRADDR) and replaces the \
+            model in one transaction; nothing changes when it is refused.
+            """
+    )
+
+    @Argument(help: "The configuration file (nvme-dem's /etc/nvme/nvmeof-dem/config, or dem export's output).")
+    var file: String
+
+    @Option(
+        name: .customLong("data-dir"),
+        help: "State directory (default: /var/lib/dem as root, else $XDG_STATE_HOME/dem)."
+    )
+    var dataDirectory: String?
+
+    func run() async throws {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ValidationError("cannot read \(file)")
+        }
+        let fabric: Fabric
+        do {
+            fabric = try JSONDecoder().decode(Fabric.self, from: data)
+        } catch let error as ModelError {
+            throw ValidationError("\(file): \(error)")
+        } catch {
+            throw ValidationError("\(file): \(error)")
+        }
+        let directory = DataDirectory.resolve(dataDirectory)
+        try FileManager.default.createDirectory(
+            atPath: directory,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
+        let store = try SQLiteFabricStore(path: directory + "/dem.sqlite")
+        try store.commit(from: try store.loadFabric(), to: fabric)
+        let subsystems = fabric.targets.reduce(0) { $0 + $1.subsystems.count }
+        print(
+            "imported \(fabric.targets.count) targets, \(subsystems) subsystems, \(fabric.hosts.count) hosts, \(fabric.groups.count) groups into \(store.path)"
+        )
+    }
+}
+
+/// `dem export`: the store's model in nvme-dem's configuration format.
+struct Export: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the store's model in nvme-dem's configuration format."
+    )
+
+    @Option(
+        name: .customLong("data-dir"),
+        help: "State directory (default: /var/lib/dem as root, else $XDG_STATE_HOME/dem)."
+    )
+    var dataDirectory: String?
+
+    func run() async throws {
+        let path = DataDirectory.resolve(dataDirectory) + "/dem.sqlite"
+        guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("no store at \(path)") }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(try SQLiteFabricStore(path: path).loadFabric())
+        print(String(decoding: data, as: UTF8.self))
     }
 }
 
