@@ -376,7 +376,12 @@ enum CommandTable {
         }
         if let empty = arguments.firstIndex(of: "") {
             let position = empty - arguments.startIndex
-            let label = position < required ? spec.arguments[position] : spec.optional[position - required]
+            // Past the optional ones, an argument is another value of a repeated last argument.
+            let label =
+                position < required
+                ? spec.arguments[position]
+                : position - required < spec.optional.count
+                    ? spec.optional[position - required] : spec.arguments[required - 1]
             throw UsageError("'\(name)': \(label) is empty", usage: spec.usage)
         }
 
