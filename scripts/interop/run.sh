@@ -6,10 +6,12 @@
 # this machine (127.0.0.1:8009, the guest's 10.0.2.2:8009); tshark decodes the traffic.
 #
 # Usage: scripts/interop/run.sh [SCENARIO...]     (default: every scenario)
-#   scenarios: bare discovery large-page connect-aen   (scripts/interop/scenarios/NAME.sh)
+#   scenarios: bare discovery large-page connect-aen management   (scripts/interop/scenarios/NAME.sh)
 # Env:
 #   DEM_BIN          dem binary to test; default: build it with
 #                    swift build --static-swift-stdlib --scratch-path .build-static --product dem
+#   DEMCLI_BIN       dem-cli binary (it runs on this machine, for the scenarios marked
+#                    "# needs: dem-cli"); default: build it with swift build --product dem-cli
 #   DEM_LAB_CACHE    guest kernel/initramfs cache (default /tmp/dem-lab-cache)
 #   DEM_LAB_LOGS     logs (default /tmp/dem-lab-logs); this run: $DEM_LAB_LOGS/interop-TIMESTAMP
 #   DEM_LOG_LEVEL    dem --log-level (default debug)
@@ -25,7 +27,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/host/common.sh"
 export DEM_LAB_CACHE=${DEM_LAB_CACHE:-/tmp/dem-lab-cache}
 export DEM_LAB_LOGS=${DEM_LAB_LOGS:-/tmp/dem-lab-logs}
-ALL_SCENARIOS="bare discovery large-page connect-aen"
+ALL_SCENARIOS="bare discovery large-page connect-aen management"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 RUN=$DEM_LAB_LOGS/interop-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RUN" "$DEM_LAB_CACHE"
@@ -63,6 +65,9 @@ indent() { sed 's/^/    | /'; }
 if [ -n "${DEM_BIN:-}" ] && [ -e "$DEM_BIN" ]; then
     DEM_BIN=$(cd "$(dirname "$DEM_BIN")" && pwd)/$(basename "$DEM_BIN")
 fi
+if [ -n "${DEMCLI_BIN:-}" ] && [ -e "$DEMCLI_BIN" ]; then
+    DEMCLI_BIN=$(cd "$(dirname "$DEMCLI_BIN")" && pwd)/$(basename "$DEMCLI_BIN")
+fi
 cd "$ROOT" || exit 2
 for s in $SCENARIOS; do
     [ -f "$HERE/scenarios/$s.sh" ] || { echo "run.sh: unknown scenario '$s' (known: $ALL_SCENARIOS)" >&2; exit 2; }
@@ -79,7 +84,7 @@ fi
 # --- packages
 t=$EPOCHREALTIME
 if ! step "$RUN/packages.log" ensure_packages qemu-system-x86 linux-image-amd64 nvme-cli \
-        busybox-static rdma-core ibverbs-utils rdmacm-utils iproute2 kmod cpio tshark bc xxd util-linux; then
+        busybox-static rdma-core ibverbs-utils rdmacm-utils iproute2 kmod cpio tshark bc xxd util-linux curl; then
     fail setup-packages "apt-get failed: $(tail -n 1 "$RUN/packages.log")"
     finish
 fi
@@ -111,6 +116,37 @@ else
     info "dem: $DEM_BIN (built in $(elapsed "$t")s)"
 fi
 export DEM_BIN
+
+# --- dem-cli (on this machine, for the scenarios that configure dem through its REST API)
+NEED_CLI=""
+for s in $SCENARIOS; do
+    grep -q '^# needs: dem-cli' "$HERE/scenarios/$s.sh" && NEED_CLI="$NEED_CLI $s"
+done
+if [ -n "$NEED_CLI" ]; then
+    t=$EPOCHREALTIME
+    if [ -n "${DEMCLI_BIN:-}" ]; then
+        if [ ! -f "$DEMCLI_BIN" ] || [ ! -x "$DEMCLI_BIN" ]; then
+            fail build-dem-cli "DEMCLI_BIN=$DEMCLI_BIN is not an executable"; finish
+        fi
+        info "dem-cli: $DEMCLI_BIN (DEMCLI_BIN)"
+    else
+        command -v swift > /dev/null || { fail build-dem-cli "swift not found in PATH (or set DEMCLI_BIN)"; finish; }
+        if ! step "$RUN/build-dem-cli.log" swift build --product dem-cli; then
+            fail build-dem-cli "swift build failed: $(grep -m1 -E 'error:' "$RUN/build-dem-cli.log" || tail -n 1 "$RUN/build-dem-cli.log")"
+            grep -E 'error:' "$RUN/build-dem-cli.log" | head -n 20 | indent
+            finish
+        fi
+        built=$(swift build --product dem-cli --show-bin-path 2>/dev/null)/dem-cli
+        [ -x "$built" ] || { fail build-dem-cli "no binary at $built"; finish; }
+        # a copy: other builds in the shared .build may replace the binary during the run
+        DEMCLI_BIN=$DEM_LAB_CACHE/dem-cli
+        if ! cp "$built" "$DEMCLI_BIN.tmp" || ! mv -f "$DEMCLI_BIN.tmp" "$DEMCLI_BIN"; then
+            fail build-dem-cli "cannot copy $built to $DEMCLI_BIN"; finish
+        fi
+        info "dem-cli: $DEMCLI_BIN (built in $(elapsed "$t")s as $built, for$NEED_CLI)"
+    fi
+    export DEMCLI_BIN
+fi
 
 # --- scenarios
 for s in $SCENARIOS; do

@@ -111,6 +111,24 @@ discover_json() {
     fail "$name" "$p(page has $(wc -l < "/tmp/$name.subnqns") records)"
     return 1
 }
+# discover_exact NAME WANT -- nvme-discover-args... : nvme discover -o json, then PASS
+# when its records (json_records lines, subtype|subnqn|traddr|trsvcid) are exactly the lines
+# of WANT, in any order (a record listed twice counts twice).  JSON kept in /tmp/NAME.json
+discover_exact() {
+    local name=$1 want=$2 rc miss extra
+    shift 3
+    run nvme discover "$@" -o json; rc=$?
+    cp /tmp/out "/tmp/$name.json"
+    [ $rc = 0 ] || { fail "$name" "nvme discover $(why $rc)"; return 1; }
+    json_records "/tmp/$name.json" | sort > "/tmp/$name.records"
+    sort "$want" > "/tmp/$name.want"
+    echo "records (subtype|subnqn|traddr|trsvcid):"; cat "/tmp/$name.records"
+    cmp -s "/tmp/$name.records" "/tmp/$name.want" && { pass "$name"; return 0; }
+    miss=$(grep -vxF -f "/tmp/$name.records" "/tmp/$name.want" | tr '\n' ' ')
+    extra=$(grep -vxF -f "/tmp/$name.want" "/tmp/$name.records" | tr '\n' ' ')
+    fail "$name" "$(wc -l < "/tmp/$name.records") records, want $(wc -l < "/tmp/$name.want"); missing: ${miss:-none}; unexpected: ${extra:-none}"
+    return 1
+}
 # discover_raw NAME EXPECTED -- nvme-discover-args... : nvme discover --raw, PASS when
 # the page written is byte-identical to EXPECTED (made on the host by `dem logpage --raw`)
 discover_raw() {
@@ -162,11 +180,13 @@ nvmet_link() { # nvmet_link PORTID NQN
 }
 
 # ---------------------------------------------------------------- kernel host state
-# dc_ctrl : name (nvmeN) of a controller connected to dem at DC_ADDR:DC_PORT
+# dc_ctrl [HOSTNQN] : name (nvmeN) of a controller connected to dem at DC_ADDR:DC_PORT
+# (with HOSTNQN: one that host NQN connected)
 dc_ctrl() {
     local c
     for c in /sys/class/nvme/nvme*; do
         [ -f "$c/address" ] || continue
+        [ -z "${1:-}" ] || [ "$(cat "$c/hostnqn" 2>/dev/null)" = "$1" ] || continue
         case "$(cat "$c/address")" in
             *"traddr=$DC_ADDR,trsvcid=$DC_PORT"*) basename "$c"; return 0 ;;
         esac
@@ -202,11 +222,21 @@ nvme_state() { # print the kernel's NVMe controllers (name, state, transport add
 aen_watch() {
     ( busybox uevent sh -c 'env | grep -q NVME_AEN && { echo ---; env | grep -E "^(NVME_|DEVNAME)"; } >> '"$1" ) &
 }
-# aen_wait FILE CODE N SECS : wait until FILE holds N events NVME_AEN=CODE
+# aen_count FILE CODE [CTRL] : how many events NVME_AEN=CODE FILE holds (with CTRL: only
+# those of controller CTRL, e.g. nvme1)
+aen_count() {
+    if [ -z "${3:-}" ]; then grep -c "NVME_AEN=$2" "$1" 2>/dev/null || true; return; fi
+    awk -v code="NVME_AEN=$2" -v dev="DEVNAME=$3" '
+        function done() { if (a && d) n++; a = 0; d = 0 }
+        $0 == "---" { done(); next }
+        $0 == code { a = 1 } $0 == dev || $0 == "DEVNAME=/dev/" substr(dev, 9) { d = 1 }
+        END { done(); print n + 0 }' "$1" 2>/dev/null || echo 0
+}
+# aen_wait FILE CODE N SECS [CTRL] : wait until FILE holds N events NVME_AEN=CODE (of CTRL)
 aen_wait() {
     local i=0 n
     while [ $i -lt $(($4 * 10)) ]; do
-        n=$(grep -c "NVME_AEN=$2" "$1" 2>/dev/null)
+        n=$(aen_count "$1" "$2" "${5:-}")
         [ "${n:-0}" -ge "$3" ] && return 0
         sleep 0.1; i=$((i+1))
     done

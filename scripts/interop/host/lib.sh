@@ -6,7 +6,8 @@
 #   guest_results "expected guest check names"; }; capture_stop; tshark_checks; scenario_end
 # Results go to $OUT/results.txt, one line per check: "PASS name" or "FAIL name (detail)".
 # Env: DEM_BIN (required), DEM_LAB_CACHE, DEM_LAB_LOGS, DEM_INTEROP_OUT (this scenario's
-#      log dir), DEM_LOG_LEVEL (default debug), DEM_PORT (default 8009).
+#      log dir), DEM_LOG_LEVEL (default debug), DEM_PORT (default 8009), DEMCLI_BIN (dem-cli,
+#      for the scenarios that configure dem through its REST API).
 set -uo pipefail
 IROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)      # scripts/interop
 # shellcheck source=common.sh
@@ -127,9 +128,12 @@ dem_start() {
         echo "[$SCEN] dem (no arguments)"
         setsid "$DEM_BIN" > "$OUT/dem.stdout" 2> "$OUT/dem.log" < /dev/null &
     else
-        echo "[$SCEN] dem serve --entries $ENTRIES $(dem_common_args) $*"
+        # DEM_NO_ENTRIES=1: no entries file, the fabric model (REST API, dem-cli) only
+        local ent=(--entries "$ENTRIES")
+        [ "${DEM_NO_ENTRIES:-0}" = 1 ] && ent=()
+        echo "[$SCEN] dem serve ${ent[*]} $(dem_common_args) $*"
         # shellcheck disable=SC2046
-        setsid "$DEM_BIN" serve --entries "$ENTRIES" $(dem_common_args) \
+        setsid "$DEM_BIN" serve "${ent[@]}" $(dem_common_args) \
             --log-level "${DEM_LOG_LEVEL:-debug}" "$@" > "$OUT/dem.stdout" 2> "$OUT/dem.log" < /dev/null &
     fi
     DEM_PID=$!
@@ -148,6 +152,36 @@ dem_start() {
     fi
     return 1
 }
+# dem_api_wait : wait (up to 30 s) until dem logs that its REST API listens; sets API_PORT
+# to the port it bound (so `--api-port 0` works); returns non-zero when it does not
+API_PORT=""
+dem_api_wait() {
+    local _ p
+    for _ in $(seq 1 300); do
+        p=$(grep -a -m1 'REST API listening' "$OUT/dem.log" 2>/dev/null | grep -o 'url=http://[^ ]*' | sed 's/.*://')
+        [ -n "$p" ] && { API_PORT=$p; return 0; }
+        alive "$DEM_PID" || return 1
+        sleep 0.1
+    done
+    return 1
+}
+# dem_cli ARGS... : dem-cli (DEMCLI_BIN) against this scenario's dem (API_PORT; the admin
+# token from dem's data directory); the command and its output go to $OUT/dem-cli.log
+dem_cli() {
+    echo "\$ dem-cli $*" >> "$OUT/dem-cli.log"
+    DEM_DATA_DIR=$DATA timeout 30 "$DEMCLI_BIN" -p "$API_PORT" "$@" >> "$OUT/dem-cli.log" 2>&1 < /dev/null
+    local rc=$?
+    [ $rc = 0 ] || echo "  -> exit status $rc" >> "$OUT/dem-cli.log"
+    return $rc
+}
+# dem_cli_cmd ARGS... : the same dem_cli call as a shell command (for run-guest.sh -H TAG=CMD;
+# its output goes to the host step's log)
+dem_cli_cmd() {
+    printf 'echo %q && DEM_DATA_DIR=%q timeout 30 %q -p %q' "+ dem-cli $*" "$DATA" "$DEMCLI_BIN" "$API_PORT"
+    printf ' %q' "$@"
+    printf ' < /dev/null'
+}
+
 # dem_hang_report PID : what a dem that does not exit is doing (thread states, kernel wait
 # channels, open sockets, and a backtrace of every thread when gdb is there)
 dem_hang_report() {
