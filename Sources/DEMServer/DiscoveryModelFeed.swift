@@ -81,7 +81,7 @@ public final class DiscoveryModelFeed: Sendable {
             let notified = catalog.update(entries: Self.sourceEntries(fabric), from: .store)
             logger.debug(
                 "discovery entries updated from the model",
-                metadata: ["generation": "\(catalog.generation)", "notified": "\(notified)"]
+                metadata: ["generation": "\(catalog.generation)", "controllers-with-a-changed-page": "\(notified)"]
             )
             updated(notified)
         }

@@ -436,6 +436,11 @@ extension APIRoutes {
     func upsertSubsystem(target alias: String, _ subsystem: FabricSubsystem, keys: Set<String>) async throws -> Response
     {
         let path = Self.path("target", alias, "subsystem", subsystem.nqn)
+        if (try? service.fabric.subsystem(target: alias, nqn: subsystem.nqn)) != nil {
+            for key in keys.sorted() where !Self.subsystemChangeKeys.contains(key) {
+                throw APIError(.badRequest, field: key, "cannot be changed here; use the NSIDs and host routes")
+            }
+        }
         let created = try await change(.updated, path) { fabric throws(ModelError) in
             if (try? fabric.subsystem(target: alias, nqn: subsystem.nqn)) == nil {
                 try fabric.addSubsystem(target: alias, subsystem)
@@ -660,7 +665,7 @@ struct TargetWithoutAlias: Decodable {
     func target(alias: String) throws -> FabricTarget {
         var object = body
         object["Alias"] = .string(alias)
-        return try JSONDecoder().decode(FabricTarget.self, from: JSONEncoder().encode(object))
+        return try JSONAny.decode(FabricTarget.self, from: object)
     }
 }
 
@@ -675,7 +680,7 @@ struct SubsystemBody: Decodable {
     func subsystem(nqn: String) throws -> FabricSubsystem {
         var object = body
         if object["SUBNQN"] == nil { object["SUBNQN"] = .string(nqn) }
-        return try JSONDecoder().decode(FabricSubsystem.self, from: JSONEncoder().encode(object))
+        return try JSONAny.decode(FabricSubsystem.self, from: object)
     }
 }
 
@@ -690,7 +695,7 @@ struct PortWithoutID: Decodable {
     func port(id: Int) throws -> FabricPort {
         var object = body
         object["PORTID"] = .number(Double(id))
-        return try JSONDecoder().decode(FabricPort.self, from: JSONEncoder().encode(object))
+        return try JSONAny.decode(FabricPort.self, from: object)
     }
 }
 
@@ -705,12 +710,21 @@ struct NamespaceWithoutID: Decodable {
     func namespace(id: Int) throws -> FabricNamespace {
         var object = body
         object["NSID"] = .number(Double(id))
-        return try JSONDecoder().decode(FabricNamespace.self, from: JSONEncoder().encode(object))
+        return try JSONAny.decode(FabricNamespace.self, from: object)
     }
 }
 
 /// Any JSON value, to add a key to a body before decoding it.
 enum JSONAny: Codable, Sendable {
+    /// `object` decoded as `type`, a decoding error answered as a 400 naming the field.
+    static func decode<T: Decodable>(_ type: T.Type, from object: [String: JSONAny]) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: JSONEncoder().encode(object))
+        } catch let error as DecodingError {
+            throw APIBody.apiError(error)
+        }
+    }
+
     case string(String)
     case number(Double)
     case bool(Bool)
