@@ -51,6 +51,14 @@ struct StoreTests {
         #expect(try store.loadFabric() == Fabric())
     }
 
+    @Test("every commit is synced: the writer runs with synchronous FULL, also after a reopen")
+    func synchronousFull() throws {
+        let store = try Self.temporaryStore()
+        try store.commit(from: Fabric(), to: try Self.sample())
+        #expect(try store.synchronousMode() == 2)
+        #expect(try SQLiteFabricStore(path: store.path).synchronousMode() == 2)
+    }
+
     @Test("a commit then a load gives the same model, across renames and deletes")
     func roundTrip() throws {
         let store = try Self.temporaryStore()

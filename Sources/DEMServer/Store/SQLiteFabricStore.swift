@@ -2,8 +2,8 @@ import DEMCore
 import Foundation
 import GRDB
 
-/// The fabric model in SQLite (through GRDB): WAL mode, `synchronous = FULL`, so a commit that
-/// returned survives a crash of dem or of the machine.
+/// The fabric model in SQLite (through GRDB): WAL mode, `synchronous = FULL` on the writer, so
+/// a commit that returned survives a crash of dem or of the machine.
 ///
 /// One row per target (its own fields and ports), per subsystem (with its namespaces and access
 /// list), per host and per group, each a JSON document in the REST API's shape; a commit writes
@@ -18,11 +18,22 @@ public final class SQLiteFabricStore: FabricStore {
         self.path = path
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
-        configuration.prepareDatabase { db in
+        pool = try DatabasePool(path: path, configuration: configuration)
+        // GRDB sets the writer to synchronous NORMAL when it turns WAL on (durable against a
+        // crash of dem, not of the machine); every commit dem acknowledges must be synced, so the
+        // writer connection is set to FULL afterwards and checked.
+        try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
-        pool = try DatabasePool(path: path, configuration: configuration)
+        guard try synchronousMode() == 2 else {
+            throw DatabaseError(message: "cannot set PRAGMA synchronous = FULL on \(path)")
+        }
         try Self.migrator.migrate(pool)
+    }
+
+    /// The writer's `PRAGMA synchronous` (2: FULL, every commit synced).
+    public func synchronousMode() throws -> Int {
+        try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
     /// The schema's migrations, oldest first.
