@@ -30,23 +30,134 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         var localAddress: String?
     }
 
-    /// What a view holds: the listeners' entries (for `localAddress` when dem listens on a
-    /// wildcard) and the source entries at these indices.
-    private struct ContentKey: Hashable {
-        var localAddress: String?
-        var indices: [Int]
+    /// The entries any host may see, in source order, shared by every view of a source version
+    /// (and by the next versions as long as they do not change).
+    private final class SharedEntries {
+        let entries: [DiscoveryLogEntry]
+        init(_ entries: [DiscoveryLogEntry]) { self.entries = entries }
+
+        /// The entries encoded back to back (made when first asked for): pages copy from it.
+        var encoded: ByteBuffer {
+            if let encodedEntries { return encodedEntries }
+            var buffer = ByteBufferAllocator().buffer(capacity: entries.count * DiscoveryLogEntry.size)
+            for entry in entries { buffer.writeDiscoveryLogEntry(entry) }
+            encodedEntries = buffer
+            return buffer
+        }
+        private var encodedEntries: ByteBuffer?
     }
 
-    private struct PageKey: Hashable {
-        var content: ContentKey
-        var generationCounter: UInt64
+    /// An entry only some hosts may see, placed after the first `rank` shared entries.
+    private struct PlacedEntry: Equatable {
+        var rank: Int
+        var entry: DiscoveryLogEntry
+    }
+
+    /// What a view holds: the listeners' entries (for `localAddress` when dem listens on a
+    /// wildcard), then the shared entries with the host's own ones placed among them in source
+    /// order. One object per distinct content and source version, shared by every host whose
+    /// view has that content, with its encoded pages (one per GENCTR, made when first asked for).
+    private final class Content {
+        let listenerEntries: [DiscoveryLogEntry]
+        let shared: SharedEntries
+        let own: [PlacedEntry]
+        var pages: [UInt64: ByteBuffer] = [:]
+
+        init(listenerEntries: [DiscoveryLogEntry], shared: SharedEntries, own: [PlacedEntry]) {
+            self.listenerEntries = listenerEntries
+            self.shared = shared
+            self.own = own
+        }
+
+        var count: Int { listenerEntries.count + shared.entries.count + own.count }
+
+        /// Calls `body` with each entry in page order; stops when it returns false.
+        /// - Returns: whether every entry was visited.
+        @discardableResult
+        func forEachEntry(_ body: (DiscoveryLogEntry) -> Bool) -> Bool {
+            for entry in listenerEntries where !body(entry) { return false }
+            var next = 0
+            for (index, entry) in shared.entries.enumerated() {
+                while next < own.count, own[next].rank == index {
+                    guard body(own[next].entry) else { return false }
+                    next += 1
+                }
+                guard body(entry) else { return false }
+            }
+            while next < own.count {
+                guard body(own[next].entry) else { return false }
+                next += 1
+            }
+            return true
+        }
+
+        var entries: [DiscoveryLogEntry] {
+            var result: [DiscoveryLogEntry] = []
+            result.reserveCapacity(count)
+            forEachEntry {
+                result.append($0)
+                return true
+            }
+            return result
+        }
+
+        /// The encoded page with `generationCounter`, encoded once.
+        func page(generationCounter: UInt64) -> ByteBuffer {
+            if let page = pages[generationCounter] { return page }
+            var buffer = ByteBufferAllocator().buffer(
+                capacity: DiscoveryLogPageHeader.size + count * DiscoveryLogEntry.size
+            )
+            buffer.writeDiscoveryLogPageHeader(
+                DiscoveryLogPageHeader(generationCounter: generationCounter, numberOfRecords: UInt64(count))
+            )
+            for entry in listenerEntries { buffer.writeDiscoveryLogEntry(entry) }
+            // The shared entries are copied from their encoding, the host's own ones encoded
+            // between them: the same bytes as encoding every entry, for a copy's cost.
+            let sharedBytes = shared.encoded
+            var copied = 0
+            func copyShared(upTo rank: Int) {
+                guard rank > copied else { return }
+                buffer.writeImmutableBuffer(
+                    sharedBytes.getSlice(
+                        at: sharedBytes.readerIndex + copied * DiscoveryLogEntry.size,
+                        length: (rank - copied) * DiscoveryLogEntry.size
+                    )!
+                )
+                copied = rank
+            }
+            for placed in own {
+                copyShared(upTo: placed.rank)
+                buffer.writeDiscoveryLogEntry(placed.entry)
+            }
+            copyShared(upTo: shared.entries.count)
+            pages[generationCounter] = buffer
+            return buffer
+        }
+    }
+
+    /// A content's key within a source version: the listener address and which of the entries
+    /// only some hosts may see are in it.
+    private struct ContentKey: Hashable {
+        var localAddress: String?
+        var own: [Int]
+    }
+
+    /// Two contents compared, kept with them (so their identifiers stay theirs).
+    private struct Comparison {
+        var old: Content
+        var new: Content
+        var equal: Bool
+    }
+
+    private struct ComparisonKey: Hashable {
+        var old: ObjectIdentifier
+        var new: ObjectIdentifier
     }
 
     private struct View {
-        var entries: [DiscoveryLogEntry]
+        var content: Content
         var generationCounter: UInt64
         var sourceVersion: UInt64
-        var encoded: ByteBuffer
     }
 
     private struct Registration {
@@ -54,10 +165,22 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         var onChange: @Sendable () -> Void
     }
 
+    /// The entries indexed by who may see them.
+    private struct EntryIndex {
+        /// The entries any host may see, in source order.
+        var shared = SharedEntries([])
+        /// The source indices of those entries, ascending.
+        var sharedIndices: [Int] = []
+        /// For each host NQN, the source indices of the entries only some hosts may see that it
+        /// may see, ascending.
+        var ownIndices: [String: [Int]] = [:]
+    }
+
     private struct State {
         /// Every source's entries, in source order (the store's, then the entries file's).
         var entries: [SourceEntry]
         var entriesBySource: [Source: [SourceEntry]] = [:]
+        var index = EntryIndex()
         var sourceVersion: UInt64 = 1
         var generation: UInt64 = 1
         var views: [ViewKey: View] = [:]
@@ -66,11 +189,14 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         var nextControllerIdentifier: UInt16 = 1
         var listeners: [DiscoveryListenerAddress]
         var hasWildcard: Bool { listeners.contains(where: \.isWildcard) }
-        /// Entry lists and encoded pages of this source version, shared by every host whose view
-        /// has the same content (and GENCTR): one copy of a page however many hosts read it.
+        /// Contents of this source version, shared by every host whose view has the same
+        /// content: one copy of the entries and of each page however many hosts read it.
         var sharedVersion: UInt64 = 0
-        var sharedContents: [ContentKey: [DiscoveryLogEntry]] = [:]
-        var sharedPages: [PageKey: ByteBuffer] = [:]
+        var sharedContents: [ContentKey: Content] = [:]
+        var listenerEntries: [String?: [DiscoveryLogEntry]] = [:]
+        /// Comparisons of an older content with one of this version, made once for all the
+        /// hosts that had the one and now have the other.
+        var comparisons: [ComparisonKey: Comparison] = [:]
     }
 
     /// How many views of hosts that are not connected are remembered (to keep their GENCTR
@@ -90,6 +216,7 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         self.uniqueNQN = uniqueNQN
         var initial = State(entries: entries, listeners: listeners)
         initial.entriesBySource[.file] = entries
+        initial.index = Self.index(entries, previous: nil)
         self.state = Mutex(initial)
     }
 
@@ -123,7 +250,10 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
     // MARK: DiscoveryControllerService
 
     public func discoveryLogPage(for host: DiscoveryHostContext) -> ByteBuffer {
-        state.withLock { state in view(for: viewKey(host, state), in: &state).encoded }
+        state.withLock { state in
+            let view = view(for: viewKey(host, state), in: &state)
+            return view.content.page(generationCounter: view.generationCounter)
+        }
     }
 
     /// The page `hostNQN` sees (through a listener at `localAddress` when dem listens on a wildcard).
@@ -131,7 +261,7 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         state.withLock { state in
             let key = ViewKey(hostNQN: hostNQN, localAddress: state.hasWildcard ? localAddress : nil)
             let view = view(for: key, in: &state)
-            return DiscoveryLogPage(generationCounter: view.generationCounter, entries: view.entries)
+            return DiscoveryLogPage(generationCounter: view.generationCounter, entries: view.content.entries)
         }
     }
 
@@ -187,6 +317,7 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
                 before[registration.key] = view(for: registration.key, in: &state).generationCounter
             }
             state.entries = entries
+            state.index = Self.index(entries, previous: state.index.shared)
             state.sourceVersion += 1
             state.generation += 1
             var changed: [ViewKey: Bool] = [:]
@@ -212,44 +343,100 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         }
         if state.sharedVersion != state.sourceVersion {
             state.sharedContents.removeAll(keepingCapacity: true)
-            state.sharedPages.removeAll(keepingCapacity: true)
+            state.listenerEntries.removeAll(keepingCapacity: true)
+            state.comparisons.removeAll(keepingCapacity: true)
             state.sharedVersion = state.sourceVersion
         }
-        let content = ContentKey(
-            localAddress: key.localAddress,
-            indices: state.entries.indices.filter { state.entries[$0].access.allows(key.hostNQN) }
-        )
-        let entries: [DiscoveryLogEntry]
-        if let shared = state.sharedContents[content] {
-            entries = shared
-        } else {
-            entries = self.entries(for: content, from: state.entries, listeners: state.listeners)
-            state.sharedContents[content] = entries
-        }
-        if var existing = state.views[key], existing.entries == entries {
+        let content = self.content(for: key, in: &state)
+        if var existing = state.views[key], Self.sameEntries(existing.content, content, in: &state) {
+            // The same entries: the view keeps its GENCTR (and the page already encoded for it).
+            if content.pages[existing.generationCounter] == nil,
+                let page = existing.content.pages[existing.generationCounter]
+            {
+                content.pages[existing.generationCounter] = page
+            }
+            existing.content = content
             existing.sourceVersion = state.sourceVersion
             state.views[key] = existing
             return existing
         }
-        let pageKey = PageKey(content: content, generationCounter: state.generation)
-        let encoded: ByteBuffer
-        if let shared = state.sharedPages[pageKey] {
-            encoded = shared
-        } else {
-            encoded = DiscoveryLogPage(generationCounter: state.generation, entries: entries).encoded()
-            state.sharedPages[pageKey] = encoded
-        }
-        let view = View(
-            entries: entries,
-            generationCounter: state.generation,
-            sourceVersion: state.sourceVersion,
-            encoded: encoded
-        )
+        let view = View(content: content, generationCounter: state.generation, sourceVersion: state.sourceVersion)
         state.views[key] = view
         if state.views.count > Self.rememberedViewLimit {
             forgetDisconnectedViews(&state)
         }
         return view
+    }
+
+    /// The content of this source version `key` sees.
+    private func content(for key: ViewKey, in state: inout State) -> Content {
+        let contentKey = ContentKey(localAddress: key.localAddress, own: state.index.ownIndices[key.hostNQN] ?? [])
+        if let shared = state.sharedContents[contentKey] { return shared }
+        let listenerEntries: [DiscoveryLogEntry]
+        if let known = state.listenerEntries[key.localAddress] {
+            listenerEntries = known
+        } else {
+            listenerEntries = self.listenerEntries(localAddress: key.localAddress, listeners: state.listeners)
+            state.listenerEntries[key.localAddress] = listenerEntries
+        }
+        let sharedIndices = state.index.sharedIndices
+        let own = contentKey.own.map { index in
+            // The number of shared entries before it in source order.
+            var low = 0
+            var high = sharedIndices.count
+            while low < high {
+                let middle = (low + high) / 2
+                if sharedIndices[middle] < index { low = middle + 1 } else { high = middle }
+            }
+            return PlacedEntry(rank: low, entry: state.entries[index].entry)
+        }
+        let content = Content(listenerEntries: listenerEntries, shared: state.index.shared, own: own)
+        state.sharedContents[contentKey] = content
+        return content
+    }
+
+    /// Whether two contents list the same entries in the same order.
+    private static func sameEntries(_ old: Content, _ new: Content, in state: inout State) -> Bool {
+        if old === new { return true }
+        guard old.count == new.count, old.listenerEntries == new.listenerEntries else { return false }
+        if old.shared === new.shared, old.own == new.own { return true }
+        let key = ComparisonKey(old: ObjectIdentifier(old), new: ObjectIdentifier(new))
+        if let known = state.comparisons[key] { return known.equal }
+        // Compare entry by entry (the shared and own parts may split the same list differently).
+        var newEntries: [DiscoveryLogEntry] = []
+        newEntries.reserveCapacity(new.count)
+        new.forEachEntry {
+            newEntries.append($0)
+            return true
+        }
+        var position = 0
+        let equal = old.forEachEntry { entry in
+            defer { position += 1 }
+            return entry == newEntries[position]
+        }
+        state.comparisons[key] = Comparison(old: old, new: new, equal: equal)
+        return equal
+    }
+
+    /// The entries indexed by who may see them; `previous` shared entries are kept when equal.
+    private static func index(_ entries: [SourceEntry], previous: SharedEntries?) -> EntryIndex {
+        var index = EntryIndex()
+        var shared: [DiscoveryLogEntry] = []
+        for (position, entry) in entries.enumerated() {
+            switch entry.access {
+            case .anyHost:
+                shared.append(entry.entry)
+                index.sharedIndices.append(position)
+            case .hosts(let nqns):
+                for nqn in nqns { index.ownIndices[nqn, default: []].append(position) }
+            }
+        }
+        if let previous, previous.entries == shared {
+            index.shared = previous
+        } else {
+            index.shared = SharedEntries(shared)
+        }
+        return index
     }
 
     private func forgetDisconnectedViews(_ state: inout State) {
@@ -261,14 +448,13 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         }
     }
 
-    private func entries(
-        for content: ContentKey,
-        from source: [SourceEntry],
+    private func listenerEntries(
+        localAddress: String?,
         listeners: [DiscoveryListenerAddress]
     ) -> [DiscoveryLogEntry] {
         var result: [DiscoveryLogEntry] = []
         for (index, listener) in listeners.enumerated() {
-            let address = listener.isWildcard ? (content.localAddress ?? listener.address) : listener.address
+            let address = listener.isWildcard ? (localAddress ?? listener.address) : listener.address
             result.append(
                 DiscoveryLogEntry(
                     transportType: .tcp,
@@ -282,9 +468,6 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
                     transportAddress: address
                 )
             )
-        }
-        for index in content.indices {
-            result.append(source[index].entry)
         }
         return result
     }
