@@ -10,12 +10,13 @@ struct DEMBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dem-bench",
         abstract:
-            "Load generator for dem: discovery sessions against dem and a canned-bytes floor, and idle persistent connections.",
+            "Load generator for dem: discovery sessions against dem and a canned-bytes floor, idle persistent connections, the REST API, and the model at scale.",
         discussion: """
-            Everything runs on 127.0.0.1. `sessions` and `idle` start dem themselves (a release build \
-            next to dem-bench, or --dem) and stop it at the end; scripts/bench runs both.
+            Everything runs on 127.0.0.1. `sessions`, `idle` and `management` start dem themselves (a \
+            release build next to dem-bench, or --dem) and stop it at the end; `scale` runs dem's model, \
+            store and catalog in this process. scripts/bench runs them all.
             """,
-        subcommands: [Sessions.self, Idle.self, Floor.self]
+        subcommands: [Sessions.self, Idle.self, Management.self, Scale.self, Floor.self]
     )
 }
 
@@ -191,5 +192,153 @@ struct Floor: AsyncParsableCommand {
         FileHandle.standardError.write(Data("canned: \(session.summary)\n".utf8))
         let server = try await FloorServer.bind(host: "127.0.0.1", port: port, session: session, group: group)
         try await server.closeFuture.get()
+    }
+}
+
+struct Management: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract:
+            "dem's REST API: reads and durable mutations per second against GET /health, and the cost of a commit."
+    )
+
+    @Option(parsing: .upToNextOption, help: "Concurrent requests; several values run one after the other.")
+    var concurrency: [Int] = [1, 4, 16, 64]
+
+    @Option(help: "Measured seconds per request kind and concurrency (split over the rounds).")
+    var duration: Double = 3
+
+    @Option(help: "Rounds of the request kinds back to back per concurrency.")
+    var rounds: Int = 3
+
+    @Option(help: "Unmeasured seconds before each measurement.")
+    var warmup: Double = 0.25
+
+    @Option(help: "Targets in the model (one port and --subsystems subsystems each).")
+    var targets: Int = 10
+
+    @Option(help: "Subsystems per target.")
+    var subsystems: Int = 10
+
+    @Option(help: "Hosts in the model.")
+    var hosts: Int = 100
+
+    @Option(
+        name: .customLong("store-seconds"),
+        help: "Seconds for each in-process measure of commits (fsync, the store, FabricService)."
+    )
+    var storeSeconds: Double = 2
+
+    @Option(help: "The dem executable (default: dem next to dem-bench).")
+    var dem: String?
+
+    @Option(help: "Give up after this many seconds in all.")
+    var timeout: Double = 900
+
+    func validate() throws {
+        guard !concurrency.isEmpty, concurrency.allSatisfy({ $0 >= 1 }) else {
+            throw ValidationError("--concurrency must be ≥ 1")
+        }
+        guard duration > 0, rounds >= 1, warmup >= 0, storeSeconds > 0 else {
+            throw ValidationError("bad --duration/--rounds/--warmup/--store-seconds")
+        }
+        guard targets >= 1, subsystems >= 0, hosts >= 0 else {
+            throw ValidationError("bad --targets/--subsystems/--hosts")
+        }
+    }
+
+    func run() async throws {
+        installSignalCleanup()
+        startWatchdog(seconds: timeout, what: "dem-bench management")
+        do {
+            try await ManagementBenchmark.run(
+                .init(
+                    concurrencies: concurrency,
+                    duration: duration,
+                    rounds: rounds,
+                    warmup: warmup,
+                    targets: targets,
+                    subsystemsPerTarget: subsystems,
+                    hosts: hosts,
+                    storeSeconds: storeSeconds,
+                    demPath: dem
+                )
+            )
+        } catch {
+            stopAllChildren()
+            throw error
+        }
+    }
+}
+
+struct Scale: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract:
+            "The model and the discovery catalog with many hosts and subsystems, in process: one host's page, and all views after one change."
+    )
+
+    @Option(help: "Hosts in the model (each with a HOSTNQN).")
+    var hosts: Int = 10_000
+
+    @Option(help: "Subsystems in the model.")
+    var subsystems: Int = 10_000
+
+    @Option(help: "Targets they are spread over (one TCP port each).")
+    var targets: Int = 100
+
+    @Option(
+        name: .customLong("restricted-every"),
+        help: "Every Nth subsystem has an access list of 1–3 hosts instead of AllowAnyHost."
+    )
+    var restrictedEvery: Int = 10
+
+    @Option(name: .customLong("group-targets"), help: "Targets in the group rack-a (0: no group).")
+    var groupTargets: Int = 2
+
+    @Option(name: .customLong("group-hosts"), help: "Hosts in the group rack-a.")
+    var groupHosts: Int = 200
+
+    @Option(help: "How many times each change is measured.")
+    var repeats: Int = 3
+
+    @Option(help: "Hosts per kind for the page times.")
+    var samples: Int = 20
+
+    @Option(
+        name: .customLong("serve-private"),
+        help: "Hosts with their own page served after the changes (each page is encoded and held)."
+    )
+    var servePrivate: Int = 20
+
+    @Option(help: "Give up after this many seconds in all.")
+    var timeout: Double = 900
+
+    func validate() throws {
+        guard hosts >= 100, subsystems >= 1, targets >= 1, targets <= subsystems else {
+            throw ValidationError("need --hosts ≥ 100 and 1 ≤ --targets ≤ --subsystems")
+        }
+        guard restrictedEvery >= 1, groupTargets >= 0, groupTargets < targets, groupHosts >= 0, groupHosts <= hosts
+        else {
+            throw ValidationError("bad --restricted-every/--group-targets/--group-hosts")
+        }
+        guard repeats >= 1, samples >= 1, servePrivate >= 0 else {
+            throw ValidationError("bad --repeats/--samples/--serve-private")
+        }
+    }
+
+    func run() async throws {
+        startWatchdog(seconds: timeout, what: "dem-bench scale")
+        try await ScaleBenchmark.run(
+            .init(
+                hosts: hosts,
+                subsystems: subsystems,
+                targets: targets,
+                restrictedEvery: restrictedEvery,
+                groupTargets: groupTargets,
+                groupHosts: groupHosts,
+                repeats: repeats,
+                samples: samples,
+                servePrivate: servePrivate
+            )
+        )
     }
 }

@@ -389,3 +389,8 @@ func say(_ line: String = "") {
 func note(_ line: String) {
     FileHandle.standardError.write(Data(("  … " + line + "\n").utf8))
 }
+
+/// Prints the parts as one line to standard output right away.
+func sayJoined(_ parts: String...) {
+    say(parts.joined())
+}
