@@ -424,7 +424,8 @@ struct RESTDiscoveryTests {
         try await fixture.test { client in
             try await client.call(.post, "/target/t1", token: fixture.adminToken)
             try await client.call(.post, "/target/t1", token: fixture.adminToken)  // 409: no event
-            try await client.call(.patch, "/target/t1", token: fixture.adminToken, body: #"{"Refresh":0}"#)  // no change
+            // No change: no event.
+            try await client.call(.patch, "/target/t1", token: fixture.adminToken, body: #"{"Refresh":0}"#)
             try await client.call(.delete, "/target/t1", token: fixture.adminToken)
         }
         var iterator = stream.makeAsyncIterator()
