@@ -113,7 +113,14 @@ dem_logpage_result() {
     if [ -z "$DEM_LOGPAGE_ERR" ]; then record PASS "dem-logpage-$SCEN"
     else record FAIL "dem-logpage-$SCEN" "$DEM_LOGPAGE_ERR"; fi
 }
-alive() { [ -n "$1" ] && [ -e "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+# alive PID : the process exists and is not a zombie (ps fails when it is gone; a stat read
+# that comes back empty while the process is being torn down counts as gone, not as alive)
+alive() {
+    local state
+    [ -n "$1" ] || return 1
+    state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "${state#Z}" = "$state" ]
+}
 listening() { ss -Hltn "sport = :$DC_PORT" 2>/dev/null | grep -q .; }
 # dem_start [extra dem args] : dem serve on 127.0.0.1:DC_PORT in its own process group;
 # records dem-start-SCEN; returns non-zero when dem is not listening within 30 s
@@ -206,11 +213,15 @@ dem_stop() {
         record FAIL "dem-stop-$SCEN" "dem had already exited (status $rc) before the end of the scenario"
     else
         kill -TERM "$DEM_PID"
-        for _ in $(seq 1 100); do alive "$DEM_PID" || break; sleep 0.1; done
+        local t0=$EPOCHREALTIME
+        # 10 s of real time, however long each check takes
+        while alive "$DEM_PID" && awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { exit !(b - a < 10) }'; do
+            sleep 0.1
+        done
         if alive "$DEM_PID"; then
             dem_hang_report "$DEM_PID" > "$OUT/dem-hang.txt" 2>&1
             kill -KILL -- -"$DEM_PID" 2>/dev/null; wait "$DEM_PID" 2>/dev/null
-            record FAIL "dem-stop-$SCEN" "still running 10 s after SIGTERM (killed; threads and backtraces in dem-hang.txt: $(grep -m1 '^threads:' "$OUT/dem-hang.txt"))"
+            record FAIL "dem-stop-$SCEN" "still running $(elapsed "$t0") s after SIGTERM (killed; threads and backtraces in dem-hang.txt: $(grep -m1 '^threads:' "$OUT/dem-hang.txt"))"
         else
             wait "$DEM_PID"; rc=$?
             if [ $rc = 0 ]; then record PASS "dem-stop-$SCEN"
