@@ -220,7 +220,7 @@ enum ManagementBenchmark {
         )
         sayJoined(
             "- dem: `\(demPath)` (pid \(dem.pid)), REST API on \(base) (Hummingbird, \(System.coreCount) event loops), ",
-            "log level info (dem logs each change); SQLite store in WAL mode (configured synchronous=FULL, runs NORMAL: see ² below)"
+            "log level info (dem logs each change); SQLite store in WAL mode, synchronous=FULL on the writer (every commit synced: see ² below)"
         )
         sayJoined(
             "- model: \(settings.targets) targets, each with one TCP port and \(settings.subsystemsPerTarget) subsystems ",
@@ -414,7 +414,7 @@ enum ManagementBenchmark {
             )
         }
         sayJoined(
-            "| `SQLiteFabricStore.commit` adding or deleting one host (configured FULL, runs NORMAL²; \(fmt(commitCPUPer * 1e6, 0)) µs CPU each) | ",
+            "| `SQLiteFabricStore.commit` adding or deleting one host (synchronous FULL²; \(fmt(commitCPUPer * 1e6, 0)) µs CPU each) | ",
             "\(fmt(Double(commits.count) / seconds, 0)) | \(fmt(commitSummary.p50, 2)) | \(fmt(commitSummary.p99, 2)) |"
         )
         sayJoined(
@@ -423,9 +423,9 @@ enum ManagementBenchmark {
         )
         say()
         sayJoined(
-            "² `SQLiteFabricStore` sets `PRAGMA synchronous = FULL` in GRDB's prepareDatabase, but GRDB's ",
-            "DatabasePool then switches the writer to WAL mode with `PRAGMA synchronous = NORMAL`, so the store's ",
-            "commits are not synced one by one (only at checkpoints): they survive a crash of dem, not of the machine. ",
+            "² GRDB's DatabasePool sets the writer to `PRAGMA synchronous = NORMAL` when it turns WAL on; ",
+            "`SQLiteFabricStore` sets it back to FULL after opening the pool and checks it, so every acknowledged ",
+            "commit is synced (it survives a crash of the machine, not only of dem). ",
             "The SQLite-alone rows show what syncing each commit costs here."
         )
         say()
