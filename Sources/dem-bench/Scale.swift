@@ -360,7 +360,7 @@ enum ScaleBenchmark {
         sayJoined(
             "Every host connected: all \(settings.hosts) hosts registered as connected discovery controllers ",
             "(`controllerCreated(_:onChange:)` with a counting closure, \(ms(registerSeconds)) ms for all; their pages not read). ",
-            "A change is made through `FabricService.change` (model check, SQLite commit as the store makes it: WAL, synchronous=NORMAL); ",
+            "A change is made through `FabricService.change` (model check, SQLite commit as the store makes it: WAL, synchronous=FULL); ",
             "what it publishes goes at once to `DiscoveryModelFeed.sourceEntries` and `DiscoveryCatalog.update(entries:from: .store)`, ",
             "which decides every connected host's view (entries and GENCTR) and calls onChange for each host whose view changed. ",
             "**Time to all views current** = sourceEntries + update (the catalog's part); the whole change adds the ",
