@@ -45,6 +45,14 @@ struct APIBody {
         }
     }
 
+    /// The body decoded as `type`, with `key` set to `value` when the body does not give it (a
+    /// key the route has in its path, such as the alias of `POST /target/<t>`).
+    func decode<T: Decodable>(_ type: T.Type, filling key: String, with value: JSONAny) throws -> T {
+        var object = try decode([String: JSONAny].self)
+        if object[key] == nil { object[key] = value }
+        return try JSONAny.decode(type, from: object)
+    }
+
     static func apiError(_ error: DecodingError) -> APIError {
         func path(_ keys: [any CodingKey]) -> String {
             var text = ""

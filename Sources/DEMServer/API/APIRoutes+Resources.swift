@@ -130,7 +130,7 @@ extension APIRoutes {
                         )
                     }
                 } else {
-                    target = try body.decode(TargetWithoutAlias.self).target(alias: alias)
+                    target = try body.decode(FabricTarget.self, filling: "Alias", with: .string(alias))
                 }
             }
             return try await createTarget(target)
@@ -258,7 +258,7 @@ extension APIRoutes {
             if body.keys.contains("PORTID") {
                 port = try body.decode(FabricPort.self)
             } else {
-                port = try body.decode(PortWithoutID.self).port(id: portID)
+                port = try body.decode(FabricPort.self, filling: "PORTID", with: .number(Double(portID)))
             }
             let final = port
             try await change(.updated, Self.path("target", alias, "portid", String(portID))) {
@@ -320,7 +320,7 @@ extension APIRoutes {
             }
             var subsystem = FabricSubsystem(nqn: nqn)
             if let body {
-                subsystem = try body.decode(SubsystemBody.self).subsystem(nqn: nqn)
+                subsystem = try body.decode(FabricSubsystem.self, filling: "SUBNQN", with: .string(nqn))
                 guard subsystem.nqn == nqn else {
                     throw APIError(.badRequest, field: "SUBNQN", "differs from the NQN in the path; rename with PATCH")
                 }
@@ -372,7 +372,7 @@ extension APIRoutes {
             if body.keys.contains("NSID") {
                 namespace = try body.decode(FabricNamespace.self)
             } else if let id = context.parameters.get("id").flatMap({ Int($0) }) {
-                namespace = try body.decode(NamespaceWithoutID.self).namespace(id: id)
+                namespace = try body.decode(FabricNamespace.self, filling: "NSID", with: .number(Double(id)))
             } else {
                 throw APIError(.badRequest, field: "NSID", "NSID is required")
             }
@@ -651,66 +651,6 @@ extension APIRoutes {
             status: .created,
             location: path
         )
-    }
-}
-
-/// A target body without Alias (the alias is in the path).
-struct TargetWithoutAlias: Decodable {
-    var body: [String: JSONAny]
-
-    init(from decoder: any Decoder) throws {
-        body = try [String: JSONAny](from: decoder)
-    }
-
-    func target(alias: String) throws -> FabricTarget {
-        var object = body
-        object["Alias"] = .string(alias)
-        return try JSONAny.decode(FabricTarget.self, from: object)
-    }
-}
-
-/// A subsystem body whose SUBNQN may be in the path instead.
-struct SubsystemBody: Decodable {
-    var body: [String: JSONAny]
-
-    init(from decoder: any Decoder) throws {
-        body = try [String: JSONAny](from: decoder)
-    }
-
-    func subsystem(nqn: String) throws -> FabricSubsystem {
-        var object = body
-        if object["SUBNQN"] == nil { object["SUBNQN"] = .string(nqn) }
-        return try JSONAny.decode(FabricSubsystem.self, from: object)
-    }
-}
-
-/// A port body whose PORTID is in the path.
-struct PortWithoutID: Decodable {
-    var body: [String: JSONAny]
-
-    init(from decoder: any Decoder) throws {
-        body = try [String: JSONAny](from: decoder)
-    }
-
-    func port(id: Int) throws -> FabricPort {
-        var object = body
-        object["PORTID"] = .number(Double(id))
-        return try JSONAny.decode(FabricPort.self, from: object)
-    }
-}
-
-/// A namespace body whose NSID is in the path.
-struct NamespaceWithoutID: Decodable {
-    var body: [String: JSONAny]
-
-    init(from decoder: any Decoder) throws {
-        body = try [String: JSONAny](from: decoder)
-    }
-
-    func namespace(id: Int) throws -> FabricNamespace {
-        var object = body
-        object["NSID"] = .number(Double(id))
-        return try JSONAny.decode(FabricNamespace.self, from: object)
     }
 }
 
