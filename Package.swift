@@ -8,6 +8,8 @@ let package = Package(
         .library(name: "DEMCore", targets: ["DEMCore"]),
         .library(name: "DEMServer", targets: ["DEMServer"]),
         .executable(name: "dem", targets: ["dem"]),
+        .library(name: "DEMEndpoint", targets: ["DEMEndpoint"]),
+        .executable(name: "dem-em", targets: ["dem-em"]),
         .executable(name: "dem-cli", targets: ["dem-cli"]),
         .executable(name: "dem-bench", targets: ["dem-bench"]),
     ],
@@ -32,12 +34,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // What dem's and dem-em's REST APIs share: JSON bodies read with errors naming the field,
+        // and errors turned into status codes in one place.
+        .target(
+            name: "DEMHTTP",
+            dependencies: [
+                "DEMCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
         // dem's application: the fabric store, the REST API, discovery sources, the discovery
         // catalog and the service group `dem` runs.
         .target(
             name: "DEMServer",
             dependencies: [
                 "DEMCore",
+                "DEMHTTP",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -47,6 +60,31 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // dem-em's application: inventory, the nvmet configfs backend, its desired state and its
+        // REST API.
+        .target(
+            name: "DEMEndpoint",
+            dependencies: [
+                "DEMCore",
+                "DEMHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "dem-em",
+            dependencies: [
+                "DEMEndpoint",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -90,6 +128,17 @@ let package = Package(
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "DEMEndpointTests",
+            dependencies: [
+                "DEMCore",
+                "DEMEndpoint",
+                "DEMServer",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "DEMCLITests",

@@ -8,4 +8,8 @@ public enum DEMCore {
     public static let wellKnownDiscoveryNQN = "nqn.2014-08.org.nvmexpress.discovery"
     /// IANA-assigned TCP port for NVMe-oF discovery.
     public static let discoveryPort = 8009
+    /// dem-em's REST API port (nvme-dem's).
+    public static let endpointManagerPort = 22334
+    /// dem's REST API port (nvme-dem's).
+    public static let managementPort = 22345
 }

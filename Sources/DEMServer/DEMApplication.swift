@@ -32,6 +32,15 @@ public struct DEMOptions: Sendable {
     public var corsOrigin: String?
     /// How long a change to the model waits for others before hosts are notified.
     public var coalescing: Duration = .milliseconds(50)
+    /// The fabric credential file (dem and every dem-em share it); nil: `fabric.key` in the
+    /// data directory, created at the first start.
+    public var fabricCredentialPath: String?
+    /// How often targets are checked.
+    public var probeInterval: Duration = .seconds(5)
+    /// How long a call to a target may take.
+    public var targetTimeout: Duration = .seconds(10)
+    /// What happens to the entries of a target that stops answering.
+    public var unreachablePolicy: UnreachablePolicy = .withdraw
 
     public init(uniqueNQN: String, dataDirectory: String = DataDirectory.resolve(nil)) {
         self.uniqueNQN = uniqueNQN
@@ -108,6 +117,8 @@ public struct DEMApplication: Sendable {
     public let apiAddress: APIServerAddress
     /// The admin token file, and whether this start created it.
     public let adminToken: (path: String, created: Bool)
+    /// Watches the targets.
+    public let monitor: TargetMonitor
 
     /// Loads the entries, binds the listeners and assembles the services.
     ///
@@ -144,6 +155,27 @@ public struct DEMApplication: Sendable {
         chmod(options.dataDirectory + "/dem.sqlite", 0o600)
         let feed = DiscoveryModelFeed(catalog: catalog, coalescing: options.coalescing, logger: logger)
         let service = try FabricService(store: store, logger: logger) { fabric in feed.changed(fabric) }
+        let credentialPath = options.fabricCredentialPath ?? options.dataDirectory + "/" + FabricCredential.fileName
+        let credential = try FabricCredential.ensure(path: credentialPath)
+        // dem's identity when it reads local targets' discovery controllers.
+        let hostID = UUID()
+        var monitorConfiguration = TargetMonitor.Configuration(
+            credential: credential.secret,
+            hostNQN: "nqn.2014-08.org.nvmexpress:uuid:\(hostID.uuidString.lowercased())",
+            hostIdentifier: withUnsafeBytes(of: hostID.uuid) { Array($0) }
+        )
+        monitorConfiguration.probeInterval = options.probeInterval
+        monitorConfiguration.callTimeout = options.targetTimeout
+        monitorConfiguration.unreachablePolicy = options.unreachablePolicy
+        let monitor = TargetMonitor(
+            service: service,
+            feed: feed,
+            configuration: monitorConfiguration,
+            group: group,
+            logger: logger
+        )
+        // Managed targets serve nothing until they confirm, read ones until they are read.
+        monitor.publishServing()
         feed.load(service.fabric)
         let adminToken = try await service.ensureAdminTokenFile(in: options.dataDirectory)
         let trigger = ShutdownTrigger()
@@ -152,6 +184,8 @@ public struct DEMApplication: Sendable {
             feed: feed,
             metrics: DEMMetrics(),
             corsOrigin: options.corsOrigin,
+            monitor: monitor,
+            fabricCredential: credential.secret,
             shutdown: { trigger.trigger() }
         )
         let apiAddress = APIServerAddress()
@@ -170,6 +204,8 @@ public struct DEMApplication: Sendable {
                     metadata: [
                         "url": "http://\(host):\(port)",
                         "admin-token": "\(adminToken.path)\(adminToken.created ? " (created now, mode 0600)" : "")",
+                        "fabric-credential":
+                            "\(credentialPath)\(credential.created ? " (created now, mode 0600; copy it to each dem-em)" : "")",
                         "try": "dem-cli -s \(options.apiAddress) -p \(port) list target",
                     ]
                 )
@@ -196,7 +232,9 @@ public struct DEMApplication: Sendable {
             group: group,
             logger: logger
         )
-        var services: [any Service] = [listeners, api, EventStreamCloser(service: service)]
+        var services: [any Service] = [
+            listeners, api, EventStreamCloser(service: service), TargetMonitorService(monitor: monitor),
+        ]
         if let watcher { services.append(watcher) }
         let serviceGroup = ServiceGroup(
             configuration: ServiceGroupConfiguration(
@@ -215,7 +253,8 @@ public struct DEMApplication: Sendable {
             feed: feed,
             routes: routes,
             apiAddress: apiAddress,
-            adminToken: adminToken
+            adminToken: adminToken,
+            monitor: monitor
         )
     }
 }

@@ -3,15 +3,33 @@ import Dispatch
 import Logging
 import Synchronization
 
+/// Which of a target's entries hosts are served.
+public enum TargetServing: Sendable, Hashable {
+    /// The model's entries (targets dem does not check, or when no monitor runs).
+    case model
+    /// The model's entries of the subsystems and ports the target has confirmed it serves:
+    /// SUBNQN → PORTIDs. Empty: nothing (not confirmed yet, or withdrawn).
+    case confirmed([String: Set<Int>])
+    /// NVM subsystem entries read from the target's own discovery controller; those of
+    /// subsystems the model defines on the target are served, with the model's access rules.
+    case harvested([DiscoveryLogEntry])
+}
+
 /// Feeds the fabric model's entries into the ``DiscoveryCatalog``, coalescing a burst of changes
 /// into one catalog update, so that a connected host gets one change notice for the burst.
+///
+/// What a target contributes follows its ``TargetServing``: the target monitor sets it for the
+/// targets dem manages or reads, so a managed target's entries are served once it has
+/// confirmed them and withdrawn when it stops answering.
 ///
 /// A change schedules an update `coalescing` later; changes that arrive meanwhile join it.
 /// ``flush()`` applies a pending update at once (the REST API does so before it answers with a
 /// host's page, so the page it shows is the one the discovery controller serves).
 public final class DiscoveryModelFeed: Sendable {
     private struct State {
-        var pending: Fabric?
+        var current: Fabric?
+        var serving: [String: TargetServing] = [:]
+        var dirty = false
         var scheduled = false
     }
 
@@ -38,22 +56,81 @@ public final class DiscoveryModelFeed: Sendable {
         self.updated = updated
     }
 
-    /// The catalog entries of `fabric`.
-    public static func sourceEntries(_ fabric: Fabric) -> [SourceEntry] {
-        fabric.discoveryEntries().map { entry in
-            SourceEntry(entry: entry.entry, access: entry.allowedHostNQNs.map { .hosts($0) } ?? .anyHost)
+    /// The catalog entries of `fabric`, each target contributing what `serving` says (the
+    /// model's entries for targets it does not name).
+    public static func sourceEntries(_ fabric: Fabric, serving: [String: TargetServing] = [:]) -> [SourceEntry] {
+        func source(_ entry: DiscoveryLogEntry, _ allowed: Set<String>?) -> SourceEntry {
+            SourceEntry(entry: entry, access: allowed.map { .hosts($0) } ?? .anyHost)
         }
+        if serving.isEmpty {
+            return fabric.discoveryEntries().map { source($0.entry, $0.allowedHostNQNs) }
+        }
+        let rules = fabric.accessRules
+        var result: [SourceEntry] = []
+        for target in fabric.targets {
+            switch serving[target.alias] ?? .model {
+            case .model:
+                result += fabric.discoveryEntries(target: target.alias).map { source($0.entry, $0.allowedHostNQNs) }
+            case .confirmed(let live):
+                for (subsystem, allowed) in fabric.subsystemAccess(of: target, rules: rules) {
+                    guard let ports = live[subsystem.nqn] else { continue }
+                    for port in target.ports where ports.contains(port.portID) {
+                        result.append(source(port.discoveryLogEntry(subsystemNQN: subsystem.nqn), allowed))
+                    }
+                }
+            case .harvested(let entries):
+                var access: [String: Set<String>?] = [:]
+                for (subsystem, allowed) in fabric.subsystemAccess(of: target, rules: rules) {
+                    access[subsystem.nqn] = .some(allowed)
+                }
+                var seen = Set<DiscoveryLogEntry>()
+                for entry in entries where entry.subsystemType == .nvm {
+                    guard let allowed = access[entry.subsystemNQN], seen.insert(entry).inserted else { continue }
+                    result.append(source(entry, allowed))
+                }
+            }
+        }
+        return result
     }
 
     /// Loads `fabric` into the catalog now (at start).
     public func load(_ fabric: Fabric) {
-        catalog.update(entries: Self.sourceEntries(fabric), from: .store)
+        let serving = state.withLock { state in
+            state.current = fabric
+            return state.serving
+        }
+        catalog.update(entries: Self.sourceEntries(fabric, serving: serving), from: .store)
     }
 
     /// Schedules an update to `fabric`.
     public func changed(_ fabric: Fabric) {
+        schedule { $0.current = fabric }
+    }
+
+    /// Schedules an update with what each target contributes (replacing the previous map).
+    public func setServing(_ serving: [String: TargetServing]) {
+        scheduleIf { state in
+            guard state.serving != serving else { return false }
+            state.serving = serving
+            return true
+        }
+    }
+
+    /// What each target contributes now.
+    public var serving: [String: TargetServing] { state.withLock { $0.serving } }
+
+    private func schedule(_ change: (inout State) -> Void) {
+        scheduleIf { state in
+            change(&state)
+            return true
+        }
+    }
+
+    /// Schedules an update when `change` says it changed something.
+    private func scheduleIf(_ change: (inout State) -> Bool) {
         let schedule = state.withLock { state in
-            state.pending = fabric
+            guard change(&state) else { return false }
+            state.dirty = true
             defer { state.scheduled = true }
             return !state.scheduled
         }
@@ -70,15 +147,16 @@ public final class DiscoveryModelFeed: Sendable {
 
     private func apply() {
         do {
-            let fabric: Fabric? = state.withLock { state in
+            let pending: (Fabric, [String: TargetServing])? = state.withLock { state in
                 defer {
-                    state.pending = nil
+                    state.dirty = false
                     state.scheduled = false
                 }
-                return state.pending
+                guard state.dirty, let fabric = state.current else { return nil }
+                return (fabric, state.serving)
             }
-            guard let fabric else { return }
-            let notified = catalog.update(entries: Self.sourceEntries(fabric), from: .store)
+            guard let (fabric, serving) = pending else { return }
+            let notified = catalog.update(entries: Self.sourceEntries(fabric, serving: serving), from: .store)
             logger.debug(
                 "discovery entries updated from the model",
                 metadata: ["generation": "\(catalog.generation)", "controllers-with-a-changed-page": "\(notified)"]

@@ -144,6 +144,16 @@ public final class FabricService: Sendable {
         return (stream, cancel)
     }
 
+    /// Reports an event that is not a change to the model (a target's state), in sequence with
+    /// the model's changes.
+    public func publish(_ action: ChangeEvent.Action, path: String) {
+        state.withLock { state in
+            state.sequence += 1
+            let event = ChangeEvent(sequence: state.sequence, action: action, path: path, time: Date())
+            for subscriber in state.subscribers.values { subscriber.yield(event) }
+        }
+    }
+
     /// How many `/events` subscribers there are.
     public var subscriberCount: Int { state.withLock { $0.subscribers.count } }
 
@@ -217,21 +227,7 @@ public final class FabricService: Sendable {
             )
         }
         let token = try await createToken(name: "admin", role: .admin)
-        try FileManager.default.createDirectory(
-            atPath: directory,
-            withIntermediateDirectories: true,
-            attributes: [.posixPermissions: 0o700]
-        )
-        let temporary = path + ".new"
-        guard FileManager.default.createFile(atPath: temporary, contents: nil, attributes: [.posixPermissions: 0o600])
-        else { throw ChangeError.store("cannot create \(temporary)") }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
-        try handle.write(contentsOf: Data((token.secret + "\n").utf8))
-        try handle.synchronize()
-        try handle.close()
-        guard rename(temporary, path) == 0 else {
-            throw ChangeError.store("cannot write \(path): \(String(cString: strerror(errno)))")
-        }
+        try SecretFile.write(token.secret + "\n", to: path)
         return (path, true)
     }
 }

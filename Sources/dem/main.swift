@@ -40,7 +40,35 @@ struct DiscoveryFlags: ParsableArguments {
     )
     var corsOrigin: String?
 
+    @Option(
+        name: .customLong("fabric-key"),
+        help:
+            "The credential dem and dem-em share (default: fabric.key in the data directory, created at the first start)."
+    )
+    var fabricKey: String?
+
+    @Option(name: .customLong("probe-interval"), help: "Seconds between checks of each target.")
+    var probeInterval: Double = 5
+
+    @Option(name: .customLong("target-timeout"), help: "Seconds a call to a target may take.")
+    var targetTimeout: Double = 10
+
+    @Option(
+        name: .customLong("unreachable"),
+        help: "Entries of a target that stops answering: withdraw (hosts are notified) or keep."
+    )
+    var unreachable: String = UnreachablePolicy.withdraw.rawValue
+
     func validate() throws {
+        guard UnreachablePolicy(rawValue: unreachable) != nil else {
+            throw ValidationError("--unreachable must be withdraw or keep, not \"\(unreachable)\"")
+        }
+        guard probeInterval >= 0.1, probeInterval <= 86400 else {
+            throw ValidationError("--probe-interval must be 0.1...86400 seconds")
+        }
+        guard targetTimeout >= 0.1, targetTimeout <= 600 else {
+            throw ValidationError("--target-timeout must be 0.1...600 seconds")
+        }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535, not \(port)") }
         guard (0...65535).contains(apiPort) else {
             throw ValidationError("--api-port must be 0...65535, not \(apiPort)")
@@ -81,6 +109,10 @@ struct DiscoveryFlags: ParsableArguments {
         options.apiAddress = apiAddress
         options.apiPort = apiPort
         options.corsOrigin = corsOrigin
+        options.fabricCredentialPath = fabricKey
+        options.probeInterval = .milliseconds(Int(probeInterval * 1000))
+        options.targetTimeout = .milliseconds(Int(targetTimeout * 1000))
+        options.unreachablePolicy = UnreachablePolicy(rawValue: unreachable) ?? .withdraw
         return options
     }
 }

@@ -91,6 +91,40 @@ extension Fabric {
         return (shared, restricted)
     }
 
+    /// The hosts that may use each subsystem of `target`: nil for any host (also hosts dem does
+    /// not know), otherwise the HOSTNQNs, after the group rule. A subsystem nobody may use is
+    /// left out.
+    public func subsystemAccess(
+        of target: FabricTarget,
+        rules: AccessRules
+    ) -> [(subsystem: FabricSubsystem, allowedHostNQNs: Set<String>?)] {
+        let targetGroups = rules.groupsOfTarget[target.alias] ?? []
+        // Hosts that share one of the target's groups (nil: no group rule).
+        var groupHosts: Set<String>? = nil
+        if !targetGroups.isEmpty {
+            var aliases = Set<String>()
+            for group in targetGroups { aliases.formUnion(rules.hostsByGroup[group] ?? []) }
+            groupHosts = aliases
+        }
+        let groupNQNs: Set<String>? = groupHosts.map { Set($0.compactMap { rules.hostNQNByAlias[$0] }) }
+        var result: [(subsystem: FabricSubsystem, allowedHostNQNs: Set<String>?)] = []
+        for subsystem in target.subsystems {
+            let allowed: Set<String>?
+            if subsystem.allowAnyHost {
+                allowed = groupNQNs
+            } else {
+                var nqns = Set<String>()
+                for alias in subsystem.hosts where groupHosts?.contains(alias) ?? true {
+                    if let nqn = rules.hostNQNByAlias[alias] { nqns.insert(nqn) }
+                }
+                allowed = nqns
+            }
+            if let allowed, allowed.isEmpty { continue }
+            result.append((subsystem, allowed))
+        }
+        return result
+    }
+
     /// Every NVM subsystem entry the model yields (one per port of the subsystem's target), in
     /// target, subsystem and PORTID order, with the hosts that may see it. A restricted
     /// subsystem with nobody on its access list yields nothing.
@@ -99,27 +133,7 @@ extension Fabric {
         var result: [ModelDiscoveryEntry] = []
         for target in targets where onlyTarget == nil || target.alias == onlyTarget {
             guard !target.ports.isEmpty else { continue }
-            let targetGroups = rules.groupsOfTarget[target.alias] ?? []
-            // Hosts that share one of the target's groups (nil: no group rule).
-            var groupHosts: Set<String>? = nil
-            if !targetGroups.isEmpty {
-                var aliases = Set<String>()
-                for group in targetGroups { aliases.formUnion(rules.hostsByGroup[group] ?? []) }
-                groupHosts = aliases
-            }
-            let groupNQNs: Set<String>? = groupHosts.map { Set($0.compactMap { rules.hostNQNByAlias[$0] }) }
-            for subsystem in target.subsystems {
-                let allowed: Set<String>?
-                if subsystem.allowAnyHost {
-                    allowed = groupNQNs
-                } else {
-                    var nqns = Set<String>()
-                    for alias in subsystem.hosts where groupHosts?.contains(alias) ?? true {
-                        if let nqn = rules.hostNQNByAlias[alias] { nqns.insert(nqn) }
-                    }
-                    allowed = nqns
-                }
-                if let allowed, allowed.isEmpty { continue }
+            for (subsystem, allowed) in subsystemAccess(of: target, rules: rules) {
                 for port in target.ports {
                     result.append(
                         ModelDiscoveryEntry(

@@ -390,6 +390,15 @@ public struct Fabric: Codable, Sendable, Hashable {
                 )
             }
         }
+        if target.managementMode != .local, let path = namespace.devicePath {
+            let reportedPaths = Set(target.reportedDevices.compactMap(\.devicePath))
+            guard reportedPaths.isEmpty || reportedPaths.contains(path) else {
+                throw .invalid(
+                    "DevicePath",
+                    "target \"\(alias)\" reports no device \(path) (it reports \(reportedPaths.sorted().joined(separator: ", ")))"
+                )
+            }
+        }
         let position = Self.search(targets[t].subsystems[s].namespaces, namespace.namespaceID, key: \.namespaceID)
         if let existing = position.found {
             targets[t].subsystems[s].namespaces[existing] = namespace

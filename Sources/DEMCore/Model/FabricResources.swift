@@ -231,17 +231,51 @@ public struct FabricSubsystem: Codable, Sendable, Hashable {
 
 /// A device a target's dem-em reports (nvme-dem's NSDevices).
 public struct ReportedDevice: Codable, Sendable, Hashable {
+    /// nvme-dem's device number: N of `/dev/nvmeN` for an NVMe namespace, -1 for null_blk and
+    /// other devices (then DevicePath names it).
     public var deviceID: Int
+    /// The namespace of `/dev/nvme<DeviceID>n<DeviceNSID>`.
     public var deviceNamespaceID: Int?
+    /// `/dev/nvme0n1`, `/dev/nullb0`, a block device or a file.
+    public var devicePath: String?
+    /// `nvme`, `null_blk`, `block` or `file`.
+    public var kind: String?
+    public var model: String?
+    public var serial: String?
+    /// Capacity in bytes.
+    public var size: Int?
+    /// The NVMe controller (`nvme0`) of an NVMe namespace.
+    public var controller: String?
 
     enum CodingKeys: String, CodingKey {
         case deviceID = "DeviceID"
         case deviceNamespaceID = "DeviceNSID"
+        case devicePath = "DevicePath"
+        case kind = "Kind"
+        case model = "Model"
+        case serial = "Serial"
+        case size = "Size"
+        case controller = "Controller"
     }
 
-    public init(deviceID: Int, deviceNamespaceID: Int? = nil) {
+    public init(
+        deviceID: Int,
+        deviceNamespaceID: Int? = nil,
+        devicePath: String? = nil,
+        kind: String? = nil,
+        model: String? = nil,
+        serial: String? = nil,
+        size: Int? = nil,
+        controller: String? = nil
+    ) {
         self.deviceID = deviceID
         self.deviceNamespaceID = deviceNamespaceID
+        self.devicePath = devicePath
+        self.kind = kind
+        self.model = model
+        self.serial = serial
+        self.size = size
+        self.controller = controller
     }
 }
 
@@ -250,17 +284,31 @@ public struct ReportedInterface: Codable, Sendable, Hashable {
     public var transportType: String
     public var addressFamily: String
     public var transportAddress: String
+    /// The network device (`eth0`) the address is on.
+    public var netdev: String?
+    /// The RDMA device on that netdev, for `rdma`.
+    public var rdmaDevice: String?
 
     enum CodingKeys: String, CodingKey {
         case transportType = "TRTYPE"
         case addressFamily = "ADRFAM"
         case transportAddress = "TRADDR"
+        case netdev = "Netdev"
+        case rdmaDevice = "RDMADevice"
     }
 
-    public init(transportType: String, addressFamily: String, transportAddress: String) {
+    public init(
+        transportType: String,
+        addressFamily: String,
+        transportAddress: String,
+        netdev: String? = nil,
+        rdmaDevice: String? = nil
+    ) {
         self.transportType = transportType
         self.addressFamily = addressFamily
         self.transportAddress = transportAddress
+        self.netdev = netdev
+        self.rdmaDevice = rdmaDevice
     }
 }
 

@@ -1,4 +1,5 @@
 import DEMCore
+import DEMHTTP
 import Foundation
 import Hummingbird
 import Prometheus
@@ -15,15 +16,18 @@ public struct APIRequestContext: RequestContext {
         token = nil
     }
 
-    public var maxUploadSize: Int { APIRoutes.maximumBodySize }
+    public var maxUploadSize: Int { APIBody.maximumSize }
 }
 
 /// Bearer-token authentication on every path but `/health` (and CORS preflights): 401 without a
 /// valid token, 403 when a read-only token asks for anything but GET or HEAD, or for the tokens
 /// themselves.
+///
+/// `POST /dem/join` takes the fabric credential instead (dem-em joins with it), and only it.
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
     let service: FabricService
+    let fabricCredential: String?
 
     func handle(
         _ request: Request,
@@ -33,10 +37,20 @@ struct AuthenticationMiddleware: RouterMiddleware {
         if request.uri.path == "/health" || request.method == .options {
             return try await next(request, context)
         }
-        guard let header = request.headers[.authorization],
-            header.count > 7, header.prefix(7).lowercased() == "bearer ",
-            let token = service.token(secret: header.dropFirst(7).trimmingCharacters(in: .whitespaces))
-        else {
+        let offered: String? = request.headers[.authorization].flatMap { header in
+            guard header.count > 7, header.prefix(7).lowercased() == "bearer " else { return nil }
+            return header.dropFirst(7).trimmingCharacters(in: .whitespaces)
+        }
+        if request.uri.path == "/dem/join" {
+            guard let offered, let fabricCredential, FabricCredential.matches(offered, fabricCredential) else {
+                throw APIError.unauthorized(
+                    realm: "dem-fabric",
+                    hint: "dem-em joins with the fabric credential, the fabric.key file in dem's data directory"
+                )
+            }
+            return try await next(request, context)
+        }
+        guard let offered, let token = service.token(secret: offered) else {
             throw APIError.unauthorized
         }
         if token.role != .admin {
@@ -159,4 +173,19 @@ struct MetricsMiddleware: RouterMiddleware {
         )
         return response
     }
+}
+
+extension APIError {
+    /// The error of a change the service refused.
+    public init(_ error: FabricService.ChangeError) {
+        switch error {
+        case .model(let error): self.init(error)
+        case .store(let message): self.init(.internalServerError, "the store could not record the change: \(message)")
+        }
+    }
+
+    static let unauthorized = APIError.unauthorized(
+        realm: "dem",
+        hint: "the admin token is in dem's data directory, admin.token"
+    )
 }

@@ -1,4 +1,5 @@
 import DEMCore
+import DEMHTTP
 import Foundation
 import Hummingbird
 
@@ -181,26 +182,49 @@ extension APIRoutes {
         router.post("/target/:t/refresh") { _, context in
             let alias = try context.parameters.decoded("t")
             let target = try read { fabric throws(ModelError) in try fabric.target(alias) }
-            guard target.managementMode == .local else {
+            guard let monitor else {
+                feed.flush()
+                return try APIResponse.message("Target '\(alias)': its entries come from the model and are current")
+            }
+            guard target.managementMode != .inBand else {
                 throw APIError(
                     .notImplemented,
-                    "dem does not manage targets through dem-em yet; target \"\(alias)\" is \(target.managementMode.rawValue)"
+                    field: "MgmtMode",
+                    "InBandMgmt is not available in this build; use OutOfBandMgmt or LocalMgmt"
                 )
             }
+            if let failure = await monitor.refresh(alias) { throw failure.apiError }
             feed.flush()
-            return try APIResponse.message(
-                "Target '\(alias)' is LocalMgmt: its entries come from the model and are current"
-            )
+            return try APIResponse.json(monitor.status(alias))
         }
         router.post("/target/:t/reconfig") { _, context -> Response in
             let alias = try context.parameters.decoded("t")
             let target = try read { fabric throws(ModelError) in try fabric.target(alias) }
-            throw APIError(
-                target.managementMode == .local ? .conflict : .notImplemented,
-                field: "MgmtMode",
-                target.managementMode == .local
-                    ? "target \"\(alias)\" is LocalMgmt: dem does not configure it"
-                    : "dem does not manage targets through dem-em yet"
+            switch target.managementMode {
+            case .local:
+                throw APIError(
+                    .conflict,
+                    field: "MgmtMode",
+                    "target \"\(alias)\" is LocalMgmt: dem does not configure it"
+                )
+            case .inBand:
+                throw APIError(
+                    .notImplemented,
+                    field: "MgmtMode",
+                    "InBandMgmt is not available in this build; use OutOfBandMgmt"
+                )
+            case .outOfBand:
+                guard let monitor else { throw APIError(.serviceUnavailable, "dem is not watching targets") }
+                if let failure = await monitor.reconfigure(alias) { throw failure.apiError }
+                feed.flush()
+                return try APIResponse.json(monitor.status(alias))
+            }
+        }
+        router.get("/target/:t/status") { _, context in
+            let alias = try context.parameters.decoded("t")
+            let target = try read { fabric throws(ModelError) in try fabric.target(alias) }
+            return try APIResponse.json(
+                monitor?.status(alias) ?? TargetStatus(alias: alias, managementMode: target.managementMode)
             )
         }
         router.get("/target/:t/usage") { _, context in
@@ -651,54 +675,5 @@ extension APIRoutes {
             status: .created,
             location: path
         )
-    }
-}
-
-/// Any JSON value, to add a key to a body before decoding it.
-enum JSONAny: Codable, Sendable {
-    /// `object` decoded as `type`, a decoding error answered as a 400 naming the field.
-    static func decode<T: Decodable>(_ type: T.Type, from object: [String: JSONAny]) throws -> T {
-        do {
-            return try JSONDecoder().decode(type, from: JSONEncoder().encode(object))
-        } catch let error as DecodingError {
-            throw APIBody.apiError(error)
-        }
-    }
-
-    case string(String)
-    case number(Double)
-    case bool(Bool)
-    case null
-    case array([JSONAny])
-    case object([String: JSONAny])
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() {
-            self = .null
-        } else if let value = try? c.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? c.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? c.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? c.decode([JSONAny].self) {
-            self = .array(value)
-        } else {
-            self = .object(try c.decode([String: JSONAny].self))
-        }
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .string(let value): try c.encode(value)
-        case .number(let value):
-            if value == value.rounded(), abs(value) < 1e15 { try c.encode(Int(value)) } else { try c.encode(value) }
-        case .bool(let value): try c.encode(value)
-        case .null: try c.encodeNil()
-        case .array(let value): try c.encode(value)
-        case .object(let value): try c.encode(value)
-        }
     }
 }

@@ -1,4 +1,5 @@
 import DEMCore
+import DEMHTTP
 import Foundation
 import Hummingbird
 import ServiceLifecycle
@@ -8,13 +9,17 @@ import ServiceLifecycle
 /// `/metrics`, `/health` and token management. docs/openapi.yaml describes it.
 public struct APIRoutes: Sendable {
     /// The largest request body accepted (413 beyond).
-    public static let maximumBodySize = 1 << 20
+    public static let maximumBodySize = APIBody.maximumSize
 
     let service: FabricService
     let feed: DiscoveryModelFeed
     let metrics: DEMMetrics
     let corsOrigin: String?
     let shutdown: @Sendable () -> Void
+    /// Watches the targets; nil in tests that look at the model alone.
+    let monitor: TargetMonitor?
+    /// The fabric credential dem-em joins with; nil refuses joins.
+    let fabricCredential: String?
 
     var catalog: DiscoveryCatalog { feed.catalog }
 
@@ -27,8 +32,12 @@ public struct APIRoutes: Sendable {
         feed: DiscoveryModelFeed,
         metrics: DEMMetrics,
         corsOrigin: String? = nil,
+        monitor: TargetMonitor? = nil,
+        fabricCredential: String? = nil,
         shutdown: @escaping @Sendable () -> Void
     ) {
+        self.monitor = monitor
+        self.fabricCredential = fabricCredential
         self.service = service
         self.feed = feed
         self.metrics = metrics
@@ -50,7 +59,7 @@ public struct APIRoutes: Sendable {
                 )
             )
         }
-        router.add(middleware: AuthenticationMiddleware(service: service))
+        router.add(middleware: AuthenticationMiddleware(service: service, fabricCredential: fabricCredential))
         addServiceRoutes(router)
         addTargetRoutes(router)
         addSubsystemRoutes(router)
@@ -184,6 +193,60 @@ public struct APIRoutes: Sendable {
             context.logger.notice("shutdown requested through the REST API")
             shutdown()
             return try APIResponse.message("dem is shutting down", status: .accepted)
+        }
+        router.get("/dem/targets") { _, _ in
+            let fabric = service.fabric
+            let statuses = fabric.targets.map { target in
+                monitor?.status(target.alias)
+                    ?? TargetStatus(alias: target.alias, managementMode: target.managementMode)
+            }
+            return try APIResponse.json(["Targets": statuses])
+        }
+        // dem-em announces itself: the target is created (or updated) as OutOfBandMgmt with the
+        // address and inventory it sends. Authenticated with the fabric credential.
+        router.post("/dem/join") { request, context in
+            let body = try await APIBody.read(request, context: context, allowed: ["Alias", "Interface", "Inventory"])
+            guard let body else { throw APIError(.badRequest, "the body must be a join request") }
+            let join = try body.decode(EndpointJoin.self)
+            guard join.interface.address?.isEmpty == false else {
+                throw APIError(.unprocessableContent, field: "Interface.ADDRESS", "ADDRESS is required")
+            }
+            let created = try await change(.updated, "/target/\(join.alias)") { fabric throws(ModelError) -> Bool in
+                let interface = ManagementInterface(
+                    family: join.interface.family
+                        ?? (IPAddressText.isIPv6(join.interface.address ?? "") ? "ipv6" : "ipv4"),
+                    address: join.interface.address,
+                    port: join.interface.port ?? DEMCore.endpointManagerPort
+                )
+                let created: Bool
+                if (try? fabric.target(join.alias)) == nil {
+                    try fabric.addTarget(
+                        FabricTarget(alias: join.alias, managementMode: .outOfBand, interface: interface)
+                    )
+                    created = true
+                } else {
+                    try fabric.updateTarget(join.alias, .init(managementMode: .outOfBand, interface: interface))
+                    created = false
+                }
+                try fabric.setReportedInventory(
+                    target: join.alias,
+                    devices: join.inventory.devices,
+                    interfaces: join.inventory.interfaces
+                )
+                return created
+            }
+            context.logger.notice(
+                "dem-em joined",
+                metadata: [
+                    "target": "\(join.alias)", "address": "\(join.interface.address ?? "-")", "created": "\(created)",
+                ]
+            )
+            monitor?.joined(join.alias)
+            return try APIResponse.json(
+                try read { fabric throws(ModelError) in try fabric.target(join.alias) },
+                status: created ? .created : .ok,
+                location: "/target/\(join.alias)"
+            )
         }
         router.get("/dem/config") { _, _ in
             try APIResponse.json(service.fabric)

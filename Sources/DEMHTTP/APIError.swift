@@ -8,7 +8,8 @@ import Hummingbird
 /// Every error the API answers with goes through here, so status codes are decided in one place:
 /// a malformed body is 400, no or bad credentials 401, a read-only token writing 403, a resource
 /// that does not exist 404, one that exists already 409, a body too large 413, a value the
-/// model refuses 422, a store failure 500.
+/// model refuses 422, a store failure 500, a target that answers wrongly 502 or not in time
+/// 504.
 public struct APIError: HTTPResponseError, Sendable {
     public var status: HTTPResponse.Status
     public var field: String?
@@ -30,24 +31,14 @@ public struct APIError: HTTPResponseError, Sendable {
         }
     }
 
-    /// The error of a change the service refused.
-    public init(_ error: FabricService.ChangeError) {
-        switch error {
-        case .model(let error): self.init(error)
-        case .store(let message): self.init(.internalServerError, "the store could not record the change: \(message)")
-        }
+    /// No or a wrong bearer token.
+    public static func unauthorized(realm: String, hint: String) -> APIError {
+        var error = APIError(.unauthorized, "no valid bearer token: send \"Authorization: Bearer <token>\" (\(hint))")
+        error.headers[.wwwAuthenticate] = "Bearer realm=\"\(realm)\""
+        return error
     }
 
-    static let unauthorized: APIError = {
-        var error = APIError(
-            .unauthorized,
-            "no valid bearer token: send \"Authorization: Bearer <token>\" (the admin token is in dem's data directory, admin.token)"
-        )
-        error.headers[.wwwAuthenticate] = "Bearer realm=\"dem\""
-        return error
-    }()
-
-    static let forbidden = APIError(.forbidden, "this token is read-only")
+    public static let forbidden = APIError(.forbidden, "this token is read-only")
 
     struct Body: Encodable {
         var status: Int
@@ -69,8 +60,10 @@ public struct APIError: HTTPResponseError, Sendable {
 
 /// Turns every error a handler or Hummingbird throws into an ``APIError`` response, so that
 /// every error body has the same shape.
-struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    func handle(
+public struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(
         _ request: Request,
         context: Context,
         next: (Request, Context) async throws -> Response
@@ -83,7 +76,7 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             let message: String
             switch error.status {
             case .notFound: message = "no such path: \(request.method.rawValue) \(request.uri.path)"
-            case .contentTooLarge: message = "the request body is larger than \(APIRoutes.maximumBodySize) bytes"
+            case .contentTooLarge: message = "the request body is larger than \(APIBody.maximumSize) bytes"
             default: message = "\(error)"
             }
             return try APIError(error.status, message).response(from: request, context: context)

@@ -2,16 +2,23 @@ import DEMCore
 import Foundation
 import Hummingbird
 
-/// A JSON request body: read whole (up to ``APIRoutes/maximumBodySize``), its keys checked
-/// against the ones the route knows, and decoded with errors that name the field.
-struct APIBody {
-    let data: Data
-    let keys: Set<String>
+/// A JSON request body: read whole (up to ``maximumSize``), its keys checked against the ones
+/// the route knows, and decoded with errors that name the field.
+public struct APIBody: Sendable {
+    /// The largest body a route reads (1 MiB); a larger one is a 413.
+    public static let maximumSize = 1 << 20
+
+    public let data: Data
+    public let keys: Set<String>
 
     /// The body of `request`, or nil when it is empty.
     /// - Parameter allowed: the keys the route accepts; any other is a 400 naming it.
-    static func read(_ request: Request, context: APIRequestContext, allowed: Set<String>) async throws -> APIBody? {
-        let buffer = try await request.body.collect(upTo: APIRoutes.maximumBodySize)
+    public static func read(
+        _ request: Request,
+        context: some RequestContext,
+        allowed: Set<String>
+    ) async throws -> APIBody? {
+        let buffer = try await request.body.collect(upTo: maximumSize)
         guard buffer.readableBytes > 0 else { return nil }
         let data = Data(buffer.readableBytesView)
         if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return nil }
@@ -35,7 +42,7 @@ struct APIBody {
     }
 
     /// The body decoded as `type`.
-    func decode<T: Decodable>(_ type: T.Type) throws -> T {
+    public func decode<T: Decodable>(_ type: T.Type) throws -> T {
         do {
             return try JSONDecoder().decode(type, from: data)
         } catch let error as DecodingError {
@@ -47,13 +54,13 @@ struct APIBody {
 
     /// The body decoded as `type`, with `key` set to `value` when the body does not give it (a
     /// key the route has in its path, such as the alias of `POST /target/<t>`).
-    func decode<T: Decodable>(_ type: T.Type, filling key: String, with value: JSONAny) throws -> T {
+    public func decode<T: Decodable>(_ type: T.Type, filling key: String, with value: JSONAny) throws -> T {
         var object = try decode([String: JSONAny].self)
         if object[key] == nil { object[key] = value }
         return try JSONAny.decode(type, from: object)
     }
 
-    static func apiError(_ error: DecodingError) -> APIError {
+    public static func apiError(_ error: DecodingError) -> APIError {
         func path(_ keys: [any CodingKey]) -> String {
             var text = ""
             for key in keys {
@@ -83,15 +90,15 @@ struct APIBody {
 }
 
 /// JSON responses.
-enum APIResponse {
-    static func encoder() -> JSONEncoder {
+public enum APIResponse {
+    public static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
         return encoder
     }
 
-    static func json(
+    public static func json(
         _ value: some Encodable,
         status: HTTPResponse.Status = .ok,
         location: String? = nil
@@ -104,7 +111,7 @@ enum APIResponse {
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
 
-    static func object(_ value: [String: Any], status: HTTPResponse.Status = .ok) throws -> Response {
+    public static func object(_ value: [String: Any], status: HTTPResponse.Status = .ok) throws -> Response {
         let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])
         return Response(
             status: status,
@@ -113,16 +120,16 @@ enum APIResponse {
         )
     }
 
-    static func message(_ text: String, status: HTTPResponse.Status = .ok) throws -> Response {
+    public static func message(_ text: String, status: HTTPResponse.Status = .ok) throws -> Response {
         try json(["message": text], status: status)
     }
 
-    static let noContent = Response(status: .noContent)
+    public static let noContent = Response(status: .noContent)
 }
 
 extension Parameters {
     /// A path parameter, percent-decoded.
-    func decoded(_ name: String) throws -> String {
+    public func decoded(_ name: String) throws -> String {
         let raw = try require(name)
         guard let value = raw.removingPercentEncoding, !value.isEmpty else {
             throw APIError(.badRequest, field: name, "\"\(raw)\" is not a valid path segment")
@@ -131,7 +138,7 @@ extension Parameters {
     }
 
     /// An integer path parameter.
-    func integer(_ name: String, field: String) throws -> Int {
+    public func integer(_ name: String, field: String) throws -> Int {
         let text = try decoded(name)
         guard let value = Int(text) else { throw APIError(.badRequest, field: field, "\"\(text)\" is not an integer") }
         return value

@@ -1,0 +1,399 @@
+import Foundation
+
+// What dem and a target's dem-em exchange: the target's slice of the model as dem-em applies
+// it to the kernel target (`EndpointConfiguration`), what dem-em finds on its machine
+// (`EndpointInventory`) and what it reports after applying (`EndpointStatus`). The same JSON
+// travels over dem-em's REST API and its in-band channel; `Version` names the schema.
+
+/// The desired state of one target's kernel NVMe-oF target (nvmet): ports, hosts and
+/// subsystems with their namespaces, allowed hosts and ports.
+public struct EndpointConfiguration: Codable, Sendable, Hashable {
+    /// The schema this build writes.
+    public static let currentVersion = 1
+
+    public var version: Int
+    /// PortIDs, ordered by PORTID.
+    public var ports: [FabricPort]
+    /// HOSTNQNs of the hosts some subsystem allows, sorted.
+    public var hosts: [String]
+    /// Subsystems, ordered by SUBNQN.
+    public var subsystems: [EndpointSubsystem]
+
+    enum CodingKeys: String, CodingKey {
+        case version = "Version"
+        case ports = "PortIDs"
+        case hosts = "Hosts"
+        case subsystems = "Subsystems"
+    }
+
+    public init(
+        version: Int = EndpointConfiguration.currentVersion,
+        ports: [FabricPort] = [],
+        hosts: [String] = [],
+        subsystems: [EndpointSubsystem] = []
+    ) {
+        self.version = version
+        self.ports = ports.sorted { $0.portID < $1.portID }
+        self.hosts = hosts.sorted()
+        self.subsystems = subsystems.sorted { $0.nqn < $1.nqn }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let version = try c.decodeLenientIntIfPresent(forKey: .version) ?? Self.currentVersion
+        guard version <= Self.currentVersion else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .version,
+                in: c,
+                debugDescription: "schema version \(version) is newer than this build's \(Self.currentVersion)"
+            )
+        }
+        self.init(
+            version: version,
+            ports: try c.decodeIfPresent([FabricPort].self, forKey: .ports) ?? [],
+            hosts: try c.decodeIfPresent([String].self, forKey: .hosts) ?? [],
+            subsystems: try c.decodeIfPresent([EndpointSubsystem].self, forKey: .subsystems) ?? []
+        )
+    }
+
+    /// Why this configuration cannot be applied, or nil: duplicate or out-of-range ids,
+    /// links to ports or hosts it does not define, namespaces without a device.
+    public func problem() -> ModelError? {
+        var portIDs = Set<Int>()
+        for (i, port) in ports.enumerated() {
+            guard (1...0xFFFE).contains(port.portID) else {
+                return ModelError(.invalid, field: "PortIDs[\(i)].PORTID", "PORTID must be 1…65534")
+            }
+            guard portIDs.insert(port.portID).inserted else {
+                return ModelError(.conflict, field: "PortIDs[\(i)].PORTID", "PORTID \(port.portID) appears twice")
+            }
+        }
+        let hostSet = Set(hosts)
+        var nqns = Set<String>()
+        for (i, subsystem) in subsystems.enumerated() {
+            let path = "Subsystems[\(i)]"
+            guard !subsystem.nqn.isEmpty, !subsystem.nqn.contains("/") else {
+                return ModelError(.invalid, field: "\(path).SUBNQN", "SUBNQN must be a non-empty NQN without '/'")
+            }
+            guard nqns.insert(subsystem.nqn).inserted else {
+                return ModelError(.conflict, field: "\(path).SUBNQN", "\(subsystem.nqn) appears twice")
+            }
+            var nsids = Set<Int>()
+            for (j, namespace) in subsystem.namespaces.enumerated() {
+                guard (1...0xFFFF_FFFE).contains(namespace.namespaceID) else {
+                    return ModelError(.invalid, field: "\(path).NSIDs[\(j)].NSID", "NSID must be 1…4294967294")
+                }
+                guard nsids.insert(namespace.namespaceID).inserted else {
+                    return ModelError(
+                        .conflict,
+                        field: "\(path).NSIDs[\(j)].NSID",
+                        "NSID \(namespace.namespaceID) appears twice"
+                    )
+                }
+                guard namespace.devicePath.hasPrefix("/") else {
+                    return ModelError(
+                        .invalid,
+                        field: "\(path).NSIDs[\(j)].DevicePath",
+                        "DevicePath must be an absolute path"
+                    )
+                }
+            }
+            for (j, host) in subsystem.hosts.enumerated() where !hostSet.contains(host) {
+                return ModelError(.invalid, field: "\(path).Hosts[\(j)]", "host \(host) is not in Hosts")
+            }
+            for (j, port) in subsystem.ports.enumerated() where !portIDs.contains(port) {
+                return ModelError(.invalid, field: "\(path).PortIDs[\(j)]", "PORTID \(port) is not in PortIDs")
+            }
+        }
+        return nil
+    }
+}
+
+/// A subsystem as dem-em applies it.
+public struct EndpointSubsystem: Codable, Sendable, Hashable {
+    public var nqn: String
+    public var allowAnyHost: Bool
+    public var serial: String?
+    public var model: String?
+    /// Namespaces, ordered by NSID.
+    public var namespaces: [EndpointNamespace]
+    /// HOSTNQNs on its access list (ignored by the kernel when AllowAnyHost), sorted.
+    public var hosts: [String]
+    /// PORTIDs it is exposed on, sorted.
+    public var ports: [Int]
+
+    enum CodingKeys: String, CodingKey {
+        case nqn = "SUBNQN"
+        case allowAnyHost = "AllowAnyHost"
+        case serial = "Serial"
+        case model = "Model"
+        case namespaces = "NSIDs"
+        case hosts = "Hosts"
+        case ports = "PortIDs"
+    }
+
+    public init(
+        nqn: String,
+        allowAnyHost: Bool,
+        serial: String? = nil,
+        model: String? = nil,
+        namespaces: [EndpointNamespace] = [],
+        hosts: [String] = [],
+        ports: [Int] = []
+    ) {
+        self.nqn = nqn
+        self.allowAnyHost = allowAnyHost
+        self.serial = serial
+        self.model = model
+        self.namespaces = namespaces.sorted { $0.namespaceID < $1.namespaceID }
+        self.hosts = hosts.sorted()
+        self.ports = ports.sorted()
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            nqn: try c.decode(String.self, forKey: .nqn),
+            allowAnyHost: try c.decodeFlagIfPresent(forKey: .allowAnyHost) ?? false,
+            serial: try c.decodeIfPresent(String.self, forKey: .serial),
+            model: try c.decodeIfPresent(String.self, forKey: .model),
+            namespaces: try c.decodeIfPresent([EndpointNamespace].self, forKey: .namespaces) ?? [],
+            hosts: try c.decodeIfPresent([String].self, forKey: .hosts) ?? [],
+            ports: try c.decodeIfPresent([LenientInt].self, forKey: .ports)?.map(\.value) ?? []
+        )
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(nqn, forKey: .nqn)
+        try c.encode(allowAnyHost ? 1 : 0, forKey: .allowAnyHost)
+        try c.encodeIfPresent(serial, forKey: .serial)
+        try c.encodeIfPresent(model, forKey: .model)
+        try c.encode(namespaces, forKey: .namespaces)
+        try c.encode(hosts, forKey: .hosts)
+        try c.encode(ports, forKey: .ports)
+    }
+}
+
+/// A namespace as dem-em applies it: the backing device and its identifiers.
+public struct EndpointNamespace: Codable, Sendable, Hashable {
+    public var namespaceID: Int
+    /// The block device or file, such as `/dev/nullb0`.
+    public var devicePath: String
+    public var uuid: String?
+    public var nguid: String?
+    /// Whether the namespace is enabled (default true).
+    public var enabled: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case namespaceID = "NSID"
+        case devicePath = "DevicePath"
+        case uuid = "UUID"
+        case nguid = "NGUID"
+        case enabled = "Enable"
+    }
+
+    public init(namespaceID: Int, devicePath: String, uuid: String? = nil, nguid: String? = nil, enabled: Bool = true) {
+        self.namespaceID = namespaceID
+        self.devicePath = devicePath
+        self.uuid = uuid
+        self.nguid = nguid
+        self.enabled = enabled
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        namespaceID = try c.decodeLenientInt(forKey: .namespaceID)
+        devicePath = try c.decode(String.self, forKey: .devicePath)
+        uuid = try c.decodeIfPresent(String.self, forKey: .uuid)
+        nguid = try c.decodeIfPresent(String.self, forKey: .nguid)
+        enabled = try c.decodeFlagIfPresent(forKey: .enabled) ?? true
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(namespaceID, forKey: .namespaceID)
+        try c.encode(devicePath, forKey: .devicePath)
+        try c.encodeIfPresent(uuid, forKey: .uuid)
+        try c.encodeIfPresent(nguid, forKey: .nguid)
+        try c.encode(enabled ? 1 : 0, forKey: .enabled)
+    }
+}
+
+/// An integer that may arrive as a JSON number or a string of digits.
+struct LenientInt: Decodable {
+    var value: Int
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let int = try? c.decode(Int.self) {
+            value = int
+        } else if let text = try? c.decode(String.self), let int = Int(text) {
+            value = int
+        } else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "expected an integer")
+        }
+    }
+}
+
+/// What dem-em finds on its machine.
+public struct EndpointInventory: Codable, Sendable, Hashable {
+    /// Block devices and files that can back namespaces (nvme-dem's `NSDevices`, with the
+    /// richer fields).
+    public var devices: [ReportedDevice]
+    /// Fabric interfaces: each netdev address, by transport (nvme-dem's `Interfaces`).
+    public var interfaces: [ReportedInterface]
+    /// RDMA devices and the netdevs they sit on.
+    public var rdmaDevices: [RDMADevice]
+    /// The machine's host name.
+    public var hostname: String?
+
+    enum CodingKeys: String, CodingKey {
+        case devices = "NSDevices"
+        case interfaces = "Interfaces"
+        case rdmaDevices = "RDMADevices"
+        case hostname = "Hostname"
+    }
+
+    public init(
+        devices: [ReportedDevice] = [],
+        interfaces: [ReportedInterface] = [],
+        rdmaDevices: [RDMADevice] = [],
+        hostname: String? = nil
+    ) {
+        self.devices = devices
+        self.interfaces = interfaces
+        self.rdmaDevices = rdmaDevices
+        self.hostname = hostname
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        devices = try c.decodeIfPresent([ReportedDevice].self, forKey: .devices) ?? []
+        interfaces = try c.decodeIfPresent([ReportedInterface].self, forKey: .interfaces) ?? []
+        rdmaDevices = try c.decodeIfPresent([RDMADevice].self, forKey: .rdmaDevices) ?? []
+        hostname = try c.decodeIfPresent(String.self, forKey: .hostname)
+    }
+}
+
+/// An RDMA device (`/sys/class/infiniband/<name>`) and its network devices.
+public struct RDMADevice: Codable, Sendable, Hashable {
+    public var name: String
+    public var netdevs: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case name = "Name"
+        case netdevs = "Netdevs"
+    }
+
+    public init(name: String, netdevs: [String]) {
+        self.name = name
+        self.netdevs = netdevs
+    }
+}
+
+/// A subsystem the kernel target serves, as dem-em reads it back: enabled namespaces and the
+/// ports it is linked to.
+public struct LiveSubsystem: Codable, Sendable, Hashable {
+    public var nqn: String
+    public var ports: [Int]
+    public var namespaces: [Int]
+
+    enum CodingKeys: String, CodingKey {
+        case nqn = "SUBNQN"
+        case ports = "PortIDs"
+        case namespaces = "NSIDs"
+    }
+
+    public init(nqn: String, ports: [Int], namespaces: [Int]) {
+        self.nqn = nqn
+        self.ports = ports
+        self.namespaces = namespaces
+    }
+}
+
+/// One difference between the desired and the actual kernel target.
+public struct EndpointDrift: Codable, Sendable, Hashable {
+    /// The configfs object, relative to the nvmet root, such as `subsystems/<nqn>/namespaces/1`.
+    public var object: String
+    /// The attribute, or nil when the object itself is missing or extra.
+    public var attribute: String?
+    public var expected: String?
+    public var actual: String?
+
+    enum CodingKeys: String, CodingKey {
+        case object = "Object"
+        case attribute = "Attribute"
+        case expected = "Expected"
+        case actual = "Actual"
+    }
+
+    public init(object: String, attribute: String? = nil, expected: String?, actual: String?) {
+        self.object = object
+        self.attribute = attribute
+        self.expected = expected
+        self.actual = actual
+    }
+}
+
+/// What dem-em reports about its kernel target.
+public struct EndpointStatus: Codable, Sendable, Hashable {
+    /// Bumped each time the desired state changes.
+    public var generation: Int
+    /// The generation last applied in full, or nil.
+    public var appliedGeneration: Int?
+    /// What the kernel target serves now.
+    public var live: [LiveSubsystem]
+    /// Differences from the desired state found at the last check.
+    public var drift: [EndpointDrift]
+    /// Objects in the desired state that exist but were not created by dem-em, left alone.
+    public var foreign: [String]
+    /// Errors of the last apply, one line each.
+    public var errors: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case generation = "Generation"
+        case appliedGeneration = "AppliedGeneration"
+        case live = "Live"
+        case drift = "Drift"
+        case foreign = "Foreign"
+        case errors = "Errors"
+    }
+
+    public init(
+        generation: Int = 0,
+        appliedGeneration: Int? = nil,
+        live: [LiveSubsystem] = [],
+        drift: [EndpointDrift] = [],
+        foreign: [String] = [],
+        errors: [String] = []
+    ) {
+        self.generation = generation
+        self.appliedGeneration = appliedGeneration
+        self.live = live
+        self.drift = drift
+        self.foreign = foreign
+        self.errors = errors
+    }
+}
+
+/// What dem-em sends to dem when it joins (`POST /dem/join`): the target's alias, where dem
+/// reaches its API, and what it has.
+public struct EndpointJoin: Codable, Sendable, Hashable {
+    /// The target's alias in dem's model (dem-em's `--alias`, default its host name).
+    public var alias: String
+    /// Where dem reaches dem-em's REST API.
+    public var interface: ManagementInterface
+    public var inventory: EndpointInventory
+
+    enum CodingKeys: String, CodingKey {
+        case alias = "Alias"
+        case interface = "Interface"
+        case inventory = "Inventory"
+    }
+
+    public init(alias: String, interface: ManagementInterface, inventory: EndpointInventory) {
+        self.alias = alias
+        self.interface = interface
+        self.inventory = inventory
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The secret dem and every dem-em share: dem creates it in its data directory at the first
+/// start (`fabric.key`, mode 0600), the administrator copies it once to each target, and both
+/// sides send it as a bearer token (dem to dem-em's API, dem-em to dem's join route).
+public enum FabricCredential {
+    /// The file name in dem's data directory.
+    public static let fileName = "fabric.key"
+
+    /// Why a credential file cannot be used.
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Reads the credential at `path`.
+    public static func load(path: String) throws(Failure) -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw Failure(description: "cannot read the fabric credential \(path): \(String(cString: strerror(errno)))")
+        }
+        let secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard secret.utf8.count >= 16, secret.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+            throw Failure(description: "the fabric credential \(path) must hold one word of at least 16 characters")
+        }
+        return secret
+    }
+
+    /// Reads the credential at `path`, creating a new random one first when there is none.
+    public static func ensure(path: String) throws -> (secret: String, created: Bool) {
+        if FileManager.default.fileExists(atPath: path) {
+            return (try load(path: path), false)
+        }
+        var generator = SystemRandomNumberGenerator()
+        let secret =
+            "demfabric_"
+            + (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        try SecretFile.write(secret + "\n", to: path)
+        return (secret, true)
+    }
+
+    /// Whether `offered` is `secret`, compared in constant time.
+    public static func matches(_ offered: some StringProtocol, _ secret: String) -> Bool {
+        let a = Array(offered.utf8)
+        let b = Array(secret.utf8)
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for i in a.indices { difference |= a[i] ^ b[i] }
+        return difference == 0
+    }
+}
+
+/// Writes files only their owner may read: whole or not at all (a temporary file, synced, then
+/// renamed over the old one).
+public enum SecretFile {
+    public static func write(_ contents: String, to path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(
+                atPath: directory,
+                withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700]
+            )
+        }
+        let temporary = path + ".new"
+        _ = unlink(temporary)
+        guard FileManager.default.createFile(atPath: temporary, contents: nil, attributes: [.posixPermissions: 0o600])
+        else { throw FabricCredential.Failure(description: "cannot create \(temporary)") }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
+        try handle.write(contentsOf: Data(contents.utf8))
+        try handle.synchronize()
+        try handle.close()
+        guard rename(temporary, path) == 0 else {
+            throw FabricCredential.Failure(description: "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}

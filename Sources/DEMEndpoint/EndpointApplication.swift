@@ -1,0 +1,262 @@
+import AsyncHTTPClient
+import DEMCore
+import DEMHTTP
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+/// What `dem-em` runs with; the executable fills it from flags, tests fill it directly.
+public struct EndpointOptions: Sendable {
+    /// Where the desired state and the ownership ledger are kept.
+    public var dataDirectory: String
+    /// The nvmet configfs root (a plain folder stands in for it in tests).
+    public var nvmetRoot: String = "/sys/kernel/config/nvmet"
+    public var sysfsRoot: String = "/sys"
+    /// Block devices and files beyond NVMe namespaces and null_blk that may back namespaces
+    /// (glob patterns).
+    public var allowedDevices: [String] = []
+    /// The fabric credential file.
+    public var credentialPath: String
+    public var apiAddress: String = "0.0.0.0"
+    public var apiPort: Int = DEMCore.endpointManagerPort
+    /// dem's REST API to join at start (`http://head:22345`), if any.
+    public var joinURL: String?
+    /// The target's alias in dem's model (default: the host name).
+    public var alias: String?
+    /// The address and port dem reaches this API at (default: the API address, or the first
+    /// non-loopback address when it listens on all).
+    public var advertiseAddress: String?
+    public var advertisePort: Int?
+    /// Take over objects in the kernel target that dem-em did not create when the desired
+    /// state names them.
+    public var adopt = false
+    /// How often the kernel target is compared with the desired state.
+    public var checkInterval: Duration = .seconds(30)
+    /// Re-apply the desired state when drift is found (otherwise drift is only reported).
+    public var repairDrift = false
+
+    public init(dataDirectory: String, credentialPath: String? = nil) {
+        self.dataDirectory = dataDirectory
+        self.credentialPath = credentialPath ?? dataDirectory + "/" + FabricCredential.fileName
+    }
+}
+
+/// dem-em assembled: the service, its API and the service group that runs them.
+public struct EndpointApplication: Sendable {
+    public let service: EndpointService
+    public let serviceGroup: ServiceGroup
+    public let apiAddress: BoundPort
+
+    /// The port an HTTP server bound, once it has.
+    public final class BoundPort: Sendable {
+        private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+
+        public func port() async -> Int {
+            await withCheckedContinuation { continuation in
+                let port: Int? = state.withLock { state in
+                    if let port = state.port { return port }
+                    state.waiters.append(continuation)
+                    return nil
+                }
+                if let port { continuation.resume(returning: port) }
+            }
+        }
+
+        func bound(_ port: Int) {
+            let waiters = state.withLock { state in
+                state.port = port
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume(returning: port) }
+        }
+    }
+
+    /// Reads the credential and the desired state and assembles the services. The desired
+    /// state is applied when the group runs.
+    public static func build(
+        options: EndpointOptions,
+        logger: Logger,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        signals: [UnixSignal] = [.sigterm, .sigint]
+    ) throws -> EndpointApplication {
+        let credential = try FabricCredential.load(path: options.credentialPath)
+        let service = try EndpointService.open(
+            dataDirectory: options.dataDirectory,
+            nvmetRoot: options.nvmetRoot,
+            sysfsRoot: options.sysfsRoot,
+            allowedDevices: options.allowedDevices,
+            logger: logger
+        )
+        let shutdown = Mutex<ServiceGroup?>(nil)
+        let routes = EndpointRoutes(service: service, credential: credential) {
+            guard let group = shutdown.withLock({ $0 }) else { return }
+            Task { await group.triggerGracefulShutdown() }
+        }
+        let bound = BoundPort()
+        let api = Application(
+            router: routes.router(),
+            configuration: ApplicationConfiguration(
+                address: .hostname(options.apiAddress, port: options.apiPort),
+                serverName: "dem-em"
+            ),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? options.apiPort
+                bound.bound(port)
+                logger.notice(
+                    "REST API listening",
+                    metadata: [
+                        "address": "\(options.apiAddress)", "port": "\(port)", "nvmet-root": "\(options.nvmetRoot)",
+                    ]
+                )
+            },
+            eventLoopGroupProvider: .shared(group),
+            logger: logger
+        )
+        let keeper = DesiredStateKeeper(
+            service: service,
+            options: options,
+            credential: credential,
+            bound: bound,
+            group: group,
+            logger: logger
+        )
+        let serviceGroup = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: api),
+                    .init(service: keeper),
+                ],
+                gracefulShutdownSignals: signals,
+                logger: logger
+            )
+        )
+        shutdown.withLock { $0 = serviceGroup }
+        return EndpointApplication(service: service, serviceGroup: serviceGroup, apiAddress: bound)
+    }
+}
+
+/// Applies the desired state at start, joins dem when asked, and compares the kernel target
+/// with the desired state every check interval.
+struct DesiredStateKeeper: Service {
+    let service: EndpointService
+    let options: EndpointOptions
+    let credential: String
+    let bound: EndpointApplication.BoundPort
+    let group: any EventLoopGroup
+    let logger: Logger
+
+    func run() async throws {
+        let status = await service.applyDesired(adopt: options.adopt)
+        logger.notice(
+            "desired state applied",
+            metadata: [
+                "generation": "\(status.generation)", "subsystems-live": "\(status.live.count)",
+                "errors": "\(status.errors.count)", "foreign": "\(status.foreign.count)",
+                "drift": "\(status.drift.count)",
+            ]
+        )
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { tasks in
+                if let url = options.joinURL {
+                    tasks.addTask { await join(url) }
+                }
+                tasks.addTask { await check() }
+            }
+        }
+    }
+
+    /// Compares the kernel target with the desired state every check interval; drift is
+    /// logged when it appears and when it goes, and repaired with `repairDrift`.
+    private func check() async {
+        var reported: [EndpointDrift] = []
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: options.checkInterval) } catch { return }
+            let status = service.status()
+            if status.drift != reported {
+                if status.drift.isEmpty {
+                    logger.notice("the kernel target matches the desired state again")
+                } else {
+                    for drift in status.drift {
+                        logger.warning(
+                            "drift",
+                            metadata: [
+                                "object": "\(drift.object)", "attribute": "\(drift.attribute ?? "-")",
+                                "expected": "\(drift.expected ?? "-")", "actual": "\(drift.actual ?? "-")",
+                            ]
+                        )
+                    }
+                }
+                reported = status.drift
+            }
+            if !status.drift.isEmpty, options.repairDrift {
+                _ = await service.applyDesired()
+            }
+        }
+    }
+
+    /// Announces this target to dem, retrying with backoff until dem takes it.
+    private func join(_ url: String) async {
+        let port = await bound.port()
+        let address = options.advertiseAddress ?? Self.defaultAdvertiseAddress(options.apiAddress)
+        let join = EndpointJoin(
+            alias: options.alias ?? service.inventory().hostname ?? "target",
+            interface: ManagementInterface(
+                family: IPAddressText.isIPv6(address) ? "ipv6" : "ipv4",
+                address: address,
+                port: options.advertisePort ?? port
+            ),
+            inventory: service.inventory()
+        )
+        let client = HTTPClient(eventLoopGroupProvider: .shared(group))
+        var delay = 1.0
+        defer { Task { try? await client.shutdown() } }
+        while !Task.isCancelled {
+            do {
+                var request = HTTPClientRequest(url: url.hasSuffix("/") ? url + "dem/join" : url + "/dem/join")
+                request.method = .POST
+                request.headers.add(name: "Authorization", value: "Bearer \(credential)")
+                request.headers.add(name: "Content-Type", value: "application/json")
+                request.body = .bytes(ByteBuffer(bytes: try APIResponse.encoder().encode(join)))
+                let response = try await client.execute(request, timeout: .seconds(10))
+                let body = try await response.body.collect(upTo: 1 << 20)
+                if (200..<300).contains(Int(response.status.code)) {
+                    logger.notice(
+                        "joined dem",
+                        metadata: [
+                            "dem": "\(url)", "alias": "\(join.alias)",
+                            "advertised": "\(address):\(join.interface.port ?? port)",
+                        ]
+                    )
+                    return
+                }
+                let text = String(decoding: body.readableBytesView, as: UTF8.self)
+                logger.error(
+                    "dem refused the join",
+                    metadata: ["dem": "\(url)", "status": "\(response.status.code)", "answer": "\(text)"]
+                )
+                // A refusal (bad credential, bad alias) does not mend by itself; retry slowly.
+                delay = 60
+            } catch {
+                logger.warning(
+                    "cannot reach dem to join; retrying",
+                    metadata: ["dem": "\(url)", "error": "\(error)", "retry-in": "\(Int(delay)) s"]
+                )
+            }
+            do { try await Task.sleep(for: .seconds(delay)) } catch { return }
+            delay = min(delay * 2, 60)
+        }
+    }
+
+    /// The API address, or when it listens on every address the first non-loopback IPv4 one.
+    static func defaultAdvertiseAddress(_ apiAddress: String) -> String {
+        guard apiAddress == "0.0.0.0" || apiAddress == "::" else { return apiAddress }
+        let addresses = NetworkAddress.system().filter { !$0.isLoopback }
+        return addresses.first { $0.family == "ipv4" }?.address ?? addresses.first?.address ?? "127.0.0.1"
+    }
+}

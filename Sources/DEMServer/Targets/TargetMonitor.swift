@@ -1,0 +1,581 @@
+import AsyncHTTPClient
+import DEMCore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// What dem knows of a target at run time: whether it answers, what it serves, how it differs
+/// from the model. `GET /target/<t>/status`, `GET /dem/targets` and `dem-cli` show it.
+public struct TargetStatus: Codable, Sendable, Hashable {
+    public enum State: String, Codable, Sendable, Hashable, CaseIterable {
+        /// Not contacted yet.
+        case unknown
+        /// Its dem-em joined, and dem has not reached it since.
+        case joined
+        /// It answers, and serves what the model says.
+        case reachable
+        /// It does not answer (or answers with errors).
+        case unreachable
+        /// It answers, but the kernel target differs from the model (see Drift and Errors).
+        case drifted
+        /// dem neither configures nor reads it in this build (InBandMgmt); the model's entries
+        /// are served as they are.
+        case unmanaged
+    }
+
+    public var alias: String
+    public var managementMode: ManagementMode
+    public var state: State
+    /// Whether its dem-em joined dem (since dem started).
+    public var joined: Bool
+    /// When dem last had an answer from it.
+    public var lastContact: Date?
+    /// When dem last tried.
+    public var lastAttempt: Date?
+    /// The last failure, while it lasts.
+    public var lastError: String?
+    /// Managed targets: what the kernel target serves, as its dem-em last reported.
+    public var live: [LiveSubsystem]?
+    /// Managed targets: the differences its dem-em reported.
+    public var drift: [EndpointDrift]
+    /// Managed targets: objects in the way that dem-em did not create.
+    public var foreign: [String]
+    /// Managed targets: the errors of the last apply.
+    public var errors: [String]
+    /// Local targets: entries read from its discovery controller at the last harvest.
+    public var harvested: Int?
+    /// Discovery log entries of this target hosts are served now.
+    public var serving: Int
+
+    enum CodingKeys: String, CodingKey {
+        case alias = "Alias"
+        case managementMode = "MgmtMode"
+        case state = "State"
+        case joined = "Joined"
+        case lastContact = "LastContact"
+        case lastAttempt = "LastAttempt"
+        case lastError = "LastError"
+        case live = "Live"
+        case drift = "Drift"
+        case foreign = "Foreign"
+        case errors = "Errors"
+        case harvested = "Harvested"
+        case serving = "Serving"
+    }
+
+    init(alias: String, managementMode: ManagementMode) {
+        self.alias = alias
+        self.managementMode = managementMode
+        self.state = managementMode == .inBand ? .unmanaged : .unknown
+        self.joined = false
+        self.drift = []
+        self.foreign = []
+        self.errors = []
+        self.serving = 0
+    }
+}
+
+/// What dem does with the entries of a target that stops answering.
+public enum UnreachablePolicy: String, Sendable, Hashable, CaseIterable {
+    /// Take them off every host's page (hosts are notified).
+    case withdraw
+    /// Keep serving what the target last confirmed; the target is flagged unreachable.
+    case keep
+}
+
+/// Watches every target of the model and keeps what hosts are served in step with what the
+/// targets really serve.
+///
+/// - OutOfBandMgmt: pushes the target's slice of the model to its dem-em whenever it changes
+///   (and after the target comes back), asks for its status every probe interval, reads its
+///   inventory at the first contact and every `Refresh` minutes. Its entries are served once
+///   dem-em has confirmed the subsystem is live on the port.
+/// - LocalMgmt: reads the target's own discovery controller (its in-band interface address, or
+///   each TCP port) at start, when the model changes the target, every `Refresh` minutes and
+///   on demand; the entries of subsystems the model defines on the target are served with the
+///   model's access rules. While unreachable it is retried every probe interval.
+/// - A target that stops answering is marked unreachable (`/events`, `/metrics`, REST) and its
+///   entries follow the ``UnreachablePolicy``; when it answers again it converges.
+public final class TargetMonitor: Sendable {
+    /// What the monitor needs.
+    public struct Configuration: Sendable {
+        /// The fabric credential dem sends to dem-em.
+        public var credential: String
+        /// How often targets are checked.
+        public var probeInterval: Duration = .seconds(5)
+        /// How long a call to a target may take.
+        public var callTimeout: Duration = .seconds(10)
+        public var unreachablePolicy: UnreachablePolicy = .withdraw
+        /// The host NQN dem uses when it reads local targets' discovery controllers.
+        public var hostNQN: String
+        public var hostIdentifier: [UInt8]
+
+        public init(credential: String, hostNQN: String, hostIdentifier: [UInt8]) {
+            self.credential = credential
+            self.hostNQN = hostNQN
+            self.hostIdentifier = hostIdentifier
+        }
+    }
+
+    private struct Runtime: Sendable {
+        var status: TargetStatus
+        /// The configuration dem-em last accepted; nil forces a push.
+        var pushed: EndpointConfiguration?
+        /// The target's part of the model at the last pass (a change wakes its worker).
+        var slice: FabricTarget?
+        var lastInventory: ContinuousClock.Instant?
+        var lastHarvest: ContinuousClock.Instant?
+        var harvestedEntries: [DiscoveryLogEntry]?
+        var confirmed: [String: Set<Int>]?
+        var wake: AsyncStream<Void>.Continuation?
+        var worker: Task<Void, Never>?
+    }
+
+    private let service: FabricService
+    private let feed: DiscoveryModelFeed
+    private let configuration: Configuration
+    private let http: HTTPClient
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let runtimes = Mutex<[String: Runtime]>([:])
+    private let clock = ContinuousClock()
+
+    public init(
+        service: FabricService,
+        feed: DiscoveryModelFeed,
+        configuration: Configuration,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger
+    ) {
+        self.service = service
+        self.feed = feed
+        self.configuration = configuration
+        self.group = group
+        self.logger = logger
+        var http = HTTPClient.Configuration()
+        http.timeout = .init(connect: .seconds(3), read: TimeAmount(configuration.callTimeout))
+        self.http = HTTPClient(eventLoopGroupProvider: .shared(group), configuration: http)
+    }
+
+    // MARK: Reading
+
+    /// Every target's status, by alias.
+    public var statuses: [TargetStatus] {
+        runtimes.withLock { $0.values.map(\.status) }.sorted { $0.alias < $1.alias }
+    }
+
+    /// Target `alias`'s status, or nil when the monitor does not know it (yet).
+    public func status(_ alias: String) -> TargetStatus? {
+        runtimes.withLock { $0[alias]?.status }
+    }
+
+    // MARK: Running
+
+    /// Follows the model until `stop` is cancelled: one worker per target.
+    func run() async {
+        let (events, cancel) = service.subscribe()
+        defer { cancel() }
+        synchronizeWorkers(wakeAll: false)
+        for await event in events where !event.path.hasSuffix("/status") {
+            // Hosts and groups change access lists on every target; a target's own change
+            // wakes only its worker.
+            synchronizeWorkers(wakeAll: !event.path.hasPrefix("/target/"))
+        }
+    }
+
+    /// Stops every worker and the HTTP client.
+    func shutdown() async {
+        let workers = runtimes.withLock { runtimes in
+            defer {
+                for key in runtimes.keys {
+                    runtimes[key]?.wake?.finish()
+                    runtimes[key]?.worker?.cancel()
+                }
+            }
+            return runtimes.values.compactMap(\.worker)
+        }
+        for worker in workers { await worker.value }
+        try? await http.shutdown()
+    }
+
+    /// Starts workers for new targets, stops those of deleted ones and wakes those whose part
+    /// of the model changed.
+    private func synchronizeWorkers(wakeAll: Bool) {
+        let fabric = service.fabric
+        let targets = Dictionary(uniqueKeysWithValues: fabric.targets.map { ($0.alias, $0) })
+        var started: [String] = []
+        var removed = false
+        runtimes.withLock { runtimes in
+            for alias in runtimes.keys where targets[alias] == nil {
+                runtimes[alias]?.wake?.finish()
+                runtimes[alias]?.worker?.cancel()
+                runtimes[alias] = nil
+                removed = true
+            }
+            for (alias, target) in targets {
+                if var runtime = runtimes[alias] {
+                    if runtime.status.managementMode != target.managementMode {
+                        runtime.status = TargetStatus(alias: alias, managementMode: target.managementMode)
+                        runtime.pushed = nil
+                        runtime.confirmed = nil
+                        runtime.harvestedEntries = nil
+                        runtime.lastHarvest = nil
+                        runtime.lastInventory = nil
+                    }
+                    let changed = runtime.slice != target
+                    runtime.slice = target
+                    runtimes[alias] = runtime
+                    if changed || wakeAll { runtime.wake?.yield() }
+                } else {
+                    runtimes[alias] = Runtime(
+                        status: TargetStatus(alias: alias, managementMode: target.managementMode),
+                        slice: target
+                    )
+                    started.append(alias)
+                }
+            }
+        }
+        for alias in started { startWorker(alias) }
+        if removed || !started.isEmpty { publishServing() }
+    }
+
+    private func startWorker(_ alias: String) {
+        let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let worker = Task { [self] in
+            await pass(alias, reason: .start)
+            while !Task.isCancelled {
+                // Wait for a wake or the probe interval, whichever comes first.
+                let woken = await withTaskGroup(of: Bool.self) { group in
+                    group.addTask {
+                        var iterator = wakes.makeAsyncIterator()
+                        return await iterator.next() != nil
+                    }
+                    group.addTask { [configuration] in
+                        try? await Task.sleep(for: configuration.probeInterval)
+                        return false
+                    }
+                    let first = await group.next() ?? false
+                    group.cancelAll()
+                    return first
+                }
+                if Task.isCancelled { break }
+                await pass(alias, reason: woken ? .modelChanged : .probe)
+            }
+        }
+        runtimes.withLock { runtimes in
+            runtimes[alias]?.wake = wake
+            runtimes[alias]?.worker = worker
+        }
+    }
+
+    // MARK: Passes
+
+    /// Reads target `alias` now: its dem-em's status and inventory, or its discovery
+    /// controller's log page. - Returns: the failure, or nil.
+    public func refresh(_ alias: String) async -> EndpointCallError? {
+        await pass(alias, reason: .refresh)
+    }
+
+    /// Pushes target `alias`'s configuration to its dem-em now. - Returns: the failure, or nil.
+    public func reconfigure(_ alias: String) async -> EndpointCallError? {
+        await pass(alias, reason: .reconfig)
+    }
+
+    enum Reason { case start, modelChanged, probe, refresh, reconfig }
+
+    /// What a pass read from the target, applied to the runtime when it ends.
+    private enum Outcome {
+        case managed(EndpointStatus, pushed: EndpointConfiguration?, inventory: EndpointInventory?)
+        case harvested([DiscoveryLogEntry])
+        case failed(String)
+        case nothing
+    }
+
+    /// One look at target `alias`: push, probe, read inventory or harvest as `reason` and its
+    /// state call for. - Throws: the failure, for the REST routes that asked.
+    @discardableResult
+    func pass(_ alias: String, reason: Reason) async -> EndpointCallError? {
+        guard let (target, runtime) = runtimes.withLock({ r in r[alias].flatMap { rt in rt.slice.map { ($0, rt) } } })
+        else { return nil }
+        let now = clock.now
+        let refreshDue: (ContinuousClock.Instant?) -> Bool = { last in
+            guard let last else { return true }
+            return target.refresh > 0 && now - last >= .seconds(target.refresh * 60)
+        }
+        let outcome: Outcome
+        var failure: EndpointCallError? = nil
+        switch target.managementMode {
+        case .inBand:
+            outcome = .nothing
+        case .outOfBand:
+            guard let url = EndpointClient.baseURL(of: target.interface) else {
+                outcome = .failed(
+                    "no Interface ADDRESS: set the target's out-of-band interface, or let its dem-em join"
+                )
+                failure = EndpointCallError(kind: .unreachable, message: "target \"\(alias)\" has no Interface ADDRESS")
+                break
+            }
+            let client = EndpointClient(
+                baseURL: url,
+                credential: configuration.credential,
+                http: http,
+                timeout: TimeAmount(configuration.callTimeout)
+            )
+            do throws(EndpointCallError) {
+                let desired: EndpointConfiguration
+                do {
+                    desired = try service.fabric.endpointConfiguration(target: alias)
+                } catch {
+                    outcome = .nothing
+                    break
+                }
+                var pushed: EndpointConfiguration? = nil
+                let status: EndpointStatus
+                if runtime.pushed != desired || reason == .reconfig {
+                    status = try await client.apply(desired)
+                    pushed = desired
+                } else {
+                    status = try await client.status()
+                }
+                var inventory: EndpointInventory? = nil
+                if reason == .refresh || runtime.status.state == .unreachable || refreshDue(runtime.lastInventory) {
+                    inventory = try await client.inventory()
+                }
+                outcome = .managed(status, pushed: pushed, inventory: inventory)
+            } catch {
+                outcome = .failed(error.message)
+                failure = error
+            }
+        case .local:
+            let due =
+                reason != .probe || runtime.status.state == .unreachable || refreshDue(runtime.lastHarvest)
+            guard due else {
+                outcome = .nothing
+                break
+            }
+            do throws(EndpointCallError) {
+                outcome = .harvested(try await harvest(target))
+            } catch {
+                outcome = .failed(error.message)
+                failure = error
+            }
+        }
+        if case .managed(_, _, let inventory?) = outcome {
+            let fabric = service.fabric
+            if let current = try? fabric.target(alias),
+                current.reportedDevices != inventory.devices || current.reportedInterfaces != inventory.interfaces
+            {
+                _ = try? await service.change(.updated, path: "/target/\(alias)") { fabric throws(ModelError) in
+                    try fabric.setReportedInventory(
+                        target: alias,
+                        devices: inventory.devices,
+                        interfaces: inventory.interfaces
+                    )
+                }
+            }
+        }
+        record(alias, outcome, at: now)
+        return failure
+    }
+
+    /// Reads the discovery log of a local target: as dem's host NQN, and as each host NQN the
+    /// model allows on its restricted subsystems (the kernel target lists a restricted
+    /// subsystem only to its hosts).
+    private func harvest(_ target: FabricTarget) async throws(EndpointCallError) -> [DiscoveryLogEntry] {
+        var addresses: [(host: String, port: Int)] = []
+        if let interface = target.interface, let address = interface.transportAddress {
+            addresses.append((address, interface.transportServiceIdentifier ?? DEMCore.discoveryPort))
+        } else {
+            for port in target.ports where port.transportType == "tcp" {
+                addresses.append((port.transportAddress, port.transportServiceIdentifier))
+            }
+        }
+        guard !addresses.isEmpty else {
+            throw EndpointCallError(
+                kind: .unreachable,
+                message:
+                    "target \"\(target.alias)\" has no TCP port nor in-band Interface to read its discovery controller at"
+            )
+        }
+        var hostNQNs = [configuration.hostNQN]
+        let fabric = service.fabric
+        let nqnByAlias = Dictionary(fabric.hosts.map { ($0.alias, $0.nqn) }, uniquingKeysWith: { a, _ in a })
+        for subsystem in target.subsystems where !subsystem.allowAnyHost {
+            for alias in subsystem.hosts {
+                if let nqn = nqnByAlias[alias] ?? nil, !hostNQNs.contains(nqn), hostNQNs.count < 16 {
+                    hostNQNs.append(nqn)
+                }
+            }
+        }
+        var entries: [DiscoveryLogEntry] = []
+        var lastError: (any Error)? = nil
+        var reached = false
+        for (host, port) in addresses {
+            for hostNQN in hostNQNs {
+                var options = DiscoveryClientOptions(hostNQN: hostNQN, hostIdentifier: configuration.hostIdentifier)
+                options.commandTimeout = TimeAmount(configuration.callTimeout)
+                do {
+                    let client = try await DiscoveryClient.connect(
+                        host: host,
+                        port: port,
+                        options: options,
+                        group: group
+                    )
+                    defer { Task { await client.close() } }
+                    let page = try await client.readDiscoveryLogPage()
+                    reached = true
+                    for entry in page.entries where entry.subsystemType == .nvm && !entries.contains(entry) {
+                        entries.append(entry)
+                    }
+                } catch {
+                    lastError = error
+                    // The address does not answer: no point trying it as another host.
+                    if !reached { break }
+                }
+            }
+        }
+        guard reached else {
+            throw EndpointCallError(
+                kind: .unreachable,
+                message:
+                    "the discovery controller of target \"\(target.alias)\" at \(addresses.map { "\($0.host):\($0.port)" }.joined(separator: ", ")) does not answer: \(lastError.map { "\($0)" } ?? "no address")"
+            )
+        }
+        return entries
+    }
+
+    private func record(_ alias: String, _ outcome: Outcome, at now: ContinuousClock.Instant) {
+        let date = Date()
+        let change: (old: TargetStatus.State, new: TargetStatus.State)? = runtimes.withLock { runtimes in
+            guard var runtime = runtimes[alias] else { return nil }
+            let old = runtime.status.state
+            switch outcome {
+            case .nothing:
+                return nil
+            case .managed(let status, let pushed, let inventory):
+                if let pushed { runtime.pushed = pushed }
+                if inventory != nil { runtime.lastInventory = now }
+                runtime.status.lastContact = date
+                runtime.status.lastError = nil
+                runtime.status.live = status.live
+                runtime.status.drift = status.drift
+                runtime.status.foreign = status.foreign
+                runtime.status.errors = status.errors
+                runtime.status.state =
+                    status.drift.isEmpty && status.errors.isEmpty && status.foreign.isEmpty ? .reachable : .drifted
+                var confirmed: [String: Set<Int>] = [:]
+                for subsystem in status.live where !subsystem.ports.isEmpty {
+                    confirmed[subsystem.nqn] = Set(subsystem.ports)
+                }
+                runtime.confirmed = confirmed
+            case .harvested(let entries):
+                runtime.lastHarvest = now
+                runtime.harvestedEntries = entries
+                runtime.status.lastContact = date
+                runtime.status.lastError = nil
+                runtime.status.harvested = entries.count
+                runtime.status.state = .reachable
+            case .failed(let message):
+                runtime.status.lastError = message
+                runtime.status.state = .unreachable
+                // Push again when it answers: it may have lost its state.
+                runtime.pushed = nil
+                runtime.lastHarvest = nil
+                if configuration.unreachablePolicy == .withdraw {
+                    runtime.confirmed = [:]
+                    runtime.harvestedEntries = []
+                }
+            }
+            runtime.status.lastAttempt = date
+            runtimes[alias] = runtime
+            return (old, runtime.status.state)
+        }
+        publishServing()
+        guard let change, change.old != change.new else { return }
+        let level: Logger.Level = change.new == .unreachable ? .warning : .notice
+        logger.log(
+            level: level,
+            "target state changed",
+            metadata: [
+                "target": "\(alias)", "from": "\(change.old.rawValue)", "to": "\(change.new.rawValue)",
+                "error": "\(status(alias)?.lastError ?? "-")",
+            ]
+        )
+        service.publish(.updated, path: "/target/\(alias)/status")
+    }
+
+    /// Marks target `alias` as joined (its dem-em called `POST /dem/join`) and looks at it now.
+    func joined(_ alias: String) {
+        synchronizeWorkers(wakeAll: false)
+        let wake = runtimes.withLock { runtimes -> AsyncStream<Void>.Continuation? in
+            runtimes[alias]?.status.joined = true
+            if runtimes[alias]?.status.state == .unknown || runtimes[alias]?.status.state == .unreachable {
+                runtimes[alias]?.status.state = .joined
+            }
+            runtimes[alias]?.pushed = nil
+            runtimes[alias]?.lastInventory = nil
+            return runtimes[alias]?.wake
+        }
+        wake?.yield()
+    }
+
+    /// What each target contributes to hosts' pages, to the feed; and each status's Serving.
+    /// dem calls it once before it loads the catalog, so that no entry is served unconfirmed.
+    func publishServing() {
+        let fabric = service.fabric
+        let serving: [String: TargetServing] = runtimes.withLock { runtimes in
+            var serving: [String: TargetServing] = [:]
+            for (alias, runtime) in runtimes {
+                switch runtime.status.managementMode {
+                case .inBand:
+                    serving[alias] = .model
+                case .outOfBand:
+                    serving[alias] = .confirmed(runtime.confirmed ?? [:])
+                case .local:
+                    if let entries = runtime.harvestedEntries {
+                        serving[alias] = .harvested(entries)
+                    } else {
+                        serving[alias] = configuration.unreachablePolicy == .keep ? .model : .harvested([])
+                    }
+                }
+            }
+            // Targets the monitor has not seen yet serve nothing until it has.
+            for target in fabric.targets where serving[target.alias] == nil {
+                switch target.managementMode {
+                case .inBand: serving[target.alias] = .model
+                case .outOfBand: serving[target.alias] = .confirmed([:])
+                case .local: serving[target.alias] = configuration.unreachablePolicy == .keep ? .model : .harvested([])
+                }
+            }
+            return serving
+        }
+        let entries = DiscoveryModelFeed.sourceEntries(fabric, serving: serving)
+        var counts: [String: Int] = [:]
+        var aliasByNQN: [String: [String]] = [:]
+        for target in fabric.targets {
+            for subsystem in target.subsystems { aliasByNQN[subsystem.nqn, default: []].append(target.alias) }
+        }
+        for entry in entries {
+            for alias in aliasByNQN[entry.entry.subsystemNQN] ?? [] { counts[alias, default: 0] += 1 }
+        }
+        runtimes.withLock { runtimes in
+            for alias in runtimes.keys { runtimes[alias]?.status.serving = counts[alias] ?? 0 }
+        }
+        feed.setServing(serving)
+    }
+}
+
+/// Runs the ``TargetMonitor`` in dem's service group.
+struct TargetMonitorService: Service {
+    let monitor: TargetMonitor
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            await monitor.run()
+        }
+        await monitor.shutdown()
+    }
+}

@@ -1,0 +1,272 @@
+import ArgumentParser
+import DEMCore
+import DEMEndpoint
+import Foundation
+import Logging
+
+/// Where dem-em keeps its state: `--data-dir`, else `/var/lib/dem-em` for root, else
+/// `$XDG_STATE_HOME/dem-em` (or `~/.local/state/dem-em`).
+func resolveDataDirectory(_ explicit: String?) -> String {
+    if let explicit { return explicit }
+    if getuid() == 0 { return "/var/lib/dem-em" }
+    let environment = ProcessInfo.processInfo.environment
+    if let state = environment["XDG_STATE_HOME"], !state.isEmpty { return state + "/dem-em" }
+    return (environment["HOME"] ?? NSTemporaryDirectory()) + "/.local/state/dem-em"
+}
+
+struct CommonFlags: ParsableArguments {
+    @Option(
+        name: .customLong("data-dir"),
+        help: "State directory (default: /var/lib/dem-em as root, else $XDG_STATE_HOME/dem-em)."
+    )
+    var dataDirectory: String?
+
+    @Option(name: .customLong("nvmet-root"), help: "The nvmet configfs directory.")
+    var nvmetRoot: String = "/sys/kernel/config/nvmet"
+
+    @Option(name: .customLong("sysfs-root"), help: "Where sysfs is mounted.")
+    var sysfsRoot: String = "/sys"
+
+    @Option(
+        name: .customLong("allow-device"),
+        help:
+            "A block device or file (glob) that may back namespaces, besides NVMe namespaces and null_blk (repeatable)."
+    )
+    var allowedDevices: [String] = []
+
+    var resolvedDataDirectory: String { resolveDataDirectory(dataDirectory) }
+}
+
+@main
+struct DEMEM: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dem-em",
+        abstract: "DEM's endpoint manager: applies dem's configuration to this machine's kernel NVMe-oF target.",
+        discussion: """
+            Keeps the desired state dem sends (ports, subsystems, namespaces, hosts) in its data \
+            directory and makes the kernel target (nvmet, through configfs) match it, touching \
+            only what it created. Reports the devices and fabric interfaces it finds.
+            """,
+        subcommands: [Serve.self, Inventory.self, Status.self, Import.self, Export.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the endpoint manager (the default).")
+
+    @OptionGroup var common: CommonFlags
+
+    @Option(
+        name: .customLong("fabric-key"),
+        help:
+            "The credential dem and dem-em share: a copy of dem's fabric.key (default: fabric.key in the data directory)."
+    )
+    var fabricKey: String?
+
+    @Option(name: .customLong("api-address"), help: "Address the REST API listens on.")
+    var apiAddress: String = "0.0.0.0"
+
+    @Option(name: .customLong("api-port"), help: "REST API port.")
+    var apiPort: Int = DEMCore.endpointManagerPort
+
+    @Option(name: .customLong("join"), help: "dem's REST API to join at start, e.g. http://head:22345.")
+    var join: String?
+
+    @Option(name: .customLong("alias"), help: "This target's alias in dem (default: the host name).")
+    var alias: String?
+
+    @Option(
+        name: .customLong("advertise-address"),
+        help: "The address dem reaches this API at (default: the API address, or the first non-loopback one)."
+    )
+    var advertiseAddress: String?
+
+    @Option(name: .customLong("advertise-port"), help: "The port dem reaches this API at (default: the API port).")
+    var advertisePort: Int?
+
+    @Flag(help: "Take over kernel target objects dem-em did not create when the desired state names them.")
+    var adopt = false
+
+    @Option(name: .customLong("check-interval"), help: "Seconds between drift checks.")
+    var checkInterval: Double = 30
+
+    @Flag(name: .customLong("repair-drift"), help: "Re-apply the desired state when drift is found.")
+    var repairDrift = false
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        guard (0...65535).contains(apiPort) else { throw ValidationError("--api-port must be 0...65535") }
+        if let advertisePort, !(1...65535).contains(advertisePort) {
+            throw ValidationError("--advertise-port must be 1...65535")
+        }
+        guard IPAddressText.isIPv4(apiAddress) || IPAddressText.isIPv6(apiAddress) else {
+            throw ValidationError("--api-address \"\(apiAddress)\" is not an IPv4 or IPv6 address")
+        }
+        if let advertiseAddress, !IPAddressText.isIPv4(advertiseAddress), !IPAddressText.isIPv6(advertiseAddress) {
+            throw ValidationError("--advertise-address \"\(advertiseAddress)\" is not an IPv4 or IPv6 address")
+        }
+        if let join {
+            guard let url = URL(string: join), url.scheme == "http" || url.scheme == "https", url.host != nil else {
+                throw ValidationError("--join must be dem's REST URL, such as http://head:22345, not \"\(join)\"")
+            }
+        }
+        guard checkInterval >= 1, checkInterval <= 86400 else {
+            throw ValidationError("--check-interval must be 1...86400 seconds")
+        }
+    }
+
+    func run() async throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "dem-em")
+        var options = EndpointOptions(dataDirectory: common.resolvedDataDirectory, credentialPath: fabricKey)
+        options.nvmetRoot = common.nvmetRoot
+        options.sysfsRoot = common.sysfsRoot
+        options.allowedDevices = common.allowedDevices
+        options.apiAddress = apiAddress
+        options.apiPort = apiPort
+        options.joinURL = join
+        options.alias = alias
+        options.advertiseAddress = advertiseAddress
+        options.advertisePort = advertisePort
+        options.adopt = adopt
+        options.checkInterval = .milliseconds(Int(checkInterval * 1000))
+        options.repairDrift = repairDrift
+        let application: EndpointApplication
+        do {
+            application = try EndpointApplication.build(options: options, logger: logger)
+        } catch let error as FabricCredential.Failure {
+            logger.critical(
+                "dem-em cannot start",
+                metadata: [
+                    "error": "\(error)",
+                    "fix":
+                        "copy dem's fabric.key (in dem's data directory) to \(options.credentialPath), mode 0600, or pass --fabric-key",
+                ]
+            )
+            throw ExitCode(1)
+        } catch {
+            logger.critical("dem-em cannot start", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+        try await application.serviceGroup.run()
+        logger.notice("dem-em stopped")
+    }
+}
+
+/// Prints what the machine has.
+struct Inventory: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the devices and fabric interfaces found, as JSON.")
+
+    @OptionGroup var common: CommonFlags
+
+    func run() throws {
+        let scanner = InventoryScanner(sysfsRoot: common.sysfsRoot, allowedPaths: common.allowedDevices)
+        try printJSON(scanner.scan())
+    }
+}
+
+/// Compares the kernel target with the desired state, without changing anything.
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print what the kernel target serves and how it differs from the desired state, as JSON.",
+        discussion: "Exits 0 when it matches, 1 when it differs."
+    )
+
+    @OptionGroup var common: CommonFlags
+
+    func run() throws {
+        let service = try makeService(common)
+        let status = service.status()
+        try printJSON(status)
+        if !status.drift.isEmpty || !status.foreign.isEmpty { throw ExitCode(1) }
+    }
+}
+
+/// Takes nvmetcli's config.json as the desired state.
+struct Import: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Take an nvmetcli config.json as the desired state and apply it.",
+        discussion: "Objects it names that dem-em did not create are left alone unless --adopt is given."
+    )
+
+    @OptionGroup var common: CommonFlags
+
+    @Argument(help: "The nvmetcli config.json (- for standard input).")
+    var file: String
+
+    @Flag(help: "Take over kernel target objects the file names that dem-em did not create.")
+    var adopt = false
+
+    func run() async throws {
+        let data: Data
+        if file == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            guard let contents = FileManager.default.contents(atPath: file) else {
+                throw ValidationError("cannot read \(file)")
+            }
+            data = contents
+        }
+        let configuration: EndpointConfiguration
+        do {
+            configuration = try NvmetcliConfig.decode(data)
+        } catch {
+            throw ValidationError("\(file): \(error)")
+        }
+        let service = try makeService(common)
+        let status: EndpointStatus
+        do throws(ModelError) {
+            status = try await service.replace(configuration, adopt: adopt)
+        } catch {
+            throw ValidationError("\(file): \(error.field): \(error.message)")
+        }
+        try printJSON(status)
+        if !status.errors.isEmpty { throw ExitCode(1) }
+    }
+}
+
+/// Prints the kernel target as nvmetcli's config.json.
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the kernel target as an nvmetcli config.json.")
+
+    @OptionGroup var common: CommonFlags
+
+    @Flag(help: "Print the desired state instead of what the kernel target has.")
+    var desired = false
+
+    func run() throws {
+        let service = try makeService(common)
+        let data = try NvmetcliConfig.encode(desired ? service.desired : try service.backend.actual())
+        FileHandle.standardOutput.write(data)
+        FileHandle.standardOutput.write(Data("\n".utf8))
+    }
+}
+
+func makeService(_ common: CommonFlags) throws -> EndpointService {
+    var logger = Logger(label: "dem-em")
+    logger.logLevel = .warning
+    return try EndpointService.open(
+        dataDirectory: common.resolvedDataDirectory,
+        nvmetRoot: common.nvmetRoot,
+        sysfsRoot: common.sysfsRoot,
+        allowedDevices: common.allowedDevices,
+        logger: logger
+    )
+}
+
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    encoder.dateEncodingStrategy = .iso8601
+    FileHandle.standardOutput.write(try encoder.encode(value))
+    FileHandle.standardOutput.write(Data("\n".utf8))
+}
+extension Logger.Level: @retroactive ExpressibleByArgument {}
