@@ -135,6 +135,7 @@ let package = Package(
                 "DEMCore",
                 "DEMEndpoint",
                 "DEMServer",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

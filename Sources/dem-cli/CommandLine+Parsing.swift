@@ -79,6 +79,10 @@ enum Rendering: Equatable, Sendable {
     case config
     /// `GET /target/<t>`.
     case target
+    /// `GET /dem/targets`: a table of the targets' run-time states.
+    case targetStates
+    /// `GET /target/<t>/status`.
+    case targetStatus
     /// `GET /host/<h>`.
     case host
     /// `GET /group/<g>`.
@@ -565,8 +569,8 @@ enum CommandTable {
         },
 
         // targets
-        CommandSpec(verb: .list, object: .target, arguments: [], summary: "list the targets") { _ in
-            [CLIRequest(.GET, path("target"), rendering: .names(key: "Targets"))]
+        CommandSpec(verb: .list, object: .target, arguments: [], summary: "list the targets and their states") { _ in
+            [CLIRequest(.GET, path("dem", "targets"), rendering: .targetStates)]
         },
         CommandSpec(verb: .add, object: .target, arguments: ["<alias>"], summary: "create a target") { a in
             [CLIRequest(.POST, path("target", a[0]), rendering: .done("Target '\(a[0])' added"))]
@@ -585,9 +589,12 @@ enum CommandTable {
             verb: .get,
             object: .target,
             arguments: ["<alias>"],
-            summary: "show a target: mode, ports, subsystems, ACLs"
+            summary: "show a target: mode, ports, subsystems, ACLs, then its state"
         ) { a in
-            [CLIRequest(.GET, path("target", a[0]), rendering: .target)]
+            [
+                CLIRequest(.GET, path("target", a[0]), rendering: .target),
+                CLIRequest(.GET, path("target", a[0], "status"), rendering: .targetStatus),
+            ]
         },
         CommandSpec(
             verb: .delete,

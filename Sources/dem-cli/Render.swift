@@ -148,6 +148,8 @@ func render(_ rendering: Rendering, _ json: JSONValue) -> String {
     case .names(let key): return renderNames(json, key: key)
     case .config: return renderConfig(json)
     case .target: return renderTarget(json)
+    case .targetStates: return renderTargetStates(json)
+    case .targetStatus: return renderTargetStatus(json)
     case .host: return renderHost(json)
     case .group: return renderGroup(json)
     case .tokens: return renderTokens(json)
@@ -190,6 +192,47 @@ func renderConfig(_ json: JSONValue) -> String {
         extra.append((member.key, member.value.displayText))
     }
     lines += labelled(extra)
+    return lines.joined(separator: "\n")
+}
+
+/// `GET /dem/targets`: one line per target, its mode, state and entries served, and the last
+/// error while there is one.
+func renderTargetStates(_ json: JSONValue) -> String {
+    guard let targets = json["Targets"]?.arrayValue else { return renderGeneric(json) }
+    guard !targets.isEmpty else { return "" }
+    let rows = targets.map { target in
+        [
+            target["Alias"]?.displayText ?? "", target["MgmtMode"]?.displayText ?? "",
+            target["State"]?.displayText ?? "", target["Serving"]?.displayText ?? "",
+            target["LastError"]?.displayText ?? "",
+        ]
+    }
+    return table(["ALIAS", "MODE", "STATE", "ENTRIES", "LAST ERROR"], rows, indent: "").joined(separator: "\n") + "\n"
+}
+
+/// `GET /target/<t>/status`: the state, when dem last heard from the target, what it serves and
+/// how it differs from the model.
+func renderTargetStatus(_ json: JSONValue) -> String {
+    var pairs: [(String, String)] = [("State", json["State"]?.displayText ?? "")]
+    if json["Joined"]?.displayText == "true" { pairs.append(("Joined", "yes")) }
+    for key in ["LastContact", "LastError", "Serving", "Harvested"] {
+        if let value = json[key] { pairs.append((key == "Serving" ? "Entries served" : key, value.displayText)) }
+    }
+    var lines = [""] + labelled(pairs)
+    if let live = json["Live"]?.arrayValue, !live.isEmpty {
+        lines.append("Live on the target:")
+        lines += objectTable(live, columns: ["SUBNQN", "PortIDs", "NSIDs"], indent: "  ")
+    }
+    if let drift = json["Drift"]?.arrayValue, !drift.isEmpty {
+        lines.append("Drift:")
+        lines += objectTable(drift, columns: ["Object", "Attribute", "Expected", "Actual"], indent: "  ")
+    }
+    for key in ["Foreign", "Errors"] {
+        if let items = json[key]?.arrayValue, !items.isEmpty {
+            lines.append("\(key == "Foreign" ? "Left alone (not created by dem-em)" : "Errors"):")
+            lines += items.map { "  " + $0.displayText }
+        }
+    }
     return lines.joined(separator: "\n")
 }
 

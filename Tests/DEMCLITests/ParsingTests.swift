@@ -63,10 +63,10 @@ struct CommandTableTests {
         .init("link host h1 lab", "POST", "/group/lab/host/h1"),
         .init("unlink host h1 lab", "DELETE", "/group/lab/host/h1"),
         // targets
-        .init("lis t", "GET", "/target"),
+        .init("lis t", "GET", "/dem/targets"),
         .init("add target t1", "POST", "/target/t1"),
         .init("set target t1", "PUT", "/target", ["Alias": "t1"]),
-        .init("get tgt t1", "GET", "/target/t1"),
+        .init(["get", "tgt", "t1"], Sent("GET", "/target/t1"), Sent("GET", "/target/t1/status")),
         .init("delete target t1", "DELETE", "/target/t1"),
         .init("rename target t1 t2", "PATCH", "/target/t1", ["Alias": "t2"]),
         .init("set local t1", "PATCH", "/target/t1", ["MgmtMode": "LocalMgmt"]),
@@ -158,7 +158,11 @@ struct CommandTableTests {
         .init("add tokens ops ADMIN", "POST", "/dem/tokens", ["Name": "ops", "Role": "admin"]),
         .init("delete token 7f3a", "DELETE", "/dem/tokens/7f3a"),
         // path segments are percent-encoded; `:` and `@` stay, `.`/`..` cannot climb
-        .init(["get", "target", "t 1/x%"], Sent("GET", "/target/t%201%2Fx%25")),
+        .init(
+            ["get", "target", "t 1/x%"],
+            Sent("GET", "/target/t%201%2Fx%25"),
+            Sent("GET", "/target/t%201%2Fx%25/status")
+        ),
         .init(["link", "target", "t 1", "g/1"], Sent("POST", "/group/g%2F1/target/t%201")),
         .init(["get", "host", ".."], Sent("GET", "/host/%2E%2E")),
         .init(["add", "host", "hôte@lab"], Sent("POST", "/host/h%C3%B4te@lab")),
@@ -300,7 +304,7 @@ struct OptionTests {
     @Test("options before, between and after the words", arguments: cases)
     func parsed(_ input: OptionCase) throws {
         #expect(try options(input.argv) == input.expected)
-        #expect(try requests(input.argv).map(\.path) == ["/target"])
+        #expect(try requests(input.argv).map(\.path) == ["/dem/targets"])
     }
 
     @Test("-- ends the options: what follows is a word even if it starts with -")

@@ -85,8 +85,52 @@ struct RenderTests {
 
     @Test("lists print one name a line, and nothing when empty")
     func names() throws {
-        #expect(try answer(200, #"{"Targets":["t1","t2"]}"#, to: ["list", "target"]).standardOutput == "t1\nt2\n")
+        #expect(try answer(200, #"{"Groups":["g1","g2"]}"#, to: ["list", "group"]).standardOutput == "g1\ng2\n")
         #expect(try answer(200, #"{"Hosts":[]}"#, to: ["list", "host"]).standardOutput == "")
+    }
+
+    @Test("list target: a table of each target's mode, state, entries served and last error")
+    func targetStates() throws {
+        let body = """
+            {"Targets":[
+              {"Alias":"t1","MgmtMode":"OutOfBandMgmt","State":"reachable","Joined":true,"Serving":2,
+               "Drift":[],"Foreign":[],"Errors":[]},
+              {"Alias":"t2","MgmtMode":"LocalMgmt","State":"unreachable","Joined":false,"Serving":0,
+               "LastError":"no answer","Drift":[],"Foreign":[],"Errors":[]}]}
+            """
+        #expect(
+            try answer(200, body, to: ["list", "target"]).standardOutput == """
+                ALIAS  MODE           STATE        ENTRIES  LAST ERROR
+                t1     OutOfBandMgmt  reachable    2
+                t2     LocalMgmt      unreachable  0        no answer
+
+                """
+        )
+        #expect(try answer(200, #"{"Targets":[]}"#, to: ["list", "target"]).standardOutput == "")
+    }
+
+    @Test("a target's status: state, entries, what is live, drift and errors")
+    func targetStatus() throws {
+        let body = """
+            {"Alias":"t1","MgmtMode":"OutOfBandMgmt","State":"drifted","Joined":true,"Serving":1,
+             "Live":[{"SUBNQN":"nqn.x:s1","PortIDs":[1],"NSIDs":[1]}],
+             "Drift":[{"Object":"subsystems/nqn.x:s1/namespaces/1","Attribute":"enable","Expected":"1","Actual":"0"}],
+             "Foreign":["ports/9"],"Errors":[]}
+            """
+        // `get target` asks for the target, then for its status: the second answer.
+        let request = try requests(["get", "target", "t1"])[1]
+        let text = outcome(
+            httpStatus: 200,
+            body: Array(body.utf8),
+            request: request,
+            format: .text,
+            token: TokenResolution()
+        ).standardOutput
+        #expect(text.contains("State:"))
+        #expect(text.contains("drifted"))
+        #expect(text.contains("Joined:"))
+        #expect(text.contains("subsystems/nqn.x:s1/namespaces/1  enable     1         0"))
+        #expect(text.contains("Left alone (not created by dem-em):\n  ports/9"))
     }
 
     @Test("a target: settings, a port table, subsystems with access lists and namespaces")

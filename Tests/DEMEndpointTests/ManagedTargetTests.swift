@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import DEMCore
 import DEMEndpoint
 import DEMServer
@@ -102,6 +103,17 @@ final class RunningManager: Sendable {
     }
 
     func state(_ alias: String) -> TargetStatus.State? { application.monitor.status(alias)?.state }
+
+    /// The body of `GET path` on dem's REST API, with the admin token.
+    func get(_ path: String) async throws -> String {
+        let token = try String(contentsOfFile: application.adminToken.path, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(await application.apiAddress.port())\(path)")
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return String(buffer: body)
+    }
 }
 
 func temporaryDirectory() throws -> String {
@@ -181,11 +193,25 @@ struct ManagedTargetTests {
         #expect(linkTarget.hasSuffix("hosts/\(Self.host)"))
         #expect(FileManager.default.fileExists(atPath: endpoint.nvmetRoot + "/ports/1/subsystems/\(Self.open)"))
 
-        // dem-em stops: t1 is unreachable and its entries are withdrawn.
+        // dem-em stops: t1 is unreachable and its entries are withdrawn; /events says so, and
+        // /metrics.
+        let (events, cancel) = dem.application.service.subscribe()
         try await endpoint.stop()
         #expect(try await eventually { dem.state("t1") == .unreachable })
         #expect(try await eventually { dem.served(to: Self.host).isEmpty })
         #expect(dem.application.monitor.status("t1")?.lastError?.contains("unreachable") == true)
+        var iterator = events.makeAsyncIterator()
+        var paths: [String] = []
+        while let event = await iterator.next() {
+            paths.append(event.path)
+            if event.path == "/target/t1/status" { break }
+        }
+        cancel()
+        #expect(paths.last == "/target/t1/status")
+        let metrics = try await dem.get("/metrics")
+        #expect(metrics.contains(#"dem_target_state{target="t1",state="unreachable"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"dem_targets{state="unreachable"} 1"#))
+        #expect(metrics.contains(#"dem_target_entries_served{target="t1"} 0"#))
 
         // It comes back (a new port: dem learns it as when dem-em joins); entries return.
         let restarted = try await RunningEndpoint.start(directory: directory + "/target", credentialPath: key)

@@ -76,6 +76,12 @@ public final class DEMMetrics: Sendable {
 
     public init() {}
 
+    /// A label value with `\`, `"` and newlines escaped, as the exposition format wants.
+    static func escape(_ value: String) -> String {
+        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
+    }
+
     /// Records one REST call.
     func apiCall(method: String, route: String, status: Int, duration: Duration) {
         let labels = [("method", method), ("route", route), ("status", String(status))]
@@ -114,7 +120,7 @@ public final class DEMMetrics: Sendable {
     }
 
     /// The exposition text, with the discovery controller's figures read now from `catalog`.
-    func render(catalog: DiscoveryCatalog, service: FabricService) -> String {
+    func render(catalog: DiscoveryCatalog, service: FabricService, targets: [TargetStatus]) -> String {
         var text = registry.emitToString()
         func metric(_ name: String, _ type: String, _ help: String, _ value: Int) {
             text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
@@ -148,6 +154,24 @@ public final class DEMMetrics: Sendable {
             fabric.targets.reduce(0) { $0 + $1.subsystems.count }
         )
         metric("dem_event_subscribers", "gauge", "Clients of /events now", service.subscriberCount)
+        // One series per target and state (1 for its state now), and the count by state.
+        text +=
+            "# HELP dem_target_state The state of each target (1 for its state now)\n# TYPE dem_target_state gauge\n"
+        for target in targets {
+            for state in TargetStatus.State.allCases {
+                text +=
+                    "dem_target_state{target=\"\(Self.escape(target.alias))\",state=\"\(state.rawValue)\"} \(target.state == state ? 1 : 0)\n"
+            }
+        }
+        text += "# HELP dem_targets Targets by state\n# TYPE dem_targets gauge\n"
+        for state in TargetStatus.State.allCases {
+            text += "dem_targets{state=\"\(state.rawValue)\"} \(targets.filter { $0.state == state }.count)\n"
+        }
+        text += "# HELP dem_target_entries_served Discovery log entries of each target served to hosts\n"
+        text += "# TYPE dem_target_entries_served gauge\n"
+        for target in targets {
+            text += "dem_target_entries_served{target=\"\(Self.escape(target.alias))\"} \(target.serving)\n"
+        }
         return text
     }
 }

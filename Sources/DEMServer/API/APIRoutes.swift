@@ -151,7 +151,11 @@ public struct APIRoutes: Sendable {
             Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render(catalog: catalog, service: service)))
+                body: ResponseBody(
+                    byteBuffer: ByteBuffer(
+                        string: metrics.render(catalog: catalog, service: service, targets: monitor?.statuses ?? [])
+                    )
+                )
             )
         }
         router.get("/events") { _, _ in
