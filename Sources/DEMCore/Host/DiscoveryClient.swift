@@ -17,6 +17,8 @@ public struct DiscoveryClientOptions: Sendable {
     public var logPageChunkLength: Int = 4096
     /// How long one command may take before the session is given up.
     public var commandTimeout: TimeAmount = .seconds(10)
+    /// How long the TCP connection may take to open.
+    public var connectTimeout: TimeAmount = .seconds(10)
 
     public init(hostNQN: String, hostIdentifier: [UInt8]) {
         self.hostNQN = hostNQN
@@ -54,7 +56,12 @@ public final class DiscoveryClient: Sendable {
         options: DiscoveryClientOptions,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> DiscoveryClient {
-        let connection = try await NVMeTCPHostConnection.connect(host: host, port: port, group: group)
+        let connection = try await NVMeTCPHostConnection.connect(
+            host: host,
+            port: port,
+            group: group,
+            connectTimeout: options.connectTimeout
+        )
         do {
             _ = try await connection.initialize(InitializeConnectionRequest(digests: options.digests))
             var data = ByteBuffer()

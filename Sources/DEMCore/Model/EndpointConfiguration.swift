@@ -117,7 +117,7 @@ public struct EndpointSubsystem: Codable, Sendable, Hashable {
     public var model: String?
     /// Namespaces, ordered by NSID.
     public var namespaces: [EndpointNamespace]
-    /// HOSTNQNs on its access list (ignored by the kernel when AllowAnyHost), sorted.
+    /// HOSTNQNs on its access list, sorted; empty when AllowAnyHost (the kernel refuses both).
     public var hosts: [String]
     /// PORTIDs it is exposed on, sorted.
     public var ports: [Int]

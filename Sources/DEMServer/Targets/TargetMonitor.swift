@@ -186,18 +186,15 @@ public final class TargetMonitor: Sendable {
         }
     }
 
-    /// Stops every worker and the HTTP client.
+    /// Stops every worker and the HTTP client. A worker in the middle of a call to a target is
+    /// not waited for: dem's shutdown does not hang on a target that does not answer.
     func shutdown() async {
-        let workers = runtimes.withLock { runtimes in
-            defer {
-                for key in runtimes.keys {
-                    runtimes[key]?.wake?.finish()
-                    runtimes[key]?.worker?.cancel()
-                }
+        runtimes.withLock { runtimes in
+            for key in runtimes.keys {
+                runtimes[key]?.wake?.finish()
+                runtimes[key]?.worker?.cancel()
             }
-            return runtimes.values.compactMap(\.worker)
         }
-        for worker in workers { await worker.value }
         try? await http.shutdown()
     }
 
@@ -417,6 +414,7 @@ public final class TargetMonitor: Sendable {
             for hostNQN in hostNQNs {
                 var options = DiscoveryClientOptions(hostNQN: hostNQN, hostIdentifier: configuration.hostIdentifier)
                 options.commandTimeout = TimeAmount(configuration.callTimeout)
+                options.connectTimeout = TimeAmount(min(configuration.callTimeout, .seconds(3)))
                 do {
                     let client = try await DiscoveryClient.connect(
                         host: host,
@@ -573,7 +571,7 @@ struct TargetMonitorService: Service {
     let monitor: TargetMonitor
 
     func run() async throws {
-        try? await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             await monitor.run()
         }
         await monitor.shutdown()
