@@ -52,31 +52,6 @@ public struct EndpointApplication: Sendable {
     public let serviceGroup: ServiceGroup
     public let apiAddress: BoundPort
 
-    /// The port an HTTP server bound, once it has.
-    public final class BoundPort: Sendable {
-        private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
-
-        public func port() async -> Int {
-            await withCheckedContinuation { continuation in
-                let port: Int? = state.withLock { state in
-                    if let port = state.port { return port }
-                    state.waiters.append(continuation)
-                    return nil
-                }
-                if let port { continuation.resume(returning: port) }
-            }
-        }
-
-        func bound(_ port: Int) {
-            let waiters = state.withLock { state in
-                state.port = port
-                defer { state.waiters = [] }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume(returning: port) }
-        }
-    }
-
     /// Reads the credential and the desired state and assembles the services. The desired
     /// state is applied when the group runs.
     public static func build(
@@ -147,7 +122,7 @@ struct DesiredStateKeeper: Service {
     let service: EndpointService
     let options: EndpointOptions
     let credential: String
-    let bound: EndpointApplication.BoundPort
+    let bound: BoundPort
     let group: any EventLoopGroup
     let logger: Logger
 

@@ -1,4 +1,5 @@
 import DEMCore
+import DEMHTTP
 import Foundation
 import Hummingbird
 import Logging
@@ -50,30 +51,7 @@ public struct DEMOptions: Sendable {
 }
 
 /// Where the REST API listens, once it does.
-public final class APIServerAddress: Sendable {
-    private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
-
-    /// The bound port, waiting for the server to be up.
-    public func port() async -> Int {
-        await withCheckedContinuation { continuation in
-            let port: Int? = state.withLock { state in
-                if let port = state.port { return port }
-                state.waiters.append(continuation)
-                return nil
-            }
-            if let port { continuation.resume(returning: port) }
-        }
-    }
-
-    func bound(_ port: Int) {
-        let waiters = state.withLock { state in
-            state.port = port
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume(returning: port) }
-    }
-}
+public typealias APIServerAddress = BoundPort
 
 /// Lets `POST /dem/shutdown` stop the service group built after the routes.
 final class ShutdownTrigger: Sendable {
@@ -264,11 +242,7 @@ public struct DEMApplication: Sendable {
 public enum DataDirectory {
     /// The directory to use.
     public static func resolve(_ explicit: String?) -> String {
-        if let explicit { return explicit }
-        if getuid() == 0 { return "/var/lib/dem" }
-        let environment = ProcessInfo.processInfo.environment
-        if let state = environment["XDG_STATE_HOME"], !state.isEmpty { return state + "/dem" }
-        return (environment["HOME"] ?? NSTemporaryDirectory()) + "/.local/state/dem"
+        StateDirectory.resolve(explicit, name: "dem")
     }
 
     /// The unique discovery NQN kept in `directory/discovery-nqn`, created on first use.

@@ -4,16 +4,6 @@ import DEMEndpoint
 import Foundation
 import Logging
 
-/// Where dem-em keeps its state: `--data-dir`, else `/var/lib/dem-em` for root, else
-/// `$XDG_STATE_HOME/dem-em` (or `~/.local/state/dem-em`).
-func resolveDataDirectory(_ explicit: String?) -> String {
-    if let explicit { return explicit }
-    if getuid() == 0 { return "/var/lib/dem-em" }
-    let environment = ProcessInfo.processInfo.environment
-    if let state = environment["XDG_STATE_HOME"], !state.isEmpty { return state + "/dem-em" }
-    return (environment["HOME"] ?? NSTemporaryDirectory()) + "/.local/state/dem-em"
-}
-
 struct CommonFlags: ParsableArguments {
     @Option(
         name: .customLong("data-dir"),
@@ -34,7 +24,7 @@ struct CommonFlags: ParsableArguments {
     )
     var allowedDevices: [String] = []
 
-    var resolvedDataDirectory: String { resolveDataDirectory(dataDirectory) }
+    var resolvedDataDirectory: String { StateDirectory.resolve(dataDirectory, name: "dem-em") }
 }
 
 @main
