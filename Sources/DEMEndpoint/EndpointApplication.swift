@@ -118,13 +118,16 @@ public struct EndpointApplication: Sendable {
 
 /// Applies the desired state at start, joins dem when asked, and compares the kernel target
 /// with the desired state every check interval.
-struct DesiredStateKeeper: Service {
+struct DesiredStateKeeper: Service, CustomStringConvertible {
     let service: EndpointService
     let options: EndpointOptions
     let credential: String
     let bound: BoundPort
     let group: any EventLoopGroup
     let logger: Logger
+
+    /// What logs show of it: never the credential.
+    var description: String { "DesiredStateKeeper" }
 
     func run() async throws {
         let status = await service.applyDesired(adopt: options.adopt)

@@ -42,6 +42,8 @@ public struct DEMOptions: Sendable {
     public var targetTimeout: Duration = .seconds(10)
     /// What happens to the entries of a target that stops answering.
     public var unreachablePolicy: UnreachablePolicy = .withdraw
+    /// How long a target that was answering may fail before it is marked unreachable.
+    public var unreachableAfter: Duration = .seconds(15)
 
     public init(uniqueNQN: String, dataDirectory: String = DataDirectory.resolve(nil)) {
         self.uniqueNQN = uniqueNQN
@@ -145,6 +147,7 @@ public struct DEMApplication: Sendable {
         monitorConfiguration.probeInterval = options.probeInterval
         monitorConfiguration.callTimeout = options.targetTimeout
         monitorConfiguration.unreachablePolicy = options.unreachablePolicy
+        monitorConfiguration.unreachableAfter = options.unreachableAfter
         let monitor = TargetMonitor(
             service: service,
             feed: feed,

@@ -623,13 +623,33 @@ enum CommandTable {
                 )
             ]
         },
-        CommandSpec(verb: .set, object: .local, arguments: ["<alias>"], summary: "manage a target locally") { a in
-            [
+        CommandSpec(
+            verb: .set,
+            object: .local,
+            arguments: ["<alias>"],
+            optional: ["[trtype]", "[adrfam]", "[traddr]", "[trsvcid]"],
+            summary: "manage a target locally; dem reads its discovery controller (at this address, else at its ports)"
+        ) { a throws(UsageError) in
+            var members = [JSONMember(key: "MgmtMode", value: "LocalMgmt")]
+            var where_ = ""
+            if a.count > 1 {
+                guard a.count == 5 else {
+                    throw UsageError("give the discovery controller's <trtype> <adrfam> <traddr> <trsvcid>, all four")
+                }
+                let service = try integer(a[4], named: "<trsvcid>", in: 1...65535)
+                let interface = JSONValue.members([
+                    "TRTYPE": .string(a[1]), "ADRFAM": .string(a[2]), "TRADDR": .string(a[3]),
+                    "TRSVCID": .int(service),
+                ])
+                members.append(JSONMember(key: "Interface", value: interface))
+                where_ = "; dem reads its discovery controller at \(a[1]) \(a[2]) \(hostPort(a[3], service))"
+            }
+            return [
                 CLIRequest(
                     .PATCH,
                     path("target", a[0]),
-                    body: .members(["MgmtMode": "LocalMgmt"]),
-                    rendering: .done("Target '\(a[0])' is managed locally")
+                    body: .object(members),
+                    rendering: .done("Target '\(a[0])' is managed locally\(where_)")
                 )
             ]
         },

@@ -59,12 +59,21 @@ struct DiscoveryFlags: ParsableArguments {
     )
     var unreachable: String = UnreachablePolicy.withdraw.rawValue
 
+    @Option(
+        name: .customLong("unreachable-after"),
+        help: "Seconds a target that was answering may fail before it is marked unreachable."
+    )
+    var unreachableAfter: Double = 15
+
     func validate() throws {
         guard UnreachablePolicy(rawValue: unreachable) != nil else {
             throw ValidationError("--unreachable must be withdraw or keep, not \"\(unreachable)\"")
         }
         guard probeInterval >= 0.1, probeInterval <= 86400 else {
             throw ValidationError("--probe-interval must be 0.1...86400 seconds")
+        }
+        guard unreachableAfter >= 0, unreachableAfter <= 86400 else {
+            throw ValidationError("--unreachable-after must be 0...86400 seconds")
         }
         guard targetTimeout >= 0.1, targetTimeout <= 600 else {
             throw ValidationError("--target-timeout must be 0.1...600 seconds")
@@ -113,6 +122,7 @@ struct DiscoveryFlags: ParsableArguments {
         options.probeInterval = .milliseconds(Int(probeInterval * 1000))
         options.targetTimeout = .milliseconds(Int(targetTimeout * 1000))
         options.unreachablePolicy = UnreachablePolicy(rawValue: unreachable) ?? .withdraw
+        options.unreachableAfter = .milliseconds(Int(unreachableAfter * 1000))
         return options
     }
 }

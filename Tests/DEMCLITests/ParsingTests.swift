@@ -71,6 +71,15 @@ struct CommandTableTests {
         .init("rename target t1 t2", "PATCH", "/target/t1", ["Alias": "t2"]),
         .init("set local t1", "PATCH", "/target/t1", ["MgmtMode": "LocalMgmt"]),
         .init(
+            "set local t1 tcp ipv4 192.0.2.10 8009",
+            "PATCH",
+            "/target/t1",
+            [
+                "MgmtMode": "LocalMgmt",
+                "Interface": ["TRTYPE": "tcp", "ADRFAM": "ipv4", "TRADDR": "192.0.2.10", "TRSVCID": 8009],
+            ]
+        ),
+        .init(
             "set inband t1 rdma ipv4 192.0.2.10 4420",
             "PATCH",
             "/target/t1",
@@ -220,6 +229,10 @@ struct UsageErrorTests {
         .init(["list", "xyz"], "'list' does not take object 'xyz'"),
         .init(["link", "group", "lab"], "'link' does not take object 'group'"),
         .init(["add", "target"], "'add target' is missing <alias>"),
+        .init(
+            ["set", "local", "t1", "tcp", "ipv4"],
+            "give the discovery controller's <trtype> <adrfam> <traddr> <trsvcid>, all four"
+        ),
         .init(["set", "portid", "t1", "1", "tcp"], "'set portid' is missing <adrfam> <traddr> <trsvcid>"),
         .init(["rename", "target", "t1", "t2", "t3"], "'rename target' takes no more arguments, but got: t3"),
         .init(["config", "now"], "'config' takes no more arguments, but got: now"),

@@ -61,7 +61,8 @@ final class RunningManager: Sendable {
     static func start(
         directory: String,
         credentialPath: String? = nil,
-        policy: UnreachablePolicy = .withdraw
+        policy: UnreachablePolicy = .withdraw,
+        unreachableAfter: Duration = .zero
     ) async throws -> RunningManager {
         var options = DEMOptions(
             uniqueNQN: "nqn.2014-08.org.nvmexpress:uuid:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f1",
@@ -74,6 +75,7 @@ final class RunningManager: Sendable {
         options.targetTimeout = .seconds(2)
         options.coalescing = .milliseconds(10)
         options.unreachablePolicy = policy
+        options.unreachableAfter = unreachableAfter
         var logger = Logger(label: "dem-test")
         logger.logLevel = .warning
         let application = try await DEMApplication.build(options: options, logger: logger, signals: [])
@@ -232,6 +234,25 @@ struct ManagedTargetTests {
         #expect(try await eventually { !FileManager.default.fileExists(atPath: root + "/subsystems/\(Self.open)") })
         #expect(!FileManager.default.fileExists(atPath: root + "/ports/1/subsystems/\(Self.open)"))
         try await restarted.stop()
+        try await dem.stop()
+    }
+
+    @Test("a target that was answering keeps its state and entries while it fails for less than --unreachable-after")
+    func grace() async throws {
+        let directory = try temporaryDirectory()
+        let dem = try await RunningManager.start(directory: directory + "/dem", unreachableAfter: .seconds(60))
+        let endpoint = try await RunningEndpoint.start(
+            directory: directory + "/target",
+            credentialPath: directory + "/dem/fabric.key"
+        )
+        try await Self.describe(dem, endpointPort: endpoint.port)
+        #expect(try await eventually { dem.served(to: Self.host) == [Self.open, Self.restricted] })
+        try await endpoint.stop()
+        // Probes fail (every 200 ms) and say so, but the state and the entries stay.
+        #expect(try await eventually { dem.application.monitor.status("t1")?.lastError != nil })
+        try await Task.sleep(for: .seconds(1))
+        #expect(dem.state("t1") == .reachable)
+        #expect(dem.served(to: Self.host) == [Self.open, Self.restricted])
         try await dem.stop()
     }
 

@@ -141,7 +141,9 @@ public enum FabricValidation {
     public static func checkInterface(_ interface: ManagementInterface?, mode: ManagementMode) throws(ModelError) {
         switch mode {
         case .local:
-            return
+            // Optional: the address of the target's own discovery controller, in the in-band form.
+            guard let interface, interface.transportAddress != nil || interface.transportType != nil else { return }
+            try checkInterface(interface, mode: .inBand)
         case .outOfBand:
             guard let interface, let address = interface.address, let port = interface.port else {
                 throw .invalid("Interface", "OutOfBandMgmt needs an Interface with FAMILY, ADDRESS and PORT")

@@ -169,10 +169,10 @@ extension APIRoutes {
             let interface = try body.decode(InterfaceBody.self).Interface
             try await change(.updated, Self.path("target", alias)) { fabric throws(ModelError) in
                 let target = try fabric.target(alias)
-                guard target.managementMode != .local else {
+                guard target.managementMode != .local || interface.transportAddress != nil else {
                     throw ModelError.invalid(
-                        "MgmtMode",
-                        "target \"\(alias)\" is LocalMgmt; set InBandMgmt or OutOfBandMgmt first"
+                        "Interface",
+                        "target \"\(alias)\" is LocalMgmt: its Interface is its discovery controller's TRTYPE, ADRFAM, TRADDR and TRSVCID"
                     )
                 }
                 try fabric.updateTarget(alias, .init(interface: interface))
@@ -195,7 +195,9 @@ extension APIRoutes {
             }
             if let failure = await monitor.refresh(alias) { throw failure.apiError }
             feed.flush()
-            return try APIResponse.json(monitor.status(alias))
+            return try APIResponse.json(
+                monitor.status(alias) ?? TargetStatus(alias: alias, managementMode: target.managementMode)
+            )
         }
         router.post("/target/:t/reconfig") { _, context -> Response in
             let alias = try context.parameters.decoded("t")
@@ -217,7 +219,9 @@ extension APIRoutes {
                 guard let monitor else { throw APIError(.serviceUnavailable, "dem is not watching targets") }
                 if let failure = await monitor.reconfigure(alias) { throw failure.apiError }
                 feed.flush()
-                return try APIResponse.json(monitor.status(alias))
+                return try APIResponse.json(
+                    monitor.status(alias) ?? TargetStatus(alias: alias, managementMode: target.managementMode)
+                )
             }
         }
         router.get("/target/:t/status") { _, context in

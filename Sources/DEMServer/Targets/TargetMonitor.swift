@@ -109,6 +109,9 @@ public final class TargetMonitor: Sendable {
         /// How long a call to a target may take.
         public var callTimeout: Duration = .seconds(10)
         public var unreachablePolicy: UnreachablePolicy = .withdraw
+        /// How long a target that was answering may fail before it is marked unreachable (a
+        /// dem-em restart does not take its entries away).
+        public var unreachableAfter: Duration = .seconds(15)
         /// The host NQN dem uses when it reads local targets' discovery controllers.
         public var hostNQN: String
         public var hostIdentifier: [UInt8]
@@ -130,6 +133,8 @@ public final class TargetMonitor: Sendable {
         var lastHarvest: ContinuousClock.Instant?
         var harvestedEntries: [DiscoveryLogEntry]?
         var confirmed: [String: Set<Int>]?
+        /// Since when calls to it fail, while they do.
+        var failingSince: ContinuousClock.Instant?
         var wake: AsyncStream<Void>.Continuation?
         var worker: Task<Void, Never>?
     }
@@ -273,12 +278,14 @@ public final class TargetMonitor: Sendable {
     /// Reads target `alias` now: its dem-em's status and inventory, or its discovery
     /// controller's log page. - Returns: the failure, or nil.
     public func refresh(_ alias: String) async -> EndpointCallError? {
-        await pass(alias, reason: .refresh)
+        synchronizeWorkers(wakeAll: false)
+        return await pass(alias, reason: .refresh)
     }
 
     /// Pushes target `alias`'s configuration to its dem-em now. - Returns: the failure, or nil.
     public func reconfigure(_ alias: String) async -> EndpointCallError? {
-        await pass(alias, reason: .reconfig)
+        synchronizeWorkers(wakeAll: false)
+        return await pass(alias, reason: .reconfig)
     }
 
     enum Reason { case start, modelChanged, probe, refresh, reconfig }
@@ -454,6 +461,7 @@ public final class TargetMonitor: Sendable {
             case .nothing:
                 return nil
             case .managed(let status, let pushed, let inventory):
+                runtime.failingSince = nil
                 if let pushed { runtime.pushed = pushed }
                 if inventory != nil { runtime.lastInventory = now }
                 runtime.status.lastContact = date
@@ -470,6 +478,7 @@ public final class TargetMonitor: Sendable {
                 }
                 runtime.confirmed = confirmed
             case .harvested(let entries):
+                runtime.failingSince = nil
                 runtime.lastHarvest = now
                 runtime.harvestedEntries = entries
                 runtime.status.lastContact = date
@@ -477,14 +486,20 @@ public final class TargetMonitor: Sendable {
                 runtime.status.harvested = entries.count
                 runtime.status.state = .reachable
             case .failed(let message):
+                let failingSince = runtime.failingSince ?? now
+                runtime.failingSince = failingSince
                 runtime.status.lastError = message
-                runtime.status.state = .unreachable
-                // Push again when it answers: it may have lost its state.
+                // Push again (read again) when it answers: it may have lost its state.
                 runtime.pushed = nil
                 runtime.lastHarvest = nil
-                if configuration.unreachablePolicy == .withdraw {
-                    runtime.confirmed = [:]
-                    runtime.harvestedEntries = []
+                // A target that was answering keeps its state and entries for a grace period.
+                let answering = old == .reachable || old == .drifted
+                if !answering || now - failingSince >= configuration.unreachableAfter {
+                    runtime.status.state = .unreachable
+                    if configuration.unreachablePolicy == .withdraw {
+                        runtime.confirmed = [:]
+                        runtime.harvestedEntries = []
+                    }
                 }
             }
             runtime.status.lastAttempt = date
