@@ -6,15 +6,20 @@
 # this machine (127.0.0.1:8009, the guest's 10.0.2.2:8009); tshark decodes the traffic.
 #
 # Usage: scripts/interop/run.sh [SCENARIO...]     (default: every scenario)
-#   scenarios: bare discovery large-page connect-aen management   (scripts/interop/scenarios/NAME.sh)
+#   scenarios: bare discovery large-page connect-aen management endpoint
+#              (scripts/interop/scenarios/NAME.sh)
 # Env:
 #   DEM_BIN          dem binary to test; default: build it with
 #                    swift build --static-swift-stdlib --scratch-path .build-static --product dem
 #   DEMCLI_BIN       dem-cli binary (it runs on this machine, for the scenarios marked
 #                    "# needs: dem-cli"); default: build it with swift build --product dem-cli
+#   DEMEM_BIN        dem-em binary (it runs in the guest, for the scenarios marked
+#                    "# needs: dem-em"); default: build it with
+#                    swift build --static-swift-stdlib --scratch-path .build-static --product dem-em
 #   DEM_LAB_CACHE    guest kernel/initramfs cache (default /tmp/dem-lab-cache)
 #   DEM_LAB_LOGS     logs (default /tmp/dem-lab-logs); this run: $DEM_LAB_LOGS/interop-TIMESTAMP
 #   DEM_LOG_LEVEL    dem --log-level (default debug)
+#   DEM_EM_LOG_LEVEL dem-em --log-level in the guest (endpoint scenario; default info)
 #   DEM_INTEROP_SCENARIO_TIMEOUT  hard limit per scenario in seconds (default 240)
 #   DEM_INTEROP_GUEST_OPTS        extra run-guest.sh options for every boot (e.g. -p)
 # Output: one line per check, "PASS name" or "FAIL name (detail)" (diagnostics for failed
@@ -27,7 +32,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/host/common.sh"
 export DEM_LAB_CACHE=${DEM_LAB_CACHE:-/tmp/dem-lab-cache}
 export DEM_LAB_LOGS=${DEM_LAB_LOGS:-/tmp/dem-lab-logs}
-ALL_SCENARIOS="bare discovery large-page connect-aen management"
+ALL_SCENARIOS="bare discovery large-page connect-aen management endpoint"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 RUN=$DEM_LAB_LOGS/interop-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RUN" "$DEM_LAB_CACHE"
@@ -67,6 +72,9 @@ if [ -n "${DEM_BIN:-}" ] && [ -e "$DEM_BIN" ]; then
 fi
 if [ -n "${DEMCLI_BIN:-}" ] && [ -e "$DEMCLI_BIN" ]; then
     DEMCLI_BIN=$(cd "$(dirname "$DEMCLI_BIN")" && pwd)/$(basename "$DEMCLI_BIN")
+fi
+if [ -n "${DEMEM_BIN:-}" ] && [ -e "$DEMEM_BIN" ]; then
+    DEMEM_BIN=$(cd "$(dirname "$DEMEM_BIN")" && pwd)/$(basename "$DEMEM_BIN")
 fi
 cd "$ROOT" || exit 2
 for s in $SCENARIOS; do
@@ -146,6 +154,38 @@ if [ -n "$NEED_CLI" ]; then
         info "dem-cli: $DEMCLI_BIN (built in $(elapsed "$t")s as $built, for$NEED_CLI)"
     fi
     export DEMCLI_BIN
+fi
+
+# --- dem-em (static, like dem: it runs in the guest, from the 9p share)
+NEED_EM=""
+for s in $SCENARIOS; do
+    grep -q '^# needs:.*dem-em' "$HERE/scenarios/$s.sh" && NEED_EM="$NEED_EM $s"
+done
+if [ -n "$NEED_EM" ]; then
+    t=$EPOCHREALTIME
+    if [ -n "${DEMEM_BIN:-}" ]; then
+        if [ ! -f "$DEMEM_BIN" ] || [ ! -x "$DEMEM_BIN" ]; then
+            fail build-dem-em "DEMEM_BIN=$DEMEM_BIN is not an executable"; finish
+        fi
+        info "dem-em: $DEMEM_BIN (DEMEM_BIN)"
+    else
+        command -v swift > /dev/null || { fail build-dem-em "swift not found in PATH (or set DEMEM_BIN)"; finish; }
+        if ! step "$RUN/build-dem-em.log" swift build --static-swift-stdlib --scratch-path .build-static --product dem-em; then
+            fail build-dem-em "swift build failed: $(grep -m1 -E 'error:' "$RUN/build-dem-em.log" || tail -n 1 "$RUN/build-dem-em.log")"
+            grep -E 'error:' "$RUN/build-dem-em.log" | head -n 20 | indent
+            finish
+        fi
+        built=$(swift build --static-swift-stdlib --scratch-path .build-static --product dem-em --show-bin-path 2>/dev/null)/dem-em
+        [ -x "$built" ] || { fail build-dem-em "no binary at $built"; finish; }
+        # a copy (a later build may replace the binary during the run); the scenarios
+        # hard-link it into their 9p share
+        DEMEM_BIN=$DEM_LAB_CACHE/dem-em
+        if ! cp "$built" "$DEMEM_BIN.tmp" || ! mv -f "$DEMEM_BIN.tmp" "$DEMEM_BIN"; then
+            fail build-dem-em "cannot copy $built to $DEMEM_BIN"; finish
+        fi
+        info "dem-em: $DEMEM_BIN (built in $(elapsed "$t")s as $built, for$NEED_EM)"
+    fi
+    export DEMEM_BIN
 fi
 
 # --- scenarios

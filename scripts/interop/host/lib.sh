@@ -189,6 +189,63 @@ dem_cli_cmd() {
     printf ' < /dev/null'
 }
 
+# dem_api METHOD PATH [JSON] : dem's REST API (API_PORT) with the admin token of dem's data
+# directory; the body goes to stdout; calls other than GET, and failed ones, are logged in
+# $OUT/dem-api.log. Returns non-zero unless dem answers 2xx.
+dem_api() {
+    local m=$1 p=$2 code body rc
+    local args=(-s -o "$OUT/dem-api.body.$$" -w '%{http_code}' --max-time 10 -X "$m"
+        -H "Authorization: Bearer $(cat "$DATA/admin.token" 2>/dev/null)")
+    [ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data "$3")
+    code=$(curl "${args[@]}" "http://127.0.0.1:$API_PORT$p" < /dev/null)
+    body=$(cat "$OUT/dem-api.body.$$" 2>/dev/null); rm -f "$OUT/dem-api.body.$$"
+    case $code in 2??) rc=0 ;; *) rc=1 ;; esac
+    if [ "$m" != GET ] || [ $rc != 0 ]; then
+        { echo "\$ $m $p ${3:-}"; echo "  -> ${code:-no answer} $body"; } >> "$OUT/dem-api.log"
+    fi
+    printf '%s\n' "$body"
+    return $rc
+}
+# json_field NAME : the value of the first "NAME":value in compact JSON on stdin (strings
+# without their quotes)
+json_field() { grep -o "\"$1\":\(\"[^\"]*\"\|[-0-9.a-z]*\)" | head -n 1 | sed 's/^[^:]*://; s/^"//; s/"$//'; }
+# wait_target ALIAS SECS STATE [MIN_SERVING] : wait until dem's GET /target/ALIAS/status
+# says State STATE and Serving >= MIN_SERVING (default 0); TARGET_STATUS := the last answer.
+# Returns non-zero when it does not within SECS.
+wait_target() {
+    local t0=$EPOCHREALTIME st n
+    while :; do
+        TARGET_STATUS=$(dem_api GET "/target/$1/status" 2>/dev/null)
+        st=$(printf '%s' "$TARGET_STATUS" | json_field State)
+        n=$(printf '%s' "$TARGET_STATUS" | json_field Serving)
+        [ "$st" = "$3" ] && [ "${n:-0}" -ge "${4:-0}" ] && return 0
+        awk -v a="$t0" -v b="$EPOCHREALTIME" -v s="$2" 'BEGIN { exit !(b - a >= s) }' && return 1
+        sleep 0.2
+    done
+}
+# free_port : a TCP port nothing listens on at this machine (20000-39999), for a REST API or
+# a qemu port forward
+free_port() {
+    local p _
+    for _ in $(seq 1 100); do
+        p=$((20000 + RANDOM % 20000))
+        ss -Hltn "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return 0; }
+    done
+    return 1
+}
+# share_file SRC NAME : SRC as $SHARE/NAME (the guest's /host/NAME): a hard link when SRC is
+# on the same file system, else a copy
+share_file() { ln -f "$1" "$SHARE/$2" 2>/dev/null || cp "$1" "$SHARE/$2"; }
+# step_checks_result NAMES : every check a host step (run-guest.sh -H) should have recorded
+# and did not fails (the guest never asked for the step, or the step was killed)
+step_checks_result() {
+    local n
+    for n in $1; do
+        grep -q "^[A-Z]* $n\( \|$\)" "$RESULTS" \
+            || record FAIL "$n" "no result: its host step did not run or did not finish (see $OUT/guest/host-*.log)"
+    done
+}
+
 # dem_hang_report PID : what a dem that does not exit is doing (thread states, kernel wait
 # channels, open sockets, and a backtrace of every thread when gdb is there)
 dem_hang_report() {

@@ -1,0 +1,179 @@
+#!/bin/bash
+# endpoint: dem-em (dem's endpoint manager) in the guest, on the guest kernel's real nvmet
+# configfs, configured by dem on this machine (REST API on a free port, no entries file)
+# through dem-cli:
+#   - dem creates its fabric credential (fabric.key, mode 0600) at the first start; the guest
+#     gets a copy, starts dem-em and dem-em joins dem (POST /dem/join over 10.0.2.2); dem
+#     reaches dem-em's API through a qemu port forward, and lists target t1 as reachable;
+#   - dem-em's API answers a request without the credential, or with a wrong one, with 401;
+#   - dem-cli defines port 1 (tcp 10.0.2.15:4420) and a restricted subsystem with a null_blk
+#     namespace whose access list holds h1 (the guest's host NQN): dem pushes it to dem-em,
+#     the configfs tree shows it, and dem serves the entry once dem-em reports it live;
+#   - the guest discovers it through dem, connects (connect-all) and does O_DIRECT I/O;
+#   - dem-em is restarted (SIGTERM, same data directory) while O_DIRECT I/O keeps running:
+#     the I/O never fails, the restarted dem-em makes no configfs change, the kernel target
+#     exports the same, and dem sees the target reachable and serving again;
+#   - dem-cli deletes the subsystem: it leaves configfs (directory and port link), the
+#     persistent discovery controller gets the discovery-change AEN and its re-read no longer
+#     lists it;
+#   - local management: a subsystem on port 2 (10.0.2.15:4421) made by hand in configfs;
+#     target t2 (LocalMgmt) reads it through the target's own discovery controller (its
+#     in-band interface: a port forward to 10.0.2.15:4421), the guest gets an AEN and sees it
+#     through dem; dem-em leaves the objects it did not create alone.
+# needs: dem-cli dem-em
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=../host/lib.sh
+. "$HERE/../host/lib.sh"
+scenario_begin endpoint
+
+GUEST_CHECKS="em-start-join configfs-port configfs-namespace configfs-acl discover-lists-subsystem
+ connect-all connect-all-namespace direct-io em-stop-clean em-restart-join em-restart-no-configfs-ops
+ em-restart-export-unchanged em-status-no-drift io-during-restart disconnect-io persistent-discover
+ aen-on-delete configfs-subsystem-removed persistent-reread-hides-deleted local-target-setup
+ aen-on-local-add persistent-reread-shows-local local-discover em-leaves-local-alone
+ em-final-stop-clean"
+STEP_CHECKS="em-joined-reachable em-api-anonymous-401 em-api-bad-token-401 em-api-fabric-key-200
+ cli-configure dem-serves-live-subsystem em-rejoined cli-delete local-configure local-harvested"
+HOST_CHECKS="dem-fabric-key"
+
+P=nqn.2024-01.io.example:endpoint
+NQN=$P-t1-nullb0 LOCAL_NQN=$P-t2-local
+EM_PORT=$(free_port); LOCAL_PORT=$(free_port)
+while [ "$LOCAL_PORT" = "$EM_PORT" ]; do LOCAL_PORT=$(free_port); done
+API=${DEM_API_PORT:-$(free_port)}
+while [ "$API" = "$EM_PORT" ] || [ "$API" = "$LOCAL_PORT" ]; do API=$(free_port); done
+param NQN "$NQN"; param LOCAL_NQN "$LOCAL_NQN"
+param HOSTNQN "$GUEST_HOSTNQN"; param HOSTID "$GUEST_HOSTID"
+param API_PORT "$API"; param EM_FWD_PORT "$EM_PORT"
+param EM_LOG_LEVEL "${DEM_EM_LOG_LEVEL:-info}"
+
+# what the guest must see (nvme-cli JSON records: subtype|subnqn|traddr|trsvcid)
+DCREC="current discovery subsystem|$DC_NQN|127.0.0.1|$DC_PORT"
+E=$SHARE/expect
+{ echo "$DCREC"; echo "nvme subsystem|$NQN|10.0.2.15|4420"; } > "$E/initial"
+echo "$DCREC" > "$E/deleted"
+{ echo "$DCREC"; echo "nvme subsystem|$LOCAL_NQN|10.0.2.15|4421"; } > "$E/local"
+
+# ---------------------------------------------------------------- host steps
+# They run while the guest waits: run-guest.sh -H TAG="$(step_cmd step_TAG)" runs them with
+# bash -c, as exported functions.  OUT and SCEN go on the command line (run-guest.sh has
+# variables of the same names).
+step_cmd() { printf 'OUT=%q SCEN=%q %q' "$OUT" "$SCEN" "$1"; }
+# em_api NAME WANT [CURL-ARGS...] : dem-em's GET /status through the port forward answers WANT
+em_api() {
+    local name=$1 want=$2 code
+    shift 2
+    code=$(curl -s -o "$OUT/$name.body" -w '%{http_code}' --max-time 10 "$@" "http://127.0.0.1:$EM_PORT/status")
+    if [ "$code" = "$want" ]; then record PASS "$name"
+    else record FAIL "$name" "dem-em's GET /status answered ${code:-nothing} (want $want): $(head -c 200 "$OUT/$name.body" 2>/dev/null)"; fi
+}
+# dem-em joined: t1 is listed and reachable (dem got its status through the forward)
+step_joined() {
+    local t0=$EPOCHREALTIME
+    if wait_target t1 20 reachable && dem_cli list target && dem_api GET /dem/targets | grep -q '"Alias":"t1"'; then
+        record PASS em-joined-reachable
+        echo "t1 reachable after $(elapsed "$t0") s: $TARGET_STATUS"
+    else
+        record FAIL em-joined-reachable "t1 not listed as reachable within 20 s of dem-em's join: $(printf '%s' "$TARGET_STATUS" | cut -c1-300)"
+    fi
+    em_api em-api-anonymous-401 401
+    em_api em-api-bad-token-401 401 -H "Authorization: Bearer demfabric_not-the-fabric-key"
+    em_api em-api-fabric-key-200 200 -H "Authorization: Bearer $(cat "$DATA/fabric.key")"
+}
+# dem-cli defines port, subsystem, namespace, host and access list; dem serves the entry once
+# dem-em reports the subsystem live on port 1
+step_configure() {
+    local err="" t0
+    cli() { [ -n "$err" ] || dem_cli "$@" || err="dem-cli $* failed: $(tail -n 2 "$OUT/dem-cli.log" | tr '\n' ' ')"; }
+    cli set portid t1 1 tcp ipv4 10.0.2.15 4420
+    cli set subsystem t1 "$NQN" 0
+    cli set ns t1 "$NQN" 1 /dev/nullb0
+    cli set host h1 "$GUEST_HOSTNQN" "$GUEST_HOSTID"
+    cli set acl t1 "$NQN" h1
+    if [ -z "$err" ]; then record PASS cli-configure; else record FAIL cli-configure "$err"; fi
+    t0=$EPOCHREALTIME
+    if wait_target t1 20 reachable 1 && printf '%s' "$TARGET_STATUS" | grep -qF "\"PortIDs\":[1],\"SUBNQN\":\"$NQN\""; then
+        record PASS dem-serves-live-subsystem
+        echo "served after $(elapsed "$t0") s: $TARGET_STATUS"
+    else
+        record FAIL dem-serves-live-subsystem "t1 not reachable with $NQN live on port 1 and served within 20 s: $(printf '%s' "$TARGET_STATUS" | cut -c1-300)"
+    fi
+    dem_cli get target t1
+    dem_cli logpage host h1
+}
+# after dem-em's restart: reachable and serving again
+step_rejoined() {
+    local t0=$EPOCHREALTIME
+    if wait_target t1 30 reachable 1 && printf '%s' "$TARGET_STATUS" | grep -qF "\"SUBNQN\":\"$NQN\""; then
+        record PASS em-rejoined
+        echo "reachable and serving after $(elapsed "$t0") s: $TARGET_STATUS"
+    else
+        record FAIL em-rejoined "t1 not reachable and serving $NQN within 30 s of dem-em's restart: $(printf '%s' "$TARGET_STATUS" | cut -c1-300)"
+    fi
+    grep -a 'target state changed\|dem-em joined' "$OUT/dem.log" | tail -n 6
+}
+step_delete() {
+    if dem_cli -f delete subsystem t1 "$NQN"; then record PASS cli-delete
+    else record FAIL cli-delete "dem-cli -f delete subsystem t1 $NQN failed: $(tail -n 2 "$OUT/dem-cli.log" | tr '\n' ' ')"; fi
+}
+# target t2, managed locally: dem reads its discovery controller at the in-band interface (the
+# port forward to the guest's nvmet port 2)
+step_local() {
+    local err="" t0
+    dem_cli add target t2 || err="dem-cli add target t2 failed: $(tail -n 2 "$OUT/dem-cli.log" | tr '\n' ' ')"
+    [ -n "$err" ] || dem_cli set local t2 tcp ipv4 127.0.0.1 "$LOCAL_PORT" \
+        || err="dem-cli set local t2 tcp ipv4 127.0.0.1 $LOCAL_PORT failed: $(tail -n 2 "$OUT/dem-cli.log" | tr '\n' ' ')"
+    [ -n "$err" ] || dem_cli add subsystem t2 "$LOCAL_NQN" || err="dem-cli add subsystem t2 $LOCAL_NQN failed: $(tail -n 2 "$OUT/dem-cli.log" | tr '\n' ' ')"
+    if [ -z "$err" ]; then record PASS local-configure; else record FAIL local-configure "$err"; fi
+    t0=$EPOCHREALTIME
+    if wait_target t2 20 reachable 1; then
+        record PASS local-harvested
+        echo "t2 harvested and served after $(elapsed "$t0") s: $TARGET_STATUS"
+    else
+        record FAIL local-harvested "t2 not reachable with its entry served within 20 s: $(printf '%s' "$TARGET_STATUS" | cut -c1-300)"
+    fi
+    dem_cli get target t2
+}
+export -f record dem_cli dem_api json_field wait_target elapsed em_api \
+    step_joined step_configure step_rejoined step_delete step_local
+export RESULTS DATA DEMCLI_BIN NQN LOCAL_NQN EM_PORT LOCAL_PORT GUEST_HOSTNQN GUEST_HOSTID
+
+# dem-em's binary is linked into the share for the boot only
+trap 'rm -f "$SHARE/dem-em" "$SHARE/fabric.key"; scenario_cleanup' EXIT
+
+capture_start
+ALL="$HOST_CHECKS $STEP_CHECKS $GUEST_CHECKS"
+if [ -z "${DEMCLI_BIN:-}" ] || [ ! -x "$DEMCLI_BIN" ] || [ -z "${DEMEM_BIN:-}" ] || [ ! -x "$DEMEM_BIN" ]; then
+    skip_guest "$ALL" "not run: DEMCLI_BIN '${DEMCLI_BIN:-}' or DEMEM_BIN '${DEMEM_BIN:-}' is not an executable (run.sh builds them)"
+elif DEM_NO_ENTRIES=1 dem_start --api-port "$API" --probe-interval 1 --target-timeout 5; then
+    if ! dem_api_wait; then
+        skip_guest "$ALL" "not run: dem's REST API did not come up within 30 s: $(tail -n 1 "$OUT/dem.log")"
+    else
+        echo "[$SCEN] REST API on 127.0.0.1:$API_PORT; dem-em's API forwarded from 127.0.0.1:$EM_PORT, t2's nvmet port 2 from 127.0.0.1:$LOCAL_PORT"
+        export API_PORT
+        key=$DATA/fabric.key
+        if [ -s "$key" ] && [ "$(stat -c %a "$key")" = 600 ] && [ "$(wc -c < "$key")" -ge 16 ]; then
+            record PASS dem-fabric-key
+        else
+            record FAIL dem-fabric-key "want $key, mode 600: $(ls -l "$key" 2>&1)"
+        fi
+        cp "$key" "$SHARE/fabric.key" 2>/dev/null
+        share_file "$DEMEM_BIN" dem-em
+        : > "$OUT/dem-cli.log"
+        run_guest "$HERE/endpoint.guest.sh" "${DEM_INTEROP_BOOT_TIMEOUT:-200}" \
+            -f "tcp:127.0.0.1:$EM_PORT-:22334" -f "tcp:127.0.0.1:$LOCAL_PORT-:4421" \
+            -H "joined=$(step_cmd step_joined)" -H "configure=$(step_cmd step_configure)" \
+            -H "rejoined=$(step_cmd step_rejoined)" -H "delete=$(step_cmd step_delete)" \
+            -H "local=$(step_cmd step_local)"
+        rm -f "$SHARE/dem-em" "$SHARE/fabric.key"
+        guest_results "$GUEST_CHECKS"
+        step_checks_result "$STEP_CHECKS"
+    fi
+    dem_stop
+else
+    skip_guest "$ALL" "not run: dem did not start"
+fi
+capture_stop
+# shellcheck disable=SC2119  # no digests here
+tshark_checks
+scenario_end
