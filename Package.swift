@@ -10,6 +10,9 @@ let package = Package(
         .executable(name: "dem", targets: ["dem"]),
         .library(name: "DEMEndpoint", targets: ["DEMEndpoint"]),
         .executable(name: "dem-em", targets: ["dem-em"]),
+        .library(name: "DEMHost", targets: ["DEMHost"]),
+        .executable(name: "dem-ac", targets: ["dem-ac"]),
+        .executable(name: "dem-dm", targets: ["dem-dm"]),
         .executable(name: "dem-cli", targets: ["dem-cli"]),
         .executable(name: "dem-bench", targets: ["dem-bench"]),
     ],
@@ -87,6 +90,38 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The host agents' library: the kernel's NVMe-oF host (/dev/nvme-fabrics, sysfs), which
+        // controllers to connect, and how changes of discovery log pages are reported.
+        .target(
+            name: "DEMHost",
+            dependencies: [
+                "DEMCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "dem-ac",
+            dependencies: [
+                "DEMHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "dem-dm",
+            dependencies: [
+                "DEMHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "dem",
             dependencies: [
@@ -138,6 +173,16 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "DEMHostTests",
+            dependencies: [
+                "DEMCore",
+                "DEMHost",
+                "DEMServer",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
