@@ -7,8 +7,10 @@ import Logging
 /// dem-ac created whose entry went away).
 ///
 /// A controller that is lost keeps its last entries: an outage of a discovery controller is not
-/// a removal. A connect that fails is tried again after a backoff (1 s doubling to 60 s) while it
-/// keeps failing; nothing else is polled.
+/// a removal. With the `removed` policy, a controller is disconnected only when its entry has
+/// been missing for `removalGrace` (a discovery controller that restarts may list less until
+/// it has read its targets again). A connect that fails is tried again after a backoff (1 s
+/// doubling to 60 s) while it keeps failing; nothing else is polled.
 public final class AutoConnect: Sendable {
     private let fleet: DiscoveryFleet
     private let connector: FabricsConnector
@@ -16,6 +18,7 @@ public final class AutoConnect: Sendable {
     private let ledgerFile: ConnectionLedgerFile
     private let host: HostConnectParameters
     private let policy: DisconnectPolicy
+    private let removalGrace: Duration
     private let logger: Logger
 
     public init(
@@ -25,8 +28,10 @@ public final class AutoConnect: Sendable {
         ledgerFile: ConnectionLedgerFile,
         host: HostConnectParameters,
         policy: DisconnectPolicy,
+        removalGrace: Duration = .seconds(10),
         logger: Logger
     ) {
+        self.removalGrace = removalGrace
         self.fleet = fleet
         self.connector = connector
         self.controllers = controllers
@@ -39,6 +44,7 @@ public final class AutoConnect: Sendable {
     private enum Input: Sendable {
         case report(DiscoveryFleet.Report, ContinuousClock.Instant)
         case retry
+        case graceOver
     }
 
     /// Runs until the fleet's reports end (``DiscoveryFleet/stop()``).
@@ -63,6 +69,8 @@ public final class AutoConnect: Sendable {
         var pages: [DiscoveryControllerKey: [DiscoveryLogEntry]] = [:]
         var retryDelay: Duration = .seconds(1)
         var retryTask: Task<Void, Never>? = nil
+        var missingSince: [String: ContinuousClock.Instant] = [:]
+        var graceTask: Task<Void, Never>? = nil
         for await item in inputs {
             var noticed: ContinuousClock.Instant? = nil
             switch item {
@@ -85,9 +93,22 @@ public final class AutoConnect: Sendable {
                 }
             case .retry:
                 retryTask = nil
+            case .graceOver:
+                graceTask = nil
             }
             let wanted = pages.keys.sorted { $0.description < $1.description }.flatMap { pages[$0] ?? [] }
-            let failed = await reconcile(wanted: wanted, ledger: &ledger, noticed: noticed)
+            let (failed, nextGrace) = await reconcile(
+                wanted: wanted,
+                ledger: &ledger,
+                missingSince: &missingSince,
+                noticed: noticed
+            )
+            if let nextGrace, graceTask == nil {
+                graceTask = Task {
+                    try? await Task.sleep(until: nextGrace)
+                    if !Task.isCancelled { input.yield(.graceOver) }
+                }
+            }
             if failed {
                 if retryTask == nil {
                     let delay = retryDelay
@@ -102,21 +123,23 @@ public final class AutoConnect: Sendable {
             }
         }
         retryTask?.cancel()
+        graceTask?.cancel()
     }
 
-    /// Plans and carries out the connects and disconnects for `wanted`. - Returns: whether a
-    /// connect failed.
+    /// Plans and carries out the connects and disconnects for `wanted`.
+    /// - Returns: whether a connect failed, and when the next controller's removal grace ends.
     private func reconcile(
         wanted: [DiscoveryLogEntry],
         ledger: inout ConnectionLedger,
+        missingSince: inout [String: ContinuousClock.Instant],
         noticed: ContinuousClock.Instant?
-    ) async -> Bool {
+    ) async -> (failed: Bool, nextGrace: ContinuousClock.Instant?) {
         let existing: [KernelController]
         do {
             existing = try await controllers.scan()
         } catch {
             logger.error("cannot read the kernel's controllers", metadata: ["error": "\(error)"])
-            return true
+            return (true, nil)
         }
         ledger = ledger.pruned(existing: existing)
         let actions = ConnectionPlanner.plan(
@@ -127,6 +150,14 @@ public final class AutoConnect: Sendable {
             policy: policy
         )
         var failed = false
+        let now = ContinuousClock.now
+        var nextGrace: ContinuousClock.Instant? = nil
+        let leaving = Set(actions.compactMap { action -> String? in
+            if case .disconnect(let name) = action { return name }
+            return nil
+        })
+        // Entries that came back before their grace ended.
+        missingSince = missingSince.filter { leaving.contains($0.key) }
         for action in actions {
             switch action {
             case .connect(let options):
@@ -154,6 +185,18 @@ public final class AutoConnect: Sendable {
                     )
                 }
             case .disconnect(let name):
+                let since = missingSince[name] ?? now
+                missingSince[name] = since
+                guard now - since >= removalGrace else {
+                    let end = since + removalGrace
+                    nextGrace = min(nextGrace ?? end, end)
+                    logger.info(
+                        "entry gone; disconnecting when it stays gone",
+                        metadata: ["controller": "\(name)", "grace": "\(removalGrace)"]
+                    )
+                    continue
+                }
+                missingSince[name] = nil
                 do {
                     _ = try await connector.disconnect(controller: name)
                     ledger.forget(name: name)
@@ -170,7 +213,7 @@ public final class AutoConnect: Sendable {
                 logger.error("cannot record the controllers dem-ac created", metadata: ["error": "\(error)"])
             }
         }
-        return failed
+        return (failed, nextGrace)
     }
 
     static func milliseconds(_ duration: Duration) -> Int {

@@ -27,6 +27,12 @@ struct DEMAC: AsyncParsableCommand {
     )
     var disconnect: String = DisconnectPolicy.never.rawValue
 
+    @Option(
+        name: .customLong("removal-grace"),
+        help: "With --disconnect removed: seconds an entry must stay gone before its controller is disconnected."
+    )
+    var removalGrace: Double = 10
+
     @Option(name: .customLong("ctrl-loss-tmo"), help: "ctrl_loss_tmo of the I/O controllers (-1: reconnect for ever).")
     var controllerLossTimeout: Int = -1
 
@@ -54,6 +60,9 @@ struct DEMAC: AsyncParsableCommand {
     func validate() throws {
         guard DisconnectPolicy(rawValue: disconnect) != nil else {
             throw ValidationError("--disconnect must be never or removed, not \"\(disconnect)\"")
+        }
+        guard removalGrace >= 0, removalGrace <= 86400 else {
+            throw ValidationError("--removal-grace must be 0...86400 seconds")
         }
         guard controllerLossTimeout >= -1 else { throw ValidationError("--ctrl-loss-tmo must be -1 or more") }
         if let ioQueues, ioQueues < 1 { throw ValidationError("--nr-io-queues must be 1 or more") }
@@ -92,6 +101,7 @@ struct DEMAC: AsyncParsableCommand {
             ledgerFile: ConnectionLedgerFile(stateDirectory: directory),
             host: host,
             policy: DisconnectPolicy(rawValue: disconnect) ?? .never,
+            removalGrace: .milliseconds(Int(removalGrace * 1000)),
             logger: logger
         )
         logger.notice(

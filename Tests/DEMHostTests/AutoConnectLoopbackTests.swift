@@ -88,6 +88,15 @@ struct AutoConnectLoopbackTests {
         "connects what the page lists, connects an added subsystem on the change notice, disconnects only its own removed controller"
     )
     func autoConnect() async throws {
+        try await run(removalGrace: .zero)
+    }
+
+    @Test("with a removal grace, a controller whose entry just went away stays connected")
+    func removalGrace() async throws {
+        try await run(removalGrace: .seconds(60))
+    }
+
+    func run(removalGrace: Duration) async throws {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
         var options = DEMOptions(
@@ -136,6 +145,7 @@ struct AutoConnectLoopbackTests {
             ledgerFile: ConnectionLedgerFile(stateDirectory: folder.path + "/state"),
             host: HostConnectParameters(identity: identity, ctrlLossTimeout: -1),
             policy: .removed,
+            removalGrace: removalGrace,
             logger: logger
         )
         let running = Task { await autoConnect.run() }
@@ -159,7 +169,16 @@ struct AutoConnectLoopbackTests {
         try await dem.service.change(.updated, path: "/test") { fabric throws(ModelError) in
             try fabric.deleteSubsystem(target: "t1", nqn: Self.a)
         }
-        #expect(try await eventually { kernel.deleted(controllerA) })
+        if removalGrace == .zero {
+            #expect(try await eventually { kernel.deleted(controllerA) })
+        } else {
+            // The page no longer lists A (B is still served), yet A's controller stays.
+            #expect(
+                try await eventually { dem.catalog.discoveryLogPage(hostNQN: HostSample.hostNQN).entries.count == 2 }
+            )
+            try await Task.sleep(for: .seconds(1))
+            #expect(!kernel.deleted(controllerA))
+        }
         #expect(!kernel.deleted("nvme90"))
         #expect(kernel.written.count == 2)
         // The ledger says which controllers are dem-ac's.
