@@ -152,10 +152,12 @@ public final class AutoConnect: Sendable {
         var failed = false
         let now = ContinuousClock.now
         var nextGrace: ContinuousClock.Instant? = nil
-        let leaving = Set(actions.compactMap { action -> String? in
-            if case .disconnect(let name) = action { return name }
-            return nil
-        })
+        let leaving = Set(
+            actions.compactMap { action -> String? in
+                if case .disconnect(let name) = action { return name }
+                return nil
+            }
+        )
         // Entries that came back before their grace ended.
         missingSince = missingSince.filter { leaving.contains($0.key) }
         for action in actions {
