@@ -6,7 +6,7 @@
 # this machine (127.0.0.1:8009, the guest's 10.0.2.2:8009); tshark decodes the traffic.
 #
 # Usage: scripts/interop/run.sh [SCENARIO...]     (default: every scenario)
-#   scenarios: bare discovery large-page connect-aen management endpoint
+#   scenarios: bare discovery large-page connect-aen management endpoint autoconnect
 #              (scripts/interop/scenarios/NAME.sh)
 # Env:
 #   DEM_BIN          dem binary to test; default: build it with
@@ -16,14 +16,20 @@
 #   DEMEM_BIN        dem-em binary (it runs in the guest, for the scenarios marked
 #                    "# needs: dem-em"); default: build it with
 #                    swift build --static-swift-stdlib --scratch-path .build-static --product dem-em
+#   DEMAC_BIN        dem-ac binary (it runs in the guest, for the scenarios marked
+#                    "# needs: ... dem-ac"); default: build it with
+#                    swift build --static-swift-stdlib --scratch-path .build-static --product dem-ac
+#   DEMDM_BIN        dem-dm binary (likewise, "# needs: ... dem-dm"; --product dem-dm)
 #   DEM_LAB_CACHE    guest kernel/initramfs cache (default /tmp/dem-lab-cache)
 #   DEM_LAB_LOGS     logs (default /tmp/dem-lab-logs); this run: $DEM_LAB_LOGS/interop-TIMESTAMP
 #   DEM_LOG_LEVEL    dem --log-level (default debug)
 #   DEM_EM_LOG_LEVEL dem-em --log-level in the guest (endpoint scenario; default info)
+#   DEM_AC_LOG_LEVEL dem-ac --log-level in the guest (autoconnect scenario; default debug)
 #   DEM_INTEROP_SCENARIO_TIMEOUT  hard limit per scenario in seconds (default 240)
 #   DEM_INTEROP_GUEST_OPTS        extra run-guest.sh options for every boot (e.g. -p)
 # Output: one line per check, "PASS name" or "FAIL name (detail)" (diagnostics for failed
-# scenarios are indented below them), then "interop: N passed, M failed".
+# scenarios are indented below them), "INFO name (detail)" for a measurement (it neither passes
+# nor fails), then "interop: N passed, M failed".
 # Exit status 0 iff no check failed.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,7 +38,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/host/common.sh"
 export DEM_LAB_CACHE=${DEM_LAB_CACHE:-/tmp/dem-lab-cache}
 export DEM_LAB_LOGS=${DEM_LAB_LOGS:-/tmp/dem-lab-logs}
-ALL_SCENARIOS="bare discovery large-page connect-aen management endpoint"
+ALL_SCENARIOS="bare discovery large-page connect-aen management endpoint autoconnect"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 RUN=$DEM_LAB_LOGS/interop-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RUN" "$DEM_LAB_CACHE"
@@ -75,6 +81,12 @@ if [ -n "${DEMCLI_BIN:-}" ] && [ -e "$DEMCLI_BIN" ]; then
 fi
 if [ -n "${DEMEM_BIN:-}" ] && [ -e "$DEMEM_BIN" ]; then
     DEMEM_BIN=$(cd "$(dirname "$DEMEM_BIN")" && pwd)/$(basename "$DEMEM_BIN")
+fi
+if [ -n "${DEMAC_BIN:-}" ] && [ -e "$DEMAC_BIN" ]; then
+    DEMAC_BIN=$(cd "$(dirname "$DEMAC_BIN")" && pwd)/$(basename "$DEMAC_BIN")
+fi
+if [ -n "${DEMDM_BIN:-}" ] && [ -e "$DEMDM_BIN" ]; then
+    DEMDM_BIN=$(cd "$(dirname "$DEMDM_BIN")" && pwd)/$(basename "$DEMDM_BIN")
 fi
 cd "$ROOT" || exit 2
 for s in $SCENARIOS; do
@@ -188,6 +200,45 @@ if [ -n "$NEED_EM" ]; then
     export DEMEM_BIN
 fi
 
+# --- dem-ac and dem-dm (static, like dem-em: they run in the guest, from the 9p share)
+# static_guest_tool PRODUCT VAR : for the scenarios marked "# needs: ... PRODUCT", build PRODUCT
+# statically (or take the binary VAR names) and export VAR as a copy in $DEM_LAB_CACHE
+static_guest_tool() {
+    local product=$1 var=$2 need="" s t built bin
+    for s in $SCENARIOS; do
+        grep -q "^# needs:.*$product" "$HERE/scenarios/$s.sh" && need="$need $s"
+    done
+    [ -n "$need" ] || return 0
+    t=$EPOCHREALTIME
+    bin=${!var:-}
+    if [ -n "$bin" ]; then
+        if [ ! -f "$bin" ] || [ ! -x "$bin" ]; then
+            fail "build-$product" "$var=$bin is not an executable"; finish
+        fi
+        info "$product: $bin ($var)"
+    else
+        command -v swift > /dev/null || { fail "build-$product" "swift not found in PATH (or set $var)"; finish; }
+        if ! step "$RUN/build-$product.log" swift build --static-swift-stdlib --scratch-path .build-static --product "$product"; then
+            fail "build-$product" "swift build failed: $(grep -m1 -E 'error:' "$RUN/build-$product.log" || tail -n 1 "$RUN/build-$product.log")"
+            grep -E 'error:' "$RUN/build-$product.log" | head -n 20 | indent
+            finish
+        fi
+        built=$(swift build --static-swift-stdlib --scratch-path .build-static --product "$product" --show-bin-path 2>/dev/null)/$product
+        [ -x "$built" ] || { fail "build-$product" "no binary at $built"; finish; }
+        # a copy (a later build may replace the binary during the run); the scenarios
+        # hard-link it into their 9p share
+        bin=$DEM_LAB_CACHE/$product
+        if ! cp "$built" "$bin.tmp" || ! mv -f "$bin.tmp" "$bin"; then
+            fail "build-$product" "cannot copy $built to $bin"; finish
+        fi
+        info "$product: $bin (built in $(elapsed "$t")s as $built, for$need)"
+    fi
+    printf -v "$var" '%s' "$bin"
+    export "${var?}"
+}
+static_guest_tool dem-ac DEMAC_BIN
+static_guest_tool dem-dm DEMDM_BIN
+
 # --- scenarios
 for s in $SCENARIOS; do
     t=$EPOCHREALTIME
@@ -208,6 +259,7 @@ for s in $SCENARIOS; do
         case $st in
             PASS) pass "$name" ;;
             FAIL) rest=${rest#(}; fail "$name" "${rest%)}" ;;
+            INFO) echo "INFO $name $rest" ;;
         esac
     done < "$out/results.txt"
     [ -s "$out/diagnostics.txt" ] && indent < "$out/diagnostics.txt"

@@ -246,3 +246,83 @@ dmesg_nvme() { # the kernel's NVMe messages (for the scenario log)
     echo "--- dmesg (nvme) ---"
     dmesg | grep -iE 'nvme|nvmet' | tail -n "${1:-40}"
 }
+
+# ---------------------------------------------------------------- notes, controller watch
+# note NAME DETAIL : a measurement for the host's results ("INFO NAME (DETAIL)": it neither
+# passes nor fails; host lib.sh guest_notes copies it)
+note() {
+    local d
+    d=$(printf '%s' "${2:-}" | tr '\n\r@' '  _' | cut -c1-400)
+    echo "@@NOTE $1 $d@@"
+}
+uptime_now() { cut -d' ' -f1 /proc/uptime; }
+# ctl_watch FILE : in the background, until /tmp/ctl.stop exists, watch the kernel's NVMe
+# controllers whose subsystem NQN is known (every 50 ms, shell builtins only): every change goes
+# to FILE as
+#   "UPTIME state NAME NQN STATE"  (a controller appeared or changed state)
+#   "UPTIME gone NAME NQN"         (it disappeared)
+# and to the console as @@CTL NAME|NQN|STATE@@ / @@CTL gone NAME|NQN@@ (host steps can wait
+# for those with console_wait). CTL_WATCH_PID := its pid.
+ctl_watch() {
+    rm -f /tmp/ctl.stop
+    (
+        prev="" prevp=""
+        while [ ! -f /tmp/ctl.stop ]; do
+            cur="" curp=""
+            for c in /sys/class/nvme/nvme*; do
+                [ -r "$c/subsysnqn" ] || continue
+                read -r n < "$c/subsysnqn" 2>/dev/null || continue
+                # while a controller connects, its subsysnqn reads "(efault)": not known yet
+                case "$n" in nqn.*) ;; *) continue ;; esac
+                read -r s _ < "$c/state" 2>/dev/null || s=gone   # "deleting (no IO)": deleting
+                cur="$cur ${c##*/}|$n|$s" curp="$curp ${c##*/}|$n"
+            done
+            if [ "$cur" != "$prev" ]; then
+                read -r up _ < /proc/uptime
+                for x in $cur; do
+                    case " $prev " in *" $x "*) ;; *)
+                        echo "$up state $(echo "$x" | tr '|' ' ')" >> "$1"; echo "@@CTL $x@@" ;;
+                    esac
+                done
+                for x in $prevp; do
+                    case " $curp " in *" $x "*) ;; *)
+                        echo "$up gone $(echo "$x" | tr '|' ' ')" >> "$1"; echo "@@CTL gone $x@@" ;;
+                    esac
+                done
+                prev=$cur prevp=$curp
+            fi
+            sleep 0.05
+        done
+    ) &
+    # shellcheck disable=SC2034  # for the scenarios
+    CTL_WATCH_PID=$!
+}
+# ctl_of NQN [STATE] : the controllers (names) of subsystem NQN (in STATE), one per line
+ctl_of() {
+    local c
+    for c in /sys/class/nvme/nvme*; do
+        [ "$(cat "$c/subsysnqn" 2>/dev/null)" = "$1" ] || continue
+        [ -z "${2:-}" ] || [ "$(cat "$c/state" 2>/dev/null)" = "$2" ] || continue
+        basename "$c"
+    done
+}
+# ctl_wait NQN N SECS : wait until subsystem NQN has exactly N live controllers (N = 0: none at
+# all, whatever their state)
+ctl_wait() {
+    local i=0
+    while [ $i -lt $(($3 * 10)) ]; do
+        if [ "$2" = 0 ]; then [ -z "$(ctl_of "$1")" ] && return 0
+        else [ "$(ctl_of "$1" live | wc -l)" = "$2" ] && return 0; fi
+        sleep 0.1; i=$((i+1))
+    done
+    return 1
+}
+# file_wait FILE PATTERN SECS : wait until FILE holds a line with PATTERN (grep basic regex)
+file_wait() {
+    local i=0
+    while [ $i -lt $(($3 * 10)) ]; do
+        grep -q -- "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1; i=$((i+1))
+    done
+    return 1
+}

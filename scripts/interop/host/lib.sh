@@ -440,3 +440,87 @@ scenario_end() {
         } > "$OUT/diagnostics.txt"
     fi
 }
+
+# ---------------------------------------------------------------- notes, console, restarts
+# note NAME DETAIL : an "INFO NAME (DETAIL)" line in the results (a measurement: it neither
+# passes nor fails; run.sh prints it)
+note() {
+    echo "INFO $1 (${2:-})" >> "$RESULTS"
+    echo "[$SCEN] INFO $1 (${2:-})"
+}
+# guest_notes : copy the guest's @@NOTE NAME detail@@ lines (guest lib.sh: note) into the results
+guest_notes() {
+    local con=$OUT/guest/console.log line n
+    [ -f "$con" ] || return 0
+    grep -a -o '@@NOTE [^@]*@@' "$con" | sed 's/^@@NOTE //; s/@@$//' | while IFS= read -r line; do
+        n=${line%% *}; line=${line#"$n"}
+        note "$n" "${line# }"
+    done
+}
+# console_size : the guest console's size in bytes now (an offset for console_wait)
+console_size() { stat -c %s "$OUT/guest/console.log" 2>/dev/null || echo 0; }
+# console_wait PATTERN SECS [OFFSET] : wait (polling every 20 ms) until the guest console holds
+# a line matching PATTERN (grep basic regex) after byte OFFSET; CONSOLE_AT := $EPOCHREALTIME when
+# it was seen. For host steps that time what the guest prints while they run.
+CONSOLE_AT=""
+console_wait() {
+    local t0=$EPOCHREALTIME
+    CONSOLE_AT=""
+    while :; do
+        if tail -c +$(( ${3:-0} + 1 )) "$OUT/guest/console.log" 2>/dev/null | grep -aq -- "$1"; then
+            # shellcheck disable=SC2034  # used by the scenarios' host steps
+            CONSOLE_AT=$EPOCHREALTIME; return 0
+        fi
+        awk -v a="$t0" -v b="$EPOCHREALTIME" -v s="$2" 'BEGIN { exit !(b - a >= s) }' && return 1
+        sleep 0.02
+    done
+}
+# ms_between T0 T1 : milliseconds from T0 to T1 ($EPOCHREALTIME values)
+ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", (b - a) * 1000 + 0.5 }'; }
+
+# dem_kill : SIGKILL dem's process group (a crash: no clean shutdown) and reap it; its log and
+# output are kept as dem.N.log and dem.N.stdout (N = 1, 2, ...), so that a dem_start after it
+# writes fresh ones. Returns non-zero when dem was not running.
+dem_kill() {
+    local n=1
+    [ -n "$DEM_PID" ] || return 1
+    kill -KILL -- -"$DEM_PID" 2>/dev/null; wait "$DEM_PID" 2>/dev/null
+    echo "[$SCEN] dem (pid $DEM_PID) killed with SIGKILL"
+    DEM_PID=""
+    while [ -e "$OUT/dem.$n.log" ]; do n=$((n+1)); done
+    mv -f "$OUT/dem.log" "$OUT/dem.$n.log" 2>/dev/null
+    mv -f "$OUT/dem.stdout" "$OUT/dem.$n.stdout" 2>/dev/null
+    return 0
+}
+
+# Host steps in the scenario's own shell. A host step (run-guest.sh -H) runs in a shell of its
+# own; what must happen in the scenario's shell (restarting dem, which must stay its child for
+# dem_stop) goes through run_guest_serving: it runs run_guest in the background and, whenever a
+# host step made with main_step_cmd TAG asks, calls `main_step TAG` (a function the scenario
+# defines) here; the host step ends with main_step's status.
+# run_guest_serving GUEST_SCRIPT TIMEOUT [run-guest.sh options] : like run_guest
+run_guest_serving() {
+    local rg req tag
+    rm -f "$OUT"/main-step.*
+    run_guest "$@" &
+    rg=$!
+    while alive "$rg"; do
+        for req in "$OUT"/main-step.*.req; do
+            [ -e "$req" ] || continue
+            tag=${req#"$OUT"/main-step.}; tag=${tag%.req}
+            rm -f "$req"
+            echo "[$SCEN] main step '$tag'"
+            main_step "$tag"
+            echo $? > "$OUT/main-step.$tag.done"
+        done
+        sleep 0.1
+    done
+    wait "$rg"
+}
+# main_step_cmd TAG [SECS] : the host step command (for run-guest.sh -H TAG=...) that asks
+# run_guest_serving for `main_step TAG` and waits for it (up to SECS, default 55)
+main_step_cmd() {
+    # shellcheck disable=SC2016  # expanded by the host step's shell
+    printf 'touch %q && for i in $(seq 1 %d); do [ -e %q ] && exit "$(cat %q)"; sleep 0.1; done; echo "main step %s: no answer"; exit 1' \
+        "$OUT/main-step.$1.req" "$(( ${2:-55} * 10 ))" "$OUT/main-step.$1.done" "$OUT/main-step.$1.done" "$1"
+}
