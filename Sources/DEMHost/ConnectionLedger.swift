@@ -1,3 +1,4 @@
+import DEMCore
 import Foundation
 
 #if canImport(Glibc)
@@ -162,50 +163,11 @@ public struct ConnectionLedgerFile: Sendable {
         } catch {
             throw ConnectionLedgerError(path: path, message: "encode: \(error)")
         }
-        let folder = (path as NSString).deletingLastPathComponent
-        let directory = folder.isEmpty ? "." : folder
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try AtomicFile.write(data, to: path)
         } catch {
-            throw ConnectionLedgerError(path: directory, message: "create folder: \(error)")
+            throw ConnectionLedgerError(path: error.path, message: error.message)
         }
-
-        let temporary = "\(path).tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw failure("open", temporary) }
-        var ok = data.withUnsafeBytes { buffer -> Bool in
-            var offset = 0
-            while offset < buffer.count {
-                let written = write(fd, buffer.baseAddress?.advanced(by: offset), buffer.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    return false
-                }
-                offset += written
-            }
-            return true
-        }
-        if ok { ok = fsync(fd) == 0 }
-        let code = errno
-        close(fd)
-        guard ok else {
-            unlink(temporary)
-            throw ConnectionLedgerError(path: temporary, message: "write: \(SysfsText.describe(code))")
-        }
-        guard rename(temporary, path) == 0 else {
-            let error = failure("rename", temporary)
-            unlink(temporary)
-            throw error
-        }
-        let directoryFD = open(directory, O_RDONLY | O_CLOEXEC)
-        if directoryFD >= 0 {
-            _ = fsync(directoryFD)
-            close(directoryFD)
-        }
-    }
-
-    private func failure(_ call: String, _ path: String) -> ConnectionLedgerError {
-        ConnectionLedgerError(path: path, message: "\(call): \(SysfsText.describe(errno))")
     }
 }
 

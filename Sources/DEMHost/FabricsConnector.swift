@@ -1,3 +1,4 @@
+import DEMCore
 import NIOPosix
 
 #if canImport(Glibc)
@@ -27,7 +28,7 @@ public enum FabricsError: Error, Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .invalidOption(let field, let value): "invalid connect option \(field)=\(value.debugDescription)"
         case .invalidControllerName(let name): "invalid controller name \(name.debugDescription)"
-        case .system(let operation, let path, let code): "\(operation) \(path): \(SysfsText.describe(code))"
+        case .system(let operation, let path, let code): "\(operation) \(path): \(Errno.describe(code))"
         case .unexpectedAnswer(let text): "unexpected answer from the fabrics device: \(text.debugDescription)"
         case .threadPoolInactive: "the blocking I/O thread pool is not running"
         case .cancelled: "cancelled"

@@ -1,3 +1,4 @@
+import DEMCore
 import NIOPosix
 
 /// A controller state as the kernel writes it in `<controller>/state`.
@@ -104,18 +105,18 @@ public struct FabricsControllers: Sendable {
     public func controller(named name: String) -> KernelController? {
         guard KernelController.instance(ofName: name) != nil else { return nil }
         let folder = directory + "/" + name
-        guard SysfsText.isDirectory(folder) else { return nil }
-        let address = SysfsText.contents(of: folder + "/address").map(SysfsText.pairs) ?? [:]
+        guard SysfsAttribute.isDirectory(folder) else { return nil }
+        let address = SysfsAttribute.contents(of: folder + "/address").map(SysfsText.pairs) ?? [:]
         return KernelController(
             name: name,
-            transport: SysfsText.attribute(folder + "/transport") ?? "",
+            transport: SysfsAttribute.value(folder + "/transport") ?? "",
             traddr: address["traddr"] ?? "",
             trsvcid: address["trsvcid"] ?? "",
             hostTraddr: address["host_traddr"].flatMap { $0.isEmpty ? nil : $0 },
             hostIface: address["host_iface"].flatMap { $0.isEmpty ? nil : $0 },
-            subsystemNQN: SysfsText.attribute(folder + "/subsysnqn") ?? "",
-            hostNQN: SysfsText.attribute(folder + "/hostnqn"),
-            state: SysfsText.attribute(folder + "/state").map(KernelControllerState.init(rawValue:)) ?? .unknown
+            subsystemNQN: SysfsAttribute.value(folder + "/subsysnqn") ?? "",
+            hostNQN: SysfsAttribute.value(folder + "/hostnqn"),
+            state: SysfsAttribute.value(folder + "/state").map(KernelControllerState.init(rawValue:)) ?? .unknown
         )
     }
 

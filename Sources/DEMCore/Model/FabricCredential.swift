@@ -52,28 +52,9 @@ public enum FabricCredential {
     }
 }
 
-/// Writes files only their owner may read: whole or not at all (a temporary file, synced, then
-/// renamed over the old one).
+/// Writes files only their owner may read (mode 0600 in a 0700 folder), whole or not at all.
 public enum SecretFile {
-    public static func write(_ contents: String, to path: String) throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty {
-            try FileManager.default.createDirectory(
-                atPath: directory,
-                withIntermediateDirectories: true,
-                attributes: [.posixPermissions: 0o700]
-            )
-        }
-        let temporary = path + ".new"
-        _ = unlink(temporary)
-        guard FileManager.default.createFile(atPath: temporary, contents: nil, attributes: [.posixPermissions: 0o600])
-        else { throw FabricCredential.Failure(description: "cannot create \(temporary)") }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
-        try handle.write(contentsOf: Data(contents.utf8))
-        try handle.synchronize()
-        try handle.close()
-        guard rename(temporary, path) == 0 else {
-            throw FabricCredential.Failure(description: "cannot write \(path): \(String(cString: strerror(errno)))")
-        }
+    public static func write(_ contents: String, to path: String) throws(FileWriteError) {
+        try AtomicFile.write(Data(contents.utf8), to: path, mode: 0o600, folderMode: 0o700)
     }
 }

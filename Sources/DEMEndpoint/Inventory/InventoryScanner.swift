@@ -91,11 +91,11 @@ public struct InventoryScanner: Sendable {
         for controller in SysfsFiles.entries(classDirectory) {
             guard Self.controllerNumber(controller) != nil else { continue }
             let directory = classDirectory + "/" + controller
-            guard let transport = SysfsFiles.trimmed(directory + "/transport"),
+            guard let transport = SysfsAttribute.value(directory + "/transport"),
                 !Self.fabricsTransports.contains(transport.lowercased())
             else { continue }
-            let model = SysfsFiles.trimmed(directory + "/model")
-            let serial = SysfsFiles.trimmed(directory + "/serial")
+            let model = SysfsAttribute.value(directory + "/model")
+            let serial = SysfsAttribute.value(directory + "/serial")
             for entry in SysfsFiles.entries(directory) {
                 guard let name = NVMeNamespaceName(entry) else { continue }
                 let deviceName = "nvme\(name.device)n\(name.namespace)"
@@ -237,12 +237,12 @@ public struct InventoryScanner: Sendable {
         let classDirectory = sysfsRoot + "/class/infiniband"
         return SysfsFiles.entries(classDirectory).compactMap { name in
             let directory = classDirectory + "/" + name
-            guard SysfsFiles.isDirectory(directory) else { return nil }
+            guard SysfsAttribute.isDirectory(directory) else { return nil }
             var netdevs = Set<String>()
             for port in SysfsFiles.entries(directory + "/ports") {
                 let ndevs = directory + "/ports/" + port + "/gid_attrs/ndevs"
                 for index in SysfsFiles.entries(ndevs) {
-                    if let netdev = SysfsFiles.trimmed(ndevs + "/" + index), Self.isNetdevName(netdev) {
+                    if let netdev = SysfsAttribute.value(ndevs + "/" + index), Self.isNetdevName(netdev) {
                         netdevs.insert(netdev)
                     }
                 }

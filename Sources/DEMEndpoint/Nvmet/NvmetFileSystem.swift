@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import DEMCore
 import Glibc
 #elseif canImport(Musl)
 import Musl
@@ -31,23 +32,9 @@ public struct NvmetFileError: Error, Sendable, Hashable, CustomStringConvertible
     }
 
     /// The errno's text and symbolic name, such as `Permission denied (EACCES)`.
-    public var errnoText: String { Self.describe(code) }
+    public var errnoText: String { Errno.describe(code) }
 
     public var description: String { "\(operation) \(path): \(errnoText)" }
-
-    /// `strerror` text of `code` followed by its symbolic name when it is a common one.
-    public static func describe(_ code: Int32) -> String {
-        let text = strerror(code).map { String(cString: $0) } ?? "error \(code)"
-        let names: [Int32: String] = [
-            EPERM: "EPERM", ENOENT: "ENOENT", EIO: "EIO", EBADF: "EBADF", EAGAIN: "EAGAIN",
-            ENOMEM: "ENOMEM", EACCES: "EACCES", EBUSY: "EBUSY", EEXIST: "EEXIST", ENODEV: "ENODEV",
-            ENOTDIR: "ENOTDIR", EISDIR: "EISDIR", EINVAL: "EINVAL", ENOSPC: "ENOSPC", EROFS: "EROFS",
-            ENAMETOOLONG: "ENAMETOOLONG", ENOTEMPTY: "ENOTEMPTY", ELOOP: "ELOOP",
-            EADDRINUSE: "EADDRINUSE", EADDRNOTAVAIL: "EADDRNOTAVAIL", EPROTONOSUPPORT: "EPROTONOSUPPORT",
-        ]
-        guard let name = names[code] else { return text }
-        return "\(text) (\(name))"
-    }
 }
 
 /// Filesystem access to an nvmet tree. Every path is relative to the tree's root, such as

@@ -1,3 +1,4 @@
+import DEMCore
 import Foundation
 
 #if canImport(Glibc)
@@ -53,46 +54,11 @@ public struct NvmetLedger: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(File(version: Self.currentVersion, owned: owned))
-        let folder = (path as NSString).deletingLastPathComponent
-        let directory = folder.isEmpty ? "." : folder
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-
-        let temporary = "\(path).tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw failure("open", temporary) }
-        var ok = data.withUnsafeBytes { buffer -> Bool in
-            var offset = 0
-            while offset < buffer.count {
-                let written = write(fd, buffer.baseAddress?.advanced(by: offset), buffer.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    return false
-                }
-                offset += written
-            }
-            return true
+        do {
+            try AtomicFile.write(data, to: path)
+        } catch {
+            throw NvmetLedgerError(path: error.path, message: error.message)
         }
-        if ok { ok = fsync(fd) == 0 }
-        let error = errno
-        close(fd)
-        guard ok else {
-            unlink(temporary)
-            throw NvmetLedgerError(path: temporary, message: "write: \(NvmetFileError.describe(error))")
-        }
-        guard rename(temporary, path) == 0 else {
-            let error = failure("rename", temporary)
-            unlink(temporary)
-            throw error
-        }
-        let dirfd = open(directory, O_RDONLY | O_CLOEXEC)
-        if dirfd >= 0 {
-            _ = fsync(dirfd)
-            close(dirfd)
-        }
-    }
-
-    private func failure(_ call: String, _ path: String) -> NvmetLedgerError {
-        NvmetLedgerError(path: path, message: "\(call): \(NvmetFileError.describe(errno))")
     }
 }
 
