@@ -119,8 +119,8 @@ public enum DiscoveryChangeReporter {
 
     /// `nvme subsystem nqn.x at tcp 10.0.2.15:4420`.
     public static func describe(_ entry: DiscoveryLogEntry) -> String {
-        let subtype = DiscoveryRecordJSON.subtypeWord(entry.subsystemType)
-        let transport = DiscoveryRecordJSON.transportWord(entry.transportType)
+        let subtype = NVMeCLIWords.subtype(entry.subsystemType)
+        let transport = NVMeCLIWords.transport(entry.transportType)
         let place = ConnectionPlanner.hostPort(entry.transportAddress, entry.transportServiceIdentifier)
         return printable("\(subtype) \(entry.subsystemNQN) at \(transport) \(place)")
     }
@@ -133,17 +133,17 @@ public enum DiscoveryChangeReporter {
     ) -> [(field: String, old: String, new: String)] {
         func fields(_ e: DiscoveryLogEntry) -> [(String, String)] {
             var list: [(String, String)] = [
-                ("trtype", DiscoveryRecordJSON.transportWord(e.transportType)),
-                ("adrfam", DiscoveryRecordJSON.addressFamilyWord(e.addressFamily)),
-                ("subtype", DiscoveryRecordJSON.subtypeWord(e.subsystemType)),
-                ("treq", DiscoveryRecordJSON.treqWords(e.transportRequirements)),
+                ("trtype", NVMeCLIWords.transport(e.transportType)),
+                ("adrfam", NVMeCLIWords.addressFamily(e.addressFamily)),
+                ("subtype", NVMeCLIWords.subtype(e.subsystemType)),
+                ("treq", NVMeCLIWords.transportRequirements(e.transportRequirements)),
                 ("portid", String(e.portIdentifier)),
                 ("cntlid", String(e.controllerIdentifier)),
                 ("asqsz", String(e.adminMaximumSubmissionQueueSize)),
                 ("trsvcid", e.transportServiceIdentifier),
                 ("subnqn", e.subsystemNQN),
                 ("traddr", e.transportAddress),
-                ("eflags", DiscoveryRecordJSON.eflagsWords(e.entryFlags)),
+                ("eflags", NVMeCLIWords.entryFlags(e.entryFlags)),
             ]
             for (key, value) in DiscoveryRecordJSON.tsasFields(e.transportSpecificAddressSubtype) {
                 if case .string(let text) = value {
@@ -189,7 +189,7 @@ public enum DiscoveryChangeReporter {
                 .object([
                     ("traddr", .string(controller.transportAddress)),
                     ("trsvcid", .string(controller.transportServiceIdentifier)),
-                    ("trtype", .string(DiscoveryRecordJSON.transportWord(controller.transportType))),
+                    ("trtype", .string(NVMeCLIWords.transport(controller.transportType))),
                 ])
             ),
             ("event", .string(event.name)),

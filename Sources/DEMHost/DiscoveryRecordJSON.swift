@@ -24,15 +24,15 @@ public enum DiscoveryRecordJSON {
 
     static func object(_ e: DiscoveryLogEntry) -> JSONText {
         var members: [(String, JSONText)] = [
-            ("trtype", .string(transportWord(e.transportType))),
-            ("adrfam", .string(addressFamilyWord(e.addressFamily))),
-            ("subtype", .string(subtypeWord(e.subsystemType))),
-            ("treq", .string(treqWords(e.transportRequirements))),
+            ("trtype", .string(NVMeCLIWords.transport(e.transportType))),
+            ("adrfam", .string(NVMeCLIWords.addressFamily(e.addressFamily))),
+            ("subtype", .string(NVMeCLIWords.subtype(e.subsystemType))),
+            ("treq", .string(NVMeCLIWords.transportRequirements(e.transportRequirements))),
             ("portid", .integer(Int64(e.portIdentifier))),
             ("trsvcid", .string(e.transportServiceIdentifier)),
             ("subnqn", .string(e.subsystemNQN)),
             ("traddr", .string(e.transportAddress)),
-            ("eflags", .string(eflagsWords(e.entryFlags))),
+            ("eflags", .string(NVMeCLIWords.entryFlags(e.entryFlags))),
         ]
         for (key, value) in tsasFields(e.transportSpecificAddressSubtype) {
             members.append((key, value))
@@ -45,52 +45,15 @@ public enum DiscoveryRecordJSON {
     static func tsasFields(_ tsas: TransportSpecificAddressSubtype) -> [(String, JSONText)] {
         switch tsas {
         case .tcp(let sectype):
-            [("sectype", .string(word(sectype, [0: "none", 1: "tls12", 2: "tls13"])))]
+            [("sectype", .string(NVMeCLIWords.securityType(sectype)))]
         case .rdma(let qptype, let prtype, let cms, let pkey):
             [
-                ("rdma_prtype", .string(rdmaProviderWord(prtype))),
-                ("rdma_qptype", .string(word(qptype, [1: "connected", 2: "datagram"]))),
-                ("rdma_cms", .string(word(cms, [1: "rdma-cm"]))),
+                ("rdma_prtype", .string(NVMeCLIWords.rdmaProviderType(prtype))),
+                ("rdma_qptype", .string(NVMeCLIWords.rdmaQueuePairType(qptype))),
+                ("rdma_cms", .string(NVMeCLIWords.rdmaConnectionManagement(cms))),
                 ("rdma_pkey", .integer(Int64(pkey))),
             ]
         case .raw: []
         }
-    }
-
-    static func transportWord(_ value: TransportType) -> String {
-        word(value.rawValue, [1: "rdma", 2: "fc", 3: "tcp", 254: "loop"])
-    }
-
-    static func addressFamilyWord(_ value: AddressFamily) -> String {
-        word(value.rawValue, [0: "pci", 1: "ipv4", 2: "ipv6", 3: "infiniband", 4: "fibre-channel", 254: "loop"])
-    }
-
-    static func subtypeWord(_ value: SubsystemType) -> String {
-        word(
-            value.rawValue,
-            [1: "discovery subsystem referral", 2: "nvme subsystem", 3: "current discovery subsystem"]
-        )
-    }
-
-    static func treqWords(_ value: TransportRequirements) -> String {
-        var text = word(value.rawValue & 0x3, [0: "not specified", 1: "required", 2: "not required"])
-        if value.rawValue & 0x4 != 0 { text += ", sq flow control disable supported" }
-        return text
-    }
-
-    static func eflagsWords(_ flags: EntryFlags) -> String {
-        var parts: [String] = []
-        if flags.contains(.duplicateReturnedInformation) { parts.append("duplicate returned information") }
-        if flags.contains(.explicitPersistentConnection) { parts.append("explicit discovery connections") }
-        if flags.contains(.noCDCConnectivity) { parts.append("no cdc connectivity") }
-        return parts.isEmpty ? "none" : parts.joined(separator: ", ")
-    }
-
-    static func rdmaProviderWord(_ value: UInt8) -> String {
-        word(value, [1: "not specified", 2: "infiniband", 3: "roce", 4: "roce-v2", 5: "iwarp"])
-    }
-
-    static func word(_ value: UInt8, _ table: [UInt8: String]) -> String {
-        table[value] ?? "unrecognized"
     }
 }

@@ -14,49 +14,25 @@ public enum DiscoveryLogJSON {
     /// One entry as nvme-cli's JSON record.
     public static func record(_ e: DiscoveryLogEntry) -> [String: Any] {
         var r: [String: Any] = [
-            "trtype": word(e.transportType.rawValue, [1: "rdma", 2: "fc", 3: "tcp", 254: "loop"]),
-            "adrfam": word(
-                e.addressFamily.rawValue,
-                [0: "pci", 1: "ipv4", 2: "ipv6", 3: "infiniband", 4: "fibre-channel", 254: "loop"]
-            ),
-            "subtype": word(
-                e.subsystemType.rawValue,
-                [1: "discovery subsystem referral", 2: "nvme subsystem", 3: "current discovery subsystem"]
-            ),
-            "treq": treq(e.transportRequirements.rawValue),
+            "trtype": NVMeCLIWords.transport(e.transportType),
+            "adrfam": NVMeCLIWords.addressFamily(e.addressFamily),
+            "subtype": NVMeCLIWords.subtype(e.subsystemType),
+            "treq": NVMeCLIWords.transportRequirements(e.transportRequirements),
             "portid": Int(e.portIdentifier),
             "trsvcid": e.transportServiceIdentifier,
             "subnqn": e.subsystemNQN,
             "traddr": e.transportAddress,
-            "eflags": eflags(e.entryFlags),
+            "eflags": NVMeCLIWords.entryFlags(e.entryFlags),
         ]
         switch e.transportSpecificAddressSubtype {
-        case .tcp(let sectype): r["sectype"] = word(sectype, [0: "none", 1: "tls12", 2: "tls13"])
+        case .tcp(let sectype): r["sectype"] = NVMeCLIWords.securityType(sectype)
         case .rdma(let qptype, let prtype, let cms, let pkey):
-            r["rdma_qptype"] = word(qptype, [1: "connected", 2: "datagram"])
-            r["rdma_prtype"] = word(prtype, [1: "not specified", 2: "infiniband", 3: "roce", 4: "roce-v2", 5: "iwarp"])
-            r["rdma_cms"] = word(cms, [1: "rdma-cm"])
+            r["rdma_qptype"] = NVMeCLIWords.rdmaQueuePairType(qptype)
+            r["rdma_prtype"] = NVMeCLIWords.rdmaProviderType(prtype)
+            r["rdma_cms"] = NVMeCLIWords.rdmaConnectionManagement(cms)
             r["rdma_pkey"] = Int(pkey)
         case .raw: break
         }
         return r
-    }
-
-    private static func word(_ value: UInt8, _ table: [UInt8: String]) -> String {
-        table[value] ?? "unrecognized"
-    }
-
-    private static func treq(_ value: UInt8) -> String {
-        var text = word(value & 0x3, [0: "not specified", 1: "required", 2: "not required"])
-        if value & 0x4 != 0 { text += ", sq flow control disable supported" }
-        return text
-    }
-
-    private static func eflags(_ flags: EntryFlags) -> String {
-        var parts: [String] = []
-        if flags.contains(.duplicateReturnedInformation) { parts.append("duplicate returned information") }
-        if flags.contains(.explicitPersistentConnection) { parts.append("explicit discovery connections") }
-        if flags.contains(.noCDCConnectivity) { parts.append("no cdc connectivity") }
-        return parts.isEmpty ? "none" : parts.joined(separator: ", ")
     }
 }
