@@ -210,6 +210,7 @@ public final class TargetMonitor: Sendable {
         let targets = Dictionary(uniqueKeysWithValues: fabric.targets.map { ($0.alias, $0) })
         var started: [String] = []
         var removed = false
+        var sliceChanged = false
         runtimes.withLock { runtimes in
             for alias in runtimes.keys where targets[alias] == nil {
                 runtimes[alias]?.wake?.finish()
@@ -228,6 +229,7 @@ public final class TargetMonitor: Sendable {
                         runtime.lastInventory = nil
                     }
                     let changed = runtime.slice != target
+                    sliceChanged = sliceChanged || changed
                     runtime.slice = target
                     runtimes[alias] = runtime
                     if changed || wakeAll { runtime.wake?.yield() }
@@ -241,7 +243,8 @@ public final class TargetMonitor: Sendable {
             }
         }
         for alias in started { startWorker(alias) }
-        if removed || !started.isEmpty { publishServing() }
+        // Entry counts follow the model; what each target serves is recomputed by the feed.
+        if removed || !started.isEmpty || sliceChanged || wakeAll { publishServing() }
     }
 
     private func startWorker(_ alias: String) {
@@ -454,9 +457,11 @@ public final class TargetMonitor: Sendable {
 
     private func record(_ alias: String, _ outcome: Outcome, at now: ContinuousClock.Instant) {
         let date = Date()
+        var servingChanged = false
         let change: (old: TargetStatus.State, new: TargetStatus.State)? = runtimes.withLock { runtimes in
             guard var runtime = runtimes[alias] else { return nil }
             let old = runtime.status.state
+            let served = (runtime.confirmed, runtime.harvestedEntries)
             switch outcome {
             case .nothing:
                 return nil
@@ -503,10 +508,12 @@ public final class TargetMonitor: Sendable {
                 }
             }
             runtime.status.lastAttempt = date
+            servingChanged = served.0 != runtime.confirmed || served.1 != runtime.harvestedEntries
             runtimes[alias] = runtime
             return (old, runtime.status.state)
         }
-        publishServing()
+        // A probe that finds the same as before changes nothing hosts are served.
+        if servingChanged { publishServing() }
         guard let change, change.old != change.new else { return }
         let level: Logger.Level = change.new == .unreachable ? .warning : .notice
         logger.log(
