@@ -29,6 +29,7 @@ public final class DiscoveryModelFeed: Sendable {
     private struct State {
         var current: Fabric?
         var serving: [String: TargetServing] = [:]
+        var unnamed: (@Sendable (FabricTarget) -> TargetServing)?
         var dirty = false
         var scheduled = false
     }
@@ -56,19 +57,23 @@ public final class DiscoveryModelFeed: Sendable {
         self.updated = updated
     }
 
-    /// The catalog entries of `fabric`, each target contributing what `serving` says (the
-    /// model's entries for targets it does not name).
-    public static func sourceEntries(_ fabric: Fabric, serving: [String: TargetServing] = [:]) -> [SourceEntry] {
+    /// The catalog entries of `fabric`, each target contributing what `serving` says; a target
+    /// it does not name contributes what `unnamed` says (the model's entries by default).
+    public static func sourceEntries(
+        _ fabric: Fabric,
+        serving: [String: TargetServing] = [:],
+        unnamed: (@Sendable (FabricTarget) -> TargetServing)? = nil
+    ) -> [SourceEntry] {
         func source(_ entry: DiscoveryLogEntry, _ allowed: Set<String>?) -> SourceEntry {
             SourceEntry(entry: entry, access: allowed.map { .hosts($0) } ?? .anyHost)
         }
-        if serving.isEmpty {
+        if serving.isEmpty, unnamed == nil {
             return fabric.discoveryEntries().map { source($0.entry, $0.allowedHostNQNs) }
         }
         let rules = fabric.accessRules
         var result: [SourceEntry] = []
         for target in fabric.targets {
-            switch serving[target.alias] ?? .model {
+            switch serving[target.alias] ?? unnamed?(target) ?? .model {
             case .model:
                 result += fabric.discoveryEntries(target: target.alias).map { source($0.entry, $0.allowedHostNQNs) }
             case .confirmed(let live):
@@ -95,11 +100,17 @@ public final class DiscoveryModelFeed: Sendable {
 
     /// Loads `fabric` into the catalog now (at start).
     public func load(_ fabric: Fabric) {
-        let serving = state.withLock { state in
+        let (serving, unnamed) = state.withLock { state in
             state.current = fabric
-            return state.serving
+            return (state.serving, state.unnamed)
         }
-        catalog.update(entries: Self.sourceEntries(fabric, serving: serving), from: .store)
+        catalog.update(entries: Self.sourceEntries(fabric, serving: serving, unnamed: unnamed), from: .store)
+    }
+
+    /// What a target contributes before ``setServing(_:)`` names it (a target just created):
+    /// set by the target monitor, so that no entry is served before the target is checked.
+    public func setUnnamedServing(_ unnamed: @escaping @Sendable (FabricTarget) -> TargetServing) {
+        state.withLock { $0.unnamed = unnamed }
     }
 
     /// Schedules an update to `fabric`.
@@ -147,16 +158,20 @@ public final class DiscoveryModelFeed: Sendable {
 
     private func apply() {
         do {
-            let pending: (Fabric, [String: TargetServing])? = state.withLock { state in
-                defer {
-                    state.dirty = false
-                    state.scheduled = false
+            let pending: (Fabric, [String: TargetServing], (@Sendable (FabricTarget) -> TargetServing)?)? =
+                state.withLock { state in
+                    defer {
+                        state.dirty = false
+                        state.scheduled = false
+                    }
+                    guard state.dirty, let fabric = state.current else { return nil }
+                    return (fabric, state.serving, state.unnamed)
                 }
-                guard state.dirty, let fabric = state.current else { return nil }
-                return (fabric, state.serving)
-            }
-            guard let (fabric, serving) = pending else { return }
-            let notified = catalog.update(entries: Self.sourceEntries(fabric, serving: serving), from: .store)
+            guard let (fabric, serving, unnamed) = pending else { return }
+            let notified = catalog.update(
+                entries: Self.sourceEntries(fabric, serving: serving, unnamed: unnamed),
+                from: .store
+            )
             logger.debug(
                 "discovery entries updated from the model",
                 metadata: ["generation": "\(catalog.generation)", "controllers-with-a-changed-page": "\(notified)"]

@@ -251,7 +251,7 @@ struct ManagedTargetTests {
         // Probes fail (every 200 ms) and say so, but the state and the entries stay.
         #expect(try await eventually { dem.application.monitor.status("t1")?.lastError != nil })
         try await Task.sleep(for: .seconds(1))
-        #expect(dem.state("t1") == .reachable)
+        #expect(dem.state("t1") == .reachable, "\(String(describing: dem.application.monitor.status("t1")))")
         #expect(dem.served(to: Self.host) == [Self.open, Self.restricted])
         try await dem.stop()
     }

@@ -135,7 +135,7 @@ public final class TargetMonitor: Sendable {
         var confirmed: [String: Set<Int>]?
         /// Since when calls to it fail, while they do.
         var failingSince: ContinuousClock.Instant?
-        var wake: AsyncStream<Void>.Continuation?
+        var wake: AsyncStream<Reason>.Continuation?
         var worker: Task<Void, Never>?
     }
 
@@ -163,6 +163,7 @@ public final class TargetMonitor: Sendable {
         var http = HTTPClient.Configuration()
         http.timeout = .init(connect: .seconds(3), read: TimeAmount(configuration.callTimeout))
         self.http = HTTPClient(eventLoopGroupProvider: .shared(group), configuration: http)
+        feed.setUnnamedServing(unnamedServing)
     }
 
     // MARK: Reading
@@ -232,7 +233,7 @@ public final class TargetMonitor: Sendable {
                     sliceChanged = sliceChanged || changed
                     runtime.slice = target
                     runtimes[alias] = runtime
-                    if changed || wakeAll { runtime.wake?.yield() }
+                    if changed || wakeAll { runtime.wake?.yield(.modelChanged) }
                 } else {
                     runtimes[alias] = Runtime(
                         status: TargetStatus(alias: alias, managementMode: target.managementMode),
@@ -248,26 +249,20 @@ public final class TargetMonitor: Sendable {
     }
 
     private func startWorker(_ alias: String) {
-        let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        let worker = Task { [self] in
-            await pass(alias, reason: .start)
-            while !Task.isCancelled {
-                // Wait for a wake or the probe interval, whichever comes first.
-                let woken = await withTaskGroup(of: Bool.self) { group in
-                    group.addTask {
-                        var iterator = wakes.makeAsyncIterator()
-                        return await iterator.next() != nil
-                    }
-                    group.addTask { [configuration] in
-                        try? await Task.sleep(for: configuration.probeInterval)
-                        return false
-                    }
-                    let first = await group.next() ?? false
-                    group.cancelAll()
-                    return first
+        // One stream of reasons per target: model changes, and a tick every probe interval.
+        let (wakes, wake) = AsyncStream.makeStream(of: Reason.self, bufferingPolicy: .bufferingNewest(4))
+        let worker = Task { [self, configuration] in
+            let ticks = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: configuration.probeInterval)
+                    wake.yield(.probe)
                 }
+            }
+            defer { ticks.cancel() }
+            await pass(alias, reason: .start)
+            for await reason in wakes {
                 if Task.isCancelled { break }
-                await pass(alias, reason: woken ? .modelChanged : .probe)
+                await pass(alias, reason: reason)
             }
         }
         runtimes.withLock { runtimes in
@@ -530,7 +525,7 @@ public final class TargetMonitor: Sendable {
     /// Marks target `alias` as joined (its dem-em called `POST /dem/join`) and looks at it now.
     func joined(_ alias: String) {
         synchronizeWorkers(wakeAll: false)
-        let wake = runtimes.withLock { runtimes -> AsyncStream<Void>.Continuation? in
+        let wake = runtimes.withLock { runtimes -> AsyncStream<Reason>.Continuation? in
             runtimes[alias]?.status.joined = true
             if runtimes[alias]?.status.state == .unknown || runtimes[alias]?.status.state == .unreachable {
                 runtimes[alias]?.status.state = .joined
@@ -539,7 +534,21 @@ public final class TargetMonitor: Sendable {
             runtimes[alias]?.lastInventory = nil
             return runtimes[alias]?.wake
         }
-        wake?.yield()
+        wake?.yield(.modelChanged)
+    }
+
+    /// What a target the monitor has not looked at yet contributes: nothing for a managed one
+    /// (until its dem-em confirms), nothing for a local one (until it is read) unless the policy
+    /// keeps entries, the model's entries for InBandMgmt.
+    var unnamedServing: @Sendable (FabricTarget) -> TargetServing {
+        let keep = configuration.unreachablePolicy == .keep
+        return { target in
+            switch target.managementMode {
+            case .inBand: .model
+            case .outOfBand: .confirmed([:])
+            case .local: keep ? .model : .harvested([])
+            }
+        }
     }
 
     /// What each target contributes to hosts' pages, to the feed; and each status's Serving.
@@ -564,15 +573,11 @@ public final class TargetMonitor: Sendable {
             }
             // Targets the monitor has not seen yet serve nothing until it has.
             for target in fabric.targets where serving[target.alias] == nil {
-                switch target.managementMode {
-                case .inBand: serving[target.alias] = .model
-                case .outOfBand: serving[target.alias] = .confirmed([:])
-                case .local: serving[target.alias] = configuration.unreachablePolicy == .keep ? .model : .harvested([])
-                }
+                serving[target.alias] = unnamedServing(target)
             }
             return serving
         }
-        let entries = DiscoveryModelFeed.sourceEntries(fabric, serving: serving)
+        let entries = DiscoveryModelFeed.sourceEntries(fabric, serving: serving, unnamed: unnamedServing)
         var counts: [String: Int] = [:]
         var aliasByNQN: [String: [String]] = [:]
         for target in fabric.targets {
