@@ -10,6 +10,8 @@ public enum DEMCore {
     public static let discoveryPort = 8009
     /// dem-em's REST API port (nvme-dem's).
     public static let endpointManagerPort = 22334
+    /// dem-em's in-band management channel (NVMe/TCP or RDMA): its default TRSVCID.
+    public static let endpointInBandPort = 22335
     /// dem's REST API port (nvme-dem's).
     public static let managementPort = 22345
 }

@@ -39,6 +39,8 @@ public struct EndpointOptions: Sendable {
     public var checkInterval: Duration = .seconds(30)
     /// Re-apply the desired state when drift is found (otherwise drift is only reported).
     public var repairDrift = false
+    /// The in-band management channel (off unless it has an address).
+    public var inBand = InBandOptions()
 
     public init(dataDirectory: String, credentialPath: String? = nil) {
         self.dataDirectory = dataDirectory
@@ -51,6 +53,8 @@ public struct EndpointApplication: Sendable {
     public let service: EndpointService
     public let serviceGroup: ServiceGroup
     public let apiAddress: BoundPort
+    /// The in-band channel's port, once it listens.
+    public let inBandPort: BoundPort
 
     /// Reads the credential and the desired state and assembles the services. The desired
     /// state is applied when the group runs.
@@ -101,18 +105,98 @@ public struct EndpointApplication: Sendable {
             group: group,
             logger: logger
         )
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: api), .init(service: keeper)]
+        let inBandPort = BoundPort()
+        if let address = options.inBand.address {
+            let nqn =
+                options.inBand.nqn
+                ?? InBandManagement.managementNQN(alias: options.alias ?? service.inventory().hostname ?? "target")
+            guard NQN.isValid(nqn) else {
+                throw EndpointStartError("the in-band management NQN \"\(nqn)\" is not a valid NQN; set --inband-nqn")
+            }
+            for host in options.inBand.allowedHosts where !NQN.isValid(host) {
+                throw EndpointStartError("--inband-allow-host \"\(host)\" is not a valid NQN")
+            }
+            services.append(
+                .init(
+                    service: InBandListener(
+                        address: address,
+                        port: options.inBand.port,
+                        nqn: nqn,
+                        endpoint: InBandEndpoint(
+                            routes: routes,
+                            credential: credential,
+                            allowedHosts: options.inBand.allowedHosts,
+                            logger: logger
+                        ),
+                        allowedHosts: options.inBand.allowedHosts.count,
+                        bound: inBandPort,
+                        group: group,
+                        logger: logger
+                    )
+                )
+            )
+        }
         let serviceGroup = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [
-                    .init(service: api),
-                    .init(service: keeper),
-                ],
+                services: services,
                 gracefulShutdownSignals: signals,
                 logger: logger
             )
         )
         shutdown.withLock { $0 = serviceGroup }
-        return EndpointApplication(service: service, serviceGroup: serviceGroup, apiAddress: bound)
+        return EndpointApplication(
+            service: service,
+            serviceGroup: serviceGroup,
+            apiAddress: bound,
+            inBandPort: inBandPort
+        )
+    }
+}
+
+/// dem-em cannot start as configured.
+public struct EndpointStartError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Serves the in-band management channel over NVMe/TCP until shutdown.
+struct InBandListener: Service, CustomStringConvertible {
+    let address: String
+    let port: Int
+    let nqn: String
+    let endpoint: InBandEndpoint
+    let allowedHosts: Int
+    let bound: BoundPort
+    let group: any EventLoopGroup
+    let logger: Logger
+
+    var description: String { "InBandListener" }
+
+    func run() async throws {
+        var configuration = DiscoveryControllerConfiguration(uniqueNQN: nqn)
+        configuration.serialNumber = "DEM-EM"
+        configuration.modelNumber = "DEM endpoint manager in-band"
+        let channel = try await NVMeTCPDiscoveryListener.bindManagement(
+            host: address,
+            port: port,
+            configuration: configuration,
+            management: endpoint,
+            group: group,
+            logger: logger
+        )
+        let port = channel.localAddress?.port ?? port
+        bound.bound(port)
+        logger.notice(
+            "in-band management channel listening",
+            metadata: [
+                "transport": "tcp", "address": "\(address)", "port": "\(port)", "nqn": "\(nqn)",
+                "allowed-hosts": "\(allowedHosts == 0 ? "any with the credential" : "\(allowedHosts)")",
+            ]
+        )
+        // Until dem-em shuts down (a future's get() does not end when its task is cancelled).
+        try? await gracefulShutdown()
+        try? await channel.close()
     }
 }
 

@@ -36,6 +36,9 @@ public struct DEMOptions: Sendable {
     /// The fabric credential file (dem and every dem-em share it); nil: `fabric.key` in the
     /// data directory, created at the first start.
     public var fabricCredentialPath: String?
+    /// The host NQN dem connects to targets with (in-band channels, local targets' discovery
+    /// controllers); nil: the one kept in `hostnqn` in the data directory, made at the first start.
+    public var hostNQN: String?
     /// How often targets are checked.
     public var probeInterval: Duration = .seconds(5)
     /// How long a call to a target may take.
@@ -103,6 +106,32 @@ public struct DEMApplication: Sendable {
     /// Loads the entries, binds the listeners and assembles the services.
     ///
     /// - Throws: ``DiscoverySourceError`` for a bad entries file, or the bind error.
+    /// dem's host NQN and host ID: `options.hostNQN`, or the NQN kept in `hostnqn` in the data
+    /// directory (made from a random UUID at the first start); the host ID is the NQN's UUID
+    /// when it has one, as nvme-cli does, or a fixed digest of the NQN.
+    static func hostIdentity(_ options: DEMOptions) throws -> (nqn: String, identifier: [UInt8]) {
+        var nqn = options.hostNQN
+        if nqn == nil {
+            let path = options.dataDirectory + "/hostnqn"
+            if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+                nqn = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            } else {
+                let made = "nqn.2014-08.org.nvmexpress:uuid:\(UUID().uuidString.lowercased())"
+                try AtomicFile.write(Data((made + "\n").utf8), to: path, mode: 0o600, folderMode: 0o700)
+                nqn = made
+            }
+        }
+        guard let nqn, NQN.isValid(nqn) else {
+            throw DEMStartError(
+                "the host NQN \"\(nqn ?? "")\" is not a valid NQN (--hostnqn, or hostnqn in the data directory)"
+            )
+        }
+        if let range = nqn.range(of: ":uuid:"), let uuid = UUID(uuidString: String(nqn[range.upperBound...])) {
+            return (nqn, withUnsafeBytes(of: uuid.uuid) { Array($0) })
+        }
+        return (nqn, Array(SHA256.hash(Array(nqn.utf8)).prefix(16)))
+    }
+
     public static func build(
         options: DEMOptions,
         logger: Logger,
@@ -137,12 +166,12 @@ public struct DEMApplication: Sendable {
         let service = try FabricService(store: store, logger: logger) { fabric in feed.changed(fabric) }
         let credentialPath = options.fabricCredentialPath ?? options.dataDirectory + "/" + FabricCredential.fileName
         let credential = try FabricCredential.ensure(path: credentialPath)
-        // dem's identity when it reads local targets' discovery controllers.
-        let hostID = UUID()
+        // dem's identity towards targets: stable, so that dem-em's in-band allow-list can name it.
+        let identity = try Self.hostIdentity(options)
         var monitorConfiguration = TargetMonitor.Configuration(
             credential: credential.secret,
-            hostNQN: "nqn.2014-08.org.nvmexpress:uuid:\(hostID.uuidString.lowercased())",
-            hostIdentifier: withUnsafeBytes(of: hostID.uuid) { Array($0) }
+            hostNQN: identity.nqn,
+            hostIdentifier: identity.identifier
         )
         monitorConfiguration.probeInterval = options.probeInterval
         monitorConfiguration.callTimeout = options.targetTimeout
@@ -187,6 +216,7 @@ public struct DEMApplication: Sendable {
                         "admin-token": "\(adminToken.path)\(adminToken.created ? " (created now, mode 0600)" : "")",
                         "fabric-credential":
                             "\(credentialPath)\(credential.created ? " (created now, mode 0600; copy it to each dem-em)" : "")",
+                        "host-nqn": "\(identity.nqn) (allow it on dem-em's in-band channel)",
                         "try": "dem-cli -s \(options.apiAddress) -p \(port) list target",
                     ]
                 )
@@ -274,4 +304,10 @@ public enum DataDirectory {
             return (nqn, false)
         }
     }
+}
+
+/// dem cannot start as configured.
+public struct DEMStartError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
 }

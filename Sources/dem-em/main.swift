@@ -84,6 +84,27 @@ struct Serve: AsyncParsableCommand {
     @Flag(name: .customLong("repair-drift"), help: "Re-apply the desired state when drift is found.")
     var repairDrift = false
 
+    @Option(
+        name: .customLong("inband-address"),
+        help: "Serve the in-band management channel over NVMe/TCP at this address (default: none, no channel)."
+    )
+    var inBandAddress: String?
+
+    @Option(name: .customLong("inband-port"), help: "The in-band channel's TRSVCID.")
+    var inBandPort: Int = DEMCore.endpointInBandPort
+
+    @Option(
+        name: .customLong("inband-nqn"),
+        help: "The in-band channel's management NQN (default: nqn.2014-08.org.nvmexpress.dem:em:<alias>)."
+    )
+    var inBandNQN: String?
+
+    @Option(
+        name: .customLong("inband-allow-host"),
+        help: "A host NQN that may connect to the in-band channel (repeatable; default: any host with the credential)."
+    )
+    var inBandAllowedHosts: [String] = []
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -105,6 +126,16 @@ struct Serve: AsyncParsableCommand {
         }
         guard checkInterval >= 1, checkInterval <= 86400 else {
             throw ValidationError("--check-interval must be 1...86400 seconds")
+        }
+        if let inBandAddress, !IPAddressText.isIPv4(inBandAddress), !IPAddressText.isIPv6(inBandAddress) {
+            throw ValidationError("--inband-address \"\(inBandAddress)\" is not an IPv4 or IPv6 address")
+        }
+        guard (0...65535).contains(inBandPort) else { throw ValidationError("--inband-port must be 0...65535") }
+        if let inBandNQN, !NQN.isValid(inBandNQN) {
+            throw ValidationError("--inband-nqn \"\(inBandNQN)\" is not a valid NQN")
+        }
+        for host in inBandAllowedHosts where !NQN.isValid(host) {
+            throw ValidationError("--inband-allow-host \"\(host)\" is not a valid NQN")
         }
     }
 
@@ -129,6 +160,10 @@ struct Serve: AsyncParsableCommand {
         options.adopt = adopt
         options.checkInterval = .milliseconds(Int(checkInterval * 1000))
         options.repairDrift = repairDrift
+        options.inBand.address = inBandAddress
+        options.inBand.port = inBandPort
+        options.inBand.nqn = inBandNQN
+        options.inBand.allowedHosts = inBandAllowedHosts
         let application: EndpointApplication
         do {
             application = try EndpointApplication.build(options: options, logger: logger)

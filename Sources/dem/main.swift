@@ -47,6 +47,13 @@ struct DiscoveryFlags: ParsableArguments {
     )
     var fabricKey: String?
 
+    @Option(
+        name: .customLong("hostnqn"),
+        help:
+            "The host NQN dem connects to targets with (default: hostnqn in the data directory, made at the first start)."
+    )
+    var hostNQN: String?
+
     @Option(name: .customLong("probe-interval"), help: "Seconds between checks of each target.")
     var probeInterval: Double = 5
 
@@ -66,6 +73,9 @@ struct DiscoveryFlags: ParsableArguments {
     var unreachableAfter: Double = 15
 
     func validate() throws {
+        if let hostNQN, !NQN.isValid(hostNQN) {
+            throw ValidationError("--hostnqn \"\(hostNQN)\" is not a valid NQN")
+        }
         guard UnreachablePolicy(rawValue: unreachable) != nil else {
             throw ValidationError("--unreachable must be withdraw or keep, not \"\(unreachable)\"")
         }
@@ -119,6 +129,7 @@ struct DiscoveryFlags: ParsableArguments {
         options.apiPort = apiPort
         options.corsOrigin = corsOrigin
         options.fabricCredentialPath = fabricKey
+        options.hostNQN = hostNQN
         options.probeInterval = .milliseconds(Int(probeInterval * 1000))
         options.targetTimeout = .milliseconds(Int(targetTimeout * 1000))
         options.unreachablePolicy = UnreachablePolicy(rawValue: unreachable) ?? .withdraw

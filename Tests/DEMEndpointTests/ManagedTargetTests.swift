@@ -10,14 +10,28 @@ import Testing
 // a temporary folder standing in for configfs (configfs needs root and the nvmet module; the
 // real configfs is proven by the `endpoint` scenario of scripts/interop).
 
-/// A dem-em on a folder, with its API on a free port.
+/// The channel dem manages a target's dem-em over.
+enum ManagementChannel: String, Sendable, CaseIterable, CustomTestStringConvertible {
+    case outOfBand
+    case inBand
+
+    var testDescription: String { self == .outOfBand ? "out-of-band (HTTP)" : "in-band (NVMe/TCP)" }
+}
+
+/// A dem-em on a folder, with its API on a free port, and its in-band channel on another.
 final class RunningEndpoint: Sendable {
     let application: EndpointApplication
     let port: Int
+    let inBandPort: Int
     let nvmetRoot: String
     let runTask: Task<Void, any Error>
 
-    static func start(directory: String, credentialPath: String) async throws -> RunningEndpoint {
+    static func start(
+        directory: String,
+        credentialPath: String,
+        alias: String = "t1",
+        allowedHosts: [String] = []
+    ) async throws -> RunningEndpoint {
         let root = directory + "/nvmet"
         for folder in ["ports", "subsystems", "hosts"] {
             try FileManager.default.createDirectory(atPath: root + "/" + folder, withIntermediateDirectories: true)
@@ -27,19 +41,55 @@ final class RunningEndpoint: Sendable {
         options.sysfsRoot = directory + "/sys"
         options.apiAddress = "127.0.0.1"
         options.apiPort = 0
+        options.alias = alias
+        options.inBand.address = "127.0.0.1"
+        options.inBand.port = 0
+        options.inBand.allowedHosts = allowedHosts
         var logger = Logger(label: "dem-em-test")
         logger.logLevel = .warning
         let application = try EndpointApplication.build(options: options, logger: logger, signals: [])
         let task = Task { try await application.serviceGroup.run() }
         let port = await application.apiAddress.port()
-        return RunningEndpoint(application: application, port: port, nvmetRoot: root, runTask: task)
+        let inBandPort = await application.inBandPort.port()
+        return RunningEndpoint(
+            application: application,
+            port: port,
+            inBandPort: inBandPort,
+            nvmetRoot: root,
+            runTask: task
+        )
     }
 
-    private init(application: EndpointApplication, port: Int, nvmetRoot: String, runTask: Task<Void, any Error>) {
+    private init(
+        application: EndpointApplication,
+        port: Int,
+        inBandPort: Int,
+        nvmetRoot: String,
+        runTask: Task<Void, any Error>
+    ) {
         self.application = application
         self.port = port
+        self.inBandPort = inBandPort
         self.nvmetRoot = nvmetRoot
         self.runTask = runTask
+    }
+
+    /// How dem reaches it over `channel`: its mode and Interface.
+    func interface(_ channel: ManagementChannel) -> (ManagementMode, ManagementInterface) {
+        switch channel {
+        case .outOfBand:
+            (.outOfBand, ManagementInterface(family: "ipv4", address: "127.0.0.1", port: port))
+        case .inBand:
+            (
+                .inBand,
+                ManagementInterface(
+                    transportType: "tcp",
+                    addressFamily: "ipv4",
+                    transportAddress: "127.0.0.1",
+                    transportServiceIdentifier: inBandPort
+                )
+            )
+        }
     }
 
     func stop() async throws {
@@ -141,17 +191,13 @@ struct ManagedTargetTests {
     static let open = "nqn.2024-01.io.dem.test:open"
     static let restricted = "nqn.2024-01.io.dem.test:restricted"
 
-    /// t1 (OutOfBandMgmt at `port`) with port 1, an open subsystem with a null_blk namespace and
-    /// a restricted one for host h1.
-    static func describe(_ dem: RunningManager, endpointPort: Int) async throws {
+    /// t1 (managed through `endpoint` over `channel`) with port 1, an open subsystem with a
+    /// null_blk namespace and a restricted one for host h1.
+    static func describe(_ dem: RunningManager, _ endpoint: RunningEndpoint, _ channel: ManagementChannel) async throws
+    {
+        let (mode, interface) = endpoint.interface(channel)
         try await dem.change { fabric throws(ModelError) in
-            try fabric.addTarget(
-                FabricTarget(
-                    alias: "t1",
-                    managementMode: .outOfBand,
-                    interface: ManagementInterface(family: "ipv4", address: "127.0.0.1", port: endpointPort)
-                )
-            )
+            try fabric.addTarget(FabricTarget(alias: "t1", managementMode: mode, interface: interface))
             try fabric.setPort(
                 target: "t1",
                 FabricPort(portID: 1, transportType: "tcp", addressFamily: "ipv4", transportAddress: "192.0.2.1")
@@ -171,14 +217,15 @@ struct ManagedTargetTests {
     }
 
     @Test(
-        "a subsystem reaches configfs, is served once dem-em confirms it, withdrawn when dem-em stops, back when it returns"
+        "a subsystem reaches configfs, is served once dem-em confirms it, withdrawn when dem-em stops, back when it returns",
+        arguments: ManagementChannel.allCases
     )
-    func pushConfirmWithdrawReturn() async throws {
+    func pushConfirmWithdrawReturn(channel: ManagementChannel) async throws {
         let directory = try temporaryDirectory()
         let dem = try await RunningManager.start(directory: directory + "/dem")
         let key = directory + "/dem/fabric.key"
         let endpoint = try await RunningEndpoint.start(directory: directory + "/target", credentialPath: key)
-        try await Self.describe(dem, endpointPort: endpoint.port)
+        try await Self.describe(dem, endpoint, channel)
 
         #expect(try await eventually { dem.served(to: Self.host) == [Self.open, Self.restricted] })
         #expect(dem.served(to: Self.other) == [Self.open])
@@ -201,7 +248,10 @@ struct ManagedTargetTests {
         try await endpoint.stop()
         #expect(try await eventually { dem.state("t1") == .unreachable })
         #expect(try await eventually { dem.served(to: Self.host).isEmpty })
-        #expect(dem.application.monitor.status("t1")?.lastError?.contains("unreachable") == true)
+        #expect(
+            dem.application.monitor.status("t1")?.lastError?.contains("unreachable") == true,
+            "\(dem.application.monitor.status("t1")?.lastError ?? "")"
+        )
         var iterator = events.makeAsyncIterator()
         var paths: [String] = []
         while let event = await iterator.next() {
@@ -217,12 +267,9 @@ struct ManagedTargetTests {
 
         // It comes back (a new port: dem learns it as when dem-em joins); entries return.
         let restarted = try await RunningEndpoint.start(directory: directory + "/target", credentialPath: key)
-        let port = restarted.port
+        let (_, interface) = restarted.interface(channel)
         try await dem.change { fabric throws(ModelError) in
-            try fabric.updateTarget(
-                "t1",
-                .init(interface: ManagementInterface(family: "ipv4", address: "127.0.0.1", port: port))
-            )
+            try fabric.updateTarget("t1", .init(interface: interface))
         }
         #expect(try await eventually { dem.served(to: Self.host) == [Self.open, Self.restricted] })
         #expect(dem.state("t1") == .reachable)
@@ -237,15 +284,18 @@ struct ManagedTargetTests {
         try await dem.stop()
     }
 
-    @Test("a target that was answering keeps its state and entries while it fails for less than --unreachable-after")
-    func grace() async throws {
+    @Test(
+        "a target that was answering keeps its state and entries while it fails for less than --unreachable-after",
+        arguments: ManagementChannel.allCases
+    )
+    func grace(channel: ManagementChannel) async throws {
         let directory = try temporaryDirectory()
         let dem = try await RunningManager.start(directory: directory + "/dem", unreachableAfter: .seconds(60))
         let endpoint = try await RunningEndpoint.start(
             directory: directory + "/target",
             credentialPath: directory + "/dem/fabric.key"
         )
-        try await Self.describe(dem, endpointPort: endpoint.port)
+        try await Self.describe(dem, endpoint, channel)
         #expect(try await eventually { dem.served(to: Self.host) == [Self.open, Self.restricted] })
         try await endpoint.stop()
         // Probes fail (every 200 ms) and say so, but the state and the entries stay.
@@ -256,17 +306,20 @@ struct ManagedTargetTests {
         try await dem.stop()
     }
 
-    @Test("a dem-em with another credential is refused: 401, the target is unreachable and serves nothing")
-    func wrongCredential() async throws {
+    @Test(
+        "a dem-em with another credential is refused (401, access denied), the target is unreachable and serves nothing",
+        arguments: ManagementChannel.allCases
+    )
+    func wrongCredential(channel: ManagementChannel) async throws {
         let directory = try temporaryDirectory()
         let dem = try await RunningManager.start(directory: directory + "/dem")
         let otherKey = directory + "/other.key"
         _ = try FabricCredential.ensure(path: otherKey)
         let endpoint = try await RunningEndpoint.start(directory: directory + "/target", credentialPath: otherKey)
-        try await Self.describe(dem, endpointPort: endpoint.port)
+        try await Self.describe(dem, endpoint, channel)
         #expect(try await eventually { dem.state("t1") == .unreachable })
         let error = dem.application.monitor.status("t1")?.lastError ?? ""
-        #expect(error.contains("401"), "\(error)")
+        #expect(error.contains(channel == .outOfBand ? "401" : "access denied"), "\(error)")
         #expect(dem.served(to: Self.host).isEmpty)
         #expect(!FileManager.default.fileExists(atPath: endpoint.nvmetRoot + "/subsystems/\(Self.open)"))
         try await endpoint.stop()

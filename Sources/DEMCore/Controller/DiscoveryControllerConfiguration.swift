@@ -59,6 +59,22 @@ extension DiscoveryControllerService {
     public func asynchronousEventSent() {}
 }
 
+/// What the administrative controller of dem-em's in-band channel asks of the service around it
+/// (``InBandManagement``). Shared by every connection and thread-safe; only ``perform(_:host:)``
+/// may take time, and it is called off the event loop.
+public protocol ManagementControllerService: Sendable {
+    /// Whether `hostNQN` may connect at all (the allow-list); others get Connect Invalid Host.
+    func hostAllowed(_ hostNQN: String) -> Bool
+    /// The shared fabric credential challenges are answered with.
+    func credential() -> String
+    /// 32 unpredictable bytes for a challenge.
+    func makeChallenge() -> [UInt8]
+    /// A fresh controller ID (1...FFEFh).
+    func allocateControllerIdentifier() -> UInt16
+    /// Carries out an authenticated host's request message and returns the response message.
+    func perform(_ request: ByteBuffer, host: DiscoveryHostContext) async -> ByteBuffer
+}
+
 /// The fixed parameters of a discovery controller.
 public struct DiscoveryControllerConfiguration: Sendable, Hashable {
     /// The controller's unique discovery NQN (TP8013); the well-known NQN is always accepted too.

@@ -1,12 +1,18 @@
 import NIOCore
 
-/// The NVMe/TCP discovery controller of one connection, as a pure state machine: PDUs and
-/// timer events in, ``Action``s out. It never touches a channel, an event loop or a clock; the
-/// caller passes the time in and carries the actions out (``NVMeTCPControllerHandler``).
+/// The NVMe/TCP controller of one connection, as a pure state machine: PDUs and timer events in,
+/// ``Action``s out. It never touches a channel, an event loop or a clock; the caller passes the
+/// time in and carries the actions out (``NVMeTCPControllerHandler``).
+///
+/// It is one of two controllers, chosen at creation: a discovery controller (the log page and
+/// its change notices), or the administrative controller of dem-em's in-band management channel
+/// (``InBandManagement``: a challenge, then dem-em's REST API in NVMe-MI Send and Receive).
+/// Everything else (connection, properties, keep-alive, features) is shared.
 ///
 /// Lifecycle: `awaitingICReq` → (ICReq/ICResp) → `awaitingConnect` → (Connect to the well-known
-/// or the unique discovery NQN, admin queue only) → `connected` → closed. Transport violations
-/// end the connection with a C2HTermReq; a bad command gets an NVMe status and the queue goes on.
+/// or the unique discovery NQN, or the management NQN; admin queue only) → `connected` → closed.
+/// Transport violations end the connection with a C2HTermReq; a bad command gets an NVMe status
+/// and the queue goes on.
 public struct DiscoveryControllerStateMachine {
     /// What the caller must do.
     public enum Action: Sendable, Hashable {
@@ -22,6 +28,28 @@ public struct DiscoveryControllerStateMachine {
         case asynchronousEventSent
         /// A discovery log page was read (for metrics).
         case logPageRead(offset: UInt64, length: UInt64)
+        /// An authenticated host's in-band request message is complete: carry it out with
+        /// ``ManagementControllerService/perform(_:host:)`` and pass the response message to
+        /// ``managementRequestCompleted(_:)``.
+        case performManagementRequest(ByteBuffer, host: DiscoveryHostContext)
+    }
+
+    /// Which controller this is.
+    private enum Role {
+        case discovery(any DiscoveryControllerService)
+        case management(any ManagementControllerService)
+    }
+
+    /// The in-band channel's state of one association.
+    private struct Management {
+        var authenticated = false
+        var challenge: [UInt8]?
+        /// The request being received: its tag, length and the bytes so far.
+        var request: (tag: UInt16, length: Int, data: ByteBuffer)?
+        /// The final Send segment whose request runs now: it completes with the response.
+        var running: (commandIdentifier: UInt16, tag: UInt16)?
+        /// The last response, read by Receive segments.
+        var response: (tag: UInt16, data: ByteBuffer)?
     }
 
     private struct Controller {
@@ -36,6 +64,7 @@ public struct DiscoveryControllerStateMachine {
         var eventMasked = false
         var submissionQueueSize: UInt16
         var submissionQueueHead: UInt16 = 0
+        var management = Management()
 
         var status: UInt32 {
             // RDY follows EN until a shutdown completes (SHST 2h), as nvmet reports it.
@@ -60,7 +89,7 @@ public struct DiscoveryControllerStateMachine {
 
     private var state: State = .awaitingInitializeConnection
     private let configuration: DiscoveryControllerConfiguration
-    private let service: any DiscoveryControllerService
+    private let role: Role
     private let localAddress: String?
     private let remoteAddress: String?
 
@@ -81,9 +110,29 @@ public struct DiscoveryControllerStateMachine {
         remoteAddress: String? = nil
     ) {
         self.configuration = configuration
-        self.service = service
+        self.role = .discovery(service)
         self.localAddress = localAddress
         self.remoteAddress = remoteAddress
+    }
+
+    /// The administrative controller of the in-band management channel, serving
+    /// `configuration.uniqueNQN` (the management NQN) only.
+    public init(
+        configuration: DiscoveryControllerConfiguration,
+        management: any ManagementControllerService,
+        localAddress: String? = nil,
+        remoteAddress: String? = nil
+    ) {
+        self.configuration = configuration
+        self.role = .management(management)
+        self.localAddress = localAddress
+        self.remoteAddress = remoteAddress
+    }
+
+    /// Whether this is the in-band channel's controller.
+    public var isManagementController: Bool {
+        if case .management = role { return true }
+        return false
     }
 
     /// Whether the connection has ended.
@@ -191,6 +240,30 @@ public struct DiscoveryControllerStateMachine {
         state = .closed
     }
 
+    /// The request passed out by ``Action/performManagementRequest(_:host:)`` was carried out:
+    /// complete its final Send segment with the response's length in DW0 and keep the response
+    /// for Receive segments.
+    public mutating func managementRequestCompleted(_ response: ByteBuffer) -> [Action] {
+        guard case .connected(var controller) = state, let running = controller.management.running else { return [] }
+        state = .modifying
+        defer { state = .connected(controller) }
+        controller.management.running = nil
+        controller.management.response = (running.tag, response)
+        return [
+            .send(
+                .capsuleResponse(
+                    CapsuleResponse(
+                        completion: CompletionQueueEntry(
+                            result: UInt32(response.readableBytes),
+                            submissionQueueHead: controller.submissionQueueHead,
+                            commandIdentifier: running.commandIdentifier
+                        )
+                    )
+                )
+            )
+        ]
+    }
+
     // MARK: - Initialize connection
 
     private mutating func initializeConnection(_ request: InitializeConnectionRequest) -> [Action] {
@@ -259,8 +332,10 @@ public struct DiscoveryControllerStateMachine {
         if command.opcode == AdminOpcode.fabrics {
             return fabricsCommand(capsule, &controller)
         }
-        if let data = capsule.data, data.readableBytes > 0 {
-            // No admin command of a discovery controller takes host data.
+        if let data = capsule.data, data.readableBytes > 0,
+            !(isManagementController && command.opcode == AdminOpcode.nvmeMISend)
+        {
+            // No other admin command of these controllers takes host data.
             return fail(.invalidField.withDoNotRetry)
         }
         guard controller.isReady else {
@@ -269,8 +344,11 @@ public struct DiscoveryControllerStateMachine {
         switch command.opcode {
         case AdminOpcode.identify:
             return identify(command, controller)
-        case AdminOpcode.getLogPage:
+        case AdminOpcode.getLogPage where !isManagementController:
             return getLogPage(command, &controller)
+        case AdminOpcode.nvmeMISend where isManagementController,
+            AdminOpcode.nvmeMIReceive where isManagementController:
+            return managementCommand(capsule, &controller)
         case AdminOpcode.keepAlive:
             return [complete(command, controller)]
         case AdminOpcode.setFeatures:
@@ -301,7 +379,7 @@ public struct DiscoveryControllerStateMachine {
             default:
                 return fail(.invalidField.withDoNotRetry)
             }
-        case AdminOpcode.asynchronousEventRequest:
+        case AdminOpcode.asynchronousEventRequest where !isManagementController:
             guard controller.parkedEventRequests.count < configuration.asynchronousEventRequestLimit else {
                 return fail(.asynchronousEventRequestLimitExceeded.withDoNotRetry)
             }
@@ -317,6 +395,93 @@ public struct DiscoveryControllerStateMachine {
             return []
         default:
             return fail(.invalidOpcode.withDoNotRetry)
+        }
+    }
+
+    // MARK: - In-band management
+
+    private func managementCommand(_ capsule: CapsuleCommand, _ controller: inout Controller) -> [Action] {
+        let command = capsule.command
+        guard case .management(let service) = role, let request = InBandCommand(command) else {
+            return [complete(command, controller, status: .invalidOpcode.withDoNotRetry)]
+        }
+        func fail(_ status: NVMeStatus) -> [Action] { [complete(command, controller, status: status)] }
+        switch (request.isSend, request.operation) {
+        case (false, InBandManagement.Opcode.challenge):
+            guard command.dataPointer.isTransportDataBlock else {
+                return fail(.sglDescriptorTypeInvalid.withDoNotRetry)
+            }
+            guard command.dataPointer.length == UInt32(InBandManagement.challengeLength) else {
+                return fail(.dataSGLLengthInvalid.withDoNotRetry)
+            }
+            let challenge = service.makeChallenge()
+            controller.management.challenge = challenge
+            return dataTransfer(command, controller, ByteBuffer(bytes: challenge))
+        case (true, InBandManagement.Opcode.authenticate):
+            // One answer per challenge, right or wrong.
+            let challenge = controller.management.challenge
+            controller.management.challenge = nil
+            guard let challenge, let data = capsule.data, data.readableBytes == InBandManagement.challengeLength
+            else { return fail(.accessDenied.withDoNotRetry) }
+            let expected = InBandManagement.answer(
+                credential: service.credential(),
+                challenge: challenge,
+                hostNQN: controller.host.hostNQN,
+                subsystemNQN: controller.host.subsystemNQN
+            )
+            guard SHA256.constantTimeEqual(Array(data.readableBytesView), expected) else {
+                return fail(.accessDenied.withDoNotRetry)
+            }
+            controller.management.authenticated = true
+            return [complete(command, controller)]
+        case (true, InBandManagement.Opcode.requestSegment):
+            guard controller.management.authenticated else { return fail(.accessDenied.withDoNotRetry) }
+            guard controller.management.running == nil else { return fail(.commandSequenceError) }
+            guard command.dataPointer.isInCapsule, var data = capsule.data else {
+                return fail(.sglDescriptorTypeInvalid.withDoNotRetry)
+            }
+            let length = Int(request.messageLength)
+            guard length <= InBandManagement.maximumMessageLength else { return fail(.invalidField.withDoNotRetry) }
+            if request.offset == 0 {
+                var buffer = ByteBuffer()
+                buffer.reserveCapacity(length)
+                controller.management.request = (request.tag, length, buffer)
+            }
+            guard var pending = controller.management.request, pending.tag == request.tag,
+                pending.length == length, Int(request.offset) == pending.data.readableBytes,
+                pending.data.readableBytes + data.readableBytes <= length
+            else {
+                controller.management.request = nil
+                return fail(.invalidField.withDoNotRetry)
+            }
+            pending.data.writeBuffer(&data)
+            guard pending.data.readableBytes == length else {
+                controller.management.request = pending
+                return [complete(command, controller)]
+            }
+            controller.management.request = nil
+            controller.management.response = nil
+            controller.management.running = (command.commandIdentifier, request.tag)
+            return [.performManagementRequest(pending.data, host: controller.host)]
+        case (false, InBandManagement.Opcode.responseSegment):
+            guard controller.management.authenticated else { return fail(.accessDenied.withDoNotRetry) }
+            guard command.dataPointer.isTransportDataBlock else {
+                return fail(.sglDescriptorTypeInvalid.withDoNotRetry)
+            }
+            guard let response = controller.management.response, response.tag == request.tag else {
+                return fail(.invalidField.withDoNotRetry)
+            }
+            let offset = Int(request.offset)
+            let length = Int(command.dataPointer.length)
+            guard offset + length <= response.data.readableBytes else { return fail(.invalidField.withDoNotRetry) }
+            if length == 0 { return [complete(command, controller)] }
+            return dataTransfer(
+                command,
+                controller,
+                response.data.getSlice(at: response.data.readerIndex + offset, length: length)!
+            )
+        default:
+            return fail(.invalidField.withDoNotRetry)
         }
     }
 
@@ -411,14 +576,24 @@ public struct DiscoveryControllerStateMachine {
         guard connectData.controllerIdentifier == 0xFFFF else {
             return invalid(ConnectData.Offset.controllerIdentifier, inData: true)
         }
-        guard
-            connectData.subsystemNQN == DEMCore.wellKnownDiscoveryNQN
-                || connectData.subsystemNQN == configuration.uniqueNQN
-        else {
-            return invalid(ConnectData.Offset.subsystemNQN, inData: true)
+        switch role {
+        case .discovery:
+            guard
+                connectData.subsystemNQN == DEMCore.wellKnownDiscoveryNQN
+                    || connectData.subsystemNQN == configuration.uniqueNQN
+            else {
+                return invalid(ConnectData.Offset.subsystemNQN, inData: true)
+            }
+        case .management:
+            guard connectData.subsystemNQN == configuration.uniqueNQN else {
+                return invalid(ConnectData.Offset.subsystemNQN, inData: true)
+            }
         }
         guard NQN.isValid(connectData.hostNQN) else {
             return invalid(ConnectData.Offset.hostNQN, inData: true)
+        }
+        if case .management(let service) = role, !service.hostAllowed(connectData.hostNQN) {
+            return [complete(command, nil, status: .connectInvalidHost.withDoNotRetry)]
         }
         let host = DiscoveryHostContext(
             hostNQN: connectData.hostNQN,
@@ -427,7 +602,11 @@ public struct DiscoveryControllerStateMachine {
             localAddress: localAddress,
             remoteAddress: remoteAddress
         )
-        let controllerIdentifier = service.allocateControllerIdentifier()
+        let controllerIdentifier: UInt16
+        switch role {
+        case .discovery(let service): controllerIdentifier = service.allocateControllerIdentifier()
+        case .management(let service): controllerIdentifier = service.allocateControllerIdentifier()
+        }
         let controller = Controller(
             host: host,
             controllerIdentifier: controllerIdentifier,
@@ -468,8 +647,12 @@ public struct DiscoveryControllerStateMachine {
         )
         data.controllerIdentifier = controller.controllerIdentifier
         data.version = Self.version
-        data.optionalAsynchronousEventsSupported = AsynchronousEventConfiguration.discoveryLogPageChange
-        data.controllerType = IdentifyControllerData.ControllerType.discovery
+        if isManagementController {
+            data.controllerType = IdentifyControllerData.ControllerType.administrative
+        } else {
+            data.optionalAsynchronousEventsSupported = AsynchronousEventConfiguration.discoveryLogPageChange
+            data.controllerType = IdentifyControllerData.ControllerType.discovery
+        }
         data.asynchronousEventRequestLimit = UInt8(clamping: configuration.asynchronousEventRequestLimit - 1)
         data.logPageAttributes = 1 << 2  // extended data for Get Log Page: offsets
         data.keepAliveSupport = 10  // 1 s granularity
@@ -481,7 +664,7 @@ public struct DiscoveryControllerStateMachine {
         data.ioQueueCommandCapsuleSize = 4
         data.ioQueueResponseCapsuleSize = 1
         data.maximumSGLDataBlockDescriptors = 1
-        data.discoveryControllerType = configuration.discoveryControllerType
+        data.discoveryControllerType = isManagementController ? 0 : configuration.discoveryControllerType
         var buffer = ByteBuffer()
         buffer.reserveCapacity(IdentifyControllerData.size)
         buffer.writeIdentifyControllerData(data)
@@ -506,6 +689,9 @@ public struct DiscoveryControllerStateMachine {
         }
         guard request.length <= UInt64(configuration.maximumTransferLength) else {
             return [complete(command, controller, status: .invalidField.withDoNotRetry)]
+        }
+        guard case .discovery(let service) = role else {
+            return [complete(command, controller, status: .invalidLogPage.withDoNotRetry)]
         }
         let page = service.discoveryLogPage(for: controller.host)
         guard request.offset <= UInt64(page.readableBytes) else {

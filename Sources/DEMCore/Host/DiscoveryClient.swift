@@ -28,6 +28,7 @@ public struct DiscoveryClientOptions: Sendable {
 
 /// A host's discovery session with a discovery controller, in the order Linux uses: ICReq,
 /// Connect, CC.EN, CSTS.RDY, Identify, then the log page read in chunks with the GENCTR re-check.
+/// The same admin session carries ``InBandClient`` to dem-em's management controller.
 public final class DiscoveryClient: Sendable {
     /// The connection.
     public let connection: NVMeTCPHostConnection
@@ -234,6 +235,29 @@ public final class DiscoveryClient: Sendable {
         )
     }
 
+    /// Runs one admin command on the session and returns its result; an error status throws
+    /// ``NVMeHostError/commandFailed(_:_:)`` naming it `name`.
+    ///
+    /// - Parameter timeout: how long it may take (the session's command timeout by default);
+    ///   when it passes, the connection is closed.
+    public func execute(
+        _ name: String,
+        _ command: SubmissionQueueEntry,
+        data: ByteBuffer? = nil,
+        expectedDataLength: Int = 0,
+        timeout: TimeAmount? = nil
+    ) async throws -> NVMeCommandResult {
+        try await Self.run(
+            connection,
+            name,
+            command,
+            data: data,
+            expectedDataLength: expectedDataLength,
+            options: options,
+            timeout: timeout
+        )
+    }
+
     /// Shuts the controller down (CC.SHN) and closes the connection.
     public func close() async {
         _ = try? await Self.run(
@@ -255,10 +279,11 @@ public final class DiscoveryClient: Sendable {
         _ command: SubmissionQueueEntry,
         data: ByteBuffer? = nil,
         expectedDataLength: Int = 0,
-        options: DiscoveryClientOptions
+        options: DiscoveryClientOptions,
+        timeout limit: TimeAmount? = nil
     ) async throws -> NVMeCommandResult {
         let future = connection.submitFuture(command, data: data, expectedDataLength: expectedDataLength)
-        let timeout = connection.channel.eventLoop.scheduleTask(in: options.commandTimeout) {
+        let timeout = connection.channel.eventLoop.scheduleTask(in: limit ?? options.commandTimeout) {
             connection.channel.close(promise: nil)
         }
         defer { timeout.cancel() }

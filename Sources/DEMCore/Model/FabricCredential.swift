@@ -43,12 +43,7 @@ public enum FabricCredential {
 
     /// Whether `offered` is `secret`, compared in constant time.
     public static func matches(_ offered: some StringProtocol, _ secret: String) -> Bool {
-        let a = Array(offered.utf8)
-        let b = Array(secret.utf8)
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for i in a.indices { difference |= a[i] ^ b[i] }
-        return difference == 0
+        SHA256.constantTimeEqual(Array(offered.utf8), Array(secret.utf8))
     }
 }
 

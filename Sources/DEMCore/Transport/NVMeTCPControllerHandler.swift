@@ -3,13 +3,17 @@ import NIOCore
 
 /// Carries out a ``DiscoveryControllerStateMachine`` on one NVMe/TCP connection: frames come in
 /// from ``NVMeTCPFrameDecoder``, PDUs go out as bytes, keep-alive checks run on the event loop and
-/// change notices from the ``DiscoveryControllerService`` reach the machine on the event loop.
+/// change notices from the ``DiscoveryControllerService`` reach the machine on the event loop. For
+/// the in-band management controller, requests run in a task and their responses come back to the
+/// machine on the event loop.
 public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
     private var machine: DiscoveryControllerStateMachine
-    private let service: any DiscoveryControllerService
+    private let service: (any DiscoveryControllerService)?
+    private let management: (any ManagementControllerService)?
+    private var request: Task<Void, Never>?
     private let logger: Logger
     private let remoteAddress: String?
     private var host: DiscoveryHostContext?
@@ -38,6 +42,27 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
             remoteAddress: remoteAddress
         )
         self.service = service
+        self.management = nil
+        self.logger = logger
+        self.remoteAddress = remoteAddress
+    }
+
+    /// The in-band management channel's controller (``InBandManagement``).
+    public init(
+        configuration: DiscoveryControllerConfiguration,
+        management: any ManagementControllerService,
+        localAddress: String?,
+        remoteAddress: String?,
+        logger: Logger
+    ) {
+        self.machine = DiscoveryControllerStateMachine(
+            configuration: configuration,
+            management: management,
+            localAddress: localAddress,
+            remoteAddress: remoteAddress
+        )
+        self.service = nil
+        self.management = management
         self.logger = logger
         self.remoteAddress = remoteAddress
     }
@@ -94,8 +119,10 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
     private func tearDown() {
         keepAliveCheck?.cancel()
         keepAliveCheck = nil
+        request?.cancel()
+        request = nil
         if let registration {
-            service.controllerRemoved(registration)
+            service?.controllerRemoved(registration)
             self.registration = nil
         }
     }
@@ -130,6 +157,10 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
             case .controllerCreated(let host, let controllerIdentifier):
                 self.host = host
                 self.controllerIdentifier = controllerIdentifier
+                guard let service else {
+                    logger.info("in-band management association", metadata: metadata())
+                    continue
+                }
                 logger.debug("discovery controller created", metadata: metadata())
                 let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
                 let eventLoop = context.eventLoop
@@ -138,9 +169,17 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
                 }
             case .asynchronousEventSent:
                 logger.debug("discovery log change notice sent", metadata: metadata())
-                service.asynchronousEventSent()
+                service?.asynchronousEventSent()
             case .logPageRead(let offset, let length):
-                service.logPageRead(offset: offset, length: length)
+                service?.logPageRead(offset: offset, length: length)
+            case .performManagementRequest(let message, let host):
+                guard let management else { continue }
+                let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                let eventLoop = context.eventLoop
+                request = Task {
+                    let response = await management.perform(message, host: host)
+                    eventLoop.execute { loopBound.value.managementRequestCompleted(response) }
+                }
             }
         }
         flush()
@@ -150,6 +189,12 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
         guard let context else { return }
         keepAliveCheck = nil
         run(machine.keepAliveTimerFired(now: context.eventLoop.now), context: context)
+    }
+
+    private func managementRequestCompleted(_ response: ByteBuffer) {
+        guard let context else { return }
+        request = nil
+        run(machine.managementRequestCompleted(response), context: context)
     }
 
     private func discoveryLogChanged() {

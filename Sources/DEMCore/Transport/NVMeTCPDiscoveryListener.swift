@@ -1,10 +1,32 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// Binds NVMe/TCP discovery controller listeners: one `ServerBootstrap` per address, each child
 /// channel a ``NVMeTCPFrameDecoder`` followed by a ``NVMeTCPControllerHandler``.
 public enum NVMeTCPDiscoveryListener {
+    /// Binds the in-band management channel's listener on `host`:`port`: each connection is an
+    /// administrative controller serving `configuration.uniqueNQN` (``InBandManagement``).
+    public static func bindManagement(
+        host: String,
+        port: Int,
+        configuration: DiscoveryControllerConfiguration,
+        management: any ManagementControllerService,
+        group: any EventLoopGroup,
+        logger: Logger
+    ) async throws -> any Channel {
+        try await bind(host: host, port: port, configuration: configuration, group: group) { channel in
+            NVMeTCPControllerHandler(
+                configuration: configuration,
+                management: management,
+                localAddress: channel.localAddress?.ipAddress,
+                remoteAddress: channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" },
+                logger: logger
+            )
+        }
+    }
+
     /// Binds a listener on `host`:`port`.
     ///
     /// - Parameters:
@@ -23,20 +45,34 @@ public enum NVMeTCPDiscoveryListener {
         group: any EventLoopGroup,
         logger: Logger
     ) async throws -> any Channel {
-        try await ServerBootstrap(group: group)
+        try await bind(host: host, port: port, configuration: configuration, group: group) { channel in
+            NVMeTCPControllerHandler(
+                configuration: configuration,
+                service: service,
+                localAddress: channel.localAddress?.ipAddress,
+                remoteAddress: channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" },
+                logger: logger
+            )
+        }
+    }
+
+    private static func bind(
+        host: String,
+        port: Int,
+        configuration: DiscoveryControllerConfiguration,
+        group: any EventLoopGroup,
+        makeHandler: @escaping @Sendable (any Channel) -> NVMeTCPControllerHandler
+    ) async throws -> any Channel {
+        let connections = Connections()
+        let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let handler = NVMeTCPControllerHandler(
-                        configuration: configuration,
-                        service: service,
-                        localAddress: channel.localAddress?.ipAddress,
-                        remoteAddress: channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" },
-                        logger: logger
-                    )
+                    let handler = makeHandler(channel)
+                    connections.add(channel)
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(
                             NVMeTCPFrameDecoder(
@@ -50,5 +86,38 @@ public enum NVMeTCPDiscoveryListener {
             }
             .bind(host: host, port: port)
             .get()
+        // Closing the listener ends its connections too (an accepted channel outlives its
+        // server channel otherwise, and would go on being served).
+        server.closeFuture.whenComplete { _ in connections.closeAll() }
+        return server
+    }
+
+    /// The open connections of one listener.
+    private final class Connections: Sendable {
+        private let channels = Mutex<(closed: Bool, open: [ObjectIdentifier: any Channel])>((false, [:]))
+
+        func add(_ channel: any Channel) {
+            let key = ObjectIdentifier(channel)
+            let closed = channels.withLock { state -> Bool in
+                if !state.closed { state.open[key] = channel }
+                return state.closed
+            }
+            if closed {
+                channel.close(promise: nil)
+                return
+            }
+            channel.closeFuture.whenComplete { [self] _ in
+                channels.withLock { _ = $0.open.removeValue(forKey: key) }
+            }
+        }
+
+        func closeAll() {
+            let open = channels.withLock { state in
+                state.closed = true
+                defer { state.open = [:] }
+                return Array(state.open.values)
+            }
+            for channel in open { channel.close(promise: nil) }
+        }
     }
 }

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A completed command: its CQE and the C2H data that came with it.
 public struct NVMeCommandResult: Sendable {
@@ -171,12 +172,25 @@ public final class NVMeTCPHostConnection: Sendable {
         data: ByteBuffer? = nil,
         expectedDataLength: Int = 0
     ) -> EventLoopFuture<NVMeCommandResult> {
-        let promise = channel.eventLoop.makePromise(of: NVMeCommandResult.self)
+        let request = channel.eventLoop.makePromise(of: NVMeCommandResult.self)
+        let result = channel.eventLoop.makePromise(of: NVMeCommandResult.self)
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        // A write to a closed channel never reaches the handler, which would fail the request:
+        // the write's failure fails it then. Whichever comes first completes the result.
+        let settled = Mutex(false)
+        let first: @Sendable () -> Bool = {
+            settled.withLock { done in
+                defer { done = true }
+                return !done
+            }
+        }
+        request.futureResult.whenComplete { outcome in if first() { result.completeWith(outcome) } }
+        written.futureResult.whenFailure { error in if first() { result.fail(error) } }
         channel.writeAndFlush(
-            NVMeTCPHostRequest.command(command, data: data, expectedDataLength: expectedDataLength, promise),
-            promise: nil
+            NVMeTCPHostRequest.command(command, data: data, expectedDataLength: expectedDataLength, request),
+            promise: written
         )
-        return promise.futureResult
+        return result.futureResult
     }
 
     /// Closes the connection.

@@ -251,6 +251,8 @@ public struct NVMeStatus: Sendable, Hashable, CustomStringConvertible {
     public static let connectInvalidParameters = commandSpecific(0x82)
     /// 01h/84h Connect Invalid Host (Fabrics).
     public static let connectInvalidHost = commandSpecific(0x84)
+    /// 02h/86h Access Denied.
+    public static let accessDenied = NVMeStatus(statusCodeType: 2, statusCode: 0x86)
 
     public var description: String {
         let name: String
@@ -271,6 +273,7 @@ public struct NVMeStatus: Sendable, Hashable, CustomStringConvertible {
         case .connectIncompatibleFormat: name = "connect incompatible format"
         case .connectInvalidParameters: name = "connect invalid parameters"
         case .connectInvalidHost: name = "connect invalid host"
+        case .accessDenied: name = "access denied"
         default: name = "status"
         }
         let hex = String(statusCodeType, radix: 16) + "/" + String(statusCode, radix: 16)

@@ -186,13 +186,6 @@ extension APIRoutes {
                 feed.flush()
                 return try APIResponse.message("Target '\(alias)': its entries come from the model and are current")
             }
-            guard target.managementMode != .inBand else {
-                throw APIError(
-                    .notImplemented,
-                    field: "MgmtMode",
-                    "InBandMgmt is not available in this build; use OutOfBandMgmt or LocalMgmt"
-                )
-            }
             if let failure = await monitor.refresh(alias) { throw failure.apiError }
             feed.flush()
             return try APIResponse.json(
@@ -209,13 +202,7 @@ extension APIRoutes {
                     field: "MgmtMode",
                     "target \"\(alias)\" is LocalMgmt: dem does not configure it"
                 )
-            case .inBand:
-                throw APIError(
-                    .notImplemented,
-                    field: "MgmtMode",
-                    "InBandMgmt is not available in this build; use OutOfBandMgmt"
-                )
-            case .outOfBand:
+            case .inBand, .outOfBand:
                 guard let monitor else { throw APIError(.serviceUnavailable, "dem is not watching targets") }
                 if let failure = await monitor.reconfigure(alias) { throw failure.apiError }
                 feed.flush()

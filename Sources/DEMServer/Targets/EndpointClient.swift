@@ -26,19 +26,37 @@ public struct EndpointCallError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// dem's side of dem-em's REST API: the calls dem makes to one target.
+/// dem's side of dem-em's REST API: the calls dem makes to one target, out-of-band over HTTP or
+/// in-band over the storage fabric (``InBandEndpointSession``). Both carry the same requests and
+/// bodies, and their answers are read by the same code.
 public struct EndpointClient: Sendable {
-    /// The base URL, such as `http://10.0.0.5:22334`.
-    public var baseURL: String
-    let credential: String
-    let http: HTTPClient
+    /// How requests reach dem-em.
+    enum Channel: Sendable {
+        case http(baseURL: String, credential: String, client: HTTPClient)
+        case inBand(InBandEndpointSession)
+    }
+
+    let channel: Channel
     let timeout: TimeAmount
 
+    /// Out-of-band, at `baseURL` such as `http://10.0.0.5:22334`.
     public init(baseURL: String, credential: String, http: HTTPClient, timeout: TimeAmount = .seconds(10)) {
-        self.baseURL = baseURL
-        self.credential = credential
-        self.http = http
+        self.channel = .http(baseURL: baseURL, credential: credential, client: http)
         self.timeout = timeout
+    }
+
+    /// In-band, over `session`.
+    public init(inBand session: InBandEndpointSession, timeout: TimeAmount = .seconds(10)) {
+        self.channel = .inBand(session)
+        self.timeout = timeout
+    }
+
+    /// Where dem-em is, for messages.
+    public var location: String {
+        switch channel {
+        case .http(let baseURL, _, _): baseURL
+        case .inBand(let session): session.location
+        }
     }
 
     /// The URL of a target's out-of-band interface (`FAMILY`/`ADDRESS`/`PORT`), or nil.
@@ -50,60 +68,44 @@ public struct EndpointClient: Sendable {
 
     /// Replaces the target's desired state and returns what it applied.
     public func apply(_ configuration: EndpointConfiguration) async throws(EndpointCallError) -> EndpointStatus {
-        try await call(.PUT, "/config", body: configuration)
+        try await call(.put, "/config", body: configuration)
     }
 
     /// The target's status (it re-reads configfs).
     public func status() async throws(EndpointCallError) -> EndpointStatus {
-        try await call(.GET, "/status")
+        try await call(.get, "/status")
     }
 
     /// What the target has.
     public func inventory() async throws(EndpointCallError) -> EndpointInventory {
-        try await call(.GET, "/inventory")
+        try await call(.get, "/inventory")
     }
 
     private struct Nothing: Encodable {}
 
     private func call<Result: Decodable>(
-        _ method: HTTPMethod,
+        _ method: InBandRequest.Method,
         _ path: String,
         body: (some Encodable)? = Nothing?.none
     ) async throws(EndpointCallError) -> Result {
-        var request = HTTPClientRequest(url: baseURL + path)
-        request.method = method
-        request.headers.add(name: "Authorization", value: "Bearer \(credential)")
-        request.headers.add(name: "Accept", value: "application/json")
+        var encoded: ByteBuffer? = nil
         if let body {
             do {
-                request.body = .bytes(ByteBuffer(bytes: try APIResponse.encoder().encode(body)))
+                encoded = ByteBuffer(bytes: try APIResponse.encoder().encode(body))
             } catch {
                 throw EndpointCallError(kind: .refused(status: 0), message: "cannot encode the request: \(error)")
             }
-            request.headers.add(name: "Content-Type", value: "application/json")
         }
-        let response: HTTPClientResponse
-        let bytes: ByteBuffer
-        do {
-            response = try await http.execute(request, timeout: timeout)
-            bytes = try await response.body.collect(upTo: 64 << 20)
-        } catch let error as HTTPClientError
-            where error == .deadlineExceeded || error == .readTimeout
-            || error == .connectTimeout
-        {
-            throw EndpointCallError(kind: .timeout, message: "dem-em at \(baseURL) did not answer \(path) in time")
-        } catch {
-            throw EndpointCallError(kind: .unreachable, message: "dem-em at \(baseURL) is unreachable: \(error)")
-        }
+        let (status, bytes) = try await exchange(method, path, body: encoded)
         let data = Data(bytes.readableBytesView)
-        guard (200..<300).contains(Int(response.status.code)) else {
+        guard (200..<300).contains(status) else {
             let detail =
                 (try? JSONDecoder().decode(ErrorBody.self, from: data)).map { body in
                     body.field.map { "\(body.message) (field \($0))" } ?? body.message
                 } ?? String(decoding: data.prefix(200), as: UTF8.self)
             throw EndpointCallError(
-                kind: .refused(status: Int(response.status.code)),
-                message: "dem-em at \(baseURL) answered \(path) with \(response.status.code): \(detail)"
+                kind: .refused(status: status),
+                message: "dem-em at \(location) answered \(path) with \(status): \(detail)"
             )
         }
         do {
@@ -112,9 +114,45 @@ public struct EndpointClient: Sendable {
             return try decoder.decode(Result.self, from: data)
         } catch {
             throw EndpointCallError(
-                kind: .refused(status: Int(response.status.code)),
-                message: "dem-em at \(baseURL) answered \(path) with a body dem cannot read: \(error)"
+                kind: .refused(status: status),
+                message: "dem-em at \(location) answered \(path) with a body dem cannot read: \(error)"
             )
+        }
+    }
+
+    /// One request and its answer's status and body, over the client's channel.
+    private func exchange(
+        _ method: InBandRequest.Method,
+        _ path: String,
+        body: ByteBuffer?
+    ) async throws(EndpointCallError) -> (Int, ByteBuffer) {
+        switch channel {
+        case .inBand(let session):
+            let response = try await session.perform(
+                InBandRequest(method: method, path: path, body: body ?? ByteBuffer()),
+                timeout: timeout
+            )
+            return (response.status, response.body)
+        case .http(let baseURL, let credential, let http):
+            var request = HTTPClientRequest(url: baseURL + path)
+            request.method = HTTPMethod(rawValue: method.name)
+            request.headers.add(name: "Authorization", value: "Bearer \(credential)")
+            request.headers.add(name: "Accept", value: "application/json")
+            if let body {
+                request.body = .bytes(body)
+                request.headers.add(name: "Content-Type", value: "application/json")
+            }
+            do {
+                let response = try await http.execute(request, timeout: timeout)
+                return (Int(response.status.code), try await response.body.collect(upTo: 64 << 20))
+            } catch let error as HTTPClientError
+                where error == .deadlineExceeded || error == .readTimeout
+                || error == .connectTimeout
+            {
+                throw EndpointCallError(kind: .timeout, message: "dem-em at \(baseURL) did not answer \(path) in time")
+            } catch {
+                throw EndpointCallError(kind: .unreachable, message: "dem-em at \(baseURL) is unreachable: \(error)")
+            }
         }
     }
 

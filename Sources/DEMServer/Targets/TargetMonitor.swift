@@ -21,9 +21,6 @@ public struct TargetStatus: Codable, Sendable, Hashable {
         case unreachable
         /// It answers, but the kernel target differs from the model (see Drift and Errors).
         case drifted
-        /// dem neither configures nor reads it in this build (InBandMgmt); the model's entries
-        /// are served as they are.
-        case unmanaged
     }
 
     public var alias: String
@@ -69,7 +66,7 @@ public struct TargetStatus: Codable, Sendable, Hashable {
     init(alias: String, managementMode: ManagementMode) {
         self.alias = alias
         self.managementMode = managementMode
-        self.state = managementMode == .inBand ? .unmanaged : .unknown
+        self.state = .unknown
         self.joined = false
         self.drift = []
         self.foreign = []
@@ -89,10 +86,12 @@ public enum UnreachablePolicy: String, Sendable, Hashable, CaseIterable {
 /// Watches every target of the model and keeps what hosts are served in step with what the
 /// targets really serve.
 ///
-/// - OutOfBandMgmt: pushes the target's slice of the model to its dem-em whenever it changes
-///   (and after the target comes back), asks for its status every probe interval, reads its
-///   inventory at the first contact and every `Refresh` minutes. Its entries are served once
-///   dem-em has confirmed the subsystem is live on the port.
+/// - OutOfBandMgmt and InBandMgmt: pushes the target's slice of the model to its dem-em whenever
+///   it changes (and after the target comes back), asks for its status every probe interval,
+///   reads its inventory at the first contact and every `Refresh` minutes. Its entries are
+///   served once dem-em has confirmed the subsystem is live on the port. The two modes differ
+///   only in the channel: HTTP to the out-of-band Interface, or NVMe-MI over the storage fabric
+///   to the in-band Interface's management controller (``InBandEndpointSession``).
 /// - LocalMgmt: reads the target's own discovery controller (its in-band interface address, or
 ///   each TCP port) at start, when the model changes the target, every `Refresh` minutes and
 ///   on demand; the entries of subsystems the model defines on the target are served with the
@@ -137,6 +136,20 @@ public final class TargetMonitor: Sendable {
         var failingSince: ContinuousClock.Instant?
         var wake: AsyncStream<Reason>.Continuation?
         var worker: Task<Void, Never>?
+        /// InBandMgmt: the association with its dem-em's in-band channel.
+        var inBand: InBandEndpointSession?
+
+        /// Stops the worker and ends the in-band association.
+        mutating func stop() {
+            wake?.finish()
+            worker?.cancel()
+            closeInBand()
+        }
+
+        mutating func closeInBand() {
+            if let session = inBand { Task { await session.close() } }
+            inBand = nil
+        }
     }
 
     private let service: FabricService
@@ -196,10 +209,7 @@ public final class TargetMonitor: Sendable {
     /// not waited for: dem's shutdown does not hang on a target that does not answer.
     func shutdown() async {
         runtimes.withLock { runtimes in
-            for key in runtimes.keys {
-                runtimes[key]?.wake?.finish()
-                runtimes[key]?.worker?.cancel()
-            }
+            for key in runtimes.keys { runtimes[key]?.stop() }
         }
         try? await http.shutdown()
     }
@@ -214,8 +224,7 @@ public final class TargetMonitor: Sendable {
         var sliceChanged = false
         runtimes.withLock { runtimes in
             for alias in runtimes.keys where targets[alias] == nil {
-                runtimes[alias]?.wake?.finish()
-                runtimes[alias]?.worker?.cancel()
+                runtimes[alias]?.stop()
                 runtimes[alias] = nil
                 removed = true
             }
@@ -228,6 +237,7 @@ public final class TargetMonitor: Sendable {
                         runtime.harvestedEntries = nil
                         runtime.lastHarvest = nil
                         runtime.lastInventory = nil
+                        runtime.closeInBand()
                     }
                     let changed = runtime.slice != target
                     sliceChanged = sliceChanged || changed
@@ -310,22 +320,15 @@ public final class TargetMonitor: Sendable {
         let outcome: Outcome
         var failure: EndpointCallError? = nil
         switch target.managementMode {
-        case .inBand:
-            outcome = .nothing
-        case .outOfBand:
-            guard let url = EndpointClient.baseURL(of: target.interface) else {
-                outcome = .failed(
-                    "no Interface ADDRESS: set the target's out-of-band interface, or let its dem-em join"
-                )
-                failure = EndpointCallError(kind: .unreachable, message: "target \"\(alias)\" has no Interface ADDRESS")
+        case .inBand, .outOfBand:
+            let client: EndpointClient
+            do throws(EndpointCallError) {
+                client = try endpointClient(target)
+            } catch {
+                outcome = .failed(error.message)
+                failure = error
                 break
             }
-            let client = EndpointClient(
-                baseURL: url,
-                credential: configuration.credential,
-                http: http,
-                timeout: TimeAmount(configuration.callTimeout)
-            )
             do throws(EndpointCallError) {
                 let desired: EndpointConfiguration
                 do {
@@ -381,6 +384,66 @@ public final class TargetMonitor: Sendable {
         }
         record(alias, outcome, at: now)
         return failure
+    }
+
+    /// The client for a managed target's dem-em: HTTP to its out-of-band Interface, or its
+    /// in-band association (made now, or again when the Interface changed).
+    private func endpointClient(_ target: FabricTarget) throws(EndpointCallError) -> EndpointClient {
+        let timeout = TimeAmount(configuration.callTimeout)
+        if target.managementMode == .outOfBand {
+            guard let url = EndpointClient.baseURL(of: target.interface) else {
+                throw EndpointCallError(
+                    kind: .unreachable,
+                    message:
+                        "target \"\(target.alias)\" has no Interface ADDRESS: set its out-of-band interface, or let its dem-em join"
+                )
+            }
+            return EndpointClient(baseURL: url, credential: configuration.credential, http: http, timeout: timeout)
+        }
+        guard let interface = target.interface, let address = interface.transportAddress, !address.isEmpty else {
+            throw EndpointCallError(
+                kind: .unreachable,
+                message:
+                    "target \"\(target.alias)\" has no in-band Interface TRADDR: dem-cli set inband \(target.alias) tcp ipv4 ADDRESS \(DEMCore.endpointInBandPort)"
+            )
+        }
+        let transport = interface.transportType ?? "tcp"
+        guard transport == "tcp" else {
+            throw EndpointCallError(
+                kind: .unreachable,
+                message:
+                    "target \"\(target.alias)\": in-band TRTYPE \(transport) is not available in this build (tcp is)"
+            )
+        }
+        let port = interface.transportServiceIdentifier ?? DEMCore.endpointInBandPort
+        let nqn = InBandManagement.managementNQN(alias: target.alias)
+        let session = runtimes.withLock { runtimes -> InBandEndpointSession? in
+            guard var runtime = runtimes[target.alias] else { return nil }
+            if let existing = runtime.inBand, existing.host == address, existing.port == port,
+                existing.options.subsystemNQN == nqn
+            {
+                return existing
+            }
+            runtime.closeInBand()
+            var options = InBandClientOptions(
+                hostNQN: configuration.hostNQN,
+                hostIdentifier: configuration.hostIdentifier,
+                subsystemNQN: nqn,
+                credential: configuration.credential
+            )
+            // The probe keeps the association alive; a dem that vanishes is noticed in a minute.
+            options.keepAliveTimeout = UInt32(
+                clamping: max(60, 3 * configuration.probeInterval.components.seconds) * 1000
+            )
+            let session = InBandEndpointSession(host: address, port: port, options: options, group: group)
+            runtime.inBand = session
+            runtimes[target.alias] = runtime
+            return session
+        }
+        guard let session else {
+            throw EndpointCallError(kind: .unreachable, message: "target \"\(target.alias)\" was removed")
+        }
+        return EndpointClient(inBand: session, timeout: timeout)
     }
 
     /// Reads the discovery log of a local target: as dem's host NQN, and as each host NQN the
@@ -539,13 +602,12 @@ public final class TargetMonitor: Sendable {
 
     /// What a target the monitor has not looked at yet contributes: nothing for a managed one
     /// (until its dem-em confirms), nothing for a local one (until it is read) unless the policy
-    /// keeps entries, the model's entries for InBandMgmt.
+    /// keeps entries.
     var unnamedServing: @Sendable (FabricTarget) -> TargetServing {
         let keep = configuration.unreachablePolicy == .keep
         return { target in
             switch target.managementMode {
-            case .inBand: .model
-            case .outOfBand: .confirmed([:])
+            case .inBand, .outOfBand: .confirmed([:])
             case .local: keep ? .model : .harvested([])
             }
         }
@@ -559,9 +621,7 @@ public final class TargetMonitor: Sendable {
             var serving: [String: TargetServing] = [:]
             for (alias, runtime) in runtimes {
                 switch runtime.status.managementMode {
-                case .inBand:
-                    serving[alias] = .model
-                case .outOfBand:
+                case .inBand, .outOfBand:
                     serving[alias] = .confirmed(runtime.confirmed ?? [:])
                 case .local:
                     if let entries = runtime.harvestedEntries {

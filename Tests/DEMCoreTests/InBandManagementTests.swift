@@ -1,0 +1,372 @@
+import DEMCore
+import NIOCore
+import Synchronization
+import Testing
+
+@Suite("SHA-256 and HMAC-SHA-256")
+struct SHA256Tests {
+    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
+    @Test("FIPS 180-4 examples")
+    func digests() {
+        #expect(
+            Self.hex(SHA256.hash(Array("".utf8))) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        )
+        #expect(
+            Self.hex(SHA256.hash(Array("abc".utf8)))
+                == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        )
+        #expect(
+            Self.hex(SHA256.hash(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)))
+                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        )
+        #expect(
+            Self.hex(SHA256.hash([UInt8](repeating: 0x61, count: 1_000_000)))
+                == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+        )
+    }
+
+    @Test("RFC 4231 test cases 1, 2 and 6 (a key longer than a block)")
+    func authenticationCodes() {
+        #expect(
+            Self.hex(
+                SHA256.authenticationCode(key: [UInt8](repeating: 0x0b, count: 20), message: Array("Hi There".utf8))
+            )
+                == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        )
+        #expect(
+            Self.hex(
+                SHA256.authenticationCode(key: Array("Jefe".utf8), message: Array("what do ya want for nothing?".utf8))
+            )
+                == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        )
+        #expect(
+            Self.hex(
+                SHA256.authenticationCode(
+                    key: [UInt8](repeating: 0xaa, count: 131),
+                    message: Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8)
+                )
+            ) == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        )
+    }
+}
+
+/// A management service that answers every request with its own bytes, status 200.
+final class EchoManagementService: ManagementControllerService {
+    let allowed: Set<String>
+    let requests = Mutex<[ByteBuffer]>([])
+
+    init(allowed: Set<String> = []) { self.allowed = allowed }
+
+    func hostAllowed(_ hostNQN: String) -> Bool { allowed.isEmpty || allowed.contains(hostNQN) }
+    func credential() -> String { "s3cret" }
+    func makeChallenge() -> [UInt8] { (0..<32).map { UInt8($0) } }
+    func allocateControllerIdentifier() -> UInt16 { 7 }
+    func perform(_ request: ByteBuffer, host: DiscoveryHostContext) async -> ByteBuffer {
+        requests.withLock { $0.append(request) }
+        return request
+    }
+}
+
+@Suite("In-band management controller state machine")
+struct InBandControllerTests {
+    static let nqn = InBandManagement.managementNQN(alias: "t1")
+
+    /// ICReq, Connect to the management NQN, CC.EN.
+    static func connected(
+        _ service: EchoManagementService = EchoManagementService(),
+        hostNQN: String = TestValues.hostNQN
+    ) -> (DiscoveryControllerStateMachine, [Action]) {
+        var machine = DiscoveryControllerStateMachine(
+            configuration: DiscoveryControllerConfiguration(uniqueNQN: nqn),
+            management: service
+        )
+        _ = machine.pduReceived(HostPDU.icreq(), now: TestValues.start)
+        let connect = machine.pduReceived(
+            HostPDU.connect(cid: 1, subsystemNQN: nqn, hostNQN: hostNQN),
+            now: TestValues.start
+        )
+        _ = machine.pduReceived(HostPDU.enable(cid: 2), now: TestValues.start)
+        return (machine, connect)
+    }
+
+    static func command(
+        _ opcode: UInt8,
+        _ operation: UInt8,
+        cid: UInt16,
+        tag: UInt16 = 0,
+        offset: UInt32 = 0,
+        total: UInt32 = 0,
+        data: [UInt8]? = nil,
+        receive: Int = 0
+    ) -> NVMeTCPPDU {
+        let entry = InBandCommand(opcode: opcode, operation: operation, tag: tag, offset: offset, messageLength: total)
+            .submissionQueueEntry(commandIdentifier: cid, dataLength: data?.count ?? receive)
+        return HostPDU.command(entry, data: data.map { ByteBuffer(bytes: $0) })
+    }
+
+    static func authenticate(
+        _ machine: inout DiscoveryControllerStateMachine,
+        credential: String = "s3cret"
+    ) -> [Action] {
+        let challenge = machine.pduReceived(
+            command(AdminOpcode.nvmeMIReceive, InBandManagement.Opcode.challenge, cid: 3, receive: 32),
+            now: TestValues.start
+        )
+        let bytes = challenge.controllerToHostData.first.map { Array($0.data.readableBytesView) } ?? []
+        let answer = InBandManagement.answer(
+            credential: credential,
+            challenge: bytes,
+            hostNQN: TestValues.hostNQN,
+            subsystemNQN: nqn
+        )
+        return machine.pduReceived(
+            command(AdminOpcode.nvmeMISend, InBandManagement.Opcode.authenticate, cid: 4, data: answer),
+            now: TestValues.start
+        )
+    }
+
+    @Test("Connect: only the management NQN, only allowed hosts (Connect Invalid Host); Identify says administrative")
+    func connect() {
+        var machine = DiscoveryControllerStateMachine(
+            configuration: DiscoveryControllerConfiguration(uniqueNQN: Self.nqn),
+            management: EchoManagementService()
+        )
+        _ = machine.pduReceived(HostPDU.icreq(), now: TestValues.start)
+        expectCompletion(
+            machine.pduReceived(HostPDU.connect(cid: 1), now: TestValues.start),
+            cid: 1,
+            status: .connectInvalidParameters.withDoNotRetry
+        )
+        let (_, refused) = Self.connected(EchoManagementService(allowed: ["nqn.2024-01.io.dem:someone-else"]))
+        expectCompletion(refused, cid: 1, status: .connectInvalidHost.withDoNotRetry)
+        var (machine2, accepted) = Self.connected()
+        expectCompletion(accepted, cid: 1, result: 7)
+        let identify = machine2.pduReceived(HostPDU.identify(cid: 5), now: TestValues.start)
+        var data = identify.controllerToHostData.first!.data
+        let identified = data.readIdentifyControllerData()!
+        #expect(identified.controllerType == IdentifyControllerData.ControllerType.administrative)
+        #expect(identified.subsystemNQN == Self.nqn)
+        // No discovery log page and no AERs here.
+        expectCompletion(
+            machine2.pduReceived(HostPDU.getLogPage(cid: 6, length: 1024), now: TestValues.start),
+            cid: 6,
+            status: .invalidOpcode.withDoNotRetry
+        )
+    }
+
+    @Test(
+        "before authentication, request and response segments get Access Denied; a wrong answer too, and uses up the challenge"
+    )
+    func accessDenied() {
+        var (machine, _) = Self.connected()
+        expectCompletion(
+            machine.pduReceived(
+                Self.command(
+                    AdminOpcode.nvmeMISend,
+                    InBandManagement.Opcode.requestSegment,
+                    cid: 9,
+                    total: 8,
+                    data: [1, 1, 0, 0, 0, 0, 0, 0]
+                ),
+                now: TestValues.start
+            ),
+            cid: 9,
+            status: .accessDenied.withDoNotRetry
+        )
+        expectCompletion(
+            machine.pduReceived(
+                Self.command(AdminOpcode.nvmeMIReceive, InBandManagement.Opcode.responseSegment, cid: 10, receive: 8),
+                now: TestValues.start
+            ),
+            cid: 10,
+            status: .accessDenied.withDoNotRetry
+        )
+        expectCompletion(Self.authenticate(&machine, credential: "wrong"), cid: 4, status: .accessDenied.withDoNotRetry)
+        // The challenge is gone: even the right answer to it is refused now.
+        let answer = InBandManagement.answer(
+            credential: "s3cret",
+            challenge: (0..<32).map { UInt8($0) },
+            hostNQN: TestValues.hostNQN,
+            subsystemNQN: Self.nqn
+        )
+        expectCompletion(
+            machine.pduReceived(
+                Self.command(AdminOpcode.nvmeMISend, InBandManagement.Opcode.authenticate, cid: 11, data: answer),
+                now: TestValues.start
+            ),
+            cid: 11,
+            status: .accessDenied.withDoNotRetry
+        )
+        expectCompletion(Self.authenticate(&machine), cid: 4)
+    }
+
+    @Test(
+        "a request in two segments runs once; its final segment completes with the response length; segments out of order are refused"
+    )
+    func segments() {
+        let service = EchoManagementService()
+        var (machine, _) = Self.connected(service)
+        expectCompletion(Self.authenticate(&machine), cid: 4)
+        let message = Array(
+            InBandRequest(method: .put, path: "/config", body: ByteBuffer(string: "{}")).encoded().readableBytesView
+        )
+        let total = UInt32(message.count)
+        // A first segment, then one at the wrong offset: refused, and the request is dropped.
+        expectCompletion(
+            machine.pduReceived(
+                Self.command(
+                    AdminOpcode.nvmeMISend,
+                    InBandManagement.Opcode.requestSegment,
+                    cid: 20,
+                    tag: 5,
+                    total: total,
+                    data: Array(message[0..<4])
+                ),
+                now: TestValues.start
+            ),
+            cid: 20
+        )
+        expectCompletion(
+            machine.pduReceived(
+                Self.command(
+                    AdminOpcode.nvmeMISend,
+                    InBandManagement.Opcode.requestSegment,
+                    cid: 21,
+                    tag: 5,
+                    offset: 6,
+                    total: total,
+                    data: Array(message[6...])
+                ),
+                now: TestValues.start
+            ),
+            cid: 21,
+            status: .invalidField.withDoNotRetry
+        )
+        // In order: the last segment passes the whole message out and waits.
+        _ = machine.pduReceived(
+            Self.command(
+                AdminOpcode.nvmeMISend,
+                InBandManagement.Opcode.requestSegment,
+                cid: 22,
+                tag: 6,
+                total: total,
+                data: Array(message[0..<4])
+            ),
+            now: TestValues.start
+        )
+        let last = machine.pduReceived(
+            Self.command(
+                AdminOpcode.nvmeMISend,
+                InBandManagement.Opcode.requestSegment,
+                cid: 23,
+                tag: 6,
+                offset: 4,
+                total: total,
+                data: Array(message[4...])
+            ),
+            now: TestValues.start
+        )
+        #expect(last.completions.isEmpty)
+        guard case .performManagementRequest(let request, let host) = last.first else {
+            Issue.record("expected the request to be passed out: \(last)")
+            return
+        }
+        #expect(Array(request.readableBytesView) == message)
+        #expect(host.hostNQN == TestValues.hostNQN)
+        // Another request while it runs: Command Sequence Error.
+        expectCompletion(
+            machine.pduReceived(
+                Self.command(
+                    AdminOpcode.nvmeMISend,
+                    InBandManagement.Opcode.requestSegment,
+                    cid: 24,
+                    tag: 7,
+                    total: total,
+                    data: message
+                ),
+                now: TestValues.start
+            ),
+            cid: 24,
+            status: .commandSequenceError
+        )
+        let response = InBandResponse(status: 200, body: ByteBuffer(string: "{\"ok\":1}")).encoded()
+        expectCompletion(machine.managementRequestCompleted(response), cid: 23, result: UInt32(response.readableBytes))
+        // The response, read in two pieces; reading past its end is refused.
+        let first = machine.pduReceived(
+            Self.command(
+                AdminOpcode.nvmeMIReceive,
+                InBandManagement.Opcode.responseSegment,
+                cid: 25,
+                tag: 6,
+                receive: 10
+            ),
+            now: TestValues.start
+        )
+        let second = machine.pduReceived(
+            Self.command(
+                AdminOpcode.nvmeMIReceive,
+                InBandManagement.Opcode.responseSegment,
+                cid: 26,
+                tag: 6,
+                offset: 10,
+                receive: response.readableBytes - 10
+            ),
+            now: TestValues.start
+        )
+        let read =
+            first.controllerToHostData.flatMap { Array($0.data.readableBytesView) }
+            + second.controllerToHostData.flatMap { Array($0.data.readableBytesView) }
+        #expect(read == Array(response.readableBytesView))
+        expectCompletion(
+            machine.pduReceived(
+                Self.command(
+                    AdminOpcode.nvmeMIReceive,
+                    InBandManagement.Opcode.responseSegment,
+                    cid: 27,
+                    tag: 6,
+                    offset: 10,
+                    receive: response.readableBytes
+                ),
+                now: TestValues.start
+            ),
+            cid: 27,
+            status: .invalidField.withDoNotRetry
+        )
+        // Another tag's response is not there.
+        expectCompletion(
+            machine.pduReceived(
+                Self.command(
+                    AdminOpcode.nvmeMIReceive,
+                    InBandManagement.Opcode.responseSegment,
+                    cid: 28,
+                    tag: 5,
+                    receive: 8
+                ),
+                now: TestValues.start
+            ),
+            cid: 28,
+            status: .invalidField.withDoNotRetry
+        )
+    }
+
+    @Test("request and response messages: round trip, and bad ones named")
+    func messages() throws {
+        let request = InBandRequest(method: .delete, path: "/config?all=1", body: ByteBuffer(string: "{}"))
+        let encoded = request.encoded()
+        #expect(Array(encoded.readableBytesView.prefix(8)) == [1, 4, 13, 0, 2, 0, 0, 0])
+        #expect(try InBandRequest(decoding: encoded) == request)
+        #expect(throws: InBandRequest.FormatError.self) {
+            try InBandRequest(decoding: ByteBuffer(bytes: [1, 9, 1, 0, 0, 0, 0, 0, 0x2F]))
+        }
+        #expect(throws: InBandRequest.FormatError.self) {
+            try InBandRequest(decoding: ByteBuffer(bytes: [1, 1, 5, 0, 0, 0, 0, 0, 0x2F]))
+        }
+        #expect(throws: InBandRequest.FormatError.self) {
+            try InBandRequest(decoding: ByteBuffer(bytes: [1, 1, 1, 0, 0, 0, 0, 0, 0x78]))
+        }
+        let response = InBandResponse(status: 422, body: ByteBuffer(string: "{}"))
+        #expect(Array(response.encoded().readableBytesView.prefix(8)) == [1, 0, 0xA6, 0x01, 2, 0, 0, 0])
+        #expect(try InBandResponse(decoding: response.encoded()) == response)
+    }
+}
