@@ -24,7 +24,7 @@ GUEST_CHECKS="em-start-inband configfs-port configfs-namespace configfs-acl disc
  connect-all connect-all-namespace direct-io disconnect-io not-dem-refused em-logged-refusal
  configfs-subsystem-removed em-final-stop-clean"
 STEP_CHECKS="inband-configure dem-serves-live-subsystem cli-delete"
-HOST_CHECKS="tshark-inband-decode tshark-inband-clean"
+HOST_CHECKS="tshark-channel-decode tshark-channel-clean"
 
 P=nqn.2024-01.io.example:inband
 NQN=$P-t1-nullb0
@@ -93,24 +93,25 @@ ib_capture_stop() {
 ib_tshark_checks() {
     local f=$OUT/inband.pcapng dec="-d tcp.port==$IB_PORT,nvme-tcp" icreq connect mi bad
     if [ ! -s "$f" ]; then
-        record FAIL tshark-inband-decode "no capture file"; record FAIL tshark-inband-clean "no capture file"; return
+        record FAIL tshark-channel-decode "no capture file"; record FAIL tshark-channel-clean "no capture file"; return
     fi
     # shellcheck disable=SC2086
     tshark -r "$f" $dec -Y nvme-tcp -V > "$OUT/tshark-inband-verbose.txt" 2> "$OUT/tshark-inband-read.err"
-    icreq=$(grep -c "Initialize Connection Request" "$OUT/tshark-inband-verbose.txt")
+    # shellcheck disable=SC2086
+    icreq=$(tshark -r "$f" $dec -Y 'nvme-tcp.type == 0' -T fields -e frame.number 2>/dev/null | wc -l)
     connect=$(grep -c "Fabric Cmd: Connect\|Command: Connect\|Fabrics Type: Connect" "$OUT/tshark-inband-verbose.txt")
     # shellcheck disable=SC2086
     mi=$(tshark -r "$f" $dec -Y 'nvme.cmd.opc == 0x1d || nvme.cmd.opc == 0x1e' -T fields -e frame.number 2>/dev/null | wc -l)
     if [ "$icreq" -ge 1 ] && [ "$connect" -ge 1 ] && [ "$mi" -ge 3 ]; then
-        record PASS tshark-inband-decode
+        record PASS tshark-channel-decode
         echo "[$SCEN] in-band capture: $icreq ICReq, $connect Connect, $mi NVMe-MI Send/Receive commands"
     else
-        record FAIL tshark-inband-decode "decoded $icreq ICReq, $connect Connect, $mi NVMe-MI commands (opcode 1Dh/1Eh)"
+        record FAIL tshark-channel-decode "decoded $icreq ICReq, $connect Connect, $mi NVMe-MI commands (opcode 1Dh/1Eh)"
     fi
     # shellcheck disable=SC2086
     bad=$(tshark -r "$f" $dec -Y '_ws.malformed || _ws.expert.severity >= "error"' -T fields -e frame.number -e _ws.col.Info 2>/dev/null)
-    if [ -z "$bad" ]; then record PASS tshark-inband-clean
-    else record FAIL tshark-inband-clean "$(printf '%s\n' "$bad" | wc -l) frames malformed or with expert errors, first: $(printf '%s\n' "$bad" | head -n 1 | cut -c1-200)"; fi
+    if [ -z "$bad" ]; then record PASS tshark-channel-clean
+    else record FAIL tshark-channel-clean "$(printf '%s\n' "$bad" | wc -l) frames malformed or with expert errors, first: $(printf '%s\n' "$bad" | head -n 1 | cut -c1-200)"; fi
 }
 
 trap 'rm -f "$SHARE/dem-em" "$SHARE/fabric.key"; scenario_cleanup' EXIT
