@@ -326,3 +326,45 @@ file_wait() {
     done
     return 1
 }
+
+# ---------------------------------------------------------------- a target dem configured
+# (the endpoint and inband scenarios: port 1 at 10.0.2.15:4420, subsystem NQN restricted to
+# HOSTNQN with /dev/nullb0 as namespace 1)
+# exported_checks NQN : configfs-port, configfs-namespace and configfs-acl
+exported_checks() {
+    local p1=$CFG/ports/1 sub=$CFG/subsystems/$1 got dp en any
+    echo "--- configfs:"; find $CFG | sed "s|^$CFG/||" | grep -v '^$'
+    got="$(cat $p1/addr_trtype $p1/addr_adrfam $p1/addr_traddr $p1/addr_trsvcid 2>/dev/null | tr '\n' ' ')"
+    if [ "$got" = "tcp ipv4 10.0.2.15 4420 " ] && [ -L "$p1/subsystems/$1" ]; then pass configfs-port
+    else fail configfs-port "ports/1: '$got' (want 'tcp ipv4 10.0.2.15 4420'), link subsystems/$1: $(ls $p1/subsystems 2>&1 | tr '\n' ' ')"; fi
+    dp=$(cat "$sub/namespaces/1/device_path" 2>/dev/null); en=$(cat "$sub/namespaces/1/enable" 2>/dev/null)
+    if [ "$dp" = /dev/nullb0 ] && [ "$en" = 1 ]; then pass configfs-namespace
+    else fail configfs-namespace "namespaces/1: device_path '$dp', enable '$en' (want /dev/nullb0, 1)"; fi
+    any=$(cat "$sub/attr_allow_any_host" 2>/dev/null)
+    if [ "$any" = 0 ] && [ -L "$sub/allowed_hosts/$HOSTNQN" ] && [ -d "$CFG/hosts/$HOSTNQN" ]; then pass configfs-acl
+    else fail configfs-acl "attr_allow_any_host '$any' (want 0), allowed_hosts: $(ls $sub/allowed_hosts 2>&1 | tr '\n' ' ') (want $HOSTNQN)"; fi
+}
+# connect_io_checks NQN WANT -- NVME-DISCOVER-ARGS... : discover-lists-subsystem (the page is
+# WANT), connect-all, connect-all-namespace and direct-io (O_DIRECT write, read back, compare
+# through /tmp/pattern); DEV := the namespace's block device ("" when there is none)
+connect_io_checks() {
+    local nqn=$1 want=$2 i=0
+    shift 3
+    discover_exact discover-lists-subsystem "$want" -- "$@"
+    check connect-all nvme connect-all "$@"
+    while ! ns_dev "$nqn" > /dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+    DEV=$(ns_dev "$nqn")
+    nvme_state
+    if [ -n "$DEV" ]; then pass connect-all-namespace; echo "namespace: $DEV"
+    else fail connect-all-namespace "no block device for $nqn after connect-all; controllers: $(nvme_state | tr '\n' ';')"; fi
+    dd if=/dev/urandom of=/tmp/pattern bs=4096 count=256 2>/dev/null
+    if [ -z "$DEV" ]; then
+        fail direct-io "no namespace block device"
+    elif run dd if=/tmp/pattern of="$DEV" bs=4096 count=256 oflag=direct \
+         && run dd if="$DEV" of=/tmp/readback bs=4096 count=256 iflag=direct; then
+        if cmp -s /tmp/pattern /tmp/readback; then pass direct-io
+        else fail direct-io "read back differs from written data"; fi
+    else
+        fail direct-io "$(why $?)"
+    fi
+}

@@ -340,27 +340,40 @@ guest_results() {
 skip_guest() { local n; for n in $1; do record FAIL "$n" "$2"; done; }
 
 # ---------------------------------------------------------------- tshark
-# capture_start : tshark on lo, tcp port DC_PORT -> $OUT/lo.pcapng (waits until capturing)
-capture_start() {
+# capture_on PORT FILE : tshark on lo, tcp port PORT -> FILE, its messages in FILE.log (waits
+# until it captures); CAPTURED := its pid
+CAPTURED=""
+capture_on() {
     local _
-    setsid tshark -i lo -f "tcp port $DC_PORT" -w "$OUT/lo.pcapng" > "$OUT/tshark-capture.log" 2>&1 < /dev/null &
-    CAP_PID=$!
+    setsid tshark -i lo -f "tcp port $1" -w "$2" > "$2.log" 2>&1 < /dev/null &
+    CAPTURED=$!
     for _ in $(seq 1 200); do
-        grep -q "Capturing on" "$OUT/tshark-capture.log" 2>/dev/null && return 0
-        alive "$CAP_PID" || break
+        grep -q "Capturing on" "$2.log" 2>/dev/null && return 0
+        alive "$CAPTURED" || break
         sleep 0.1
     done
-    echo "[$SCEN] tshark capture did not start: $(tail -n 2 "$OUT/tshark-capture.log")"
+    echo "[$SCEN] tshark capture of port $1 did not start: $(tail -n 2 "$2.log")"
     return 1
 }
-capture_stop() {
+# capture_off PID : stop the capture capture_on started (it writes what it has)
+capture_off() {
     local _
-    [ -n "$CAP_PID" ] || return 0
+    [ -n "$1" ] || return 0
     sleep 0.5
-    kill -INT -- -"$CAP_PID" 2>/dev/null
-    for _ in $(seq 1 100); do alive "$CAP_PID" || break; sleep 0.1; done
-    kill -KILL -- -"$CAP_PID" 2>/dev/null
-    wait "$CAP_PID" 2>/dev/null
+    kill -INT -- -"$1" 2>/dev/null
+    for _ in $(seq 1 100); do alive "$1" || break; sleep 0.1; done
+    kill -KILL -- -"$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
+# capture_start : the discovery port, tcp port DC_PORT -> $OUT/lo.pcapng
+capture_start() {
+    capture_on "$DC_PORT" "$OUT/lo.pcapng"
+    local rc=$?
+    CAP_PID=$CAPTURED
+    return $rc
+}
+capture_stop() {
+    capture_off "$CAP_PID"
     CAP_PID=""
 }
 # tshark_checks [digests] : decode the capture as NVMe/TCP (digests verified).

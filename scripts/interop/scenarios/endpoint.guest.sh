@@ -63,35 +63,11 @@ host_step configure
 
 # ---------------------------------------------------------------- configfs as dem-cli set it
 P1=$CFG/ports/1
-echo "--- configfs:"; find $CFG | sed "s|^$CFG/||" | grep -v '^$'
-got="$(cat $P1/addr_trtype $P1/addr_adrfam $P1/addr_traddr $P1/addr_trsvcid 2>/dev/null | tr '\n' ' ')"
-if [ "$got" = "tcp ipv4 10.0.2.15 4420 " ] && [ -L $P1/subsystems/$NQN ]; then pass configfs-port
-else fail configfs-port "ports/1: '$got' (want 'tcp ipv4 10.0.2.15 4420'), link subsystems/$NQN: $(ls $P1/subsystems 2>&1 | tr '\n' ' ')"; fi
-dp=$(cat $SUB/namespaces/1/device_path 2>/dev/null); en=$(cat $SUB/namespaces/1/enable 2>/dev/null)
-if [ "$dp" = /dev/nullb0 ] && [ "$en" = 1 ]; then pass configfs-namespace
-else fail configfs-namespace "namespaces/1: device_path '$dp', enable '$en' (want /dev/nullb0, 1)"; fi
-any=$(cat $SUB/attr_allow_any_host 2>/dev/null)
-if [ "$any" = 0 ] && [ -L "$SUB/allowed_hosts/$HOSTNQN" ] && [ -d "$CFG/hosts/$HOSTNQN" ]; then pass configfs-acl
-else fail configfs-acl "attr_allow_any_host '$any' (want 0), allowed_hosts: $(ls $SUB/allowed_hosts 2>&1 | tr '\n' ' ') (want $HOSTNQN)"; fi
+exported_checks $NQN
 
 # ---------------------------------------------------------------- discover, connect, I/O
-discover_exact discover-lists-subsystem $E/initial -- $DC $AS
-check connect-all nvme connect-all $DC $AS
-i=0; while ! ns_dev $NQN > /dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-dev=$(ns_dev $NQN)
-nvme_state
-if [ -n "$dev" ]; then pass connect-all-namespace; echo "namespace: $dev"
-else fail connect-all-namespace "no block device for $NQN after connect-all; controllers: $(nvme_state | tr '\n' ';')"; fi
-dd if=/dev/urandom of=/tmp/pattern bs=4096 count=256 2>/dev/null
-if [ -z "$dev" ]; then
-    fail direct-io "no namespace block device"
-elif run dd if=/tmp/pattern of=$dev bs=4096 count=256 oflag=direct \
-     && run dd if=$dev of=/tmp/readback bs=4096 count=256 iflag=direct; then
-    if cmp -s /tmp/pattern /tmp/readback; then pass direct-io
-    else fail direct-io "read back differs from written data"; fi
-else
-    fail direct-io "$(why $?)"
-fi
+connect_io_checks $NQN $E/initial -- $DC $AS
+dev=$DEV
 
 # ---------------------------------------------------------------- restart dem-em under I/O
 # io_loop DEV : until /tmp/io.stop exists, O_DIRECT write 1 MiB at a moving offset, read it

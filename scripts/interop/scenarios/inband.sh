@@ -72,24 +72,6 @@ export -f record dem_cli dem_api json_field wait_target elapsed step_configure s
 export RESULTS DATA DEMCLI_BIN NQN IB_PORT GUEST_HOSTNQN GUEST_HOSTID
 
 # tshark on the in-band forward: the NVMe/TCP association between dem and dem-em
-IB_CAP=""
-ib_capture_start() {
-    setsid tshark -i lo -f "tcp port $IB_PORT" -w "$OUT/inband.pcapng" > "$OUT/tshark-inband.log" 2>&1 < /dev/null &
-    IB_CAP=$!
-    for _ in $(seq 1 200); do
-        grep -q "Capturing on" "$OUT/tshark-inband.log" 2>/dev/null && return 0
-        alive "$IB_CAP" || break
-        sleep 0.1
-    done
-}
-ib_capture_stop() {
-    [ -n "$IB_CAP" ] || return 0
-    sleep 0.5
-    kill -INT -- -"$IB_CAP" 2>/dev/null
-    for _ in $(seq 1 100); do alive "$IB_CAP" || break; sleep 0.1; done
-    kill -KILL -- -"$IB_CAP" 2>/dev/null
-    wait "$IB_CAP" 2>/dev/null
-}
 ib_tshark_checks() {
     local f=$OUT/inband.pcapng dec="-d tcp.port==$IB_PORT,nvme-tcp" icreq connect mi bad
     if [ ! -s "$f" ]; then
@@ -129,11 +111,12 @@ elif DEM_NO_ENTRIES=1 dem_start --api-port "$API" --probe-interval 1 --target-ti
         cp "$DATA/fabric.key" "$SHARE/fabric.key" 2>/dev/null
         share_file "$DEMEM_BIN" dem-em
         : > "$OUT/dem-cli.log"
-        ib_capture_start
+        capture_on "$IB_PORT" "$OUT/inband.pcapng"
+        IB_CAP=$CAPTURED
         run_guest "$HERE/inband.guest.sh" "${DEM_INTEROP_BOOT_TIMEOUT:-200}" \
             -f "tcp:127.0.0.1:$IB_PORT-:22335" \
             -H "configure=$(step_cmd step_configure)" -H "delete=$(step_cmd step_delete)"
-        ib_capture_stop
+        capture_off "$IB_CAP"
         rm -f "$SHARE/dem-em" "$SHARE/fabric.key"
         guest_results "$GUEST_CHECKS"
         step_checks_result "$STEP_CHECKS"
