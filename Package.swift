@@ -16,6 +16,11 @@ let package = Package(
         .executable(name: "dem-cli", targets: ["dem-cli"]),
         .executable(name: "dem-bench", targets: ["dem-bench"]),
     ],
+    traits: [
+        // The NVMe/RDMA transport (discovery controller, in-band channel, hosts) over librdmacm and
+        // libibverbs: `swift build --traits RDMA` needs librdmacm-dev and libibverbs-dev.
+        .trait(name: "RDMA")
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
@@ -28,6 +33,12 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
     ],
     targets: [
+        // librdmacm and libibverbs, for the RDMA trait only.
+        .systemLibrary(
+            name: "CRDMA",
+            path: "Sources/CRDMA",
+            providers: [.apt(["librdmacm-dev", "libibverbs-dev"])]
+        ),
         // NVMe-oF wire format, the pure controller and host state machines, and the NIO transport that drives them.
         .target(
             name: "DEMCore",
@@ -35,6 +46,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .target(name: "CRDMA", condition: .when(traits: ["RDMA"])),
             ]
         ),
         // What dem's and dem-em's REST APIs share: JSON bodies read with errors naming the field,

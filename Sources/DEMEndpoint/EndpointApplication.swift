@@ -121,6 +121,7 @@ public struct EndpointApplication: Sendable {
                 .init(
                     service: InBandListener(
                         address: address,
+                        transport: options.inBand.transport,
                         port: options.inBand.port,
                         nqn: nqn,
                         endpoint: InBandEndpoint(
@@ -160,9 +161,10 @@ public struct EndpointStartError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Serves the in-band management channel over NVMe/TCP until shutdown.
+/// Serves the in-band management channel over NVMe/TCP or NVMe/RDMA until shutdown.
 struct InBandListener: Service, CustomStringConvertible {
     let address: String
+    let transport: NVMeTransport
     let port: Int
     let nqn: String
     let endpoint: InBandEndpoint
@@ -177,26 +179,42 @@ struct InBandListener: Service, CustomStringConvertible {
         var configuration = DiscoveryControllerConfiguration(uniqueNQN: nqn)
         configuration.serialNumber = "DEM-EM"
         configuration.modelNumber = "DEM endpoint manager in-band"
-        let channel = try await NVMeTCPDiscoveryListener.bindManagement(
-            host: address,
-            port: port,
-            configuration: configuration,
-            management: endpoint,
-            group: group,
-            logger: logger
-        )
-        let port = channel.localAddress?.port ?? port
+        let close: () async -> Void
+        let port: Int
+        switch transport {
+        case .tcp:
+            let channel = try await NVMeTCPDiscoveryListener.bindManagement(
+                host: address,
+                port: self.port,
+                configuration: configuration,
+                management: endpoint,
+                group: group,
+                logger: logger
+            )
+            port = channel.localAddress?.port ?? self.port
+            close = { try? await channel.close() }
+        case .rdma:
+            let listener = try await NVMeRDMAListener.bind(
+                host: address,
+                port: self.port,
+                configuration: configuration,
+                serving: .management(endpoint),
+                logger: logger
+            )
+            port = listener.port
+            close = { await listener.close() }
+        }
         bound.bound(port)
         logger.notice(
             "in-band management channel listening",
             metadata: [
-                "transport": "tcp", "address": "\(address)", "port": "\(port)", "nqn": "\(nqn)",
+                "transport": "\(transport.rawValue)", "address": "\(address)", "port": "\(port)", "nqn": "\(nqn)",
                 "allowed-hosts": "\(allowedHosts == 0 ? "any with the credential" : "\(allowedHosts)")",
             ]
         )
         // Until dem-em shuts down (a future's get() does not end when its task is cancelled).
         try? await gracefulShutdown()
-        try? await channel.close()
+        await close()
     }
 }
 

@@ -9,8 +9,10 @@ import Synchronization
 
 /// Where and how dem-em serves its in-band management channel.
 public struct InBandOptions: Sendable {
-    /// The address to listen at over NVMe/TCP (nil: no in-band channel).
+    /// The address to listen at (nil: no in-band channel).
     public var address: String?
+    /// NVMe/TCP, or NVMe/RDMA (the `RDMA` trait; an RDMA device must have ``address``).
+    public var transport: NVMeTransport = .tcp
     /// TRSVCID.
     public var port: Int = DEMCore.endpointInBandPort
     /// The management NQN (default ``InBandManagement/managementNQN(alias:)`` of the alias).

@@ -13,6 +13,9 @@ import UnixSignals
 public struct DEMOptions: Sendable {
     /// Addresses the discovery controller listens on.
     public var addresses: [String] = ["127.0.0.1"]
+    /// Addresses the discovery controller serves over NVMe/RDMA too (the `RDMA` trait), on
+    /// ``port``.
+    public var rdmaAddresses: [String] = []
     /// The discovery port (8009), 0 for any free port.
     public var port: Int = DEMCore.discoveryPort
     /// The JSON file of discovery entries, if any.
@@ -237,6 +240,7 @@ public struct DEMApplication: Sendable {
         controller.uniqueNQN = options.uniqueNQN
         let listeners = try await DiscoveryListenerService.bind(
             addresses: options.addresses,
+            rdmaAddresses: options.rdmaAddresses,
             port: options.port,
             configuration: controller,
             catalog: catalog,

@@ -6,15 +6,19 @@ import NIOPosix
 import ServiceLifecycle
 import UnixSignals
 
-/// dem's NVMe/TCP discovery listeners as a `Service`: bound by ``bind(addresses:port:configuration:catalog:group:logger:)``
-/// before the service group starts (so a port 0 is known), closed on graceful shutdown.
+/// dem's discovery listeners as a `Service`, NVMe/TCP and NVMe/RDMA: bound by
+/// ``bind(addresses:rdmaAddresses:port:configuration:catalog:group:logger:)`` before the service
+/// group starts (so a port 0 is known), closed on graceful shutdown.
 public final class DiscoveryListenerService: Service {
-    /// The bound channels.
+    /// The bound NVMe/TCP channels.
     public let channels: [any Channel]
+    /// The bound NVMe/RDMA listeners.
+    public let rdmaListeners: [NVMeRDMAListener]
     private let logger: Logger
 
-    private init(channels: [any Channel], logger: Logger) {
+    private init(channels: [any Channel], rdmaListeners: [NVMeRDMAListener], logger: Logger) {
         self.channels = channels
+        self.rdmaListeners = rdmaListeners
         self.logger = logger
     }
 
@@ -28,9 +32,13 @@ public final class DiscoveryListenerService: Service {
         }
     }
 
-    /// Binds one listener per address and tells the catalog where they are.
+    /// Binds one listener per address and tells the catalog where the NVMe/TCP ones are.
+    ///
+    /// - Parameter rdmaAddresses: addresses served over NVMe/RDMA too, on the same port (a build
+    ///   without the `RDMA` trait refuses them).
     public static func bind(
         addresses: [String],
+        rdmaAddresses: [String] = [],
         port: Int,
         configuration: DiscoveryControllerConfiguration,
         catalog: DiscoveryCatalog,
@@ -38,7 +46,22 @@ public final class DiscoveryListenerService: Service {
         logger: Logger
     ) async throws -> DiscoveryListenerService {
         var channels: [any Channel] = []
+        var rdmaListeners: [NVMeRDMAListener] = []
         do {
+            for address in rdmaAddresses {
+                let listener = try await NVMeRDMAListener.bind(
+                    host: address,
+                    port: port,
+                    configuration: configuration,
+                    serving: .discovery(catalog),
+                    logger: logger
+                )
+                logger.notice(
+                    "discovery controller listening",
+                    metadata: ["transport": "rdma", "address": "\(address)", "port": "\(listener.port)"]
+                )
+                rdmaListeners.append(listener)
+            }
             for address in addresses {
                 channels.append(
                     try await NVMeTCPDiscoveryListener.bind(
@@ -53,9 +76,10 @@ public final class DiscoveryListenerService: Service {
             }
         } catch {
             for channel in channels { try? await channel.close() }
+            for listener in rdmaListeners { await listener.close() }
             throw error
         }
-        let service = DiscoveryListenerService(channels: channels, logger: logger)
+        let service = DiscoveryListenerService(channels: channels, rdmaListeners: rdmaListeners, logger: logger)
         catalog.setListeners(service.boundAddresses)
         return service
     }
@@ -71,6 +95,7 @@ public final class DiscoveryListenerService: Service {
             logger.info("closing discovery listeners")
             for channel in channels { channel.close(promise: nil) }
         }
+        for listener in rdmaListeners { await listener.close() }
     }
 }
 

@@ -86,9 +86,16 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         name: .customLong("inband-address"),
-        help: "Serve the in-band management channel over NVMe/TCP at this address (default: none, no channel)."
+        help: "Serve the in-band management channel at this address (default: none, no channel)."
     )
     var inBandAddress: String?
+
+    @Option(
+        name: .customLong("inband-transport"),
+        help:
+            "The in-band channel's transport: tcp, or rdma (an RDMA device must have --inband-address; needs a build with the RDMA trait)."
+    )
+    var inBandTransport: String = NVMeTransport.tcp.rawValue
 
     @Option(name: .customLong("inband-port"), help: "The in-band channel's TRSVCID.")
     var inBandPort: Int = DEMCore.endpointInBandPort
@@ -131,6 +138,12 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--inband-address \"\(inBandAddress)\" is not an IPv4 or IPv6 address")
         }
         guard (0...65535).contains(inBandPort) else { throw ValidationError("--inband-port must be 0...65535") }
+        guard let transport = NVMeTransport(rawValue: inBandTransport) else {
+            throw ValidationError("--inband-transport must be tcp or rdma, not \"\(inBandTransport)\"")
+        }
+        if transport == .rdma && !NVMeRDMATransport.isAvailable {
+            throw ValidationError("--inband-transport rdma: \(NVMeRDMATransport.Unavailable())")
+        }
         if let inBandNQN, !NQN.isValid(inBandNQN) {
             throw ValidationError("--inband-nqn \"\(inBandNQN)\" is not a valid NQN")
         }
@@ -162,6 +175,7 @@ struct Serve: AsyncParsableCommand {
         options.repairDrift = repairDrift
         options.inBand.address = inBandAddress
         options.inBand.port = inBandPort
+        options.inBand.transport = NVMeTransport(rawValue: inBandTransport) ?? .tcp
         options.inBand.nqn = inBandNQN
         options.inBand.allowedHosts = inBandAllowedHosts
         let application: EndpointApplication

@@ -10,8 +10,15 @@ struct DiscoveryFlags: ParsableArguments {
     @Option(name: .customLong("address"), help: "Address to listen on (repeatable). Default: 127.0.0.1.")
     var addresses: [String] = []
 
-    @Option(help: "Discovery port (NVMe/TCP).")
+    @Option(help: "Discovery port (NVMe/TCP, and NVMe/RDMA's port space).")
     var port: Int = DEMCore.discoveryPort
+
+    @Option(
+        name: .customLong("rdma-address"),
+        help:
+            "Address to serve discovery on over NVMe/RDMA too (repeatable; an RDMA device must have it; needs a build with the RDMA trait)."
+    )
+    var rdmaAddresses: [String] = []
 
     @Option(help: "JSON file of discovery entries; reloaded on SIGHUP and when it changes.")
     var entries: String?
@@ -98,6 +105,12 @@ struct DiscoveryFlags: ParsableArguments {
         for address in addresses where !IPAddressText.isIPv4(address) && !IPAddressText.isIPv6(address) {
             throw ValidationError("--address \"\(address)\" is not an IPv4 or IPv6 address")
         }
+        for address in rdmaAddresses where !IPAddressText.isIPv4(address) && !IPAddressText.isIPv6(address) {
+            throw ValidationError("--rdma-address \"\(address)\" is not an IPv4 or IPv6 address")
+        }
+        if !rdmaAddresses.isEmpty && !NVMeRDMATransport.isAvailable {
+            throw ValidationError("--rdma-address: \(NVMeRDMATransport.Unavailable())")
+        }
         if let discoveryNQN {
             do { _ = try NQN(discoveryNQN) } catch { throw ValidationError("--dc-nqn: \(error.reason)") }
             guard discoveryNQN != DEMCore.wellKnownDiscoveryNQN else {
@@ -123,6 +136,7 @@ struct DiscoveryFlags: ParsableArguments {
         }
         var options = DEMOptions(uniqueNQN: nqn, dataDirectory: DataDirectory.resolve(dataDirectory))
         options.addresses = addresses.isEmpty ? ["127.0.0.1"] : addresses
+        options.rdmaAddresses = rdmaAddresses
         options.port = port
         options.entriesPath = entries
         options.apiAddress = apiAddress

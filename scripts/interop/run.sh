@@ -6,7 +6,7 @@
 # this machine (127.0.0.1:8009, the guest's 10.0.2.2:8009); tshark decodes the traffic.
 #
 # Usage: scripts/interop/run.sh [SCENARIO...]     (default: every scenario)
-#   scenarios: bare discovery large-page connect-aen management endpoint inband autoconnect
+#   scenarios: bare discovery large-page connect-aen management endpoint inband autoconnect rdma
 #              (scripts/interop/scenarios/NAME.sh)
 # Env:
 #   DEM_BIN          dem binary to test; default: build it with
@@ -20,12 +20,16 @@
 #                    "# needs: ... dem-ac"); default: build it with
 #                    swift build --static-swift-stdlib --scratch-path .build-static --product dem-ac
 #   DEMDM_BIN        dem-dm binary (likewise, "# needs: ... dem-dm"; --product dem-dm)
+#   DEM_RDMA_BIN, DEMEM_RDMA_BIN, DEMCLI_RDMA_BIN
+#                    dem, dem-em and dem-cli built with the RDMA trait, for the scenarios marked
+#                    "# needs: rdma" (they run in the guest); default: build them with
+#                    swift build --static-swift-stdlib --traits RDMA --scratch-path .build-static-rdma
 #   DEM_LAB_CACHE    guest kernel/initramfs cache (default /tmp/dem-lab-cache)
 #   DEM_LAB_LOGS     logs (default /tmp/dem-lab-logs); this run: $DEM_LAB_LOGS/interop-TIMESTAMP
 #   DEM_LOG_LEVEL    dem --log-level (default debug)
 #   DEM_EM_LOG_LEVEL dem-em --log-level in the guest (endpoint scenario; default info)
 #   DEM_AC_LOG_LEVEL dem-ac --log-level in the guest (autoconnect scenario; default debug)
-#   DEM_INTEROP_SCENARIO_TIMEOUT  hard limit per scenario in seconds (default 240)
+#   DEM_INTEROP_SCENARIO_TIMEOUT  hard limit per scenario in seconds (default 320)
 #   DEM_INTEROP_GUEST_OPTS        extra run-guest.sh options for every boot (e.g. -p)
 # Output: one line per check, "PASS name" or "FAIL name (detail)" (diagnostics for failed
 # scenarios are indented below them), "INFO name (detail)" for a measurement (it neither passes
@@ -38,7 +42,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/host/common.sh"
 export DEM_LAB_CACHE=${DEM_LAB_CACHE:-/tmp/dem-lab-cache}
 export DEM_LAB_LOGS=${DEM_LAB_LOGS:-/tmp/dem-lab-logs}
-ALL_SCENARIOS="bare discovery large-page connect-aen management endpoint inband autoconnect"
+ALL_SCENARIOS="bare discovery large-page connect-aen management endpoint inband autoconnect rdma"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 RUN=$DEM_LAB_LOGS/interop-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RUN" "$DEM_LAB_CACHE"
@@ -104,7 +108,8 @@ fi
 # --- packages
 t=$EPOCHREALTIME
 if ! step "$RUN/packages.log" ensure_packages qemu-system-x86 linux-image-amd64 nvme-cli \
-        busybox-static rdma-core ibverbs-utils rdmacm-utils iproute2 kmod cpio tshark bc xxd util-linux curl; then
+        busybox-static rdma-core ibverbs-utils rdmacm-utils librdmacm-dev libibverbs-dev iproute2 kmod cpio tshark bc \
+        xxd util-linux curl; then
     fail setup-packages "apt-get failed: $(tail -n 1 "$RUN/packages.log")"
     finish
 fi
@@ -200,36 +205,40 @@ if [ -n "$NEED_EM" ]; then
     export DEMEM_BIN
 fi
 
-# --- dem-ac and dem-dm (static, like dem-em: they run in the guest, from the 9p share)
-# static_guest_tool PRODUCT VAR : for the scenarios marked "# needs: ... PRODUCT", build PRODUCT
-# statically (or take the binary VAR names) and export VAR as a copy in $DEM_LAB_CACHE
+# --- dem-ac and dem-dm (static, like dem-em: they run in the guest, from the 9p share), and
+# the RDMA builds of dem, dem-em and dem-cli (the scenarios marked "# needs: rdma")
+# static_guest_tool PRODUCT VAR [TAG TRAIT] : for the scenarios marked "# needs: ... TAG" (the
+# product by default), build PRODUCT statically (with the package trait TRAIT, if any) or take
+# the binary VAR names, and export VAR as a copy in $DEM_LAB_CACHE
 static_guest_tool() {
-    local product=$1 var=$2 need="" s t built bin
+    local product=$1 var=$2 tag=${3:-$1} trait=${4:-} need="" s t built bin
+    local flags=(--static-swift-stdlib --scratch-path .build-static)
+    [ -n "$trait" ] && flags=(--static-swift-stdlib --traits "$trait" --scratch-path ".build-static-${trait,,}")
     for s in $SCENARIOS; do
-        grep -q "^# needs:.*$product" "$HERE/scenarios/$s.sh" && need="$need $s"
+        grep -q "^# needs:.*$tag" "$HERE/scenarios/$s.sh" && need="$need $s"
     done
     [ -n "$need" ] || return 0
     t=$EPOCHREALTIME
     bin=${!var:-}
     if [ -n "$bin" ]; then
         if [ ! -f "$bin" ] || [ ! -x "$bin" ]; then
-            fail "build-$product" "$var=$bin is not an executable"; finish
+            fail "build-$product$trait" "$var=$bin is not an executable"; finish
         fi
         info "$product: $bin ($var)"
     else
-        command -v swift > /dev/null || { fail "build-$product" "swift not found in PATH (or set $var)"; finish; }
-        if ! step "$RUN/build-$product.log" swift build --static-swift-stdlib --scratch-path .build-static --product "$product"; then
-            fail "build-$product" "swift build failed: $(grep -m1 -E 'error:' "$RUN/build-$product.log" || tail -n 1 "$RUN/build-$product.log")"
-            grep -E 'error:' "$RUN/build-$product.log" | head -n 20 | indent
+        command -v swift > /dev/null || { fail "build-$product$trait" "swift not found in PATH (or set $var)"; finish; }
+        if ! step "$RUN/build-$product$trait.log" swift build "${flags[@]}" --product "$product"; then
+            fail "build-$product$trait" "swift build ${flags[*]} failed: $(grep -m1 -E 'error:' "$RUN/build-$product$trait.log" || tail -n 1 "$RUN/build-$product$trait.log")"
+            grep -E 'error:' "$RUN/build-$product$trait.log" | head -n 20 | indent
             finish
         fi
-        built=$(swift build --static-swift-stdlib --scratch-path .build-static --product "$product" --show-bin-path 2>/dev/null)/$product
-        [ -x "$built" ] || { fail "build-$product" "no binary at $built"; finish; }
+        built=$(swift build "${flags[@]}" --product "$product" --show-bin-path 2>/dev/null)/$product
+        [ -x "$built" ] || { fail "build-$product$trait" "no binary at $built"; finish; }
         # a copy (a later build may replace the binary during the run); the scenarios
         # hard-link it into their 9p share
-        bin=$DEM_LAB_CACHE/$product
+        bin=$DEM_LAB_CACHE/$product${trait:+-$trait}
         if ! cp "$built" "$bin.tmp" || ! mv -f "$bin.tmp" "$bin"; then
-            fail "build-$product" "cannot copy $built to $bin"; finish
+            fail "build-$product$trait" "cannot copy $built to $bin"; finish
         fi
         info "$product: $bin (built in $(elapsed "$t")s as $built, for$need)"
     fi
@@ -238,13 +247,16 @@ static_guest_tool() {
 }
 static_guest_tool dem-ac DEMAC_BIN
 static_guest_tool dem-dm DEMDM_BIN
+static_guest_tool dem DEM_RDMA_BIN rdma RDMA
+static_guest_tool dem-em DEMEM_RDMA_BIN rdma RDMA
+static_guest_tool dem-cli DEMCLI_RDMA_BIN rdma RDMA
 
 # --- scenarios
 for s in $SCENARIOS; do
     t=$EPOCHREALTIME
     out=$RUN/$s
     DEM_INTEROP_OUT=$out step "$RUN/$s.log" \
-        timeout -k 10 "${DEM_INTEROP_SCENARIO_TIMEOUT:-240}" "$HERE/scenarios/$s.sh"
+        timeout -k 10 "${DEM_INTEROP_SCENARIO_TIMEOUT:-320}" "$HERE/scenarios/$s.sh"
     rc=$?
     boot=$(awk '/^boot/{print $2}' "$out/guest/timings" 2>/dev/null)
     gtotal=$(awk '/^total/{print $2}' "$out/guest/timings" 2>/dev/null)
@@ -254,7 +266,7 @@ for s in $SCENARIOS; do
         tail -n 20 "$RUN/$s.log" | indent
         continue
     fi
-    [ "$rc" = 124 ] || [ "$rc" = 137 ] && fail "scenario-$s-timeout" "killed after ${DEM_INTEROP_SCENARIO_TIMEOUT:-240}s"
+    [ "$rc" = 124 ] || [ "$rc" = 137 ] && fail "scenario-$s-timeout" "killed after ${DEM_INTEROP_SCENARIO_TIMEOUT:-320}s"
     while read -r st name rest; do
         case $st in
             PASS) pass "$name" ;;

@@ -87,6 +87,9 @@ public struct DiscoveryControllerConfiguration: Sendable, Hashable {
     public var maximumInCapsuleDataLength: Int = 8192
     /// The largest Get Log Page transfer served, in bytes (reported as MDTS).
     public var maximumTransferLength: Int = 16 << 20
+    /// Whether commands may carry Keyed SGL Data Blocks (NVMe/RDMA): reported in Identify's
+    /// SGLS, which Linux's nvme-rdma requires.
+    public var keyedSGLs = false
     /// How many Asynchronous Event Requests a host may park.
     public var asynchronousEventRequestLimit: Int = 4
     /// The keep-alive timeout used when a host connects with KATO 0, so idle connections end.
@@ -109,4 +112,11 @@ public struct DiscoveryControllerConfiguration: Sendable, Hashable {
     public var maximumPDULength: Int {
         max(72 + 4 + 128 + maximumInCapsuleDataLength + 4, 24 + 4 + 128 + Int(maximumH2CDataLength) + 4)
     }
+}
+
+/// Which controller a connection serves: a discovery controller, or the administrative
+/// controller of dem-em's in-band management channel.
+public enum ControllerService: Sendable {
+    case discovery(any DiscoveryControllerService)
+    case management(any ManagementControllerService)
 }

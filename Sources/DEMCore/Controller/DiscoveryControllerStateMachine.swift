@@ -34,12 +34,6 @@ public struct DiscoveryControllerStateMachine {
         case performManagementRequest(ByteBuffer, host: DiscoveryHostContext)
     }
 
-    /// Which controller this is.
-    private enum Role {
-        case discovery(any DiscoveryControllerService)
-        case management(any ManagementControllerService)
-    }
-
     /// The in-band channel's state of one association.
     private struct Management {
         var authenticated = false
@@ -89,7 +83,7 @@ public struct DiscoveryControllerStateMachine {
 
     private var state: State = .awaitingInitializeConnection
     private let configuration: DiscoveryControllerConfiguration
-    private let role: Role
+    private let role: ControllerService
     private let localAddress: String?
     private let remoteAddress: String?
 
@@ -100,33 +94,50 @@ public struct DiscoveryControllerStateMachine {
 
     /// - Parameters:
     ///   - configuration: the controller's fixed parameters.
-    ///   - service: log pages and controller IDs.
+    ///   - service: the discovery controller's log pages and controller IDs, or the management
+    ///     controller's requests (it serves `configuration.uniqueNQN`, the management NQN, only).
     ///   - localAddress: the local IP address of the connection (fills wildcard listener entries).
     ///   - remoteAddress: the host's address, for logs.
+    public init(
+        configuration: DiscoveryControllerConfiguration,
+        serving service: ControllerService,
+        localAddress: String? = nil,
+        remoteAddress: String? = nil
+    ) {
+        self.configuration = configuration
+        self.role = service
+        self.localAddress = localAddress
+        self.remoteAddress = remoteAddress
+    }
+
+    /// A discovery controller.
     public init(
         configuration: DiscoveryControllerConfiguration,
         service: any DiscoveryControllerService,
         localAddress: String? = nil,
         remoteAddress: String? = nil
     ) {
-        self.configuration = configuration
-        self.role = .discovery(service)
-        self.localAddress = localAddress
-        self.remoteAddress = remoteAddress
+        self.init(
+            configuration: configuration,
+            serving: .discovery(service),
+            localAddress: localAddress,
+            remoteAddress: remoteAddress
+        )
     }
 
-    /// The administrative controller of the in-band management channel, serving
-    /// `configuration.uniqueNQN` (the management NQN) only.
+    /// The administrative controller of the in-band management channel.
     public init(
         configuration: DiscoveryControllerConfiguration,
         management: any ManagementControllerService,
         localAddress: String? = nil,
         remoteAddress: String? = nil
     ) {
-        self.configuration = configuration
-        self.role = .management(management)
-        self.localAddress = localAddress
-        self.remoteAddress = remoteAddress
+        self.init(
+            configuration: configuration,
+            serving: .management(management),
+            localAddress: localAddress,
+            remoteAddress: remoteAddress
+        )
     }
 
     /// Whether this is the in-band channel's controller.
@@ -189,6 +200,13 @@ public struct DiscoveryControllerStateMachine {
             .send(.controllerToHostTerminationRequest(error.terminationRequest)),
             .close(reason: error.description),
         ]
+    }
+
+    /// A transport with no ICReq/ICResp (NVMe/RDMA, whose RDMA CM exchange opens the queue)
+    /// established the queue: the controller awaits Connect.
+    public mutating func queueEstablished() {
+        guard case .awaitingInitializeConnection = state else { return }
+        state = .awaitingConnect
     }
 
     /// The keep-alive timer scheduled by ``Action/scheduleKeepAliveCheck(after:)`` fired.
@@ -660,6 +678,7 @@ public struct DiscoveryControllerStateMachine {
         data.completionQueueEntrySize = 0x44
         data.maximumOutstandingCommands = 128
         data.sglSupport = 0x0010_0001  // SGLs; offsets for in-capsule data
+        if configuration.keyedSGLs { data.sglSupport |= 1 << 2 }
         data.subsystemNQN = controller.host.subsystemNQN
         data.ioQueueCommandCapsuleSize = 4
         data.ioQueueResponseCapsuleSize = 1

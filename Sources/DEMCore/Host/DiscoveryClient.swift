@@ -17,8 +17,10 @@ public struct DiscoveryClientOptions: Sendable {
     public var logPageChunkLength: Int = 4096
     /// How long one command may take before the session is given up.
     public var commandTimeout: TimeAmount = .seconds(10)
-    /// How long the TCP connection may take to open.
+    /// How long the connection may take to open.
     public var connectTimeout: TimeAmount = .seconds(10)
+    /// NVMe/TCP, or NVMe/RDMA (in a build with the `RDMA` trait).
+    public var transport: NVMeTransport = .tcp
 
     public init(hostNQN: String, hostIdentifier: [UInt8]) {
         self.hostNQN = hostNQN
@@ -31,7 +33,7 @@ public struct DiscoveryClientOptions: Sendable {
 /// The same admin session carries ``InBandClient`` to dem-em's management controller.
 public final class DiscoveryClient: Sendable {
     /// The connection.
-    public let connection: NVMeTCPHostConnection
+    public let connection: any NVMeHostConnection
     /// The controller's Identify Controller data.
     public let identify: IdentifyControllerData
     /// The CNTLID the controller gave this session.
@@ -39,7 +41,7 @@ public final class DiscoveryClient: Sendable {
     private let options: DiscoveryClientOptions
 
     private init(
-        connection: NVMeTCPHostConnection,
+        connection: any NVMeHostConnection,
         identify: IdentifyControllerData,
         controllerIdentifier: UInt16,
         options: DiscoveryClientOptions
@@ -57,14 +59,32 @@ public final class DiscoveryClient: Sendable {
         options: DiscoveryClientOptions,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> DiscoveryClient {
-        let connection = try await NVMeTCPHostConnection.connect(
-            host: host,
-            port: port,
-            group: group,
-            connectTimeout: options.connectTimeout
-        )
+        let connection: any NVMeHostConnection
+        switch options.transport {
+        case .tcp:
+            let tcp = try await NVMeTCPHostConnection.connect(
+                host: host,
+                port: port,
+                group: group,
+                connectTimeout: options.connectTimeout
+            )
+            do {
+                _ = try await tcp.initialize(InitializeConnectionRequest(digests: options.digests))
+            } catch {
+                await tcp.close()
+                throw error
+            }
+            connection = tcp
+        case .rdma:
+            // The RDMA CM exchange opens the queue; there is no ICReq.
+            connection = try await NVMeRDMAHostConnection.connect(
+                host: host,
+                port: port,
+                group: group,
+                connectTimeout: options.connectTimeout
+            )
+        }
         do {
-            _ = try await connection.initialize(InitializeConnectionRequest(digests: options.digests))
             var data = ByteBuffer()
             data.writeConnectData(
                 ConnectData(
@@ -274,7 +294,7 @@ public final class DiscoveryClient: Sendable {
     }
 
     private static func run(
-        _ connection: NVMeTCPHostConnection,
+        _ connection: any NVMeHostConnection,
         _ name: String,
         _ command: SubmissionQueueEntry,
         data: ByteBuffer? = nil,
@@ -283,8 +303,8 @@ public final class DiscoveryClient: Sendable {
         timeout limit: TimeAmount? = nil
     ) async throws -> NVMeCommandResult {
         let future = connection.submitFuture(command, data: data, expectedDataLength: expectedDataLength)
-        let timeout = connection.channel.eventLoop.scheduleTask(in: limit ?? options.commandTimeout) {
-            connection.channel.close(promise: nil)
+        let timeout = connection.eventLoop.scheduleTask(in: limit ?? options.commandTimeout) {
+            connection.abort()
         }
         defer { timeout.cancel() }
         let result = try await future.get()

@@ -368,9 +368,9 @@ public final class DiscoveryWatcher: Sendable {
         _ client: DiscoveryClient,
         _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        let channel = client.connection.channel
-        let promise = channel.eventLoop.makePromise(of: T.self)
-        channel.closeFuture.whenComplete { _ in promise.fail(NVMeHostError.connectionClosed) }
+        let connection = client.connection
+        let promise = connection.eventLoop.makePromise(of: T.self)
+        connection.closeFuture.whenComplete { _ in promise.fail(NVMeHostError.connectionClosed) }
         Task {
             do {
                 promise.succeed(try await operation())
@@ -394,9 +394,9 @@ public final class DiscoveryWatcher: Sendable {
         .setFeaturesEntry(commandIdentifier: 0)
         let timeout = watcher.options.commandTimeout
         let result = try await guarded(client) {
-            let channel = client.connection.channel
-            let future = client.connection.submitFuture(command)
-            let timer = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+            let connection = client.connection
+            let future = connection.submitFuture(command)
+            let timer = connection.eventLoop.scheduleTask(in: timeout) { connection.abort() }
             defer { timer.cancel() }
             return try await future.get()
         }
@@ -410,7 +410,7 @@ public final class DiscoveryWatcher: Sendable {
 
     /// Shuts the controller down and closes the connection (just closes it when already closed).
     private static func shutDown(_ client: DiscoveryClient) async {
-        if client.connection.channel.isActive {
+        if client.connection.isActive {
             _ = try? await guarded(client) { await client.close() }
         }
         await client.connection.close()

@@ -20,6 +20,8 @@ public struct InBandClientOptions: Sendable {
     public var requestTimeout: TimeAmount = .seconds(30)
     /// How long the connection may take to open.
     public var connectTimeout: TimeAmount = .seconds(10)
+    /// NVMe/TCP, or NVMe/RDMA (in a build with the `RDMA` trait).
+    public var transport: NVMeTransport = .tcp
     /// Bytes of a request per Send segment (in-capsule data; dem-em takes up to 8 KiB).
     public var sendSegmentLength = 8192
     /// Bytes of a response per Receive segment.
@@ -63,6 +65,7 @@ public final class InBandClient: Sendable {
         session.keepAliveTimeout = options.keepAliveTimeout
         session.commandTimeout = options.commandTimeout
         session.connectTimeout = options.connectTimeout
+        session.transport = options.transport
         let client = InBandClient(
             session: try await DiscoveryClient.connect(host: host, port: port, options: session, group: group),
             options: options
@@ -170,7 +173,7 @@ public final class InBandClient: Sendable {
     public func keepAlive() async throws { try await session.keepAlive() }
 
     /// Whether the connection is still open.
-    public var isActive: Bool { session.connection.channel.isActive }
+    public var isActive: Bool { session.connection.isActive }
 
     /// Ends the association.
     public func close() async { await session.close() }

@@ -197,6 +197,8 @@ public enum NVMeHostError: Error, Sendable, Hashable, CustomStringConvertible {
     case commandFailed(String, NVMeStatus)
     /// No answer in time.
     case timedOut(String)
+    /// The connection could not be made (an RDMA CM step failed, or the controller refused it).
+    case connectionFailed(String)
 
     public var description: String {
         switch self {
@@ -206,6 +208,7 @@ public enum NVMeHostError: Error, Sendable, Hashable, CustomStringConvertible {
         case .terminatedByController(let status, let fei):
             return "controller terminated the connection: \(status) (FEI \(fei))"
         case .connectionClosed: return "connection closed"
+        case .connectionFailed(let reason): return "cannot connect: \(reason)"
         case .commandFailed(let command, let status): return "\(command) failed: \(status)"
         case .timedOut(let what): return "timed out: \(what)"
         }

@@ -24,47 +24,51 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
 
     /// - Parameters:
     ///   - configuration: the controller's parameters.
-    ///   - service: log pages, controller IDs and change notices.
+    ///   - service: the discovery controller's log pages, controller IDs and change notices, or
+    ///     the in-band management controller's requests (``InBandManagement``).
     ///   - localAddress: the connection's local IP address.
     ///   - remoteAddress: the host's address, for logs.
     ///   - logger: where connection events go (debug and below, plus warnings for terminated hosts).
     public init(
+        configuration: DiscoveryControllerConfiguration,
+        serving service: ControllerService,
+        localAddress: String?,
+        remoteAddress: String?,
+        logger: Logger
+    ) {
+        self.machine = DiscoveryControllerStateMachine(
+            configuration: configuration,
+            serving: service,
+            localAddress: localAddress,
+            remoteAddress: remoteAddress
+        )
+        switch service {
+        case .discovery(let discovery):
+            self.service = discovery
+            self.management = nil
+        case .management(let management):
+            self.service = nil
+            self.management = management
+        }
+        self.logger = logger
+        self.remoteAddress = remoteAddress
+    }
+
+    /// A discovery controller.
+    public convenience init(
         configuration: DiscoveryControllerConfiguration,
         service: any DiscoveryControllerService,
         localAddress: String?,
         remoteAddress: String?,
         logger: Logger
     ) {
-        self.machine = DiscoveryControllerStateMachine(
+        self.init(
             configuration: configuration,
-            service: service,
+            serving: .discovery(service),
             localAddress: localAddress,
-            remoteAddress: remoteAddress
+            remoteAddress: remoteAddress,
+            logger: logger
         )
-        self.service = service
-        self.management = nil
-        self.logger = logger
-        self.remoteAddress = remoteAddress
-    }
-
-    /// The in-band management channel's controller (``InBandManagement``).
-    public init(
-        configuration: DiscoveryControllerConfiguration,
-        management: any ManagementControllerService,
-        localAddress: String?,
-        remoteAddress: String?,
-        logger: Logger
-    ) {
-        self.machine = DiscoveryControllerStateMachine(
-            configuration: configuration,
-            management: management,
-            localAddress: localAddress,
-            remoteAddress: remoteAddress
-        )
-        self.service = nil
-        self.management = management
-        self.logger = logger
-        self.remoteAddress = remoteAddress
     }
 
     /// Metadata for this connection's log lines (built only when a line is logged).

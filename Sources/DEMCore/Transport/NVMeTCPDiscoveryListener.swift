@@ -16,27 +16,17 @@ public enum NVMeTCPDiscoveryListener {
         group: any EventLoopGroup,
         logger: Logger
     ) async throws -> any Channel {
-        try await bind(host: host, port: port, configuration: configuration, group: group) { channel in
-            NVMeTCPControllerHandler(
-                configuration: configuration,
-                management: management,
-                localAddress: channel.localAddress?.ipAddress,
-                remoteAddress: channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" },
-                logger: logger
-            )
-        }
+        try await bind(
+            host: host,
+            port: port,
+            configuration: configuration,
+            serving: .management(management),
+            group: group,
+            logger: logger
+        )
     }
 
-    /// Binds a listener on `host`:`port`.
-    ///
-    /// - Parameters:
-    ///   - host: the IP address to bind.
-    ///   - port: the TCP port (8009 for discovery), 0 for any free port.
-    ///   - configuration: the controller parameters every connection uses.
-    ///   - service: log pages, controller IDs and change notices.
-    ///   - group: the event loops.
-    ///   - logger: the logger connections derive theirs from.
-    /// - Returns: the bound server channel.
+    /// Binds a discovery controller listener on `host`:`port`.
     public static func bind(
         host: String,
         port: Int,
@@ -45,23 +35,33 @@ public enum NVMeTCPDiscoveryListener {
         group: any EventLoopGroup,
         logger: Logger
     ) async throws -> any Channel {
-        try await bind(host: host, port: port, configuration: configuration, group: group) { channel in
-            NVMeTCPControllerHandler(
-                configuration: configuration,
-                service: service,
-                localAddress: channel.localAddress?.ipAddress,
-                remoteAddress: channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" },
-                logger: logger
-            )
-        }
+        try await bind(
+            host: host,
+            port: port,
+            configuration: configuration,
+            serving: .discovery(service),
+            group: group,
+            logger: logger
+        )
     }
 
-    private static func bind(
+    /// Binds a listener on `host`:`port`.
+    ///
+    /// - Parameters:
+    ///   - host: the IP address to bind.
+    ///   - port: the TCP port (8009 for discovery), 0 for any free port.
+    ///   - configuration: the controller parameters every connection uses.
+    ///   - service: what each connection's controller serves.
+    ///   - group: the event loops.
+    ///   - logger: the logger connections derive theirs from.
+    /// - Returns: the bound server channel.
+    public static func bind(
         host: String,
         port: Int,
         configuration: DiscoveryControllerConfiguration,
+        serving service: ControllerService,
         group: any EventLoopGroup,
-        makeHandler: @escaping @Sendable (any Channel) -> NVMeTCPControllerHandler
+        logger: Logger
     ) async throws -> any Channel {
         let connections = Connections()
         let server = try await ServerBootstrap(group: group)
@@ -71,7 +71,13 @@ public enum NVMeTCPDiscoveryListener {
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let handler = makeHandler(channel)
+                    let handler = NVMeTCPControllerHandler(
+                        configuration: configuration,
+                        serving: service,
+                        localAddress: channel.localAddress?.ipAddress,
+                        remoteAddress: channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" },
+                        logger: logger
+                    )
                     connections.add(channel)
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(

@@ -114,7 +114,7 @@ public final class NVMeTCPHostHandler: ChannelDuplexHandler {
 }
 
 /// One NVMe/TCP host connection to a controller's admin queue.
-public final class NVMeTCPHostConnection: Sendable {
+public final class NVMeTCPHostConnection: NVMeHostConnection {
     /// The channel.
     public let channel: any Channel
 
@@ -157,20 +157,19 @@ public final class NVMeTCPHostConnection: Sendable {
         return try await promise.futureResult.get()
     }
 
-    /// Sends a command and waits for its completion (with no time limit: use for AERs).
-    public func submit(
-        _ command: SubmissionQueueEntry,
-        data: ByteBuffer? = nil,
-        expectedDataLength: Int = 0
-    ) async throws -> NVMeCommandResult {
-        try await submitFuture(command, data: data, expectedDataLength: expectedDataLength).get()
+    public var eventLoop: any EventLoop { channel.eventLoop }
+    public var isActive: Bool { channel.isActive }
+    public var closeFuture: EventLoopFuture<Void> { channel.closeFuture }
+
+    public func abort() {
+        channel.close(promise: nil)
     }
 
     /// Sends a command; the future completes with its completion.
     public func submitFuture(
         _ command: SubmissionQueueEntry,
-        data: ByteBuffer? = nil,
-        expectedDataLength: Int = 0
+        data: ByteBuffer?,
+        expectedDataLength: Int
     ) -> EventLoopFuture<NVMeCommandResult> {
         let request = channel.eventLoop.makePromise(of: NVMeCommandResult.self)
         let result = channel.eventLoop.makePromise(of: NVMeCommandResult.self)

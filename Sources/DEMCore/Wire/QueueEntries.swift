@@ -8,21 +8,45 @@ public struct SGLDescriptor: Sendable, Hashable {
         public init(rawValue: UInt8) { self.rawValue = rawValue }
         /// 0h SGL Data Block.
         public static let dataBlock = Self(rawValue: 0x0)
+        /// 4h Keyed SGL Data Block (NVMe/RDMA).
+        public static let keyedDataBlock = Self(rawValue: 0x4)
         /// 5h Transport SGL Data Block.
         public static let transportDataBlock = Self(rawValue: 0x5)
     }
     /// Address (or offset, for in-capsule data).
     public var address: UInt64
-    /// Length in bytes.
+    /// Bytes 8–11: the length of a data block; in a keyed descriptor, a 3-byte length and the
+    /// key's low byte.
     public var length: UInt32
+    /// Bytes 12–14: reserved in a data block; in a keyed descriptor, the key's upper three bytes.
+    public var upperBytes: UInt32
     /// The identifier byte: type in bits 7:4, subtype in bits 3:0.
     public var identifier: UInt8
 
-    public init(address: UInt64 = 0, length: UInt32 = 0, identifier: UInt8 = 0) {
+    public init(address: UInt64 = 0, length: UInt32 = 0, identifier: UInt8 = 0, upperBytes: UInt32 = 0) {
         self.address = address
         self.length = length
+        self.upperBytes = upperBytes & 0xFF_FFFF
         self.identifier = identifier
     }
+
+    /// A Keyed SGL Data Block (NVMe/RDMA 1.1 §3.1): remote memory at `address`, `length` bytes
+    /// (below 16 MiB), registered under `key`; subtype Fh asks the controller to invalidate the key.
+    public static func keyed(address: UInt64, length: UInt32, key: UInt32, invalidate: Bool = false) -> SGLDescriptor {
+        SGLDescriptor(
+            address: address,
+            length: (length & 0xFF_FFFF) | (key << 24),
+            identifier: invalidate ? 0x4F : 0x40,
+            upperBytes: key >> 8
+        )
+    }
+
+    /// Whether this is a Keyed SGL Data Block (subtype Address or Invalidate Key).
+    public var isKeyed: Bool { type == .keyedDataBlock && (subtype == 0x0 || subtype == 0xF) }
+    /// A keyed descriptor's length (24 bits).
+    public var keyedLength: UInt32 { length & 0xFF_FFFF }
+    /// A keyed descriptor's key.
+    public var key: UInt32 { (length >> 24) | (upperBytes << 8) }
 
     /// Type.
     public var type: DescriptorType { DescriptorType(rawValue: identifier >> 4) }
@@ -121,7 +145,12 @@ extension ByteBuffer {
             cdw2: le(index + 8),
             cdw3: le(index + 12),
             metadataPointer: le(index + 16),
-            dataPointer: SGLDescriptor(address: le(index + 24), length: le(index + 32), identifier: le(index + 39)),
+            dataPointer: SGLDescriptor(
+                address: le(index + 24),
+                length: le(index + 32),
+                identifier: le(index + 39),
+                upperBytes: UInt32(le(index + 36, as: UInt16.self)) | UInt32(le(index + 38, as: UInt8.self)) << 16
+            ),
             cdw10: le(index + 40),
             cdw11: le(index + 44),
             cdw12: le(index + 48),
@@ -151,7 +180,8 @@ extension ByteBuffer {
         writeInteger(e.metadataPointer, endianness: .little)
         writeInteger(e.dataPointer.address, endianness: .little)
         writeInteger(e.dataPointer.length, endianness: .little)
-        writeZeros(3)
+        writeInteger(UInt16(truncatingIfNeeded: e.dataPointer.upperBytes), endianness: .little)
+        writeInteger(UInt8(truncatingIfNeeded: e.dataPointer.upperBytes >> 16))
         writeInteger(e.dataPointer.identifier)
         for dword in [e.cdw10, e.cdw11, e.cdw12, e.cdw13, e.cdw14, e.cdw15] {
             writeInteger(dword, endianness: .little)

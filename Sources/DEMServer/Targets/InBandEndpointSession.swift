@@ -25,7 +25,7 @@ public final class InBandEndpointSession: Sendable {
     /// Where dem-em is, for messages.
     public var location: String {
         let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        return "nvme-tcp://\(address)/\(options.subsystemNQN)"
+        return "nvme-\(options.transport.rawValue)://\(address)/\(options.subsystemNQN)"
     }
 
     /// Sends `request` (connecting first when needed) and returns dem-em's response.

@@ -407,12 +407,17 @@ public final class TargetMonitor: Sendable {
                     "target \"\(target.alias)\" has no in-band Interface TRADDR: dem-cli set inband \(target.alias) tcp ipv4 ADDRESS \(DEMCore.endpointInBandPort)"
             )
         }
-        let transport = interface.transportType ?? "tcp"
-        guard transport == "tcp" else {
+        let trtype = interface.transportType ?? "tcp"
+        guard let transport = NVMeTransport(rawValue: trtype) else {
             throw EndpointCallError(
                 kind: .unreachable,
-                message:
-                    "target \"\(target.alias)\": in-band TRTYPE \(transport) is not available in this build (tcp is)"
+                message: "target \"\(target.alias)\": in-band TRTYPE \(trtype) is not one dem speaks (tcp or rdma)"
+            )
+        }
+        if transport == .rdma && !NVMeRDMATransport.isAvailable {
+            throw EndpointCallError(
+                kind: .unreachable,
+                message: "target \"\(target.alias)\": in-band TRTYPE rdma: \(NVMeRDMATransport.Unavailable())"
             )
         }
         let port = interface.transportServiceIdentifier ?? DEMCore.endpointInBandPort
@@ -420,7 +425,7 @@ public final class TargetMonitor: Sendable {
         let session = runtimes.withLock { runtimes -> InBandEndpointSession? in
             guard var runtime = runtimes[target.alias] else { return nil }
             if let existing = runtime.inBand, existing.host == address, existing.port == port,
-                existing.options.subsystemNQN == nqn
+                existing.options.subsystemNQN == nqn, existing.options.transport == transport
             {
                 return existing
             }
@@ -431,6 +436,7 @@ public final class TargetMonitor: Sendable {
                 subsystemNQN: nqn,
                 credential: configuration.credential
             )
+            options.transport = transport
             // The probe keeps the association alive; a dem that vanishes is noticed in a minute.
             options.keepAliveTimeout = UInt32(
                 clamping: max(60, 3 * configuration.probeInterval.components.seconds) * 1000

@@ -330,13 +330,14 @@ file_wait() {
 # ---------------------------------------------------------------- a target dem configured
 # (the endpoint and inband scenarios: port 1 at 10.0.2.15:4420, subsystem NQN restricted to
 # HOSTNQN with /dev/nullb0 as namespace 1)
-# exported_checks NQN : configfs-port, configfs-namespace and configfs-acl
+# exported_checks NQN [TRTYPE] : configfs-port (port 1 is TRTYPE, tcp by default, at
+# 10.0.2.15:4420), configfs-namespace and configfs-acl
 exported_checks() {
-    local p1=$CFG/ports/1 sub=$CFG/subsystems/$1 got dp en any
+    local p1=$CFG/ports/1 sub=$CFG/subsystems/$1 tr=${2:-tcp} got dp en any
     echo "--- configfs:"; find $CFG | sed "s|^$CFG/||" | grep -v '^$'
     got="$(cat $p1/addr_trtype $p1/addr_adrfam $p1/addr_traddr $p1/addr_trsvcid 2>/dev/null | tr '\n' ' ')"
-    if [ "$got" = "tcp ipv4 10.0.2.15 4420 " ] && [ -L "$p1/subsystems/$1" ]; then pass configfs-port
-    else fail configfs-port "ports/1: '$got' (want 'tcp ipv4 10.0.2.15 4420'), link subsystems/$1: $(ls $p1/subsystems 2>&1 | tr '\n' ' ')"; fi
+    if [ "$got" = "$tr ipv4 10.0.2.15 4420 " ] && [ -L "$p1/subsystems/$1" ]; then pass configfs-port
+    else fail configfs-port "ports/1: '$got' (want '$tr ipv4 10.0.2.15 4420'), link subsystems/$1: $(ls $p1/subsystems 2>&1 | tr '\n' ' ')"; fi
     dp=$(cat "$sub/namespaces/1/device_path" 2>/dev/null); en=$(cat "$sub/namespaces/1/enable" 2>/dev/null)
     if [ "$dp" = /dev/nullb0 ] && [ "$en" = 1 ]; then pass configfs-namespace
     else fail configfs-namespace "namespaces/1: device_path '$dp', enable '$en' (want /dev/nullb0, 1)"; fi
