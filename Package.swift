@@ -56,6 +56,7 @@ let package = Package(
             dependencies: [
                 "DEMCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // dem's application: the fabric store, the REST API, discovery sources, the discovery

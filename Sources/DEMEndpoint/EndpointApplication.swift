@@ -65,6 +65,9 @@ public struct EndpointApplication: Sendable {
         signals: [UnixSignal] = [.sigterm, .sigint]
     ) throws -> EndpointApplication {
         let credential = try FabricCredential.load(path: options.credentialPath)
+        try StateDirectory.prepare(options.dataDirectory)
+        // One dem-em per data directory: a second one, or dem-em import, is refused meanwhile.
+        let lock = try StateDirectoryLock.acquire(directory: options.dataDirectory, owner: "dem-em serve")
         let service = try EndpointService.open(
             dataDirectory: options.dataDirectory,
             nvmetRoot: options.nvmetRoot,
@@ -105,7 +108,19 @@ public struct EndpointApplication: Sendable {
             group: group,
             logger: logger
         )
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: api), .init(service: keeper)]
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: StateDirectoryLockService(lock: lock)),
+            .init(
+                service: ListeningService(
+                    api,
+                    what: "REST API",
+                    address: options.apiAddress,
+                    port: options.apiPort,
+                    option: "--api-port"
+                )
+            ),
+            .init(service: keeper),
+        ]
         let inBandPort = BoundPort()
         if let address = options.inBand.address {
             let nqn =

@@ -76,20 +76,33 @@ public struct EndpointRoutes: Sendable {
     /// Runs a change of the desired state, answering its refusal as an API error.
     func change(
         adopt: Bool = false,
+        from owner: EndpointOwner? = nil,
         _ body: @escaping @Sendable (inout EndpointConfiguration) throws(ModelError) -> Void
     ) async throws -> Response {
         let status: EndpointStatus
         do throws(ModelError) {
-            status = try await service.change(adopt: adopt, body)
+            status = try await service.change(adopt: adopt, from: owner, body)
         } catch {
             throw APIError(error)
         }
         return try APIResponse.json(status)
     }
 
-    static func flag(_ request: Request, _ name: String) -> Bool {
-        guard let value = request.uri.queryParameters[Substring(name)] else { return false }
-        return value.isEmpty || value == "1" || value == "true" || value == "yes"
+    /// The owner a push names (`?target=ALIAS&dem=NQN`, what dem sends), or nil.
+    static func owner(_ request: Request) throws -> EndpointOwner? {
+        let target = request.uri.queryParameters["target"].map(String.init)
+        let dem = request.uri.queryParameters["dem"].map(String.init)
+        switch (target, dem) {
+        case (nil, nil): return nil
+        case (let target?, let dem?) where !target.isEmpty && !dem.isEmpty:
+            return EndpointOwner(target: target, dem: dem)
+        default:
+            throw APIError(
+                .badRequest,
+                field: "target",
+                "a push names both its target and its dem (?target=ALIAS&dem=NQN)"
+            )
+        }
     }
 
     // MARK: The state as a whole
@@ -108,21 +121,44 @@ public struct EndpointRoutes: Sendable {
                 allowed: ["Version", "PortIDs", "Hosts", "Subsystems"]
             )
             let configuration = try body?.decode(EndpointConfiguration.self) ?? EndpointConfiguration()
-            return try await change(adopt: Self.flag(request, "adopt")) { desired throws(ModelError) in
+            return try await change(adopt: request.flag("adopt"), from: try Self.owner(request)) {
+                desired throws(ModelError) in
                 desired = configuration
             }
+        }
+        router.get("/owner") { _, _ in
+            guard let owner = service.owner else {
+                throw APIError(.notFound, "no dem has configured this dem-em yet")
+            }
+            return try APIResponse.json(owner)
+        }
+        router.delete("/owner") { _, _ in
+            guard let owner = await service.releaseOwner() else {
+                throw APIError(.notFound, "no dem has configured this dem-em yet")
+            }
+            return try APIResponse.message(
+                "released: this dem-em no longer belongs to target \"\(owner.target)\" (\(owner.dem))",
+                status: .ok
+            )
+        }
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: EndpointMetrics.render(service.status())))
+            )
         }
         router.delete("/config") { request, _ in
             let status: EndpointStatus
             do throws(ModelError) {
-                status = try await service.reset(all: Self.flag(request, "all"))
+                status = try await service.reset(all: request.flag("all"))
             } catch {
                 throw APIError(error)
             }
             return try APIResponse.json(status)
         }
         router.post("/reconcile") { request, _ in
-            try APIResponse.json(await service.applyDesired(adopt: Self.flag(request, "adopt")))
+            try APIResponse.json(await service.applyDesired(adopt: request.flag("adopt")))
         }
         router.get("/nvmetcli") { _, _ in
             let data: Data
@@ -145,7 +181,7 @@ public struct EndpointRoutes: Sendable {
             } catch {
                 throw APIError(.badRequest, "not an nvmetcli config.json: \(error)")
             }
-            return try await change(adopt: Self.flag(request, "adopt")) { desired throws(ModelError) in
+            return try await change(adopt: request.flag("adopt")) { desired throws(ModelError) in
                 desired = configuration
             }
         }

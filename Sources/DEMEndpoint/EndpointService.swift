@@ -23,30 +23,77 @@ public final class EndpointService: Sendable {
         var stored: Stored
         var appliedGeneration: Int?
         var lastErrors: [String] = []
+        /// Why nothing is applied now (see ``EndpointStatus/hold``).
+        var hold: String?
+        var owner: EndpointOwner?
     }
 
     public let backend: NvmetBackend
     public let scanner: InventoryScanner
     private let statePath: String
+    private let ownerPath: String
     private let state: Mutex<State>
     private let writer = DispatchQueue(label: "dem-em.writer")
     private let logger: Logger
 
-    /// Loads the desired state from `dataDirectory/desired.json` (empty when there is none).
+    /// Loads the desired state from `dataDirectory/desired.json` and the owner from
+    /// `dataDirectory/owner.json`.
+    ///
+    /// A desired state that is missing while the ledger owns objects, or that cannot be read, is
+    /// never taken for an empty one (which would remove everything dem-em created): the service
+    /// holds — applies nothing, says why in its status — until a configuration is pushed.
     public init(dataDirectory: String, backend: NvmetBackend, scanner: InventoryScanner, logger: Logger) throws {
         self.backend = backend
         self.scanner = scanner
         self.logger = logger
         statePath = dataDirectory + "/desired.json"
+        ownerPath = dataDirectory + "/owner.json"
         var stored = Stored(generation: 0, configuration: EndpointConfiguration())
-        if let data = FileManager.default.contents(atPath: statePath) {
+        var hold: String? = nil
+        let owned = backend.ownership.objects.count
+        let remedy =
+            "nothing in the kernel target is changed until dem pushes its configuration (it does when it next reaches dem-em) or an operator sets one (PUT /config, PUT /nvmetcli; DELETE /config removes what dem-em created)"
+        if FileManager.default.fileExists(atPath: statePath) {
             do {
+                let data = try Data(contentsOf: URL(fileURLWithPath: statePath))
                 stored = try JSONDecoder().decode(Stored.self, from: data)
             } catch {
-                throw NvmetBackendError("cannot read the desired state \(statePath): \(error)")
+                hold = "the desired state \(statePath) cannot be read (\(Self.describe(error))); \(remedy)"
+            }
+        } else if owned > 0 {
+            hold =
+                "the desired state \(statePath) is missing while dem-em owns \(owned) objects in the kernel target (\(backend.ledger.path)); \(remedy)"
+        }
+        var owner: EndpointOwner? = nil
+        if FileManager.default.fileExists(atPath: ownerPath) {
+            do {
+                let decoder = JSONDecoder()
+                decoder.dateDecodingStrategy = .iso8601
+                owner = try decoder.decode(EndpointOwner.self, from: Data(contentsOf: URL(fileURLWithPath: ownerPath)))
+            } catch {
+                throw NvmetBackendError(
+                    "cannot read \(ownerPath), which names the target this dem-em belongs to (\(Self.describe(error))): restore it, or remove it to let the next dem that configures dem-em own it"
+                )
             }
         }
-        state = Mutex(State(stored: stored))
+        if let hold {
+            logger.error("holding: the kernel target is left as it is", metadata: ["reason": "\(hold)"])
+        }
+        state = Mutex(State(stored: stored, hold: hold, owner: owner))
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        if let error = error as? DecodingError {
+            switch error {
+            case .dataCorrupted(let context):
+                return "not JSON: \(context.underlyingError.map { "\($0)" } ?? context.debugDescription)"
+            case .keyNotFound(let key, _): return "no \(key.stringValue)"
+            case .typeMismatch(_, let context), .valueNotFound(_, let context):
+                return "\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)"
+            @unknown default: return "\(error)"
+            }
+        }
+        return "\(error)"
     }
 
     /// The service on the real (or, in tests, a folder's) configfs: the data directory made
@@ -58,16 +105,9 @@ public final class EndpointService: Sendable {
         allowedDevices: [String] = [],
         logger: Logger
     ) throws -> EndpointService {
-        try FileManager.default.createDirectory(
-            atPath: dataDirectory,
-            withIntermediateDirectories: true,
-            attributes: [.posixPermissions: 0o700]
-        )
-        let backend = try NvmetBackend(
-            fileSystem: PosixNvmetFileSystem(root: nvmetRoot),
-            ledgerPath: dataDirectory + "/owned.json",
-            logger: logger
-        )
+        try StateDirectory.prepare(dataDirectory)
+        // A folder standing in for configfs gets its ports/, subsystems/ and hosts/ made.
+        let backend = try NvmetBackend(root: nvmetRoot, ledgerPath: dataDirectory + "/owned.json", logger: logger)
         return try EndpointService(
             dataDirectory: dataDirectory,
             backend: backend,
@@ -75,6 +115,12 @@ public final class EndpointService: Sendable {
             logger: logger
         )
     }
+
+    /// Why nothing is applied now, or nil.
+    public var hold: String? { state.withLock { $0.hold } }
+
+    /// The target and dem this dem-em belongs to, once recorded.
+    public var owner: EndpointOwner? { state.withLock { $0.owner } }
 
     /// The desired state.
     public var desired: EndpointConfiguration { state.withLock { $0.stored.configuration } }
@@ -85,22 +131,31 @@ public final class EndpointService: Sendable {
     }
 
     /// Replaces the desired state, keeps it, and applies it.
-    /// - Throws: ``ModelError`` when it cannot be applied; nothing changes then.
+    ///
+    /// - Parameter owner: who sends it (dem names its target and itself): recorded as this
+    ///   dem-em's owner the first time; any other is refused.
+    /// - Throws: ``ModelError`` when it cannot be applied (or comes from another owner); nothing
+    ///   changes then.
     public func replace(
         _ configuration: EndpointConfiguration,
-        adopt: Bool = false
+        adopt: Bool = false,
+        from owner: EndpointOwner? = nil
     ) async throws(ModelError) -> EndpointStatus {
-        try await change(adopt: adopt) { desired throws(ModelError) in desired = configuration }
+        try await change(adopt: adopt, from: owner) { desired throws(ModelError) in desired = configuration }
     }
 
-    /// Changes the desired state with `body`, keeps it, and applies it.
+    /// Changes the desired state with `body`, keeps it, and applies it. A change lifts a hold.
     /// - Throws: ``ModelError`` from `body` or when the result cannot be applied; nothing
     ///   changes then.
     public func change(
         adopt: Bool = false,
+        from owner: EndpointOwner? = nil,
         _ body: @escaping @Sendable (inout EndpointConfiguration) throws(ModelError) -> Void
     ) async throws(ModelError) -> EndpointStatus {
         let result: Result<EndpointStatus, ModelError> = await onWriter {
+            if let owner {
+                do throws(ModelError) { try self.claim(for: owner) } catch { return .failure(error) }
+            }
             var configuration = self.desired
             do throws(ModelError) {
                 try body(&configuration)
@@ -113,7 +168,8 @@ public final class EndpointService: Sendable {
                 subsystems: configuration.subsystems
             )
             if let problem = configuration.problem() { return .failure(problem) }
-            if configuration != self.desired {
+            let held = self.state.withLock { $0.hold != nil }
+            if configuration != self.desired || held {
                 let stored = self.state.withLock { state in
                     state.stored = Stored(generation: state.stored.generation + 1, configuration: configuration)
                     return state.stored
@@ -132,10 +188,65 @@ public final class EndpointService: Sendable {
                         metadata: ["path": "\(self.statePath)", "error": "\(error)"]
                     )
                 }
+                if held {
+                    self.state.withLock { $0.hold = nil }
+                    self.logger.notice(
+                        "a configuration was set: no longer holding",
+                        metadata: ["generation": "\(stored.generation)"]
+                    )
+                }
             }
             return .success(self.applyLocked(adopt: adopt))
         }
         return try result.get()
+    }
+
+    /// Records `owner` as this dem-em's owner when it has none; refuses any other (on the
+    /// writer).
+    private func claim(for owner: EndpointOwner) throws(ModelError) {
+        if let current = state.withLock({ $0.owner }) {
+            guard current.isSame(as: owner) else {
+                throw .conflict(
+                    "target",
+                    "this dem-em belongs to target \"\(current.target)\" of the dem whose host NQN is \(current.dem); it refuses the configuration of target \"\(owner.target)\" (\(owner.dem)). A dem-em manages one target: give \"\(owner.target)\" the address of its own dem-em, or release this one (DELETE /owner, or remove \(ownerPath) while dem-em is stopped)"
+                )
+            }
+            return
+        }
+        var recorded = owner
+        recorded.since = Date()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        do {
+            try AtomicFile.write(try encoder.encode(recorded), to: ownerPath, mode: 0o600, folderMode: 0o700)
+        } catch {
+            throw .invalid("target", "cannot record the owner in \(ownerPath): \(error)")
+        }
+        state.withLock { $0.owner = recorded }
+        logger.notice(
+            "dem-em now belongs to a target",
+            metadata: ["target": "\(recorded.target)", "dem": "\(recorded.dem)"]
+        )
+    }
+
+    /// Forgets the owner: the next dem that pushes a configuration owns this dem-em.
+    /// - Returns: the owner it had.
+    public func releaseOwner() async -> EndpointOwner? {
+        await onWriter {
+            let previous = self.state.withLock { state in
+                defer { state.owner = nil }
+                return state.owner
+            }
+            if previous != nil {
+                unlink(self.ownerPath)
+                self.logger.notice(
+                    "owner released",
+                    metadata: ["was": "\(previous.map { "\($0.target) (\($0.dem))" } ?? "-")"]
+                )
+            }
+            return previous
+        }
     }
 
     /// Removes what dem-em created (or, with `all`, everything in the kernel target) and empties
@@ -156,17 +267,20 @@ public final class EndpointService: Sendable {
     }
 
     private func status(errors: [String]) -> EndpointStatus {
-        let (generation, applied, desired) = state.withLock {
-            ($0.stored.generation, $0.appliedGeneration, $0.stored.configuration)
+        let (generation, applied, desired, hold, owner) = state.withLock {
+            ($0.stored.generation, $0.appliedGeneration, $0.stored.configuration, $0.hold, $0.owner)
         }
         let check = backend.check(desired)
         return EndpointStatus(
             generation: generation,
             appliedGeneration: applied,
             live: check.live,
-            drift: check.drift,
-            foreign: check.foreign,
-            errors: errors
+            // While holding, the desired state is not known: nothing is compared with it.
+            drift: hold == nil ? check.drift : [],
+            foreign: hold == nil ? check.foreign : [],
+            errors: errors,
+            hold: hold,
+            owner: owner
         )
     }
 
@@ -174,7 +288,11 @@ public final class EndpointService: Sendable {
     public func inventory() -> EndpointInventory { scanner.scan() }
 
     private func applyLocked(adopt: Bool) -> EndpointStatus {
-        let (generation, desired) = state.withLock { ($0.stored.generation, $0.stored.configuration) }
+        let (generation, desired, hold) = state.withLock { ($0.stored.generation, $0.stored.configuration, $0.hold) }
+        if let hold {
+            logger.warning("holding: nothing applied", metadata: ["reason": "\(hold)"])
+            return status(errors: state.withLock { $0.lastErrors })
+        }
         let result = backend.reconcile(desired, adopt: adopt)
         log(result, what: "apply")
         let errors = result.errorLines
@@ -188,7 +306,8 @@ public final class EndpointService: Sendable {
             live: result.live,
             drift: result.drift,
             foreign: result.foreign,
-            errors: errors
+            errors: errors,
+            owner: state.withLock { $0.owner }
         )
     }
 

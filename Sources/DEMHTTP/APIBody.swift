@@ -26,7 +26,10 @@ public struct APIBody: Sendable {
         do {
             object = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
         } catch {
-            throw APIError(.badRequest, "the body is not valid JSON")
+            throw APIError(
+                .badRequest,
+                "the body is not valid JSON (\(JSONDiagnostics.syntaxError(in: data) ?? "\(error)"))"
+            )
         }
         guard let dictionary = object as? [String: Any] else {
             throw APIError(.badRequest, "the body must be a JSON object")
@@ -142,5 +145,13 @@ extension Parameters {
         let text = try decoded(name)
         guard let value = Int(text) else { throw APIError(.badRequest, field: field, "\"\(text)\" is not an integer") }
         return value
+    }
+}
+
+extension Request {
+    /// Whether the query sets flag `name`: present with no value, or `1`, `true` or `yes`.
+    public func flag(_ name: String) -> Bool {
+        guard let value = uri.queryParameters[Substring(name)] else { return false }
+        return value.isEmpty || value == "1" || value == "true" || value == "yes"
     }
 }

@@ -156,86 +156,25 @@ public struct DEMApplication: Sendable {
         }
         // The first page a host sees has GENCTR 1.
         let catalog = DiscoveryCatalog(uniqueNQN: options.uniqueNQN, listeners: [], entries: entries)
-        try FileManager.default.createDirectory(
-            atPath: options.dataDirectory,
-            withIntermediateDirectories: true,
-            attributes: [.posixPermissions: 0o700]
-        )
+        do {
+            try StateDirectory.prepare(options.dataDirectory)
+        } catch {
+            throw DEMStartError(error.description)
+        }
         // The store holds the API tokens: only dem's user may read the directory and the file.
         chmod(options.dataDirectory, 0o700)
+        // One dem per data directory: a second one (or dem import) is refused while this one runs.
+        let lock: StateDirectoryLock
+        do {
+            lock = try StateDirectoryLock.acquire(directory: options.dataDirectory, owner: "dem serve")
+        } catch {
+            throw DEMStartError(error.description)
+        }
+        // Checked before anything is written to it: a damaged store is refused.
         let store = try SQLiteFabricStore(path: options.dataDirectory + "/dem.sqlite")
         chmod(options.dataDirectory + "/dem.sqlite", 0o600)
-        let feed = DiscoveryModelFeed(catalog: catalog, coalescing: options.coalescing, logger: logger)
-        let service = try FabricService(store: store, logger: logger) { fabric in feed.changed(fabric) }
-        let credentialPath = options.fabricCredentialPath ?? options.dataDirectory + "/" + FabricCredential.fileName
-        let credential = try FabricCredential.ensure(path: credentialPath)
-        // dem's identity towards targets: stable, so that dem-em's in-band allow-list can name it.
-        let identity = try Self.hostIdentity(options)
-        var monitorConfiguration = TargetMonitor.Configuration(
-            credential: credential.secret,
-            hostNQN: identity.nqn,
-            hostIdentifier: identity.identifier
-        )
-        monitorConfiguration.probeInterval = options.probeInterval
-        monitorConfiguration.callTimeout = options.targetTimeout
-        monitorConfiguration.unreachablePolicy = options.unreachablePolicy
-        monitorConfiguration.unreachableAfter = options.unreachableAfter
-        let monitor = TargetMonitor(
-            service: service,
-            feed: feed,
-            configuration: monitorConfiguration,
-            group: group,
-            logger: logger
-        )
-        // Managed targets serve nothing until they confirm, read ones until they are read.
-        monitor.publishServing()
-        feed.load(service.fabric)
-        let adminToken = try await service.ensureAdminTokenFile(in: options.dataDirectory)
-        let trigger = ShutdownTrigger()
-        let routes = APIRoutes(
-            service: service,
-            feed: feed,
-            metrics: DEMMetrics(),
-            corsOrigin: options.corsOrigin,
-            monitor: monitor,
-            fabricCredential: credential.secret,
-            shutdown: { trigger.trigger() }
-        )
-        let apiAddress = APIServerAddress()
-        let api = Application(
-            router: routes.router(),
-            configuration: ApplicationConfiguration(
-                address: .hostname(options.apiAddress, port: options.apiPort),
-                serverName: "dem"
-            ),
-            onServerRunning: { [adminToken] channel in
-                let port = channel.localAddress?.port ?? options.apiPort
-                apiAddress.bound(port)
-                let host = options.apiAddress.contains(":") ? "[\(options.apiAddress)]" : options.apiAddress
-                logger.notice(
-                    "REST API listening",
-                    metadata: [
-                        "url": "http://\(host):\(port)",
-                        "admin-token": "\(adminToken.path)\(adminToken.created ? " (created now, mode 0600)" : "")",
-                        "fabric-credential":
-                            "\(credentialPath)\(credential.created ? " (created now, mode 0600; copy it to each dem-em)" : "")",
-                        "host-nqn": "\(identity.nqn) (allow it on dem-em's in-band channel)",
-                        "try": "dem-cli -s \(options.apiAddress) -p \(port) list target",
-                    ]
-                )
-            },
-            eventLoopGroupProvider: .shared(group),
-            logger: logger
-        )
-        var watcher: DiscoverySourceWatcher? = nil
-        if let source {
-            watcher = DiscoverySourceWatcher(
-                source: source,
-                catalog: catalog,
-                pollInterval: options.pollInterval,
-                logger: logger
-            )
-        }
+        // The listeners are bound before anything that needs shutting down is made, so a port in
+        // use ends the start with nothing left behind.
         var controller = options.controller
         controller.uniqueNQN = options.uniqueNQN
         let listeners = try await DiscoveryListenerService.bind(
@@ -247,30 +186,133 @@ public struct DEMApplication: Sendable {
             group: group,
             logger: logger
         )
-        var services: [any Service] = [
-            listeners, api, EventStreamCloser(service: service), TargetMonitorService(monitor: monitor),
-        ]
-        if let watcher { services.append(watcher) }
-        let serviceGroup = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
-                gracefulShutdownSignals: signals,
+        var monitor: TargetMonitor? = nil
+        do {
+            let feed = DiscoveryModelFeed(catalog: catalog, coalescing: options.coalescing, logger: logger)
+            let service = try FabricService(store: store, logger: logger) { fabric in feed.changed(fabric) }
+            let credentialPath =
+                options.fabricCredentialPath ?? options.dataDirectory + "/" + FabricCredential.fileName
+            let credential = try FabricCredential.ensure(path: credentialPath)
+            // dem's identity towards targets: stable, so that dem-em's in-band allow-list can name it.
+            let identity = try Self.hostIdentity(options)
+            var monitorConfiguration = TargetMonitor.Configuration(
+                credential: credential.secret,
+                hostNQN: identity.nqn,
+                hostIdentifier: identity.identifier
+            )
+            monitorConfiguration.probeInterval = options.probeInterval
+            monitorConfiguration.callTimeout = options.targetTimeout
+            monitorConfiguration.unreachablePolicy = options.unreachablePolicy
+            monitorConfiguration.unreachableAfter = options.unreachableAfter
+            let targetMonitor = TargetMonitor(
+                service: service,
+                feed: feed,
+                configuration: monitorConfiguration,
+                group: group,
                 logger: logger
             )
-        )
-        trigger.set(serviceGroup)
-        return DEMApplication(
-            catalog: catalog,
-            listeners: listeners,
-            watcher: watcher,
-            serviceGroup: serviceGroup,
-            service: service,
-            feed: feed,
-            routes: routes,
-            apiAddress: apiAddress,
-            adminToken: adminToken,
-            monitor: monitor
-        )
+            monitor = targetMonitor
+            // Managed targets serve nothing until they confirm, read ones until they are read.
+            targetMonitor.publishServing()
+            feed.load(service.fabric)
+            let adminToken = try await service.ensureAdminTokenFile(in: options.dataDirectory)
+            let trigger = ShutdownTrigger()
+            let routes = APIRoutes(
+                service: service,
+                feed: feed,
+                metrics: DEMMetrics(),
+                corsOrigin: options.corsOrigin,
+                monitor: targetMonitor,
+                fabricCredential: credential.secret,
+                shutdown: { trigger.trigger() }
+            )
+            let apiAddress = APIServerAddress()
+            let discovery = listeners.boundAddresses
+            let api = Application(
+                router: routes.router(),
+                configuration: ApplicationConfiguration(
+                    address: .hostname(options.apiAddress, port: options.apiPort),
+                    serverName: "dem"
+                ),
+                onServerRunning: { [adminToken] channel in
+                    let port = channel.localAddress?.port ?? options.apiPort
+                    apiAddress.bound(port)
+                    // Said once every listener is up: a port in use fails the start before.
+                    for listener in discovery {
+                        logger.notice(
+                            "discovery controller listening",
+                            metadata: [
+                                "address": "\(listener.address)", "port": "\(listener.port)",
+                                "nqn": "\(options.uniqueNQN)",
+                                "try": "nvme discover -t tcp -a \(listener.address) -s \(listener.port)",
+                            ]
+                        )
+                    }
+                    let host = options.apiAddress.contains(":") ? "[\(options.apiAddress)]" : options.apiAddress
+                    logger.notice(
+                        "REST API listening",
+                        metadata: [
+                            "url": "http://\(host):\(port)",
+                            "admin-token": "\(adminToken.path)\(adminToken.created ? " (created now, mode 0600)" : "")",
+                            "fabric-credential":
+                                "\(credentialPath)\(credential.created ? " (created now, mode 0600; copy it to each dem-em)" : "")",
+                            "host-nqn": "\(identity.nqn) (allow it on dem-em's in-band channel)",
+                            "try": "dem-cli -s \(options.apiAddress) -p \(port) list target",
+                        ]
+                    )
+                },
+                eventLoopGroupProvider: .shared(group),
+                logger: logger
+            )
+            var watcher: DiscoverySourceWatcher? = nil
+            if let source {
+                watcher = DiscoverySourceWatcher(
+                    source: source,
+                    catalog: catalog,
+                    pollInterval: options.pollInterval,
+                    logger: logger
+                )
+            }
+            // Graceful shutdown ends services last to first: the lock is given up last.
+            var services: [any Service] = [
+                StateDirectoryLockService(lock: lock),
+                listeners,
+                ListeningService(
+                    api,
+                    what: "REST API",
+                    address: options.apiAddress,
+                    port: options.apiPort,
+                    option: "--api-port"
+                ),
+                EventStreamCloser(service: service),
+                TargetMonitorService(monitor: targetMonitor),
+            ]
+            if let watcher { services.append(watcher) }
+            let serviceGroup = ServiceGroup(
+                configuration: ServiceGroupConfiguration(
+                    services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                    gracefulShutdownSignals: signals,
+                    logger: logger
+                )
+            )
+            trigger.set(serviceGroup)
+            return DEMApplication(
+                catalog: catalog,
+                listeners: listeners,
+                watcher: watcher,
+                serviceGroup: serviceGroup,
+                service: service,
+                feed: feed,
+                routes: routes,
+                apiAddress: apiAddress,
+                adminToken: adminToken,
+                monitor: targetMonitor
+            )
+        } catch {
+            await monitor?.shutdown()
+            await listeners.close()
+            throw error
+        }
     }
 }
 
@@ -313,5 +355,5 @@ public enum DataDirectory {
 /// dem cannot start as configured.
 public struct DEMStartError: Error, Sendable, CustomStringConvertible {
     public var description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }

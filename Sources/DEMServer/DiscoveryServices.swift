@@ -49,13 +49,15 @@ public final class DiscoveryListenerService: Service {
         var rdmaListeners: [NVMeRDMAListener] = []
         do {
             for address in rdmaAddresses {
-                let listener = try await NVMeRDMAListener.bind(
-                    host: address,
-                    port: port,
-                    configuration: configuration,
-                    serving: .discovery(catalog),
-                    logger: logger
-                )
+                let listener = try await listening(address, port) {
+                    try await NVMeRDMAListener.bind(
+                        host: address,
+                        port: port,
+                        configuration: configuration,
+                        serving: .discovery(catalog),
+                        logger: logger
+                    )
+                }
                 logger.notice(
                     "discovery controller listening",
                     metadata: ["transport": "rdma", "address": "\(address)", "port": "\(listener.port)"]
@@ -64,14 +66,16 @@ public final class DiscoveryListenerService: Service {
             }
             for address in addresses {
                 channels.append(
-                    try await NVMeTCPDiscoveryListener.bind(
-                        host: address,
-                        port: port,
-                        configuration: configuration,
-                        service: catalog,
-                        group: group,
-                        logger: logger
-                    )
+                    try await listening(address, port) {
+                        try await NVMeTCPDiscoveryListener.bind(
+                            host: address,
+                            port: port,
+                            configuration: configuration,
+                            service: catalog,
+                            group: group,
+                            logger: logger
+                        )
+                    }
                 )
             }
         } catch {
@@ -84,15 +88,41 @@ public final class DiscoveryListenerService: Service {
         return service
     }
 
+    /// A bind's failure as a ``ListenError``.
+    private static func listening<Result>(
+        _ address: String,
+        _ port: Int,
+        _ bind: () async throws -> Result
+    ) async throws -> Result {
+        do {
+            return try await bind()
+        } catch {
+            throw ListenError.from(error, what: "discovery controller", address: address, port: port, option: "--port")
+                ?? error
+        }
+    }
+
+    /// Closes every listener (and their connections).
+    public func close() async {
+        for channel in channels { try? await channel.close() }
+        for listener in rdmaListeners { await listener.close() }
+    }
+
     public func run() async throws {
-        await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
-                for channel in channels {
-                    group.addTask { try? await channel.closeFuture.get() }
+        // Ends on graceful shutdown and on cancellation (another service failed): waiting on a
+        // close future alone would not end when the task is cancelled.
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await withTaskGroup(of: Void.self) { group in
+                    for channel in channels {
+                        group.addTask { try? await channel.closeFuture.get() }
+                    }
                 }
+            } onGracefulShutdown: { [channels, logger] in
+                logger.info("closing discovery listeners")
+                for channel in channels { channel.close(promise: nil) }
             }
-        } onGracefulShutdown: { [channels, logger] in
-            logger.info("closing discovery listeners")
+        } onCancel: { [channels] in
             for channel in channels { channel.close(promise: nil) }
         }
         for listener in rdmaListeners { await listener.close() }

@@ -47,7 +47,10 @@ public struct JSONFileDiscoverySource: DiscoverySource {
         do {
             object = try JSONSerialization.jsonObject(with: data)
         } catch {
-            throw DiscoverySourceError(field: name, message: "not valid JSON: \(error.localizedDescription)")
+            throw DiscoverySourceError(
+                field: name,
+                message: "not valid JSON at \(JSONDiagnostics.syntaxError(in: data) ?? "\(error)")"
+            )
         }
         guard let root = object as? [String: Any] else {
             throw DiscoverySourceError(field: name, message: "the top level must be an object with \"entries\"")

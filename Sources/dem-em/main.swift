@@ -260,6 +260,11 @@ struct Import: AsyncParsableCommand {
         } catch {
             throw ValidationError("\(file): \(error)")
         }
+        // Not while dem-em serves this data directory: the two would apply different states.
+        let directory = common.resolvedDataDirectory
+        try StateDirectory.prepare(directory)
+        let lock = try StateDirectoryLock.acquire(directory: directory, owner: "dem-em import")
+        defer { lock.release() }
         let service = try makeService(common)
         let status: EndpointStatus
         do throws(ModelError) {

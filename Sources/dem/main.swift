@@ -120,21 +120,20 @@ struct DiscoveryFlags: ParsableArguments {
     }
 
     func options(logger: Logger) throws -> DEMOptions {
+        let directory = DataDirectory.resolve(dataDirectory)
         let nqn: String
         if let discoveryNQN {
             nqn = discoveryNQN
         } else {
-            let directory = DataDirectory.resolve(dataDirectory)
-            let (generated, persisted) = try DataDirectory.uniqueDiscoveryNQN(in: directory)
-            if !persisted {
-                logger.warning(
-                    "cannot write the data directory; the discovery NQN will change at the next start",
-                    metadata: ["data-dir": "\(directory)"]
-                )
+            // The directory first: an unusable one is the error to report, not a passing NQN.
+            do {
+                try StateDirectory.prepare(directory)
+            } catch {
+                throw DEMStartError(error.description)
             }
-            nqn = generated
+            nqn = try DataDirectory.uniqueDiscoveryNQN(in: directory).nqn
         }
-        var options = DEMOptions(uniqueNQN: nqn, dataDirectory: DataDirectory.resolve(dataDirectory))
+        var options = DEMOptions(uniqueNQN: nqn, dataDirectory: directory)
         options.addresses = addresses.isEmpty ? ["127.0.0.1"] : addresses
         options.rdmaAddresses = rdmaAddresses
         options.port = port
@@ -161,7 +160,7 @@ struct DEM: AsyncParsableCommand {
             Serves each host its own discovery log page over NVMe/TCP (port 8009), on the \
             well-known discovery NQN and on a unique NQN, with change notifications.
             """,
-        subcommands: [Serve.self, LogPage.self, Import.self, Export.self],
+        subcommands: [Serve.self, LogPage.self, Import.self, Export.self, Backup.self, Restore.self, Check.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -182,24 +181,21 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "dem")
-        let options = try flags.options(logger: logger)
-        let application: DEMApplication
         do {
-            application = try await DEMApplication.build(options: options, logger: logger)
-        } catch let error as DiscoverySourceError {
-            throw ValidationError("entries file: \(error)")
+            let options = try flags.options(logger: logger)
+            let application: DEMApplication
+            do {
+                application = try await DEMApplication.build(options: options, logger: logger)
+            } catch let error as DiscoverySourceError {
+                throw DEMStartError("entries file: \(error)")
+            }
+            try await application.serviceGroup.run()
+        } catch {
+            // A start-up failure (or a listener lost while running) ends dem with one sentence
+            // naming the cause, and a non-zero exit.
+            logger.critical("dem cannot run", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
         }
-        for listener in application.listeners.boundAddresses {
-            logger.notice(
-                "discovery controller listening",
-                metadata: [
-                    "address": "\(listener.address)", "port": "\(listener.port)",
-                    "nqn": "\(options.uniqueNQN)",
-                    "try": "nvme discover -t tcp -a \(listener.address) -s \(listener.port)",
-                ]
-            )
-        }
-        try await application.serviceGroup.run()
         logger.notice("dem stopped")
     }
 }
@@ -235,14 +231,14 @@ struct LogPage: AsyncParsableCommand {
         )
         let storePath = options.dataDirectory + "/dem.sqlite"
         if FileManager.default.fileExists(atPath: storePath) {
-            let fabric = try SQLiteFabricStore(path: storePath).loadFabric()
+            let fabric = try SQLiteFabricStore(path: storePath, readOnly: true).loadFabric()
             catalog.update(entries: DiscoveryModelFeed.sourceEntries(fabric), from: .store)
         }
         if let path = options.entriesPath {
             do {
                 catalog.update(entries: try JSONFileDiscoverySource(path: path).load())
             } catch {
-                throw ValidationError("entries file: \(error)")
+                throw CommandFailure("entries file: \(error)")
             }
         }
         // A fresh dem serves the first generation.
@@ -258,72 +254,231 @@ struct LogPage: AsyncParsableCommand {
     }
 }
 
+/// The `--data-dir` option of the store commands.
+struct StoreFlags: ParsableArguments {
+    @Option(
+        name: .customLong("data-dir"),
+        help: "State directory (default: /var/lib/dem as root, else $XDG_STATE_HOME/dem)."
+    )
+    var dataDirectory: String?
+
+    var directory: String { DataDirectory.resolve(dataDirectory) }
+    var storePath: String { directory + "/dem.sqlite" }
+
+    /// The data directory, made when missing, locked for `owner`: refused while dem (or another
+    /// store command) uses it.
+    func lock(_ owner: String) throws -> StateDirectoryLock {
+        do {
+            try StateDirectory.prepare(directory)
+            return try StateDirectoryLock.acquire(directory: directory, owner: owner)
+        } catch let error as StateDirectoryError {
+            throw CommandFailure(error.description)
+        } catch let error as StateDirectoryLockError {
+            throw CommandFailure(error.description)
+        }
+    }
+}
+
+/// A command failed for a reason that is not its command line (no usage is printed): the
+/// message names the file or the resource, and dem exits with status 1.
+struct CommandFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs a store command, with its failure as one line naming the file and exit status 1.
+func storeCommand(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as StoreError {
+        FileHandle.standardError.write(Data("dem: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
 /// `dem import`: nvme-dem's configuration file into the store, checked as a whole.
 struct Import: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load a configuration in nvme-dem's format ({\"Targets\",\"Hosts\",\"Groups\"}) into the store.",
         discussion: """
-            With dem stopped; while it runs, use PUT /dem/config instead. The file is checked as a \
-            whole (errors name the field, such as Targets[0].PortIDs[1].TRADDR) and replaces the \
-            model in one transaction; nothing changes when it is refused.
+            With dem stopped (refused while dem runs on the data directory; use PUT /dem/config \
+            then). The file is checked as a whole (errors name the field, such as \
+            Targets[0].PortIDs[1].TRADDR) and replaces the model in one transaction; nothing \
+            changes when it is refused. An import that would remove targets, subsystems, hosts or \
+            groups needs --replace (an empty file --replace --empty); what it removed is printed.
             """
     )
 
     @Argument(help: "The configuration file (nvme-dem's /etc/nvme/nvmeof-dem/config, or dem export's output).")
     var file: String
 
-    @Option(
-        name: .customLong("data-dir"),
-        help: "State directory (default: /var/lib/dem as root, else $XDG_STATE_HOME/dem)."
-    )
-    var dataDirectory: String?
+    @OptionGroup var store: StoreFlags
+
+    @Flag(help: "Replace the model even when that removes targets, subsystems, hosts or groups.")
+    var replace = false
+
+    @Flag(help: "With --replace: accept a configuration with nothing in it (it empties the store).")
+    var empty = false
 
     func run() async throws {
         guard let data = FileManager.default.contents(atPath: file) else {
-            throw ValidationError("cannot read \(file)")
+            throw CommandFailure("cannot read \(file): \(Errno.describe(errno))")
         }
         let fabric: Fabric
         do {
             fabric = try JSONDecoder().decode(Fabric.self, from: data)
         } catch let error as ModelError {
-            throw ValidationError("\(file): \(error)")
+            throw CommandFailure("\(file): \(error)")
         } catch {
-            throw ValidationError("\(file): \(error)")
+            throw CommandFailure("\(file): \(JSONDiagnostics.describe(error, in: data))")
         }
-        let directory = DataDirectory.resolve(dataDirectory)
-        try FileManager.default.createDirectory(
-            atPath: directory,
-            withIntermediateDirectories: true,
-            attributes: [.posixPermissions: 0o700]
-        )
-        let store = try SQLiteFabricStore(path: directory + "/dem.sqlite")
-        try store.commit(from: try store.loadFabric(), to: fabric)
-        let subsystems = fabric.targets.reduce(0) { $0 + $1.subsystems.count }
-        print(
-            "imported \(fabric.targets.count) targets, \(subsystems) subsystems, \(fabric.hosts.count) hosts, \(fabric.groups.count) groups into \(store.path)"
-        )
+        let lock = try store.lock("dem import")
+        defer { lock.release() }
+        try storeCommand {
+            let database = try SQLiteFabricStore(path: store.storePath)
+            let old = try database.loadFabric()
+            let removed: FabricReplacement
+            do throws(ModelError) {
+                removed = try FabricReplacement.check(
+                    old: old,
+                    new: fabric,
+                    replace: replace,
+                    empty: empty,
+                    how: "--replace",
+                    howEmpty: "--replace --empty"
+                )
+            } catch {
+                throw CommandFailure("\(file): \(error.message)")
+            }
+            try database.commit(from: old, to: fabric)
+            let subsystems = fabric.targets.reduce(0) { $0 + $1.subsystems.count }
+            print(
+                "imported \(fabric.targets.count) targets, \(subsystems) subsystems, \(fabric.hosts.count) hosts, \(fabric.groups.count) groups into \(database.path)"
+            )
+            if !removed.isEmpty { print("removed \(removed.summary)") }
+        }
     }
 }
 
 /// `dem export`: the store's model in nvme-dem's configuration format.
 struct Export: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the store's model in nvme-dem's configuration format."
+        abstract: "Print the store's model in nvme-dem's configuration format.",
+        discussion: """
+            Reads the store without writing to it, whether dem runs or not, and reads a store \
+            that failed its check as far as it can (to save what it holds).
+            """
     )
 
-    @Option(
-        name: .customLong("data-dir"),
-        help: "State directory (default: /var/lib/dem as root, else $XDG_STATE_HOME/dem)."
-    )
-    var dataDirectory: String?
+    @OptionGroup var store: StoreFlags
 
     func run() async throws {
-        let path = DataDirectory.resolve(dataDirectory) + "/dem.sqlite"
-        guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("no store at \(path)") }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try encoder.encode(try SQLiteFabricStore(path: path).loadFabric())
-        print(String(decoding: data, as: UTF8.self))
+        try storeCommand {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let data = try encoder.encode(try SQLiteFabricStore(path: store.storePath, readOnly: true).loadFabric())
+            print(String(decoding: data, as: UTF8.self))
+        }
+    }
+}
+
+/// `dem backup`: a consistent copy of the store, while dem runs.
+struct Backup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy the store to a new file with SQLite's online backup (dem may be running).",
+        discussion: "The copy is checked (integrity_check) before the command succeeds. Restore it with dem restore."
+    )
+
+    @Argument(help: "The new file.")
+    var file: String
+
+    @OptionGroup var store: StoreFlags
+
+    func run() async throws {
+        try storeCommand {
+            try SQLiteFabricStore(path: store.storePath, readOnly: true).backup(to: file)
+            print("backed up \(store.storePath) to \(file)")
+        }
+    }
+}
+
+/// `dem restore`: a backup in place of the store, with dem stopped.
+struct Restore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replace the store with a backup made by dem backup (with dem stopped).",
+        discussion: """
+            The backup is checked first (integrity_check); the store it replaces, damaged or not, \
+            is kept beside it as dem.sqlite.replaced-TIME.
+            """
+    )
+
+    @Argument(help: "The backup file.")
+    var file: String
+
+    @OptionGroup var store: StoreFlags
+
+    func run() async throws {
+        let lock = try store.lock("dem restore")
+        defer { lock.release() }
+        try storeCommand {
+            let problems = try SQLiteFabricStore.check(path: file, full: true)
+            guard problems.isEmpty else {
+                throw StoreError(
+                    path: file,
+                    message: "is damaged too (\(problems.prefix(3).joined(separator: "; "))); choose another backup"
+                )
+            }
+            // The copy is made beside the store, then renamed over it: whole or not at all.
+            let staging = store.storePath + ".restoring"
+            try? FileManager.default.removeItem(atPath: staging)
+            try SQLiteFabricStore(path: file, readOnly: true).backup(to: staging)
+            let manager = FileManager.default
+            if manager.fileExists(atPath: store.storePath) {
+                let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+                let kept = store.storePath + ".replaced-" + stamp
+                try manager.moveItem(atPath: store.storePath, toPath: kept)
+                print("kept the replaced store as \(kept)")
+            }
+            // A write-ahead log of the replaced store must not be applied to the restored one.
+            for suffix in ["-wal", "-shm"] { try? manager.removeItem(atPath: store.storePath + suffix) }
+            guard rename(staging, store.storePath) == 0 else {
+                throw StoreError(
+                    path: store.storePath,
+                    message: "cannot move the restored copy in place: \(Errno.describe(errno))"
+                )
+            }
+            chmod(store.storePath, 0o600)
+            print("restored \(file) to \(store.storePath)")
+        }
+    }
+}
+
+/// `dem check`: SQLite's check of the store.
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract:
+            "Check the store: SQLite's quick_check (as dem does at every start), or with --full its integrity_check.",
+        discussion: "Prints ok, or what is damaged, and exits 0 or 1. Writes nothing."
+    )
+
+    @OptionGroup var store: StoreFlags
+
+    @Flag(help: "Also check every index against its table (slower).")
+    var full = false
+
+    func run() async throws {
+        try storeCommand {
+            guard FileManager.default.fileExists(atPath: store.storePath) else {
+                throw StoreError(path: store.storePath, message: "does not exist (no store in this data directory)")
+            }
+            let problems = try SQLiteFabricStore.check(path: store.storePath, full: full)
+            if problems.isEmpty {
+                print("\(store.storePath): ok")
+                return
+            }
+            for problem in problems { print("\(store.storePath): \(problem)") }
+            throw StoreError.damaged(path: store.storePath, problems: problems)
+        }
     }
 }
 

@@ -349,6 +349,11 @@ public struct EndpointStatus: Codable, Sendable, Hashable {
     public var foreign: [String]
     /// Errors of the last apply, one line each.
     public var errors: [String]
+    /// Why dem-em applies nothing now (its desired state was lost or damaged while it owns
+    /// objects in the kernel target), until a configuration is pushed; nil when it applies.
+    public var hold: String?
+    /// The target and the dem this dem-em belongs to, once dem configured it.
+    public var owner: EndpointOwner?
 
     enum CodingKeys: String, CodingKey {
         case generation = "Generation"
@@ -357,6 +362,8 @@ public struct EndpointStatus: Codable, Sendable, Hashable {
         case drift = "Drift"
         case foreign = "Foreign"
         case errors = "Errors"
+        case hold = "Hold"
+        case owner = "Owner"
     }
 
     public init(
@@ -365,7 +372,9 @@ public struct EndpointStatus: Codable, Sendable, Hashable {
         live: [LiveSubsystem] = [],
         drift: [EndpointDrift] = [],
         foreign: [String] = [],
-        errors: [String] = []
+        errors: [String] = [],
+        hold: String? = nil,
+        owner: EndpointOwner? = nil
     ) {
         self.generation = generation
         self.appliedGeneration = appliedGeneration
@@ -373,6 +382,42 @@ public struct EndpointStatus: Codable, Sendable, Hashable {
         self.drift = drift
         self.foreign = foreign
         self.errors = errors
+        self.hold = hold
+        self.owner = owner
+    }
+}
+
+/// Who a dem-em belongs to: a dem-em manages one target of one dem, recorded at the first
+/// configuration that dem pushes (`PUT /config?target=ALIAS&dem=NQN`), and refuses the
+/// configuration of any other.
+public struct EndpointOwner: Codable, Sendable, Hashable {
+    /// The target's alias in dem's model.
+    public var target: String
+    /// The dem: its host NQN (kept in `hostnqn` in dem's data directory).
+    public var dem: String
+    /// When it was recorded.
+    public var since: Date?
+
+    enum CodingKeys: String, CodingKey {
+        case target = "Target"
+        case dem = "DEM"
+        case since = "Since"
+    }
+
+    public init(target: String, dem: String, since: Date? = nil) {
+        self.target = target
+        self.dem = dem
+        self.since = since
+    }
+
+    /// Whether `other` names the same target of the same dem.
+    public func isSame(as other: EndpointOwner) -> Bool { target == other.target && dem == other.dem }
+
+    /// The query dem adds to its pushes.
+    public var query: String {
+        let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~:"))
+        func encoded(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text }
+        return "target=\(encoded(target))&dem=\(encoded(dem))"
     }
 }
 

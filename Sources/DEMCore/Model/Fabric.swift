@@ -163,7 +163,21 @@ public struct Fabric: Codable, Sendable, Hashable {
                 throw error.prefixed("Subsystems[\(index)].")
             }
         }
+        try candidate.checkEndpointUnique(target.alias)
         self = candidate
+    }
+
+    /// Refuses a target whose dem-em (its out-of-band or in-band Interface) is already another
+    /// target's: a dem-em manages one target, and a second one's configuration would replace the
+    /// first's in its kernel target.
+    func checkEndpointUnique(_ alias: String) throws(ModelError) {
+        guard let target = try? self.target(alias), let key = target.endpointKey else { return }
+        for other in targets where other.alias != alias && other.endpointKey == key {
+            throw .conflict(
+                "Interface",
+                "\(key.description) is already the dem-em of target \"\(other.alias)\"; a dem-em manages one target (give \"\(alias)\" its own dem-em's address)"
+            )
+        }
     }
 
     /// The changes `PATCH /target/<t>` may make; nil leaves a field as it is.
@@ -208,6 +222,7 @@ public struct Fabric: Codable, Sendable, Hashable {
                 Self.insertSorted(&candidate.groups[g].targets, target.alias)
             }
         }
+        try candidate.checkEndpointUnique(target.alias)
         self = candidate
     }
 

@@ -13,6 +13,46 @@ public enum ManagementMode: String, Codable, Sendable, Hashable, CaseIterable {
     case outOfBand = "OutOfBandMgmt"
 }
 
+/// Where a managed target's dem-em is reached, as one comparable value: two targets with the
+/// same one would share a dem-em.
+public struct EndpointKey: Sendable, Hashable, CustomStringConvertible {
+    /// "http" (out-of-band) or the in-band TRTYPE.
+    public var channel: String
+    public var address: String
+    public var port: Int
+
+    public var description: String {
+        let host = address.contains(":") ? "[\(address)]" : address
+        return channel == "http" ? "\(host):\(port)" : "in-band \(channel) \(host):\(port)"
+    }
+}
+
+extension FabricTarget {
+    /// Where this target's dem-em is reached, for OutOfBandMgmt and InBandMgmt targets with an
+    /// address; nil otherwise.
+    public var endpointKey: EndpointKey? {
+        guard let interface else { return nil }
+        switch managementMode {
+        case .outOfBand:
+            guard let address = interface.address, !address.isEmpty else { return nil }
+            return EndpointKey(
+                channel: "http",
+                address: IPAddressText.canonical(address),
+                port: interface.port ?? DEMCore.endpointManagerPort
+            )
+        case .inBand:
+            guard let address = interface.transportAddress, !address.isEmpty else { return nil }
+            return EndpointKey(
+                channel: interface.transportType ?? "tcp",
+                address: IPAddressText.canonical(address),
+                port: interface.transportServiceIdentifier ?? DEMCore.endpointInBandPort
+            )
+        case .local:
+            return nil
+        }
+    }
+}
+
 /// Where dem reaches a target's dem-em: `FAMILY`/`ADDRESS`/`PORT` out-of-band, or
 /// `TRTYPE`/`ADRFAM`/`TRADDR`/`TRSVCID` in-band.
 public struct ManagementInterface: Codable, Sendable, Hashable {

@@ -116,6 +116,25 @@ public struct APIRoutes: Sendable {
         var TRSVCID: Int
     }
 
+    /// `PUT /dem/config`'s answer: the configuration now, and what the replacement removed.
+    struct ConfigurationAnswer: Encodable {
+        var configuration: Fabric
+        var removed: FabricReplacement
+
+        func encode(to encoder: any Encoder) throws {
+            try configuration.encode(to: encoder)
+            var container = encoder.container(keyedBy: Key.self)
+            try container.encode(removed, forKey: Key(stringValue: "Removed")!)
+        }
+
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init?(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+    }
+
     struct DEMInfo: Encodable {
         var Interfaces: [Interface]
         var NQN: String
@@ -261,8 +280,25 @@ public struct APIRoutes: Sendable {
                 throw APIError(.badRequest, "the body must be a configuration {\"Targets\":…,\"Hosts\":…,\"Groups\":…}")
             }
             let imported = try body.decode(Fabric.self)
-            try await change(.updated, "/dem/config") { fabric in fabric = imported }
-            return try APIResponse.json(imported)
+            let replace = request.flag("replace")
+            let empty = request.flag("empty")
+            // Checked against the model in the same change, so nothing slips in between.
+            let removed = try await change(.updated, "/dem/config") { fabric throws(ModelError) in
+                let removed = try FabricReplacement.check(
+                    old: fabric,
+                    new: imported,
+                    replace: replace,
+                    empty: empty,
+                    how: "?replace=1",
+                    howEmpty: "?replace=1&empty=1"
+                )
+                fabric = imported
+                return removed
+            }
+            if !removed.isEmpty {
+                context.logger.notice("configuration replaced", metadata: ["removed": "\(removed.summary)"])
+            }
+            return try APIResponse.json(ConfigurationAnswer(configuration: imported, removed: removed))
         }
         router.get("/dem/tokens") { _, _ in
             try APIResponse.json(["Tokens": service.tokens.map { TokenView($0, secret: false) }])

@@ -8,31 +8,109 @@ import GRDB
 /// One row per target (its own fields and ports), per subsystem (with its namespaces and access
 /// list), per host and per group, each a JSON document in the REST API's shape; a commit writes
 /// only the rows that changed. The schema is versioned by GRDB's migrator.
+///
+/// An existing file is checked (``check(path:full:)``, read-only) before it is opened for
+/// writing: a damaged store is refused, never written to.
 public final class SQLiteFabricStore: FabricStore {
     /// The database file.
     public let path: String
     private let pool: DatabasePool
 
-    /// Opens (creating if needed) and migrates the database at `path`.
-    public init(path: String) throws {
+    /// Opens (creating if needed) and migrates the database at `path`, after checking an
+    /// existing file with SQLite's `quick_check` (or, with `fullCheck`, `integrity_check`).
+    ///
+    /// - Throws: ``StoreError`` naming the file: damaged, unreadable, or not a database.
+    public convenience init(path: String, fullCheck: Bool = false) throws {
+        if FileManager.default.fileExists(atPath: path) {
+            let problems = try Self.check(path: path, full: fullCheck)
+            guard problems.isEmpty else { throw StoreError.damaged(path: path, problems: problems) }
+        }
+        try self.init(path: path, readOnly: false)
+    }
+
+    /// Opens the database at `path`: read-only (it must exist; nothing is written, not even
+    /// the schema's migrations), or for writing, migrated, without a check.
+    public init(path: String, readOnly: Bool) throws {
         self.path = path
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
-        pool = try DatabasePool(path: path, configuration: configuration)
-        // GRDB sets the writer to synchronous NORMAL when it turns WAL on (durable against a
-        // crash of dem, not of the machine); every commit dem acknowledges must be synced, so the
-        // writer connection is set to FULL afterwards and checked.
-        try pool.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
+        configuration.readonly = readOnly
+        if readOnly {
+            guard FileManager.default.fileExists(atPath: path) else { throw StoreError.missing(path: path) }
         }
-        guard try synchronousMode() == 2 else {
-            throw DatabaseError(message: "cannot set PRAGMA synchronous = FULL on \(path)")
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            guard !readOnly else { return }
+            // GRDB sets the writer to synchronous NORMAL when it turns WAL on (durable against a
+            // crash of dem, not of the machine); every commit dem acknowledges must be synced, so
+            // the writer connection is set to FULL afterwards and checked.
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+            }
+            guard try Self.synchronousMode(pool) == 2 else {
+                throw DatabaseError(message: "cannot set PRAGMA synchronous = FULL")
+            }
+            try Self.migrator.migrate(pool)
+        } catch let error as DatabaseError {
+            throw StoreError(path: path, error)
         }
-        try Self.migrator.migrate(pool)
+    }
+
+    /// SQLite's check of the file at `path`, opened read-only: `PRAGMA quick_check` (the
+    /// structure of every page and b-tree), or with `full` `PRAGMA integrity_check` (also every
+    /// index against its table). Nothing is written.
+    ///
+    /// - Returns: what SQLite found wrong; empty when the file is intact.
+    /// - Throws: ``StoreError`` when the file cannot be opened or read at all.
+    public static func check(path: String, full: Bool = false) throws -> [String] {
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(10)
+        do {
+            let queue = try DatabaseQueue(path: path, configuration: configuration)
+            defer { try? queue.close() }
+            let rows = try queue.read { db in
+                try String.fetchAll(db, sql: full ? "PRAGMA integrity_check" : "PRAGMA quick_check")
+            }
+            // One problem per line, without SQLite's "*** in database main ***" headings.
+            let problems = rows.flatMap { $0.split(separator: "\n").map(String.init) }
+                .filter { !$0.hasPrefix("*** in database") && !$0.isEmpty }
+            return problems == ["ok"] ? [] : problems
+        } catch let error as DatabaseError {
+            if error.resultCode == .SQLITE_CORRUPT || error.resultCode == .SQLITE_NOTADB {
+                return [error.message ?? "\(error.resultCode)"]
+            }
+            throw StoreError(path: path, error)
+        }
+    }
+
+    /// Copies the database to a new file at `destination` with SQLite's online backup: a
+    /// consistent copy while dem runs and writes. The copy is checked before this returns.
+    public func backup(to destination: String) throws {
+        guard !FileManager.default.fileExists(atPath: destination) else {
+            throw StoreError(path: destination, message: "already exists; choose a new file")
+        }
+        do {
+            let copy = try DatabaseQueue(path: destination)
+            try pool.backup(to: copy)
+            try copy.close()
+        } catch let error as DatabaseError {
+            try? FileManager.default.removeItem(atPath: destination)
+            throw StoreError(path: destination, error)
+        }
+        let problems = try Self.check(path: destination, full: true)
+        guard problems.isEmpty else {
+            throw StoreError(
+                path: destination,
+                message: "the copy failed its check: \(problems.joined(separator: "; "))"
+            )
+        }
     }
 
     /// The writer's `PRAGMA synchronous` (2: FULL, every commit synced).
-    public func synchronousMode() throws -> Int {
+    public func synchronousMode() throws -> Int { try Self.synchronousMode(pool) }
+
+    private static func synchronousMode(_ pool: DatabasePool) throws -> Int {
         try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
@@ -62,7 +140,7 @@ public final class SQLiteFabricStore: FabricStore {
         try pool.read { db in try Self.migrator.appliedMigrations(db) }
     }
 
-    /// SQLite's own check of the file: "ok" when the database is intact.
+    /// SQLite's own check of the open database: "ok" when it is intact.
     public func integrityCheck() throws -> String {
         try pool.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
     }
@@ -210,4 +288,49 @@ public final class SQLiteFabricStore: FabricStore {
             return db.changesCount > 0
         }
     }
+}
+
+/// The store cannot be used: the message names the file and what to do.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var message: String
+
+    public init(path: String, message: String) {
+        self.path = path
+        self.message = message
+    }
+
+    init(path: String, _ error: DatabaseError) {
+        self.path = path
+        var text = error.message ?? "\(error.resultCode)"
+        switch error.resultCode {
+        case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_READONLY:
+            let folder = (path as NSString).deletingLastPathComponent
+            if access(path, F_OK) == 0, access(path, R_OK | W_OK) != 0 {
+                text += ": this user cannot read and write it (\(Errno.describe(errno)))"
+            } else if access(folder, W_OK) != 0 {
+                text += ": this user cannot write \(folder) (\(Errno.describe(errno)))"
+            }
+        case .SQLITE_CORRUPT, .SQLITE_NOTADB:
+            text += Self.damagedAdvice
+        default:
+            break
+        }
+        self.message = "SQLite error \(error.resultCode.rawValue): " + text
+    }
+
+    /// A store that failed its check.
+    public static func damaged(path: String, problems: [String]) -> StoreError {
+        let shown = problems.prefix(5).joined(separator: "; ") + (problems.count > 5 ? "; …" : "")
+        return StoreError(path: path, message: "is damaged (\(shown))" + damagedAdvice)
+    }
+
+    static func missing(path: String) -> StoreError {
+        StoreError(path: path, message: "does not exist (no store in this data directory)")
+    }
+
+    private static let damagedAdvice =
+        "; dem will not serve it or write to it. Restore a backup (dem restore FILE), or save what can still be read (dem export > fabric.json), move the damaged file aside and load that (dem import fabric.json); see dem(8), STORE"
+
+    public var description: String { "store \(path): \(message)" }
 }

@@ -66,9 +66,13 @@ public struct EndpointClient: Sendable {
         return "http://\(host):\(interface.port ?? DEMCore.endpointManagerPort)"
     }
 
-    /// Replaces the target's desired state and returns what it applied.
-    public func apply(_ configuration: EndpointConfiguration) async throws(EndpointCallError) -> EndpointStatus {
-        try await call(.put, "/config", body: configuration)
+    /// Replaces the target's desired state and returns what it applied. dem-em records `owner`
+    /// at the first push and refuses any other owner's.
+    public func apply(
+        _ configuration: EndpointConfiguration,
+        owner: EndpointOwner
+    ) async throws(EndpointCallError) -> EndpointStatus {
+        try await call(.put, "/config?" + owner.query, body: configuration)
     }
 
     /// The target's status (it re-reads configfs).

@@ -338,12 +338,23 @@ public final class TargetMonitor: Sendable {
                     break
                 }
                 var pushed: EndpointConfiguration? = nil
-                let status: EndpointStatus
+                var status: EndpointStatus
+                let owner = EndpointOwner(target: alias, dem: configuration.hostNQN)
                 if runtime.pushed != desired || reason == .reconfig {
-                    status = try await client.apply(desired)
+                    status = try await client.apply(desired, owner: owner)
                     pushed = desired
                 } else {
                     status = try await client.status()
+                    if let hold = status.hold {
+                        // It lost its desired state (and applies nothing meanwhile): the model's
+                        // is pushed now.
+                        logger.warning(
+                            "target's dem-em holds; pushing the model's configuration",
+                            metadata: ["target": "\(alias)", "reason": "\(hold)"]
+                        )
+                        status = try await client.apply(desired, owner: owner)
+                        pushed = desired
+                    }
                 }
                 var inventory: EndpointInventory? = nil
                 if reason == .refresh || runtime.status.state == .unreachable || refreshDue(runtime.lastInventory) {
@@ -538,9 +549,10 @@ public final class TargetMonitor: Sendable {
                 runtime.status.live = status.live
                 runtime.status.drift = status.drift
                 runtime.status.foreign = status.foreign
-                runtime.status.errors = status.errors
+                runtime.status.errors = status.errors + (status.hold.map { ["dem-em holds: \($0)"] } ?? [])
                 runtime.status.state =
-                    status.drift.isEmpty && status.errors.isEmpty && status.foreign.isEmpty ? .reachable : .drifted
+                    runtime.status.drift.isEmpty && runtime.status.errors.isEmpty && runtime.status.foreign.isEmpty
+                    ? .reachable : .drifted
                 var confirmed: [String: Set<Int>] = [:]
                 for subsystem in status.live where !subsystem.ports.isEmpty {
                     confirmed[subsystem.nqn] = Set(subsystem.ports)

@@ -1,0 +1,165 @@
+import AsyncHTTPClient
+import DEMServer
+import Foundation
+import NIOCore
+import Testing
+
+/// The `dem` executable run once with `arguments`: its exit status and its standard error, or a
+/// failure when it has not exited within `seconds` (then it is killed).
+func runDEM(_ arguments: [String], seconds: Double = 20) async throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: DEMProcess.executable)
+    process.arguments = arguments
+    let logPath = FileManager.default.temporaryDirectory.appendingPathComponent("dem-run-\(UUID().uuidString).log").path
+    _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+    defer { try? FileManager.default.removeItem(atPath: logPath) }
+    let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+    process.standardError = log
+    process.standardOutput = log
+    try process.run()
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while process.isRunning {
+        if ContinuousClock.now > deadline {
+            kill(process.processIdentifier, SIGKILL)
+            throw TestFailure("dem \(arguments.joined(separator: " ")) did not exit within \(seconds) s")
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    try log.close()
+    return (process.terminationStatus, (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")
+}
+
+/// A TCP port on 127.0.0.1 that something listens on, held until `close()`.
+final class TakenPort: Sendable {
+    let fd: Int32
+    let port: Int
+
+    /// Listens on `port` (0: any free one); throws when it is taken.
+    init(port: Int = 0) throws {
+        let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard bound == 0, listen(socketFD, 8) == 0 else {
+            let code = errno
+            _ = Glibc.close(socketFD)
+            throw TestFailure("cannot take port \(port): errno \(code)")
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socketFD, $0, &length) }
+        }
+        fd = socketFD
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    func close() { _ = Glibc.close(fd) }
+}
+
+func temporaryDirectory(_ name: String) -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
+}
+
+@Suite("dem as a process: start-up failures end promptly with one sentence", .serialized)
+struct StartupFailureTests {
+    @Test("the discovery port in use: exit 1 naming the address, no crash, nothing left open")
+    func discoveryPortInUse() async throws {
+        let taken = try TakenPort()
+        defer { taken.close() }
+        let directory = temporaryDirectory("dem-port")
+        let (status, output) = try await runDEM([
+            "--data-dir", directory, "--port", "\(taken.port)", "--api-port", "0",
+        ])
+        #expect(status == 1, "\(output)")
+        #expect(output.contains("address 127.0.0.1:\(taken.port) is in use"), "\(output)")
+        #expect(output.contains("--port"))
+        #expect(!output.contains("Fatal error"))
+        #expect(!output.contains("Backtrac"))
+        // The lock was given up: the same directory starts now.
+        let dem = try await DEMProcess.start(dataDirectory: directory)
+        dem.kill(SIGTERM)
+        #expect(try await dem.waitForExit() == 0)
+    }
+
+    @Test("only the API port in use: exit 1 naming it, promptly, after closing the discovery listener")
+    func apiPortInUse() async throws {
+        let taken = try TakenPort()
+        defer { taken.close() }
+        let discovery = try TakenPort()
+        let discoveryPort = discovery.port
+        discovery.close()
+        let start = ContinuousClock.now
+        let (status, output) = try await runDEM([
+            "--data-dir", temporaryDirectory("dem-api"), "--port", "\(discoveryPort)", "--api-port", "\(taken.port)",
+        ])
+        #expect(status == 1, "\(output)")
+        #expect(output.contains("REST API: address 127.0.0.1:\(taken.port) is in use"), "\(output)")
+        #expect(output.contains("--api-port"))
+        #expect(!output.contains("discovery controller listening"), "it never said it was serving")
+        #expect(ContinuousClock.now - start < .seconds(10))
+        // The discovery port was released.
+        let again = try TakenPort(port: discoveryPort)
+        again.close()
+    }
+
+    @Test("a second dem on the same data directory is refused with the first one's pid")
+    func secondDEMSameDirectory() async throws {
+        let directory = temporaryDirectory("dem-lock")
+        let dem = try await DEMProcess.start(dataDirectory: directory)
+        let (status, output) = try await runDEM(["--data-dir", directory, "--port", "0", "--api-port", "0"])
+        #expect(status == 1)
+        #expect(
+            output.contains(
+                "the data directory \(directory) is in use by dem serve (pid \(dem.process.processIdentifier))"
+            ),
+            "\(output)"
+        )
+        // dem import while dem runs is refused too, and changes nothing.
+        let file = directory + "-import.json"
+        try #"{"Targets": [{"Alias": "imported"}]}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        let (importStatus, importOutput) = try await runDEM(["import", file, "--data-dir", directory])
+        #expect(importStatus == 1)
+        #expect(importOutput.contains("in use by dem serve (pid \(dem.process.processIdentifier))"), "\(importOutput)")
+        dem.kill(SIGTERM)
+        #expect(try await dem.waitForExit() == 0)
+        // Stopped, the import runs.
+        let (stopped, stoppedOutput) = try await runDEM(["import", file, "--data-dir", directory])
+        #expect(stopped == 0, "\(stoppedOutput)")
+        #expect(stoppedOutput.contains("imported 1 targets"))
+    }
+
+    @Test("an unusable data directory is named with the reason, and nothing else is said first")
+    func unusableDataDirectory() async throws {
+        let file = temporaryDirectory("dem-file")
+        _ = FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        let (status, output) = try await runDEM(["--data-dir", file + "/state", "--port", "0", "--api-port", "0"])
+        #expect(status == 1)
+        #expect(output.contains("the data directory \(file)/state cannot be"), "\(output)")
+        #expect(output.contains("ENOTDIR"), "\(output)")
+        #expect(!output.contains("NSCocoaErrorDomain"))
+        #expect(!output.contains("discovery NQN will change"))
+        let (status2, output2) = try await runDEM(["--data-dir", file, "--port", "0", "--api-port", "0"])
+        #expect(status2 == 1)
+        #expect(output2.contains("the data directory \(file) is not a directory"), "\(output2)")
+    }
+
+    @Test("an entries file that is not JSON: exit 1 naming the file, the line and the column, no usage text")
+    func badEntriesFile() async throws {
+        let directory = temporaryDirectory("dem-entries")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let entries = directory + "/entries.json"
+        try "{\"entries\": [\n  {\"subnqn\": x}\n]}".write(toFile: entries, atomically: true, encoding: .utf8)
+        let (status, output) = try await runDEM([
+            "--data-dir", directory + "/data", "--entries", entries, "--port", "0", "--api-port", "0",
+        ])
+        #expect(status == 1)
+        #expect(output.contains("\(entries): not valid JSON at line 2, column 14"), "\(output)")
+        #expect(!output.contains("USAGE"))
+    }
+}
