@@ -41,6 +41,13 @@ public struct EndpointOptions: Sendable {
     public var repairDrift = false
     /// The in-band management channel (off unless it has an address).
     public var inBand = InBandOptions()
+    /// Connections the REST API and the in-band channel each take (fitted to the descriptor
+    /// limit): dem-em serves dem, and an administrator now and then.
+    public var connectionLimits = ConnectionLimits(total: 64, perSource: 16)
+    /// How long a host of the in-band channel may take for each setup step and each PDU.
+    public var setupTimeout: TimeAmount = .seconds(10)
+    /// How long an HTTP request may take to arrive whole (an idle connection is closed after it).
+    public var httpTimeout: TimeAmount = .seconds(30)
 
     public init(dataDirectory: String, credentialPath: String? = nil) {
         self.dataDirectory = dataDirectory
@@ -75,19 +82,34 @@ public struct EndpointApplication: Sendable {
             allowedDevices: options.allowedDevices,
             logger: logger
         )
+        let fitted = DescriptorLimit.fit(
+            [options.connectionLimits, options.connectionLimits],
+            descriptors: DescriptorLimit.current().soft
+        )
+        let apiGate = ConnectionGate(name: "REST API", limits: fitted[0], logger: logger)
+        let inBandGate = ConnectionGate(name: "in-band", limits: fitted[1], logger: logger)
         let shutdown = Mutex<ServiceGroup?>(nil)
-        let routes = EndpointRoutes(service: service, credential: credential) {
+        let routes = EndpointRoutes(service: service, credential: credential, gates: [apiGate, inBandGate]) {
             guard let group = shutdown.withLock({ $0 }) else { return }
             Task { await group.triggerGracefulShutdown() }
         }
         let bound = BoundPort()
         let api = Application(
             router: routes.router(),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [HTTPConnectionGuard(gate: apiGate, timeout: options.httpTimeout)]
+                )
+            ),
             configuration: ApplicationConfiguration(
                 address: .hostname(options.apiAddress, port: options.apiPort),
                 serverName: "dem-em"
             ),
             onServerRunning: { channel in
+                try? await channel.pipeline.addHandler(
+                    AcceptBackoff(name: apiGate.name, gate: apiGate, logger: logger),
+                    position: .first
+                )
                 let port = channel.localAddress?.port ?? options.apiPort
                 bound.bound(port)
                 logger.notice(
@@ -146,6 +168,8 @@ public struct EndpointApplication: Sendable {
                             logger: logger
                         ),
                         allowedHosts: options.inBand.allowedHosts.count,
+                        setupTimeout: options.setupTimeout,
+                        gate: inBandGate,
                         bound: inBandPort,
                         group: group,
                         logger: logger
@@ -184,6 +208,8 @@ struct InBandListener: Service, CustomStringConvertible {
     let nqn: String
     let endpoint: InBandEndpoint
     let allowedHosts: Int
+    let setupTimeout: TimeAmount
+    let gate: ConnectionGate
     let bound: BoundPort
     let group: any EventLoopGroup
     let logger: Logger
@@ -192,20 +218,34 @@ struct InBandListener: Service, CustomStringConvertible {
 
     func run() async throws {
         var configuration = DiscoveryControllerConfiguration(uniqueNQN: nqn)
+        configuration.setupTimeout = setupTimeout
         configuration.serialNumber = "DEM-EM"
         configuration.modelNumber = "DEM endpoint manager in-band"
         let close: () async -> Void
         let port: Int
         switch transport {
         case .tcp:
-            let channel = try await NVMeTCPDiscoveryListener.bindManagement(
-                host: address,
-                port: self.port,
-                configuration: configuration,
-                management: endpoint,
-                group: group,
-                logger: logger
-            )
+            let channel: any Channel
+            do {
+                channel = try await NVMeTCPDiscoveryListener.bindManagement(
+                    host: address,
+                    port: self.port,
+                    configuration: configuration,
+                    management: endpoint,
+                    gate: gate,
+                    group: group,
+                    logger: logger
+                )
+            } catch {
+                throw ListenError.from(
+                    error,
+                    what: "in-band channel",
+                    address: address,
+                    port: self.port,
+                    option: "--inband-port"
+                )
+                    ?? error
+            }
             port = channel.localAddress?.port ?? self.port
             close = { try? await channel.close() }
         case .rdma:

@@ -56,11 +56,19 @@ struct FabricCredentialMiddleware: RouterMiddleware {
 public struct EndpointRoutes: Sendable {
     let service: EndpointService
     let credential: String
+    /// The ports' connection gates, whose counts `/metrics` shows.
+    let gates: [ConnectionGate]
     let shutdown: @Sendable () -> Void
 
-    public init(service: EndpointService, credential: String, shutdown: @escaping @Sendable () -> Void) {
+    public init(
+        service: EndpointService,
+        credential: String,
+        gates: [ConnectionGate] = [],
+        shutdown: @escaping @Sendable () -> Void
+    ) {
         self.service = service
         self.credential = credential
+        self.gates = gates
         self.shutdown = shutdown
     }
 
@@ -145,7 +153,9 @@ public struct EndpointRoutes: Sendable {
             Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: EndpointMetrics.render(service.status())))
+                body: ResponseBody(
+                    byteBuffer: ByteBuffer(string: EndpointMetrics.render(service.status(), gates: gates))
+                )
             )
         }
         router.delete("/config") { request, _ in

@@ -50,6 +50,14 @@ public struct DEMOptions: Sendable {
     public var unreachablePolicy: UnreachablePolicy = .withdraw
     /// How long a target that was answering may fail before it is marked unreachable.
     public var unreachableAfter: Duration = .seconds(15)
+    /// Connections the discovery controller takes (its NVMe/TCP listeners together), before
+    /// they are fitted to the descriptor limit.
+    public var discoveryLimits = ConnectionLimits(total: 4096, perSource: 256)
+    /// Connections the REST API takes, likewise.
+    public var apiLimits = ConnectionLimits(total: 512, perSource: 64)
+    /// How long an HTTP request may take to arrive whole, from the connection opening or the
+    /// previous response ending (an idle connection is closed after it too).
+    public var httpTimeout: TimeAmount = .seconds(30)
 
     public init(uniqueNQN: String, dataDirectory: String = DataDirectory.resolve(nil)) {
         self.uniqueNQN = uniqueNQN
@@ -177,12 +185,27 @@ public struct DEMApplication: Sendable {
         // use ends the start with nothing left behind.
         var controller = options.controller
         controller.uniqueNQN = options.uniqueNQN
+        // Every connection is a descriptor: the limits are fitted to the process's.
+        let descriptors = DescriptorLimit.current()
+        let fitted = DescriptorLimit.fit([options.discoveryLimits, options.apiLimits], descriptors: descriptors.soft)
+        let discoveryGate = ConnectionGate(name: "discovery", limits: fitted[0], logger: logger)
+        let apiGate = ConnectionGate(name: "REST API", limits: fitted[1], logger: logger)
+        logger.info(
+            "connection limits",
+            metadata: [
+                "descriptor-limit": "\(descriptors.soft) (hard \(descriptors.hard))",
+                "discovery": "\(fitted[0].total) (\(fitted[0].perSource) per source)",
+                "rest-api": "\(fitted[1].total) (\(fitted[1].perSource) per source)",
+                "setup-timeout": "\(controller.setupTimeout)", "http-timeout": "\(options.httpTimeout)",
+            ]
+        )
         let listeners = try await DiscoveryListenerService.bind(
             addresses: options.addresses,
             rdmaAddresses: options.rdmaAddresses,
             port: options.port,
             configuration: controller,
             catalog: catalog,
+            gate: discoveryGate,
             group: group,
             logger: logger
         )
@@ -220,7 +243,7 @@ public struct DEMApplication: Sendable {
             let routes = APIRoutes(
                 service: service,
                 feed: feed,
-                metrics: DEMMetrics(),
+                metrics: DEMMetrics(gates: [discoveryGate, apiGate]),
                 corsOrigin: options.corsOrigin,
                 monitor: targetMonitor,
                 fabricCredential: credential.secret,
@@ -228,13 +251,24 @@ public struct DEMApplication: Sendable {
             )
             let apiAddress = APIServerAddress()
             let discovery = listeners.boundAddresses
+            let httpTimeout = options.httpTimeout
             let api = Application(
                 router: routes.router(),
+                server: .http1(
+                    configuration: .init(
+                        additionalChannelHandlers: [HTTPConnectionGuard(gate: apiGate, timeout: httpTimeout)]
+                    )
+                ),
                 configuration: ApplicationConfiguration(
                     address: .hostname(options.apiAddress, port: options.apiPort),
                     serverName: "dem"
                 ),
                 onServerRunning: { [adminToken] channel in
+                    // An accept that fails for want of descriptors must pause, not spin.
+                    try? await channel.pipeline.addHandler(
+                        AcceptBackoff(name: apiGate.name, gate: apiGate, logger: logger),
+                        position: .first
+                    )
                     let port = channel.localAddress?.port ?? options.apiPort
                     apiAddress.bound(port)
                     // Said once every listener is up: a port in use fails the start before.

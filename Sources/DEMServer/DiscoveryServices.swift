@@ -42,6 +42,7 @@ public final class DiscoveryListenerService: Service {
         port: Int,
         configuration: DiscoveryControllerConfiguration,
         catalog: DiscoveryCatalog,
+        gate: ConnectionGate? = nil,
         group: any EventLoopGroup,
         logger: Logger
     ) async throws -> DiscoveryListenerService {
@@ -72,6 +73,7 @@ public final class DiscoveryListenerService: Service {
                             port: port,
                             configuration: configuration,
                             service: catalog,
+                            gate: gate,
                             group: group,
                             logger: logger
                         )

@@ -112,10 +112,43 @@ struct Serve: AsyncParsableCommand {
     )
     var inBandAllowedHosts: [String] = []
 
+    @Option(
+        name: .customLong("max-connections"),
+        help: "Connections the REST API and the in-band channel each take (fitted to the descriptor limit)."
+    )
+    var maxConnections: Int = 64
+
+    @Option(name: .customLong("max-connections-per-source"), help: "Connections one source address may hold on each.")
+    var maxConnectionsPerSource: Int = 16
+
+    @Option(
+        name: .customLong("setup-timeout"),
+        help: "Seconds an in-band host may take for its ICReq, for its Connect, and for the rest of a PDU it began."
+    )
+    var setupTimeout: Double = 10
+
+    @Option(
+        name: .customLong("http-timeout"),
+        help: "Seconds an HTTP request may take to arrive whole; an idle REST connection is closed after it too."
+    )
+    var httpTimeout: Double = 30
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
     func validate() throws {
+        guard (1...1_000_000).contains(maxConnections) else {
+            throw ValidationError("--max-connections must be 1...1000000, not \(maxConnections)")
+        }
+        guard (1...1_000_000).contains(maxConnectionsPerSource) else {
+            throw ValidationError("--max-connections-per-source must be 1...1000000, not \(maxConnectionsPerSource)")
+        }
+        guard setupTimeout >= 0.1, setupTimeout <= 3600 else {
+            throw ValidationError("--setup-timeout must be 0.1...3600 seconds")
+        }
+        guard httpTimeout >= 0.1, httpTimeout <= 3600 else {
+            throw ValidationError("--http-timeout must be 0.1...3600 seconds")
+        }
         guard (0...65535).contains(apiPort) else { throw ValidationError("--api-port must be 0...65535") }
         if let advertisePort, !(1...65535).contains(advertisePort) {
             throw ValidationError("--advertise-port must be 1...65535")
@@ -178,6 +211,16 @@ struct Serve: AsyncParsableCommand {
         options.inBand.transport = NVMeTransport(rawValue: inBandTransport) ?? .tcp
         options.inBand.nqn = inBandNQN
         options.inBand.allowedHosts = inBandAllowedHosts
+        options.connectionLimits = ConnectionLimits(total: maxConnections, perSource: maxConnectionsPerSource)
+        options.setupTimeout = .milliseconds(Int64(setupTimeout * 1000))
+        options.httpTimeout = .milliseconds(Int64(httpTimeout * 1000))
+        let descriptors = DescriptorLimit.raise()
+        if descriptors.raised {
+            logger.info(
+                "raised the descriptor limit",
+                metadata: ["soft": "\(descriptors.soft)", "hard": "\(descriptors.hard)"]
+            )
+        }
         let application: EndpointApplication
         do {
             application = try EndpointApplication.build(options: options, logger: logger)
@@ -195,7 +238,13 @@ struct Serve: AsyncParsableCommand {
             logger.critical("dem-em cannot start", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
-        try await application.serviceGroup.run()
+        do {
+            try await application.serviceGroup.run()
+        } catch {
+            // A listener that cannot open (a port in use) ends dem-em with one sentence.
+            logger.critical("dem-em cannot run", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
         logger.notice("dem-em stopped")
     }
 }

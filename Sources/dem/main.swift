@@ -79,7 +79,56 @@ struct DiscoveryFlags: ParsableArguments {
     )
     var unreachableAfter: Double = 15
 
+    @Option(
+        name: .customLong("max-connections"),
+        help: "Connections the discovery controller takes in all (fitted to the descriptor limit)."
+    )
+    var maxConnections: Int = 4096
+
+    @Option(
+        name: .customLong("max-connections-per-source"),
+        help: "Discovery connections one source address may hold."
+    )
+    var maxConnectionsPerSource: Int = 256
+
+    @Option(
+        name: .customLong("api-max-connections"),
+        help: "Connections the REST API takes in all (fitted to the descriptor limit)."
+    )
+    var apiMaxConnections: Int = 512
+
+    @Option(
+        name: .customLong("api-max-connections-per-source"),
+        help: "REST API connections one source address may hold."
+    )
+    var apiMaxConnectionsPerSource: Int = 64
+
+    @Option(
+        name: .customLong("setup-timeout"),
+        help: "Seconds a host may take for its ICReq, for its Connect, and for the rest of a PDU it began."
+    )
+    var setupTimeout: Double = 10
+
+    @Option(
+        name: .customLong("http-timeout"),
+        help: "Seconds an HTTP request may take to arrive whole; an idle REST connection is closed after it too."
+    )
+    var httpTimeout: Double = 30
+
     func validate() throws {
+        for (name, value) in [
+            ("--max-connections", maxConnections), ("--max-connections-per-source", maxConnectionsPerSource),
+            ("--api-max-connections", apiMaxConnections),
+            ("--api-max-connections-per-source", apiMaxConnectionsPerSource),
+        ] where !(1...1_000_000).contains(value) {
+            throw ValidationError("\(name) must be 1...1000000, not \(value)")
+        }
+        guard setupTimeout >= 0.1, setupTimeout <= 3600 else {
+            throw ValidationError("--setup-timeout must be 0.1...3600 seconds")
+        }
+        guard httpTimeout >= 0.1, httpTimeout <= 3600 else {
+            throw ValidationError("--http-timeout must be 0.1...3600 seconds")
+        }
         if let hostNQN, !NQN.isValid(hostNQN) {
             throw ValidationError("--hostnqn \"\(hostNQN)\" is not a valid NQN")
         }
@@ -147,6 +196,10 @@ struct DiscoveryFlags: ParsableArguments {
         options.targetTimeout = .milliseconds(Int(targetTimeout * 1000))
         options.unreachablePolicy = UnreachablePolicy(rawValue: unreachable) ?? .withdraw
         options.unreachableAfter = .milliseconds(Int(unreachableAfter * 1000))
+        options.discoveryLimits = ConnectionLimits(total: maxConnections, perSource: maxConnectionsPerSource)
+        options.apiLimits = ConnectionLimits(total: apiMaxConnections, perSource: apiMaxConnectionsPerSource)
+        options.controller.setupTimeout = .milliseconds(Int64(setupTimeout * 1000))
+        options.httpTimeout = .milliseconds(Int64(httpTimeout * 1000))
         return options
     }
 }
@@ -182,6 +235,14 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "dem")
         do {
+            // Every connection is a descriptor: take what the system allows this process.
+            let descriptors = DescriptorLimit.raise()
+            if descriptors.raised {
+                logger.info(
+                    "raised the descriptor limit",
+                    metadata: ["soft": "\(descriptors.soft)", "hard": "\(descriptors.hard)"]
+                )
+            }
             let options = try flags.options(logger: logger)
             let application: DEMApplication
             do {

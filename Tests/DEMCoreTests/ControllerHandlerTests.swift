@@ -26,14 +26,19 @@ private final class FixedPageService: DiscoveryControllerService {
 struct ControllerHandlerTests {
     let hostNQN = "nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-4000-8000-000000000001"
 
-    func makeChannel() throws -> EmbeddedChannel {
-        let configuration = DiscoveryControllerConfiguration(
+    func makeChannel(setupTimeout: TimeAmount = .seconds(10)) throws -> EmbeddedChannel {
+        var configuration = DiscoveryControllerConfiguration(
             uniqueNQN: "nqn.2014-08.org.nvmexpress:uuid:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
         )
+        configuration.setupTimeout = setupTimeout
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers(
             ByteToMessageHandler(
-                NVMeTCPFrameDecoder(maximumPDULength: configuration.maximumPDULength, firstPDULength: 128)
+                NVMeTCPFrameDecoder(
+                    maximumPDULength: configuration.maximumPDULength,
+                    firstPDULength: 128,
+                    reportsPartialPDUs: true
+                )
             ),
             NVMeTCPControllerHandler(
                 configuration: configuration,
@@ -116,6 +121,35 @@ struct ControllerHandlerTests {
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(1_500))
         #expect(channel.isActive, "a command 1.5 s ago restarted the 2 s keep-alive timeout")
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(600))
+        #expect(!channel.isActive)
+    }
+
+    @Test("a connection with no ICReq, or with half an ICReq, is closed at the setup timeout")
+    func noICReq() throws {
+        let silent = try makeChannel(setupTimeout: .seconds(3))
+        silent.embeddedEventLoop.advanceTime(by: .milliseconds(2_900))
+        #expect(silent.isActive)
+        silent.embeddedEventLoop.advanceTime(by: .milliseconds(200))
+        #expect(!silent.isActive)
+
+        let half = try makeChannel(setupTimeout: .seconds(3))
+        try half.writeInbound(ByteBuffer(bytes: [0x00, 0x00, 0x80, 0x00, 0x80, 0x00, 0x00, 0x00]))
+        half.embeddedEventLoop.advanceTime(by: .milliseconds(3_100))
+        #expect(!half.isActive)
+    }
+
+    @Test("after Connect, a PDU begun and not ended within the setup timeout closes the connection; whole PDUs do not")
+    func stalledPDU() throws {
+        let channel = try makeChannel(setupTimeout: .seconds(3))
+        try connect(channel, kato: 60_000)
+        _ = try received(channel)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(5))
+        #expect(channel.isActive, "an idle association lives by its keep-alive timeout, not the setup timeout")
+        // 8 bytes of a 72-byte command capsule, then nothing.
+        try channel.writeInbound(ByteBuffer(bytes: [0x04, 0x00, 0x48, 0x00, 0x48, 0x00, 0x00, 0x00]))
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(2_900))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(200))
         #expect(!channel.isActive)
     }
 

@@ -28,7 +28,7 @@ final class DEMProcess: Sendable {
         return directory.appendingPathComponent("dem").path
     }
 
-    static func start(dataDirectory: String) async throws -> DEMProcess {
+    static func start(dataDirectory: String, extraArguments: [String] = []) async throws -> DEMProcess {
         let executable = executable
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw TestFailure(
@@ -41,9 +41,10 @@ final class DEMProcess: Sendable {
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = [
-            "serve", "--data-dir", dataDirectory, "--port", "0", "--api-port", "0", "--log-level", "info",
-        ]
+        process.arguments =
+            [
+                "serve", "--data-dir", dataDirectory, "--port", "0", "--api-port", "0", "--log-level", "info",
+            ] + extraArguments
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = FileHandle.nullDevice
         try process.run()

@@ -94,6 +94,10 @@ public struct DiscoveryControllerConfiguration: Sendable, Hashable {
     public var asynchronousEventRequestLimit: Int = 4
     /// The keep-alive timeout used when a host connects with KATO 0, so idle connections end.
     public var defaultKeepAliveTimeout: TimeAmount = .seconds(120)
+    /// How long a host may take for each step of setting up the association (the ICReq after
+    /// the connection opens, the Connect after the ICResp) and to send the rest of a PDU it has
+    /// begun; a host that stalls longer is disconnected.
+    public var setupTimeout: TimeAmount = .seconds(10)
     /// DCTYPE reported by Identify.
     public var discoveryControllerType: UInt8 = IdentifyControllerData.DiscoveryControllerType.centralized
     /// SN reported by Identify.

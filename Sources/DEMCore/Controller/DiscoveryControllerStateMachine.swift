@@ -20,7 +20,8 @@ public struct DiscoveryControllerStateMachine {
         case send(NVMeTCPPDU)
         /// Close the connection (after the PDUs sent before this action).
         case close(reason: String)
-        /// Call ``keepAliveTimerFired(now:)`` after this long.
+        /// Call ``keepAliveTimerFired(now:)`` after this long (the keep-alive timer, and before
+        /// the association is set up the setup timer).
         case scheduleKeepAliveCheck(after: TimeAmount)
         /// A controller was created for this host: register the connection for change notices.
         case controllerCreated(DiscoveryHostContext, controllerIdentifier: UInt16)
@@ -82,6 +83,8 @@ public struct DiscoveryControllerStateMachine {
     public static let version: UInt32 = 0x0001_0300
 
     private var state: State = .awaitingInitializeConnection
+    /// Until the association is set up: when the step awaited now (ICReq, then Connect) is due.
+    private var setupDeadline: NIODeadline?
     private let configuration: DiscoveryControllerConfiguration
     private let role: ControllerService
     private let localAddress: String?
@@ -160,6 +163,14 @@ public struct DiscoveryControllerStateMachine {
 
     // MARK: - Events
 
+    /// The connection opened at `now`: the host must send its ICReq (on NVMe/RDMA, its Connect)
+    /// within the setup timeout.
+    public mutating func connectionOpened(now: NIODeadline) -> [Action] {
+        guard case .awaitingInitializeConnection = state, setupDeadline == nil else { return [] }
+        setupDeadline = now + configuration.setupTimeout
+        return [.scheduleKeepAliveCheck(after: configuration.setupTimeout)]
+    }
+
     /// A PDU arrived.
     public mutating func pduReceived(_ pdu: NVMeTCPPDU, now: NIODeadline) -> [Action] {
         switch state {
@@ -169,7 +180,11 @@ public struct DiscoveryControllerStateMachine {
             guard case .initializeConnectionRequest(let request) = pdu else {
                 return terminate(.pduSequenceError, 0, "\(pdu.type) before ICReq", pdu)
             }
-            return initializeConnection(request)
+            let actions = initializeConnection(request)
+            // The Connect is due within the setup timeout of the ICResp.
+            guard case .awaitingConnect = state, setupDeadline != nil else { return actions }
+            setupDeadline = now + configuration.setupTimeout
+            return actions + [.scheduleKeepAliveCheck(after: configuration.setupTimeout)]
         case .awaitingConnect, .connected:
             break
         }
@@ -211,6 +226,17 @@ public struct DiscoveryControllerStateMachine {
 
     /// The keep-alive timer scheduled by ``Action/scheduleKeepAliveCheck(after:)`` fired.
     public mutating func keepAliveTimerFired(now: NIODeadline) -> [Action] {
+        switch state {
+        case .awaitingInitializeConnection, .awaitingConnect:
+            guard let deadline = setupDeadline else { return [] }
+            guard now >= deadline else { return [.scheduleKeepAliveCheck(after: deadline - now)] }
+            let step: String
+            if case .awaitingConnect = state { step = "Connect" } else { step = "ICReq" }
+            state = .closed
+            return [.close(reason: "no \(step) within the setup timeout of \(configuration.setupTimeout)")]
+        default:
+            break
+        }
         guard case .connected(let controller) = state else { return [] }
         let expiry = controller.lastActivity + controller.keepAliveTimeout
         if now >= expiry {

@@ -19,6 +19,10 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
     private var host: DiscoveryHostContext?
     private var controllerIdentifier: UInt16?
     private var keepAliveCheck: Scheduled<Void>?
+    /// While a PDU is partly received: the check that it ends within the setup timeout.
+    private var partialPDUCheck: Scheduled<Void>?
+    private let setupTimeout: TimeAmount
+    private let gate: ConnectionGate?
     private var registration: UInt64?
     private var context: ChannelHandlerContext?
 
@@ -28,14 +32,18 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
     ///     the in-band management controller's requests (``InBandManagement``).
     ///   - localAddress: the connection's local IP address.
     ///   - remoteAddress: the host's address, for logs.
+    ///   - gate: counts connections closed because the host stalled.
     ///   - logger: where connection events go (debug and below, plus warnings for terminated hosts).
     public init(
         configuration: DiscoveryControllerConfiguration,
         serving service: ControllerService,
         localAddress: String?,
         remoteAddress: String?,
+        gate: ConnectionGate? = nil,
         logger: Logger
     ) {
+        self.setupTimeout = configuration.setupTimeout
+        self.gate = gate
         self.machine = DiscoveryControllerStateMachine(
             configuration: configuration,
             serving: service,
@@ -85,6 +93,40 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
 
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        if context.channel.isActive { run(machine.connectionOpened(now: context.eventLoop.now), context: context) }
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        run(machine.connectionOpened(now: context.eventLoop.now), context: context)
+        context.fireChannelActive()
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let partial = event as? NVMeTCPFrameDecoder.PartialPDU else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        // A host that begins a PDU must end it within the setup timeout.
+        partialPDUCheck?.cancel()
+        partialPDUCheck = nil
+        guard partial == .begun else { return }
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        partialPDUCheck = context.eventLoop.scheduleTask(in: setupTimeout) {
+            loopBound.value.partialPDUTimedOut()
+        }
+    }
+
+    private func partialPDUTimedOut() {
+        guard let context else { return }
+        partialPDUCheck = nil
+        logger.debug(
+            "closing connection",
+            metadata: metadata(["reason": "a PDU begun was not ended within \(setupTimeout)"])
+        )
+        gate?.timedOut()
+        machine.channelClosed()
+        tearDown()
+        context.close(promise: nil)
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
@@ -123,6 +165,8 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
     private func tearDown() {
         keepAliveCheck?.cancel()
         keepAliveCheck = nil
+        partialPDUCheck?.cancel()
+        partialPDUCheck = nil
         request?.cancel()
         request = nil
         if let registration {
@@ -192,7 +236,9 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
     private func keepAliveTimerFired() {
         guard let context else { return }
         keepAliveCheck = nil
-        run(machine.keepAliveTimerFired(now: context.eventLoop.now), context: context)
+        let actions = machine.keepAliveTimerFired(now: context.eventLoop.now)
+        if actions.contains(where: { if case .close = $0 { return true } else { return false } }) { gate?.timedOut() }
+        run(actions, context: context)
     }
 
     private func managementRequestCompleted(_ response: ByteBuffer) {

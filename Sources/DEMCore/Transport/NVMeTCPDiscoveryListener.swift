@@ -13,6 +13,7 @@ public enum NVMeTCPDiscoveryListener {
         port: Int,
         configuration: DiscoveryControllerConfiguration,
         management: any ManagementControllerService,
+        gate: ConnectionGate? = nil,
         group: any EventLoopGroup,
         logger: Logger
     ) async throws -> any Channel {
@@ -21,6 +22,7 @@ public enum NVMeTCPDiscoveryListener {
             port: port,
             configuration: configuration,
             serving: .management(management),
+            gate: gate,
             group: group,
             logger: logger
         )
@@ -32,6 +34,7 @@ public enum NVMeTCPDiscoveryListener {
         port: Int,
         configuration: DiscoveryControllerConfiguration,
         service: any DiscoveryControllerService,
+        gate: ConnectionGate? = nil,
         group: any EventLoopGroup,
         logger: Logger
     ) async throws -> any Channel {
@@ -40,6 +43,7 @@ public enum NVMeTCPDiscoveryListener {
             port: port,
             configuration: configuration,
             serving: .discovery(service),
+            gate: gate,
             group: group,
             logger: logger
         )
@@ -52,6 +56,7 @@ public enum NVMeTCPDiscoveryListener {
     ///   - port: the TCP port (8009 for discovery), 0 for any free port.
     ///   - configuration: the controller parameters every connection uses.
     ///   - service: what each connection's controller serves.
+    ///   - gate: the limits on connections, and the counts (nil: no limits).
     ///   - group: the event loops.
     ///   - logger: the logger connections derive theirs from.
     /// - Returns: the bound server channel.
@@ -60,22 +65,36 @@ public enum NVMeTCPDiscoveryListener {
         port: Int,
         configuration: DiscoveryControllerConfiguration,
         serving service: ControllerService,
+        gate: ConnectionGate? = nil,
         group: any EventLoopGroup,
         logger: Logger
     ) async throws -> any Channel {
         let connections = Connections()
+        let name = gate?.name ?? "NVMe/TCP \(host):\(port)"
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                // Without it, an accept that fails for want of descriptors is retried at once,
+                // for ever, on the event loop.
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        AcceptBackoff(name: name, gate: gate, logger: logger)
+                    )
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // Over a limit, the connection is closed at once and costs nothing more.
+                    if let gate, !gate.admit(channel) { return }
                     let handler = NVMeTCPControllerHandler(
                         configuration: configuration,
                         serving: service,
                         localAddress: channel.localAddress?.ipAddress,
                         remoteAddress: channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" },
+                        gate: gate,
                         logger: logger
                     )
                     connections.add(channel)
@@ -83,7 +102,8 @@ public enum NVMeTCPDiscoveryListener {
                         ByteToMessageHandler(
                             NVMeTCPFrameDecoder(
                                 maximumPDULength: configuration.maximumPDULength,
-                                firstPDULength: NVMeTCPPDUType.initializeConnectionRequest.headerLength
+                                firstPDULength: NVMeTCPPDUType.initializeConnectionRequest.headerLength,
+                                reportsPartialPDUs: true
                             )
                         ),
                         handler

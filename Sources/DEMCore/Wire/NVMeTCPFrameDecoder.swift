@@ -14,17 +14,36 @@ public struct NVMeTCPFrameDecoder: ByteToMessageDecoder {
     public let maximumPDULength: Int
     /// The PLEN the first PDU must have (128 for the controller side: an ICReq), or `nil`.
     private var firstPDULength: Int?
+    /// Whether to tell the next handler when a PDU has begun and not ended (``PartialPDU``).
+    private let reportsPartialPDUs: Bool
+    private var partial = false
+
+    /// The user event a decoder that reports partial PDUs fires: a PDU has begun (some of its
+    /// bytes arrived, not all), or no PDU is partly received any more.
+    public enum PartialPDU: Sendable, Hashable {
+        case begun
+        case none
+    }
 
     /// - Parameters:
     ///   - maximumPDULength: the largest PLEN to accept.
     ///   - firstPDULength: the exact PLEN of the first PDU (128 on a controller), `nil` for no rule.
-    public init(maximumPDULength: Int, firstPDULength: Int? = nil) {
+    ///   - reportsPartialPDUs: fire ``PartialPDU`` events when a PDU begins and when none is
+    ///     partly received any more (so a controller can bound how long a PDU may take).
+    public init(maximumPDULength: Int, firstPDULength: Int? = nil, reportsPartialPDUs: Bool = false) {
         self.maximumPDULength = maximumPDULength
         self.firstPDULength = firstPDULength
+        self.reportsPartialPDUs = reportsPartialPDUs
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let frame = try nextFrame(&buffer) else { return .needMoreData }
+        guard let frame = try nextFrame(&buffer) else {
+            if reportsPartialPDUs, partial != (buffer.readableBytes > 0) {
+                partial.toggle()
+                context.fireUserInboundEventTriggered(partial ? PartialPDU.begun : PartialPDU.none)
+            }
+            return .needMoreData
+        }
         context.fireChannelRead(Self.wrapInboundOut(frame))
         return .continue
     }

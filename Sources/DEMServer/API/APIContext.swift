@@ -74,7 +74,12 @@ public final class DEMMetrics: Sendable {
         .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5),
     ]
 
-    public init() {}
+    /// The ports' connection gates, whose counts `/metrics` shows.
+    let gates: [ConnectionGate]
+
+    public init(gates: [ConnectionGate] = []) {
+        self.gates = gates
+    }
 
     /// A label value with `\`, `"` and newlines escaped, as the exposition format wants.
     static func escape(_ value: String) -> String {
@@ -167,6 +172,27 @@ public final class DEMMetrics: Sendable {
         for state in TargetStatus.State.allCases {
             text += "dem_targets{state=\"\(state.rawValue)\"} \(targets.filter { $0.state == state }.count)\n"
         }
+        // Connections by port: open now, and since the start accepted, refused (a limit) and
+        // closed for stalling (a timeout).
+        let connectionSeries: [(String, String, String, KeyPath<ConnectionGate.Counts, Int>)] = [
+            ("dem_connections_open", "gauge", "Connections open now, by port", \.open),
+            ("dem_connections_accepted_total", "counter", "Connections accepted, by port", \.accepted),
+            ("dem_connections_refused_total", "counter", "Connections refused at a limit, by port", \.refused),
+            (
+                "dem_connections_timed_out_total", "counter",
+                "Connections closed because the peer stalled (setup, a PDU, an HTTP request, keep-alive), by port",
+                \.timedOut
+            ),
+        ]
+        for (name, type, help, field) in connectionSeries {
+            text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            for gate in gates {
+                text += "\(name){port=\"\(Self.escape(gate.name))\"} \(gate.counts[keyPath: field])\n"
+            }
+        }
+        text += "# HELP dem_connections_limit Connections each port takes (total)\n# TYPE dem_connections_limit gauge\n"
+        for gate in gates { text += "dem_connections_limit{port=\"\(Self.escape(gate.name))\"} \(gate.limits.total)\n" }
+        metric("dem_descriptor_limit", "gauge", "The process's open-file limit (soft)", DescriptorLimit.current().soft)
         text += "# HELP dem_target_entries_served Discovery log entries of each target served to hosts\n"
         text += "# TYPE dem_target_entries_served gauge\n"
         for target in targets {
