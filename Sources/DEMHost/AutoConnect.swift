@@ -49,15 +49,18 @@ public final class AutoConnect: Sendable {
 
     /// Runs until the fleet's reports end (``DiscoveryFleet/stop()``).
     public func run() async {
-        var ledger: ConnectionLedger
-        do {
-            ledger = try ledgerFile.load()
-        } catch {
+        let (loaded, damage) = ledgerFile.loadSettingAsideDamage()
+        var ledger = loaded
+        if let damage {
             logger.error(
-                "cannot read the record of the controllers dem-ac created; starting with none (none will be disconnected)",
-                metadata: ["error": "\(error)"]
+                "cannot read the record of the controllers dem-ac created; starting with none, so none of them will be disconnected by dem-ac",
+                metadata: [
+                    "error": "\(damage.error)",
+                    "kept-as": "\(damage.keptAs ?? "(it could not be moved aside)")",
+                    "fix":
+                        "disconnect controllers dem-ac made before by hand (nvme disconnect) if they must go; see the kept file",
+                ]
             )
-            ledger = ConnectionLedger()
         }
         let (inputs, input) = AsyncStream.makeStream(of: Input.self)
         let forward = Task { [fleet] in

@@ -128,6 +128,20 @@ public struct ConnectionLedgerFile: Sendable {
         }
     }
 
+    /// The recorded ledger, or — when the file cannot be read — an empty one, with the damaged
+    /// file moved aside to `connections.json.damaged-TIME` (so the next save does not overwrite
+    /// what it still says) and the error.
+    public func loadSettingAsideDamage() -> (
+        ledger: ConnectionLedger, damage: (error: ConnectionLedgerError, keptAs: String?)?
+    ) {
+        do {
+            return (try load(), nil)
+        } catch {
+            let kept = path + ".damaged-" + String(Int(Date().timeIntervalSince1970))
+            return (ConnectionLedger(), (error, rename(path, kept) == 0 ? kept : nil))
+        }
+    }
+
     /// The recorded ledger; empty when the file does not exist yet. Throws when it is
     /// unreadable or malformed: dem-ac must not forget what it created by accident.
     public func load() throws(ConnectionLedgerError) -> ConnectionLedger {

@@ -127,6 +127,14 @@ public struct DEMApplication: Sendable {
             if let text = try? String(contentsOfFile: path, encoding: .utf8) {
                 nqn = text.trimmingCharacters(in: .whitespacesAndNewlines)
             } else {
+                if DataDirectory.hasRun(options.dataDirectory) {
+                    // Allowed (a data directory from before hostnqn existed), but in-band channels
+                    // that allow only the old NQN will refuse dem until they allow this one.
+                    Logger(label: "dem").warning(
+                        "hostnqn is missing from the data directory; dem makes a new host NQN, which dem-em's --inband-allow-host must name",
+                        metadata: ["path": "\(path)"]
+                    )
+                }
                 let made = "nqn.2014-08.org.nvmexpress:uuid:\(UUID().uuidString.lowercased())"
                 try AtomicFile.write(Data((made + "\n").utf8), to: path, mode: 0o600, folderMode: 0o700)
                 nqn = made
@@ -215,6 +223,12 @@ public struct DEMApplication: Sendable {
             let service = try FabricService(store: store, logger: logger) { fabric in feed.changed(fabric) }
             let credentialPath =
                 options.fabricCredentialPath ?? options.dataDirectory + "/" + FabricCredential.fileName
+            if !FileManager.default.fileExists(atPath: credentialPath), DataDirectory.hasRun(options.dataDirectory) {
+                // A new key would lock every dem-em out: the lost one is to be put back.
+                throw DEMStartError(
+                    "the fabric credential \(credentialPath) is missing, but dem has run with this data directory (admin.token is there) and every dem-em has a copy of it: copy one back (mode 0600), or pass --fabric-key FILE"
+                )
+            }
             let credential = try FabricCredential.ensure(path: credentialPath)
             // dem's identity towards targets: stable, so that dem-em's in-band allow-list can name it.
             let identity = try Self.hostIdentity(options)
@@ -368,8 +382,16 @@ public enum DataDirectory {
             do {
                 return (try NQN(text).value, true)
             } catch {
-                throw DiscoverySourceError(field: path, message: error.reason)
+                throw DEMStartError(
+                    "\(path) does not hold a valid NQN (\(error.reason)): restore it from a backup, set it with --dc-nqn, or write a new unique NQN into it (hosts that name the old one must be told)"
+                )
             }
+        }
+        // A lost file is not a first start: hosts may know the NQN it held.
+        if hasRun(directory) {
+            throw DEMStartError(
+                "\(path) is missing, but dem has run with this data directory (admin.token is there), so hosts may know the discovery NQN it held: restore it from a backup, set it with --dc-nqn, or write a new unique NQN into it"
+            )
         }
         let nqn = NQN.uuid().value
         do {
@@ -383,6 +405,14 @@ public enum DataDirectory {
         } catch {
             return (nqn, false)
         }
+    }
+}
+
+extension DataDirectory {
+    /// Whether dem has run with `directory`: its first start made `admin.token` (a store alone
+    /// may come from dem import).
+    public static func hasRun(_ directory: String) -> Bool {
+        FileManager.default.fileExists(atPath: directory + "/admin.token")
     }
 }
 

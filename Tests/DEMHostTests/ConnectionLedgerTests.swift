@@ -50,6 +50,22 @@ struct ConnectionLedgerTests {
         }
     }
 
+    @Test("a damaged file is set aside, not overwritten: dem-ac starts owning nothing and the file stays to read")
+    func damagedFileSetAside() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let file = ConnectionLedgerFile(path: folder.path + "/connections.json")
+        try folder.file("connections.json", "{\"version\": 1, \"controllers\": [{\"name\": \"nvme3\"")
+        let (ledger, damage) = file.loadSettingAsideDamage()
+        #expect(ledger == ConnectionLedger())
+        let kept = try #require(damage?.keptAs)
+        #expect(kept.hasPrefix(folder.path + "/connections.json.damaged-"))
+        #expect(try String(contentsOfFile: kept, encoding: .utf8).contains("nvme3"))
+        #expect(!FileManager.default.fileExists(atPath: file.path))
+        // A missing file is a first start: no damage.
+        #expect(file.loadSettingAsideDamage().damage == nil)
+    }
+
     @Test("recording a name again replaces the old record")
     func replaces() {
         var ledger = ConnectionLedger(records: [S.record("nvme1", S.entry(S.volumeA))])

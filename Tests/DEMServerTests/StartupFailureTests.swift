@@ -149,6 +149,37 @@ struct StartupFailureTests {
         #expect(output2.contains("the data directory \(file) is not a directory"), "\(output2)")
     }
 
+    @Test("a lost fabric.key or discovery-nqn after the first start is an error naming the file, not a new identity")
+    func lostIdentityFiles() async throws {
+        let directory = temporaryDirectory("dem-identity")
+        let first = try await DEMProcess.start(dataDirectory: directory)
+        first.kill(SIGTERM)
+        #expect(try await first.waitForExit() == 0)
+        let key = try String(contentsOfFile: directory + "/fabric.key", encoding: .utf8)
+        let nqn = try String(contentsOfFile: directory + "/discovery-nqn", encoding: .utf8)
+
+        try FileManager.default.removeItem(atPath: directory + "/fabric.key")
+        let (keyStatus, keyOutput) = try await runDEM(["--data-dir", directory, "--port", "0", "--api-port", "0"])
+        #expect(keyStatus == 1)
+        #expect(keyOutput.contains("the fabric credential \(directory)/fabric.key is missing"), "\(keyOutput)")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/fabric.key"), "no new key was made")
+        try key.write(toFile: directory + "/fabric.key", atomically: true, encoding: .utf8)
+
+        try FileManager.default.removeItem(atPath: directory + "/discovery-nqn")
+        let (nqnStatus, nqnOutput) = try await runDEM(["--data-dir", directory, "--port", "0", "--api-port", "0"])
+        #expect(nqnStatus == 1)
+        #expect(nqnOutput.contains("\(directory)/discovery-nqn is missing"), "\(nqnOutput)")
+        try "".write(toFile: directory + "/discovery-nqn", atomically: true, encoding: .utf8)
+        let (emptyStatus, emptyOutput) = try await runDEM(["--data-dir", directory, "--port", "0", "--api-port", "0"])
+        #expect(emptyStatus == 1)
+        #expect(emptyOutput.contains("discovery-nqn does not hold a valid NQN"), "\(emptyOutput)")
+        try nqn.write(toFile: directory + "/discovery-nqn", atomically: true, encoding: .utf8)
+        let back = try await DEMProcess.start(dataDirectory: directory)
+        back.kill(SIGTERM)
+        #expect(try await back.waitForExit() == 0)
+        #expect(try String(contentsOfFile: directory + "/discovery-nqn", encoding: .utf8) == nqn)
+    }
+
     @Test("an entries file that is not JSON: exit 1 naming the file, the line and the column, no usage text")
     func badEntriesFile() async throws {
         let directory = temporaryDirectory("dem-entries")
