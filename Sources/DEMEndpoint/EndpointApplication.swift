@@ -348,7 +348,12 @@ struct DesiredStateKeeper: Service, CustomStringConvertible {
             ),
             inventory: service.inventory()
         )
-        let client = HTTPClient(eventLoopGroupProvider: .shared(group))
+        // A refused connection is an answer: no retries inside one attempt (which made each
+        // attempt to a dem that is down take 10 s), a short connect timeout.
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout = .init(connect: .seconds(3), read: .seconds(10))
+        let client = HTTPClient(eventLoopGroupProvider: .shared(group), configuration: configuration)
         var delay = 1.0
         defer { Task { try? await client.shutdown() } }
         while !Task.isCancelled {
@@ -380,7 +385,9 @@ struct DesiredStateKeeper: Service, CustomStringConvertible {
             } catch {
                 logger.warning(
                     "cannot reach dem to join; retrying",
-                    metadata: ["dem": "\(url)", "error": "\(error)", "retry-in": "\(Int(delay)) s"]
+                    metadata: [
+                        "dem": "\(url)", "error": "\(ConnectionFailure.describe(error))", "retry-in": "\(Int(delay)) s",
+                    ]
                 )
             }
             do { try await Task.sleep(for: .seconds(delay)) } catch { return }

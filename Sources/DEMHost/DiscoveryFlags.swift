@@ -33,10 +33,18 @@ public struct DiscoveryFlags: ParsableArguments {
     @Option(name: .customLong("hostid-file"), help: "Where the host ID is kept.")
     public var hostIDFile: String = HostIdentity.defaultHostIDPath
 
-    @Option(name: .customLong("kato"), help: "Keep-alive timeout of the discovery connections, in seconds.")
+    @Option(
+        name: .customLong("kato"),
+        parsing: .unconditional,
+        help: "Keep-alive timeout of the discovery connections, in seconds."
+    )
     public var keepAlive: Int = 30
 
-    @Option(name: .customLong("backoff-cap"), help: "Longest wait between reconnection attempts, in seconds.")
+    @Option(
+        name: .customLong("backoff-cap"),
+        parsing: .unconditional,
+        help: "Longest wait between reconnection attempts, in seconds."
+    )
     public var backoffCap: Int = 60
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")

@@ -29,17 +29,26 @@ struct DEMAC: AsyncParsableCommand {
 
     @Option(
         name: .customLong("removal-grace"),
+        parsing: .unconditional,
         help: "With --disconnect removed: seconds an entry must stay gone before its controller is disconnected."
     )
     var removalGrace: Double = 10
 
-    @Option(name: .customLong("ctrl-loss-tmo"), help: "ctrl_loss_tmo of the I/O controllers (-1: reconnect for ever).")
+    @Option(
+        name: .customLong("ctrl-loss-tmo"),
+        parsing: .unconditional,
+        help: "ctrl_loss_tmo of the I/O controllers (-1: reconnect for ever)."
+    )
     var controllerLossTimeout: Int = -1
 
-    @Option(name: .customLong("keep-alive-tmo"), help: "keep_alive_tmo of the I/O controllers.")
+    @Option(
+        name: .customLong("keep-alive-tmo"),
+        parsing: .unconditional,
+        help: "keep_alive_tmo of the I/O controllers."
+    )
     var keepAliveTimeout: Int?
 
-    @Option(name: .customLong("nr-io-queues"), help: "nr_io_queues of the I/O controllers.")
+    @Option(name: .customLong("nr-io-queues"), parsing: .unconditional, help: "nr_io_queues of the I/O controllers.")
     var ioQueues: Int?
 
     @Option(name: [.customShort("w"), .customLong("host-traddr")], help: "host_traddr of the I/O controllers.")

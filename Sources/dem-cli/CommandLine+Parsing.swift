@@ -20,7 +20,7 @@ struct CLIOptions: Equatable, Sendable {
     var port = 22345
     /// `-j` or `-r`.
     var format = OutputFormat.text
-    /// `-f/--force`: delete without asking.
+    /// `-f/--force/--yes`: delete (or shut down) without asking.
     var force = false
     /// `-t/--token`.
     var token: String?
@@ -255,7 +255,7 @@ private enum OptionName {
         case "-p", "--port": self = .port
         case "-j", "--json": self = .json
         case "-r", "--raw": self = .raw
-        case "-f", "--force": self = .force
+        case "-f", "--force", "-y", "--yes": self = .force
         case "-t", "--token": self = .token
         case "--token-file": self = .tokenFile
         case "-h", "--help": self = .help
@@ -431,7 +431,7 @@ enum CommandTable {
             "  -p, --port N          dem's REST port (default 22345)",
             "  -j, --json            print the server's JSON, indented ({} when there is no body)",
             "  -r, --raw             print the server's body exactly as received",
-            "  -f, --force           delete without asking",
+            "  -f, --force, --yes    delete (or shut down) without asking",
             "  -t, --token TOKEN     the API token to send",
             "      --token-file FILE read the API token from FILE",
             "  -h, --help            print this help",
@@ -466,7 +466,15 @@ enum CommandTable {
             [CLIRequest(.GET, path("dem"), rendering: .config)]
         },
         CommandSpec(verb: .shutdown, arguments: [], summary: "stop dem") { _ in
-            [CLIRequest(.POST, path("dem", "shutdown"), rendering: .action("dem is shutting down"))]
+            [
+                CLIRequest(
+                    .POST,
+                    path("dem", "shutdown"),
+                    rendering: .action("dem is shutting down"),
+                    confirmation:
+                        "Stop dem? Hosts lose discovery and change notices, and the REST API stops, until it is started again."
+                )
+            ]
         },
 
         // groups

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import DEMCore
 import NIOCore
 import NIOHTTP1
 
@@ -60,7 +61,7 @@ struct DEMCLI {
             let question = first.confirmation ?? ""
             writeError(
                 "Error: cannot ask '\(question)': standard input is not a terminal. "
-                    + "Use -f to delete without asking.\n"
+                    + "Use -f (--yes) to go ahead without asking.\n"
             )
             return .refused
         }
@@ -74,7 +75,7 @@ struct DEMCLI {
         var worst = ExitStatus.success
         for request in requests {
             if let question = request.confirmation, !options.force, !confirm(question) {
-                writeError("Not deleted.\n")
+                writeError(question.hasPrefix("Delete") ? "Not deleted.\n" : "Not done.\n")
                 worst = max(worst, .refused)
                 continue
             }
@@ -162,16 +163,11 @@ func transportFailure(_ error: any Error, baseURL: String) -> (message: String, 
             break
         }
     }
-    return ("Error: cannot connect to dem at \(baseURL): \(error)", .notRunning)
+    return ("Error: cannot connect to dem at \(baseURL): \(ConnectionFailure.describe(error))", .notRunning)
 }
 
-/// Whether `value` is, or wraps (at any depth up to 8), an `IOError` with `ECONNREFUSED`. The
-/// connection errors of NIO's bootstrap wrap one per address tried.
-func containsConnectionRefused(_ value: Any, depth: Int = 0) -> Bool {
-    if let error = value as? IOError, error.errnoCode == ECONNREFUSED { return true }
-    guard depth < 8 else { return false }
-    return Mirror(reflecting: value).children.contains { containsConnectionRefused($0.value, depth: depth + 1) }
-}
+/// Whether `value` is, or wraps, an `IOError` with `ECONNREFUSED`.
+func containsConnectionRefused(_ value: any Error) -> Bool { ConnectionFailure.isRefused(value) }
 
 // MARK: - Process I/O
 

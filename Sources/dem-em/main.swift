@@ -57,7 +57,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("api-address"), help: "Address the REST API listens on.")
     var apiAddress: String = "0.0.0.0"
 
-    @Option(name: .customLong("api-port"), help: "REST API port.")
+    @Option(name: .customLong("api-port"), parsing: .unconditional, help: "REST API port.")
     var apiPort: Int = DEMCore.endpointManagerPort
 
     @Option(name: .customLong("join"), help: "dem's REST API to join at start, e.g. http://head:22345.")
@@ -72,13 +72,17 @@ struct Serve: AsyncParsableCommand {
     )
     var advertiseAddress: String?
 
-    @Option(name: .customLong("advertise-port"), help: "The port dem reaches this API at (default: the API port).")
+    @Option(
+        name: .customLong("advertise-port"),
+        parsing: .unconditional,
+        help: "The port dem reaches this API at (default: the API port)."
+    )
     var advertisePort: Int?
 
     @Flag(help: "Take over kernel target objects dem-em did not create when the desired state names them.")
     var adopt = false
 
-    @Option(name: .customLong("check-interval"), help: "Seconds between drift checks.")
+    @Option(name: .customLong("check-interval"), parsing: .unconditional, help: "Seconds between drift checks.")
     var checkInterval: Double = 30
 
     @Flag(name: .customLong("repair-drift"), help: "Re-apply the desired state when drift is found.")
@@ -97,7 +101,7 @@ struct Serve: AsyncParsableCommand {
     )
     var inBandTransport: String = NVMeTransport.tcp.rawValue
 
-    @Option(name: .customLong("inband-port"), help: "The in-band channel's TRSVCID.")
+    @Option(name: .customLong("inband-port"), parsing: .unconditional, help: "The in-band channel's TRSVCID.")
     var inBandPort: Int = DEMCore.endpointInBandPort
 
     @Option(
@@ -114,21 +118,28 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         name: .customLong("max-connections"),
+        parsing: .unconditional,
         help: "Connections the REST API and the in-band channel each take (fitted to the descriptor limit)."
     )
     var maxConnections: Int = 64
 
-    @Option(name: .customLong("max-connections-per-source"), help: "Connections one source address may hold on each.")
+    @Option(
+        name: .customLong("max-connections-per-source"),
+        parsing: .unconditional,
+        help: "Connections one source address may hold on each."
+    )
     var maxConnectionsPerSource: Int = 16
 
     @Option(
         name: .customLong("setup-timeout"),
+        parsing: .unconditional,
         help: "Seconds an in-band host may take for its ICReq, for its Connect, and for the rest of a PDU it began."
     )
     var setupTimeout: Double = 10
 
     @Option(
         name: .customLong("http-timeout"),
+        parsing: .unconditional,
         help: "Seconds an HTTP request may take to arrive whole; an idle REST connection is closed after it too."
     )
     var httpTimeout: Double = 30

@@ -10,7 +10,7 @@ struct DiscoveryFlags: ParsableArguments {
     @Option(name: .customLong("address"), help: "Address to listen on (repeatable). Default: 127.0.0.1.")
     var addresses: [String] = []
 
-    @Option(help: "Discovery port (NVMe/TCP, and NVMe/RDMA's port space).")
+    @Option(parsing: .unconditional, help: "Discovery port (NVMe/TCP, and NVMe/RDMA's port space).")
     var port: Int = DEMCore.discoveryPort
 
     @Option(
@@ -38,7 +38,7 @@ struct DiscoveryFlags: ParsableArguments {
     @Option(name: .customLong("api-address"), help: "Address the REST API listens on.")
     var apiAddress: String = "127.0.0.1"
 
-    @Option(name: .customLong("api-port"), help: "REST API port.")
+    @Option(name: .customLong("api-port"), parsing: .unconditional, help: "REST API port.")
     var apiPort: Int = 22345
 
     @Option(
@@ -61,10 +61,14 @@ struct DiscoveryFlags: ParsableArguments {
     )
     var hostNQN: String?
 
-    @Option(name: .customLong("probe-interval"), help: "Seconds between checks of each target.")
+    @Option(
+        name: .customLong("probe-interval"),
+        parsing: .unconditional,
+        help: "Seconds between checks of each target."
+    )
     var probeInterval: Double = 5
 
-    @Option(name: .customLong("target-timeout"), help: "Seconds a call to a target may take.")
+    @Option(name: .customLong("target-timeout"), parsing: .unconditional, help: "Seconds a call to a target may take.")
     var targetTimeout: Double = 10
 
     @Option(
@@ -75,42 +79,49 @@ struct DiscoveryFlags: ParsableArguments {
 
     @Option(
         name: .customLong("unreachable-after"),
+        parsing: .unconditional,
         help: "Seconds a target that was answering may fail before it is marked unreachable."
     )
     var unreachableAfter: Double = 15
 
     @Option(
         name: .customLong("max-connections"),
+        parsing: .unconditional,
         help: "Connections the discovery controller takes in all (fitted to the descriptor limit)."
     )
     var maxConnections: Int = 4096
 
     @Option(
         name: .customLong("max-connections-per-source"),
+        parsing: .unconditional,
         help: "Discovery connections one source address may hold."
     )
     var maxConnectionsPerSource: Int = 256
 
     @Option(
         name: .customLong("api-max-connections"),
+        parsing: .unconditional,
         help: "Connections the REST API takes in all (fitted to the descriptor limit)."
     )
     var apiMaxConnections: Int = 512
 
     @Option(
         name: .customLong("api-max-connections-per-source"),
+        parsing: .unconditional,
         help: "REST API connections one source address may hold."
     )
     var apiMaxConnectionsPerSource: Int = 64
 
     @Option(
         name: .customLong("setup-timeout"),
+        parsing: .unconditional,
         help: "Seconds a host may take for its ICReq, for its Connect, and for the rest of a PDU it began."
     )
     var setupTimeout: Double = 10
 
     @Option(
         name: .customLong("http-timeout"),
+        parsing: .unconditional,
         help: "Seconds an HTTP request may take to arrive whole; an idle REST connection is closed after it too."
     )
     var httpTimeout: Double = 30

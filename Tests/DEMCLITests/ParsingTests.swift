@@ -185,9 +185,9 @@ struct CommandTableTests {
             #expect(request.method.rawValue == expected.method)
             #expect(request.path == expected.path)
             #expect(try wireBody(request) == expected.body)
-            // Deletes ask first; nothing else does (unlink included).
-            let isDelete = Verb.match(input.argv[0]) == .delete
-            #expect((request.confirmation != nil) == isDelete)
+            // Deletes and shutdown ask first; nothing else does (unlink included).
+            let asks = [.delete, .shutdown].contains(Verb.match(input.argv[0]))
+            #expect((request.confirmation != nil) == asks)
         }
     }
 
@@ -312,6 +312,8 @@ struct OptionTests {
             argv: ["--json", "--force", "--token=abc", "--token-file=/tmp/t", "list", "target"],
             expected: CLIOptions(format: .json, force: true, token: "abc", tokenFile: "/tmp/t")
         ),
+        .init(argv: ["--yes", "list", "target"], expected: CLIOptions(force: true)),
+        .init(argv: ["-y", "list", "target"], expected: CLIOptions(force: true)),
     ]
 
     @Test("options before, between and after the words", arguments: cases)

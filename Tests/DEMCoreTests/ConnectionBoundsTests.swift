@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import Testing
@@ -89,5 +90,16 @@ struct ConnectionBoundsTests {
         #expect(at1024[0].total > at1024[1].total)
         #expect(at1024[1].perSource <= at1024[1].total)
         #expect(DescriptorLimit.fit(asked, descriptors: 1 << 20) == asked)
+    }
+
+    @Test("a failed connection reads as the system's reason, not NIO's call and errno")
+    func connectionFailureText() {
+        let unreachable = IOError(errnoCode: ENETUNREACH, reason: "connect(descriptor:addr:size:)")
+        #expect(ConnectionFailure.describe(unreachable) == "Network is unreachable (ENETUNREACH)")
+        struct Wrapper: Error { var errors: [any Error] }
+        let wrapped = Wrapper(errors: [IOError(errnoCode: ECONNREFUSED, reason: "connect")])
+        #expect(ConnectionFailure.describe(wrapped) == "Connection refused (ECONNREFUSED)")
+        #expect(ConnectionFailure.isRefused(wrapped))
+        #expect(ConnectionFailure.describe(ChannelError.connectTimeout(.seconds(3))) == "no answer within 3 s")
     }
 }

@@ -319,8 +319,8 @@ struct SessionFuzzer {
             bytes[int(0...(bytes.count - 1))] = byte()
         case 2:  // PDU-TYPE
             bytes[0] = chance(50) ? pick([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0x0A, 0xFF]) : byte()
-        case 3:  // FLAGS
-            bytes[1] = chance(50) ? UInt8(int(0...15)) : byte()
+        case 3:  // FLAGS (an earlier cut may have left a single byte)
+            if bytes.count > 1 { bytes[1] = chance(50) ? UInt8(int(0...15)) : byte() }
         case 4:  // HLEN, PDO
             if bytes.count > 3 { bytes[int(2...3)] = pick([0, 4, 8, 23, 24, 28, 71, 72, 76, 127, 128, 132, 255]) }
         case 5:  // PLEN

@@ -125,6 +125,27 @@ struct CarelessAdminTests {
         }
     }
 
+    @Test("a MgmtMode that is not one names the ones there are")
+    func badManagementMode() async throws {
+        let fixture = try await APIFixture.make()
+        try await fixture.test { client in
+            let result = try await client.call(
+                .post,
+                "/target/t1",
+                token: fixture.adminToken,
+                body: #"{"MgmtMode": "Bogus"}"#
+            )
+            #expect(result.status == .badRequest)
+            #expect(result.json["field"] as? String == "MgmtMode")
+            #expect(
+                (result.json["message"] as? String ?? "").contains(
+                    "must be LocalMgmt, InBandMgmt or OutOfBandMgmt, not \"Bogus\""
+                ),
+                "\(result.body)"
+            )
+        }
+    }
+
     @Test("a body that is not JSON is a 400 that says where")
     func badJSONSaysWhere() async throws {
         let fixture = try await APIFixture.make()

@@ -180,6 +180,14 @@ struct StartupFailureTests {
         #expect(try String(contentsOfFile: directory + "/discovery-nqn", encoding: .utf8) == nqn)
     }
 
+    @Test("a negative number is taken as the option's value and refused with its range, not 'Missing value'")
+    func negativeNumbers() async throws {
+        let (status, output) = try await runDEM(["--api-port", "-5", "--data-dir", temporaryDirectory("dem-neg")])
+        #expect(status == 64)
+        #expect(output.contains("--api-port must be 0...65535, not -5"), "\(output)")
+        #expect(!output.contains("Missing value"))
+    }
+
     @Test("an entries file that is not JSON: exit 1 naming the file, the line and the column, no usage text")
     func badEntriesFile() async throws {
         let directory = temporaryDirectory("dem-entries")

@@ -4,13 +4,37 @@ import Foundation
 // `AllowAnyHost`, `PORTID`…), so its users' scripts and configuration files carry over.
 
 /// How dem manages a target.
-public enum ManagementMode: String, Codable, Sendable, Hashable, CaseIterable {
+public enum ManagementMode: String, Codable, Sendable, Hashable, CaseIterable, NamedValues {
     /// dem only reads the target's own discovery controller; the target is configured locally.
     case local = "LocalMgmt"
     /// dem configures the target through dem-em over NVMe-oF (NVMe-MI Send/Receive).
     case inBand = "InBandMgmt"
     /// dem configures the target through dem-em's REST API.
     case outOfBand = "OutOfBandMgmt"
+}
+
+/// A string enum whose decoding error lists the values it takes: `must be LocalMgmt,
+/// InBandMgmt or OutOfBandMgmt, not "Bogus"`.
+public protocol NamedValues: RawRepresentable<String>, CaseIterable, Decodable {}
+
+extension NamedValues {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        guard let value = Self(rawValue: text) else {
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "must be \(Self.valueList), not \"\(text)\"")
+            )
+        }
+        self = value
+    }
+
+    /// The values, as a sentence: `A, B or C`.
+    public static var valueList: String {
+        let names = allCases.map(\.rawValue)
+        guard names.count > 1 else { return names.first ?? "" }
+        return names.dropLast().joined(separator: ", ") + " or " + names.last!
+    }
 }
 
 /// Where a managed target's dem-em is reached, as one comparable value: two targets with the

@@ -155,7 +155,10 @@ public struct EndpointClient: Sendable {
             {
                 throw EndpointCallError(kind: .timeout, message: "dem-em at \(baseURL) did not answer \(path) in time")
             } catch {
-                throw EndpointCallError(kind: .unreachable, message: "dem-em at \(baseURL) is unreachable: \(error)")
+                throw EndpointCallError(
+                    kind: .unreachable,
+                    message: "dem-em at \(baseURL) is unreachable: \(ConnectionFailure.describe(error))"
+                )
             }
         }
     }

@@ -479,7 +479,7 @@ public final class TargetMonitor: Sendable {
             throw EndpointCallError(
                 kind: .unreachable,
                 message:
-                    "target \"\(target.alias)\" has no TCP port nor in-band Interface to read its discovery controller at"
+                    "target \"\(target.alias)\" has neither a TCP port nor an in-band Interface, so dem does not know where its discovery controller is: dem-cli set portid, or dem-cli set local \(target.alias) tcp ipv4 ADDRESS 8009"
             )
         }
         var hostNQNs = [configuration.hostNQN]
@@ -524,7 +524,7 @@ public final class TargetMonitor: Sendable {
             throw EndpointCallError(
                 kind: .unreachable,
                 message:
-                    "the discovery controller of target \"\(target.alias)\" at \(addresses.map { "\($0.host):\($0.port)" }.joined(separator: ", ")) does not answer: \(lastError.map { "\($0)" } ?? "no address")"
+                    "the discovery controller of target \"\(target.alias)\" at \(addresses.map { "\($0.host):\($0.port)" }.joined(separator: ", ")) does not answer: \(lastError.map { ConnectionFailure.describe($0) } ?? "no address")"
             )
         }
         return entries
