@@ -200,14 +200,25 @@ func renderConfig(_ json: JSONValue) -> String {
 func renderTargetStates(_ json: JSONValue) -> String {
     guard let targets = json["Targets"]?.arrayValue else { return renderGeneric(json) }
     guard !targets.isEmpty else { return "" }
+    var anyWithheld = false
     let rows = targets.map { target in
-        [
+        var entries = target["Serving"]?.displayText ?? ""
+        if let withheld = target["Withheld"]?.displayText, withheld != "0", !withheld.isEmpty {
+            entries += " (\(withheld) withheld)"
+            anyWithheld = true
+        }
+        return [
             target["Alias"]?.displayText ?? "", target["MgmtMode"]?.displayText ?? "",
-            target["State"]?.displayText ?? "", target["Serving"]?.displayText ?? "",
-            target["LastError"]?.displayText ?? "",
+            target["State"]?.displayText ?? "", entries, target["LastError"]?.displayText ?? "",
         ]
     }
-    return table(["ALIAS", "MODE", "STATE", "ENTRIES", "LAST ERROR"], rows, indent: "").joined(separator: "\n") + "\n"
+    var lines = table(["ALIAS", "MODE", "STATE", "ENTRIES", "LAST ERROR"], rows, indent: "")
+    if anyWithheld {
+        lines.append(
+            "Withheld entries are in the model but not served to hosts now; 'dem-cli logpage host HOST' says why."
+        )
+    }
+    return lines.joined(separator: "\n") + "\n"
 }
 
 /// `GET /target/<t>/status`: the state, when dem last heard from the target, what it serves and
@@ -215,8 +226,11 @@ func renderTargetStates(_ json: JSONValue) -> String {
 func renderTargetStatus(_ json: JSONValue) -> String {
     var pairs: [(String, String)] = [("State", json["State"]?.displayText ?? "")]
     if json["Joined"]?.displayText == "true" { pairs.append(("Joined", "yes")) }
-    for key in ["LastContact", "LastError", "Serving", "Harvested"] {
-        if let value = json[key] { pairs.append((key == "Serving" ? "Entries served" : key, value.displayText)) }
+    for key in ["LastContact", "LastError", "Serving", "Withheld", "Harvested"] {
+        guard let value = json[key] else { continue }
+        if key == "Withheld", value.displayText == "0" { continue }
+        let label = key == "Serving" ? "Entries served" : key == "Withheld" ? "Entries withheld" : key
+        pairs.append((label, value.displayText))
     }
     var lines = [""] + labelled(pairs)
     if let live = json["Live"]?.arrayValue, !live.isEmpty {
@@ -394,19 +408,35 @@ func renderLogPage(_ json: JSONValue, forTarget: Bool) -> String {
         if let counter = json["genctr"] { summary += ", generation counter \(counter.displayText)" }
     }
     summary += ", \(records.count) record\(records.count == 1 ? "" : "s")"
-    guard !records.isEmpty else { return summary }
+    let withheld = json["withheld"]?.arrayValue ?? []
+    if !withheld.isEmpty { summary += ", \(withheld.count) withheld" }
+    var lines = [summary]
     var columns = ["portid", "trtype", "adrfam", "traddr", "trsvcid", "subnqn"]
     if forTarget { columns.append("hosts") }
-    let rows = records.map { record in
-        columns.map { key -> String in
-            if key == "hosts" {
-                let hosts = (record["hosts"]?.arrayValue ?? []).map(\.displayText)
-                return hosts.isEmpty ? "any" : hosts.joined(separator: ",")
+    if !records.isEmpty {
+        let rows = records.map { record in
+            columns.map { key -> String in
+                if key == "hosts" {
+                    let hosts = (record["hosts"]?.arrayValue ?? []).map(\.displayText)
+                    return hosts.isEmpty ? "any" : hosts.joined(separator: ",")
+                }
+                return record[key]?.displayText ?? ""
             }
-            return record[key]?.displayText ?? ""
+        }
+        lines += table(columns.map { $0.uppercased() }, rows, indent: "")
+    }
+    // Entries of the model this host may use that it is not served now, each with why.
+    if !withheld.isEmpty {
+        lines.append("Withheld (in the model, not served now):")
+        for record in withheld {
+            let place = ["trtype", "traddr", "trsvcid"].map { record[$0]?.displayText ?? "" }
+            lines.append(
+                "  \(record["subnqn"]?.displayText ?? "") on \(record["target"]?.displayText ?? "") PORTID \(record["portid"]?.displayText ?? "") (\(place[0]) \(place[1]):\(place[2]))"
+            )
+            lines.append("    why: \(record["reason"]?.displayText ?? "")")
         }
     }
-    return ([summary] + table(columns.map { $0.uppercased() }, rows, indent: "")).joined(separator: "\n")
+    return lines.joined(separator: "\n")
 }
 
 // MARK: - Layout

@@ -553,9 +553,40 @@ extension APIRoutes {
             }
             feed.flush()
             let page = catalog.discoveryLogPage(hostNQN: nqn)
+            // The model's entries this host may use that it is not served now, each with why.
+            struct Key: Hashable {
+                var nqn: String
+                var address: String
+                var service: String
+            }
+            let served = Set(
+                page.entries.map {
+                    Key(nqn: $0.subsystemNQN, address: $0.transportAddress, service: $0.transportServiceIdentifier)
+                }
+            )
+            var withheld: [[String: Any]] = []
+            for model in service.fabric.discoveryEntries() {
+                if let allowed = model.allowedHostNQNs, !allowed.contains(nqn) { continue }
+                let entry = model.entry
+                let key = Key(
+                    nqn: entry.subsystemNQN,
+                    address: entry.transportAddress,
+                    service: entry.transportServiceIdentifier
+                )
+                guard !served.contains(key) else { continue }
+                var record = DiscoveryLogJSON.record(entry)
+                record["target"] = model.targetAlias
+                record["reason"] =
+                    monitor?.whyWithheld(
+                        target: model.targetAlias,
+                        subsystem: entry.subsystemNQN,
+                        portID: Int(entry.portIdentifier)
+                    ) ?? "not served"
+                withheld.append(record)
+            }
             return try APIResponse.object([
                 "Alias": alias, "HOSTNQN": nqn, "genctr": page.generationCounter,
-                "records": page.entries.map(DiscoveryLogJSON.record),
+                "records": page.entries.map(DiscoveryLogJSON.record), "withheld": withheld,
             ])
         }
     }

@@ -46,6 +46,9 @@ public struct TargetStatus: Codable, Sendable, Hashable {
     public var harvested: Int?
     /// Discovery log entries of this target hosts are served now.
     public var serving: Int
+    /// Entries of this target in the model that no host is served now (not confirmed, not read,
+    /// withdrawn); `dem-cli logpage host H` says why for each.
+    public var withheld: Int
 
     enum CodingKeys: String, CodingKey {
         case alias = "Alias"
@@ -61,6 +64,7 @@ public struct TargetStatus: Codable, Sendable, Hashable {
         case errors = "Errors"
         case harvested = "Harvested"
         case serving = "Serving"
+        case withheld = "Withheld"
     }
 
     init(alias: String, managementMode: ManagementMode) {
@@ -72,6 +76,7 @@ public struct TargetStatus: Codable, Sendable, Hashable {
         self.foreign = []
         self.errors = []
         self.serving = 0
+        self.withheld = 0
     }
 }
 
@@ -664,10 +669,54 @@ public final class TargetMonitor: Sendable {
         for entry in entries {
             for alias in aliasByNQN[entry.entry.subsystemNQN] ?? [] { counts[alias, default: 0] += 1 }
         }
+        var modelCounts: [String: Int] = [:]
+        for entry in fabric.discoveryEntries() { modelCounts[entry.targetAlias, default: 0] += 1 }
         runtimes.withLock { runtimes in
-            for alias in runtimes.keys { runtimes[alias]?.status.serving = counts[alias] ?? 0 }
+            for alias in runtimes.keys {
+                runtimes[alias]?.status.serving = counts[alias] ?? 0
+                runtimes[alias]?.status.withheld = max(0, (modelCounts[alias] ?? 0) - (counts[alias] ?? 0))
+            }
         }
         feed.setServing(serving)
+    }
+}
+
+extension TargetMonitor {
+    /// Why subsystem `nqn` on port `portID` of target `alias` is not served now, in a sentence
+    /// an administrator can act on.
+    public func whyWithheld(target alias: String, subsystem nqn: String, portID: Int) -> String {
+        let (status, runtime) = runtimes.withLock { ($0[alias]?.status, $0[alias]) }
+        guard let status, let runtime else { return "dem has not looked at target \"\(alias)\" yet" }
+        let failure = status.lastError.map { ": \($0)" } ?? ""
+        switch status.managementMode {
+        case .inBand, .outOfBand:
+            switch status.state {
+            case .unknown, .joined:
+                return
+                    "not confirmed yet: dem serves a managed target's entries once its dem-em reports them live, and has not heard from target \"\(alias)\"'s dem-em\(failure)"
+            case .unreachable:
+                return
+                    "target \"\(alias)\" is unreachable\(failure); its entries are withdrawn (dem --unreachable keep serves what it last confirmed)"
+            case .reachable, .drifted:
+                if let live = runtime.confirmed?[nqn], !live.contains(portID) {
+                    return
+                        "target \"\(alias)\"'s dem-em reports the subsystem live on PORTID \(live.sorted().map(String.init).joined(separator: ", ")) but not on \(portID)"
+                }
+                let errors = status.errors.isEmpty ? "" : " (errors: \(status.errors.joined(separator: "; ")))"
+                return "target \"\(alias)\"'s dem-em does not report it live\(errors)"
+            }
+        case .local:
+            switch status.state {
+            case .unreachable:
+                return
+                    "dem cannot read target \"\(alias)\"'s own discovery controller\(failure); a LocalMgmt target's entries are served as its discovery controller lists them (dem --unreachable keep serves the model's entries of a target dem cannot read)"
+            case .unknown, .joined:
+                return "dem has not read target \"\(alias)\"'s own discovery controller yet\(failure)"
+            case .reachable, .drifted:
+                return
+                    "target \"\(alias)\"'s own discovery controller does not list this subsystem on this address (for the host NQNs dem asked as)"
+            }
+        }
     }
 }
 
