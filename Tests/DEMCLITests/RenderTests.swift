@@ -107,6 +107,38 @@ struct RenderTests {
                 """
         )
         #expect(try answer(200, #"{"Targets":[]}"#, to: ["list", "target"]).standardOutput == "")
+        // Withheld entries are counted, and the way to see why is said once.
+        let withheld = """
+            {"Targets":[{"Alias":"t1","MgmtMode":"LocalMgmt","State":"unreachable","Joined":false,"Serving":0,
+              "Withheld":2,"LastError":"refused","Drift":[],"Foreign":[],"Errors":[]}]}
+            """
+        #expect(
+            try answer(200, withheld, to: ["list", "target"]).standardOutput == """
+                ALIAS  MODE       STATE        ENTRIES         LAST ERROR
+                t1     LocalMgmt  unreachable  0 (2 withheld)  refused
+                Withheld entries are in the model but not served to hosts now; 'dem-cli logpage host HOST' says why.
+
+                """
+        )
+    }
+
+    @Test("a host's page lists its withheld entries with the reason")
+    func withheldEntries() throws {
+        let page = """
+            {"Alias":"h1","HOSTNQN":"nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-4000-8000-000000000001",
+             "genctr":1,"records":[],
+             "withheld":[{"trtype":"tcp","adrfam":"ipv4","portid":1,"trsvcid":"4420","traddr":"10.0.2.15",
+               "subnqn":"nqn.2024-01.io.example:shared","target":"t1","reason":"dem cannot read it"}]}
+            """
+        #expect(
+            try answer(200, page, to: ["logpage", "host", "h1"]).standardOutput == """
+                Host 'h1' (nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-4000-8000-000000000001), generation counter 1, 0 records, 1 withheld
+                Withheld (in the model, not served now):
+                  nqn.2024-01.io.example:shared on t1 PORTID 1 (tcp 10.0.2.15:4420)
+                    why: dem cannot read it
+
+                """
+        )
     }
 
     @Test("a target's status: state, entries, what is live, drift and errors")
