@@ -20,6 +20,8 @@ public struct EndpointOptions: Sendable {
     /// Block devices and files beyond NVMe namespaces and null_blk that may back namespaces
     /// (glob patterns).
     public var allowedDevices: [String] = []
+    /// nvme-dem's interface files, reported as fabric interfaces.
+    public var legacyInterfaces: [LegacyInterface] = []
     /// The fabric credential file.
     public var credentialPath: String
     public var apiAddress: String = "0.0.0.0"
@@ -80,6 +82,7 @@ public struct EndpointApplication: Sendable {
             nvmetRoot: options.nvmetRoot,
             sysfsRoot: options.sysfsRoot,
             allowedDevices: options.allowedDevices,
+            legacyInterfaces: options.legacyInterfaces,
             logger: logger
         )
         let fitted = DescriptorLimit.fit(

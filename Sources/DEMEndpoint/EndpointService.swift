@@ -103,6 +103,7 @@ public final class EndpointService: Sendable {
         nvmetRoot: String,
         sysfsRoot: String = "/sys",
         allowedDevices: [String] = [],
+        legacyInterfaces: [LegacyInterface] = [],
         logger: Logger
     ) throws -> EndpointService {
         try StateDirectory.prepare(dataDirectory)
@@ -111,7 +112,11 @@ public final class EndpointService: Sendable {
         return try EndpointService(
             dataDirectory: dataDirectory,
             backend: backend,
-            scanner: InventoryScanner(sysfsRoot: sysfsRoot, allowedPaths: allowedDevices),
+            scanner: InventoryScanner(
+                sysfsRoot: sysfsRoot,
+                allowedPaths: allowedDevices,
+                legacyInterfaces: legacyInterfaces
+            ),
             logger: logger
         )
     }

@@ -8,9 +8,15 @@ public struct DiscoveryFlags: ParsableArguments {
 
     @Option(
         name: [.customShort("t"), .customLong("transport")],
-        help: "Transport of the discovery controllers given with -a."
+        help: "Transport of the discovery controllers given with -a: tcp, or rdma (a build with the RDMA trait)."
     )
     public var transport: String = "tcp"
+
+    @Option(
+        name: [.customShort("f"), .customLong("adrfam")],
+        help: "Address family of -a: ipv4 or ipv6 (nvme-dem's -f; checked against each address)."
+    )
+    public var addressFamily: String?
 
     @Option(name: [.customShort("a"), .customLong("traddr")], help: "A discovery controller's address (repeatable).")
     public var addresses: [String] = []
@@ -21,7 +27,10 @@ public struct DiscoveryFlags: ParsableArguments {
     @Option(name: .customLong("discovery-conf"), help: "nvme-cli's discovery configuration (a missing file is fine).")
     public var discoveryConfiguration: String = DiscoveryConfigurationFile.defaultPath
 
-    @Option(name: [.customShort("q"), .customLong("hostnqn")], help: "Host NQN (default: /etc/nvme/hostnqn).")
+    @Option(
+        name: [.customShort("q"), .customShort("h"), .customLong("hostnqn")],
+        help: "Host NQN (default: /etc/nvme/hostnqn; -h as in nvme-dem, --help for help)."
+    )
     public var hostNQN: String?
 
     @Option(name: [.customShort("I"), .customLong("hostid")], help: "Host ID, a UUID (default: /etc/nvme/hostid).")
@@ -50,8 +59,44 @@ public struct DiscoveryFlags: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     public var logLevel: Logger.Level = .info
 
+    @Flag(name: [.customShort("d"), .customLong("debug")], help: "Log at debug level (nvme-dem's -d).")
+    public var debug = false
+
+    @Flag(
+        name: [.customShort("S"), .customLong("standalone")],
+        help: "Run in the foreground, as it always does (nvme-dem's -S)."
+    )
+    public var standalone = false
+
     public func validate() throws {
-        guard transport == "tcp" else { throw ValidationError("-t: only tcp discovery controllers are supported") }
+        switch transport {
+        case "tcp": break
+        case "rdma":
+            guard NVMeRDMATransport.isAvailable else {
+                throw ValidationError("-t rdma: \(NVMeRDMATransport.Unavailable())")
+            }
+        default:
+            throw ValidationError("-t must be tcp or rdma, not \"\(transport)\"")
+        }
+        if let addressFamily {
+            switch addressFamily {
+            case "ipv4", "ipv6":
+                for address in addresses {
+                    let other = addressFamily == "ipv4" ? IPAddressText.isIPv6(address) : IPAddressText.isIPv4(address)
+                    if other {
+                        throw ValidationError(
+                            "-a \(address) is not an \(addressFamily == "ipv4" ? "IPv4" : "IPv6") address (-f \(addressFamily))"
+                        )
+                    }
+                }
+            case "ib", "fc":
+                throw ValidationError(
+                    "-f \(addressFamily): discovery controllers are reached over tcp or rdma, with ipv4 or ipv6 addresses"
+                )
+            default:
+                throw ValidationError("-f must be ipv4 or ipv6, not \"\(addressFamily)\"")
+            }
+        }
         guard let port = Int(serviceIdentifier), (1...65535).contains(port) else {
             throw ValidationError("-s must be a port 1...65535, not \"\(serviceIdentifier)\"")
         }
@@ -63,7 +108,7 @@ public struct DiscoveryFlags: ParsableArguments {
     public func controllers() throws -> [DiscoveryControllerAddress] {
         var result = addresses.map {
             DiscoveryControllerAddress(
-                transportType: .tcp,
+                transportType: transport == "rdma" ? .rdma : .tcp,
                 transportAddress: $0,
                 transportServiceIdentifier: serviceIdentifier
             )
@@ -102,7 +147,7 @@ public struct DiscoveryFlags: ParsableArguments {
     }
 
     public func bootstrapLogging(label: String) -> Logger {
-        let level = logLevel
+        let level = debug ? .debug : logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

@@ -16,6 +16,8 @@ public struct DEMOptions: Sendable {
     /// Addresses the discovery controller serves over NVMe/RDMA too (the `RDMA` trait), on
     /// ``port``.
     public var rdmaAddresses: [String] = []
+    /// More listeners, each with its own transport and port (nvme-dem's interface files).
+    public var moreListeners: [DiscoveryEndpoint] = []
     /// The discovery port (8009), 0 for any free port.
     public var port: Int = DEMCore.discoveryPort
     /// The JSON file of discovery entries, if any.
@@ -208,9 +210,9 @@ public struct DEMApplication: Sendable {
             ]
         )
         let listeners = try await DiscoveryListenerService.bind(
-            addresses: options.addresses,
-            rdmaAddresses: options.rdmaAddresses,
-            port: options.port,
+            options.rdmaAddresses.map { DiscoveryEndpoint(transport: .rdma, address: $0, port: options.port) }
+                + options.addresses.map { DiscoveryEndpoint(transport: .tcp, address: $0, port: options.port) }
+                + options.moreListeners,
             configuration: controller,
             catalog: catalog,
             gate: discoveryGate,

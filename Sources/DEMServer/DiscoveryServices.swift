@@ -6,6 +6,26 @@ import NIOPosix
 import ServiceLifecycle
 import UnixSignals
 
+/// Where a discovery controller listens: a transport, an address and a port.
+public struct DiscoveryEndpoint: Sendable, Hashable {
+    public var transport: NVMeTransport
+    public var address: String
+    public var port: Int
+    /// What sets the port, for messages: an option, or an interface file.
+    public var option: String
+    /// What to say when the port is in use, besides the address.
+    public var advice: String?
+
+    public init(transport: NVMeTransport, address: String, port: Int, option: String = "--port", advice: String? = nil)
+    {
+        self.transport = transport
+        self.address = address
+        self.port = port
+        self.option = option
+        self.advice = advice
+    }
+}
+
 /// dem's discovery listeners as a `Service`, NVMe/TCP and NVMe/RDMA: bound by
 /// ``bind(addresses:rdmaAddresses:port:configuration:catalog:group:logger:)`` before the service
 /// group starts (so a port 0 is known), closed on graceful shutdown.
@@ -46,14 +66,35 @@ public final class DiscoveryListenerService: Service {
         group: any EventLoopGroup,
         logger: Logger
     ) async throws -> DiscoveryListenerService {
+        try await bind(
+            rdmaAddresses.map { DiscoveryEndpoint(transport: .rdma, address: $0, port: port) }
+                + addresses.map { DiscoveryEndpoint(transport: .tcp, address: $0, port: port) },
+            configuration: configuration,
+            catalog: catalog,
+            gate: gate,
+            group: group,
+            logger: logger
+        )
+    }
+
+    /// Binds one listener per endpoint (each with its own port and transport) and tells the
+    /// catalog where the NVMe/TCP ones are.
+    public static func bind(
+        _ endpoints: [DiscoveryEndpoint],
+        configuration: DiscoveryControllerConfiguration,
+        catalog: DiscoveryCatalog,
+        gate: ConnectionGate? = nil,
+        group: any EventLoopGroup,
+        logger: Logger
+    ) async throws -> DiscoveryListenerService {
         var channels: [any Channel] = []
         var rdmaListeners: [NVMeRDMAListener] = []
         do {
-            for address in rdmaAddresses {
-                let listener = try await listening(address, port) {
+            for endpoint in endpoints where endpoint.transport == .rdma {
+                let listener = try await listening(endpoint) {
                     try await NVMeRDMAListener.bind(
-                        host: address,
-                        port: port,
+                        host: endpoint.address,
+                        port: endpoint.port,
                         configuration: configuration,
                         serving: .discovery(catalog),
                         logger: logger
@@ -61,16 +102,16 @@ public final class DiscoveryListenerService: Service {
                 }
                 logger.notice(
                     "discovery controller listening",
-                    metadata: ["transport": "rdma", "address": "\(address)", "port": "\(listener.port)"]
+                    metadata: ["transport": "rdma", "address": "\(endpoint.address)", "port": "\(listener.port)"]
                 )
                 rdmaListeners.append(listener)
             }
-            for address in addresses {
+            for endpoint in endpoints where endpoint.transport == .tcp {
                 channels.append(
-                    try await listening(address, port) {
+                    try await listening(endpoint) {
                         try await NVMeTCPDiscoveryListener.bind(
-                            host: address,
-                            port: port,
+                            host: endpoint.address,
+                            port: endpoint.port,
                             configuration: configuration,
                             service: catalog,
                             gate: gate,
@@ -90,17 +131,25 @@ public final class DiscoveryListenerService: Service {
         return service
     }
 
-    /// A bind's failure as a ``ListenError``.
+    /// A bind's failure as a ``ListenError``, with the endpoint's own advice when it has some.
     private static func listening<Result>(
-        _ address: String,
-        _ port: Int,
+        _ endpoint: DiscoveryEndpoint,
         _ bind: () async throws -> Result
     ) async throws -> Result {
         do {
             return try await bind()
         } catch {
-            throw ListenError.from(error, what: "discovery controller", address: address, port: port, option: "--port")
-                ?? error
+            guard
+                var failure = ListenError.from(
+                    error,
+                    what: "discovery controller",
+                    address: endpoint.address,
+                    port: endpoint.port,
+                    option: endpoint.option
+                )
+            else { throw error }
+            if let advice = endpoint.advice, failure.isAddressInUse { failure.advice = advice }
+            throw failure
         }
     }
 

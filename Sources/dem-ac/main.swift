@@ -16,7 +16,9 @@ struct DEMAC: AsyncParsableCommand {
             /etc/nvme/discovery.conf), reads its page again on each change notification, and \
             connects a kernel controller (/dev/nvme-fabrics) for every NVM subsystem entry. \
             Controllers made by others are left alone.
-            """
+            """,
+        // -h is the host NQN, as in nvme-dem: help is --help only.
+        helpNames: [.long]
     )
 
     @OptionGroup var discovery: DiscoveryFlags
@@ -54,7 +56,10 @@ struct DEMAC: AsyncParsableCommand {
     @Option(name: [.customShort("w"), .customLong("host-traddr")], help: "host_traddr of the I/O controllers.")
     var hostTraddr: String?
 
-    @Option(name: [.customShort("f"), .customLong("host-iface")], help: "host_iface of the I/O controllers.")
+    @Option(
+        name: .customLong("host-iface"),
+        help: "host_iface of the I/O controllers (no -f: in nvme-dem -f is the address family)."
+    )
     var hostIface: String?
 
     @Option(name: .customLong("state-dir"), help: "Where dem-ac records the controllers it created.")

@@ -16,7 +16,9 @@ struct DEMDM: AsyncParsableCommand {
             removed or changed; the controller lost or back), as text or as JSON lines whose \
             entries use the field names of nvme discover -o json. With --once: print the pages \
             and exit 0 (all read), 1 (one unreachable) or 2 (one broke the protocol).
-            """
+            """,
+        // -h is the host NQN, as in nvme-dem: help is --help only.
+        helpNames: [.long]
     )
 
     @OptionGroup var discovery: DiscoveryFlags

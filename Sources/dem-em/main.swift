@@ -57,7 +57,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("api-address"), help: "Address the REST API listens on.")
     var apiAddress: String = "0.0.0.0"
 
-    @Option(name: .customLong("api-port"), parsing: .unconditional, help: "REST API port.")
+    @Option(
+        name: [.customShort("p"), .customLong("api-port")],
+        parsing: .unconditional,
+        help: "REST API port (nvme-dem's out-of-band -p)."
+    )
     var apiPort: Int = DEMCore.endpointManagerPort
 
     @Option(name: .customLong("join"), help: "dem's REST API to join at start, e.g. http://head:22345.")
@@ -89,19 +93,23 @@ struct Serve: AsyncParsableCommand {
     var repairDrift = false
 
     @Option(
-        name: .customLong("inband-address"),
+        name: [.customShort("a"), .customLong("inband-address")],
         help: "Serve the in-band management channel at this address (default: none, no channel)."
     )
     var inBandAddress: String?
 
     @Option(
-        name: .customLong("inband-transport"),
+        name: [.customShort("t"), .customLong("inband-transport")],
         help:
             "The in-band channel's transport: tcp, or rdma (an RDMA device must have --inband-address; needs a build with the RDMA trait)."
     )
     var inBandTransport: String = NVMeTransport.tcp.rawValue
 
-    @Option(name: .customLong("inband-port"), parsing: .unconditional, help: "The in-band channel's TRSVCID.")
+    @Option(
+        name: [.customShort("s"), .customLong("inband-port")],
+        parsing: .unconditional,
+        help: "The in-band channel's TRSVCID."
+    )
     var inBandPort: Int = DEMCore.endpointInBandPort
 
     @Option(
@@ -144,8 +152,30 @@ struct Serve: AsyncParsableCommand {
     )
     var httpTimeout: Double = 30
 
+    @Option(
+        name: [.customShort("f"), .customLong("inband-adrfam")],
+        help: "The in-band address's family, ipv4 or ipv6 (nvme-dem's -f; checked against -a)."
+    )
+    var inBandAddressFamily: String?
+
+    @Option(
+        name: .customLong("interfaces"),
+        help:
+            "nvme-dem's interface files: reported as fabric interfaces, from this folder when it exists (\"\" for none)."
+    )
+    var interfaces: String = LegacyInterface.defaultFolder
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
+
+    @Flag(name: [.customShort("d"), .customLong("debug")], help: "Log at debug level (nvme-dem's -d).")
+    var debug = false
+
+    @Flag(
+        name: [.customShort("S"), .customLong("standalone")],
+        help: "Run in the foreground, as dem-em always does (nvme-dem's -S)."
+    )
+    var standalone = false
 
     func validate() throws {
         guard (1...1_000_000).contains(maxConnections) else {
@@ -182,6 +212,22 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--inband-address \"\(inBandAddress)\" is not an IPv4 or IPv6 address")
         }
         guard (0...65535).contains(inBandPort) else { throw ValidationError("--inband-port must be 0...65535") }
+        if let family = inBandAddressFamily {
+            guard ["ipv4", "ipv6"].contains(family) else {
+                throw ValidationError(
+                    "-f/--inband-adrfam must be ipv4 or ipv6, not \"\(family)\" (ib and fc are not families dem-em's channel speaks)"
+                )
+            }
+            guard let address = inBandAddress else {
+                throw ValidationError("-f/--inband-adrfam needs the in-band address (-a/--inband-address)")
+            }
+            let matches = family == "ipv4" ? IPAddressText.isIPv4(address) : IPAddressText.isIPv6(address)
+            guard matches else {
+                throw ValidationError(
+                    "-a \(address) is not an \(family == "ipv4" ? "IPv4" : "IPv6") address (-f \(family))"
+                )
+            }
+        }
         guard let transport = NVMeTransport(rawValue: inBandTransport) else {
             throw ValidationError("--inband-transport must be tcp or rdma, not \"\(inBandTransport)\"")
         }
@@ -197,7 +243,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = logLevel
+        let level = debug ? .debug : logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
@@ -208,6 +254,12 @@ struct Serve: AsyncParsableCommand {
         options.nvmetRoot = common.nvmetRoot
         options.sysfsRoot = common.sysfsRoot
         options.allowedDevices = common.allowedDevices
+        do {
+            options.legacyInterfaces = interfaces.isEmpty ? [] : try LegacyInterface.read(folder: interfaces)
+        } catch {
+            logger.critical("dem-em cannot start", metadata: ["error": "nvme-dem interface file \(error)"])
+            throw ExitCode(1)
+        }
         options.apiAddress = apiAddress
         options.apiPort = apiPort
         options.joinURL = join

@@ -38,8 +38,19 @@ struct DiscoveryFlags: ParsableArguments {
     @Option(name: .customLong("api-address"), help: "Address the REST API listens on.")
     var apiAddress: String = "127.0.0.1"
 
-    @Option(name: .customLong("api-port"), parsing: .unconditional, help: "REST API port.")
+    @Option(
+        name: [.customShort("p"), .customLong("api-port")],
+        parsing: .unconditional,
+        help: "REST API port (nvme-dem's -p)."
+    )
     var apiPort: Int = 22345
+
+    @Option(
+        name: .customLong("interfaces"),
+        help:
+            "nvme-dem's interface files (TRTYPE, ADRFAM, TRADDR, TRSVCID): a discovery listener for each file of this folder, when it exists (\"\" for none)."
+    )
+    var interfaces: String = LegacyInterface.defaultFolder
 
     @Option(
         name: .customLong("cors-origin"),
@@ -194,7 +205,38 @@ struct DiscoveryFlags: ParsableArguments {
             nqn = try DataDirectory.uniqueDiscoveryNQN(in: directory).nqn
         }
         var options = DEMOptions(uniqueNQN: nqn, dataDirectory: directory)
-        options.addresses = addresses.isEmpty ? ["127.0.0.1"] : addresses
+        // nvme-dem's interface files: a listener for each (on its TRSVCID, else 4420 as nvme-dem
+        // took); with files and no --address, dem listens on them only, as nvme-dem did.
+        let legacy: [LegacyInterface]
+        do {
+            legacy = interfaces.isEmpty ? [] : try LegacyInterface.read(folder: interfaces)
+        } catch {
+            throw DEMStartError("nvme-dem interface file \(error)")
+        }
+        for interface in legacy where interface.transportType == "rdma" && !NVMeRDMATransport.isAvailable {
+            throw DEMStartError(
+                "nvme-dem interface file \(interface.file): TRTYPE=rdma: \(NVMeRDMATransport.Unavailable())"
+            )
+        }
+        options.moreListeners = legacy.map { interface in
+            let port = interface.transportServiceIdentifier ?? LegacyInterface.defaultServiceIdentifier
+            return DiscoveryEndpoint(
+                transport: interface.transportType == "rdma" ? .rdma : .tcp,
+                address: interface.transportAddress,
+                port: port,
+                option: "TRSVCID in \(interface.file)",
+                advice: interface.transportServiceIdentifier == nil
+                    ? "\(interface.file) has no TRSVCID, so dem listens on \(port) as nvme-dem did, where an NVMe-oF target on this machine (nvmet) listens too: set TRSVCID=4422 in it, as nvme-dem's examples did for a dem beside a target"
+                    : "another program listens there, perhaps a target on this machine: choose another TRSVCID in \(interface.file)"
+            )
+        }
+        if !legacy.isEmpty {
+            logger.info(
+                "listening as nvme-dem's interface files say",
+                metadata: ["folder": "\(interfaces)", "files": "\(legacy.map(\.file).joined(separator: ", "))"]
+            )
+        }
+        options.addresses = addresses.isEmpty ? (legacy.isEmpty ? ["127.0.0.1"] : []) : addresses
         options.rdmaAddresses = rdmaAddresses
         options.port = port
         options.entriesPath = entries
@@ -237,8 +279,17 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Flag(name: [.customShort("d"), .customLong("debug")], help: "Log at debug level (nvme-dem's -d).")
+    var debug = false
+
+    @Flag(
+        name: [.customShort("s"), .customLong("standalone")],
+        help: "Run in the foreground, as dem always does (nvme-dem's -s; dem never daemonizes)."
+    )
+    var standalone = false
+
     func run() async throws {
-        let level = logLevel
+        let level = debug ? .debug : logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

@@ -15,6 +15,22 @@ final class DEMProcess: Sendable {
     let apiPort: Int
     let token: String
 
+    /// The first discovery port in the log ("discovery controller listening … port=N").
+    var discoveryPort: Int? {
+        let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        for line in log.split(separator: "\n") where line.contains("discovery controller listening") {
+            if let range = line.range(of: " port=") {
+                return Int(line[range.upperBound...].prefix { $0.isNumber })
+            }
+        }
+        return nil
+    }
+
+    /// Another executable built beside dem (dem-dm, dem-ac, dem-em).
+    static func sibling(_ name: String) -> String {
+        URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent(name).path
+    }
+
     static var executable: String {
         let runner =
             (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]

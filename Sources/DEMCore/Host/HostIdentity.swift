@@ -171,6 +171,8 @@ extension DiscoveryControllerAddress {
             hostIdentifier: hostIdentifier ?? identity.hostIdentifier
         )
         options.subsystemNQN = subsystemNQN
+        // An rdma line of discovery.conf (or -t rdma) is reached over NVMe/RDMA, not TCP.
+        if transportType == .rdma { options.transport = .rdma }
         return options
     }
 }

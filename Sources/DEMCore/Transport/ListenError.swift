@@ -14,6 +14,8 @@ public struct ListenError: Error, Sendable, Hashable, CustomStringConvertible {
     public var reason: String
     /// The option that sets the port.
     public var option: String
+    /// What to do instead, when the caller knows better than the generic sentence.
+    public var advice: String?
 
     public init(what: String, address: String, port: Int, code: Int32?, reason: String, option: String) {
         self.what = what
@@ -44,10 +46,14 @@ public struct ListenError: Error, Sendable, Hashable, CustomStringConvertible {
         )
     }
 
+    /// Whether the address and port are taken by another socket.
+    public var isAddressInUse: Bool { code == EADDRINUSE }
+
     public var description: String {
         let host = address.contains(":") ? "[\(address)]" : address
         switch code {
         case EADDRINUSE:
+            if let advice { return "\(what): address \(host):\(port) is in use (\(advice))" }
             return
                 "\(what): address \(host):\(port) is in use (another program, perhaps another dem, listens there: stop it, or choose another port with \(option))"
         case EADDRNOTAVAIL:

@@ -48,16 +48,20 @@ public struct InventoryScanner: Sendable {
     public let allowedPaths: [String]
     /// This machine's addresses.
     private let addresses: @Sendable () -> [NetworkAddress]
+    /// nvme-dem's interface files, reported as fabric interfaces too.
+    public let legacyInterfaces: [LegacyInterface]
 
     public init(
         sysfsRoot: String = "/sys",
         devRoot: String = "/dev",
         allowedPaths: [String] = [],
+        legacyInterfaces: [LegacyInterface] = [],
         interfaces: @escaping @Sendable () -> [NetworkAddress] = NetworkAddress.system
     ) {
         self.sysfsRoot = Self.withoutTrailingSlash(sysfsRoot)
         self.devRoot = Self.withoutTrailingSlash(devRoot)
         self.allowedPaths = allowedPaths
+        self.legacyInterfaces = legacyInterfaces
         self.addresses = interfaces
     }
 
@@ -65,9 +69,23 @@ public struct InventoryScanner: Sendable {
     /// `file`) then path, interfaces by netdev, transport and address, RDMA devices by name.
     public func scan() -> EndpointInventory {
         let rdmaDevices = scanRDMADevices()
+        var interfaces = Self.fabricInterfaces(addresses: addresses(), rdmaDevices: rdmaDevices)
+        // An interface file names one the system may not show (an address not up yet).
+        for file in legacyInterfaces
+        where !interfaces.contains(where: {
+            $0.transportType == file.transportType && $0.transportAddress == file.transportAddress
+        }) {
+            interfaces.append(
+                ReportedInterface(
+                    transportType: file.transportType,
+                    addressFamily: file.addressFamily,
+                    transportAddress: file.transportAddress
+                )
+            )
+        }
         return EndpointInventory(
             devices: scanDevices(),
-            interfaces: Self.fabricInterfaces(addresses: addresses(), rdmaDevices: rdmaDevices),
+            interfaces: interfaces.sorted(by: Self.interfaceOrder),
             rdmaDevices: rdmaDevices,
             hostname: Self.hostname()
         )
