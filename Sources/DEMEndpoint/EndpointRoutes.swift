@@ -129,7 +129,7 @@ public struct EndpointRoutes: Sendable {
                 allowed: ["Version", "PortIDs", "Hosts", "Subsystems"]
             )
             let configuration = try body?.decode(EndpointConfiguration.self) ?? EndpointConfiguration()
-            return try await change(adopt: request.flag("adopt"), from: try Self.owner(request)) {
+            return try await change(adopt: try request.flag("adopt"), from: try Self.owner(request)) {
                 desired throws(ModelError) in
                 desired = configuration
             }
@@ -160,15 +160,16 @@ public struct EndpointRoutes: Sendable {
         }
         router.delete("/config") { request, _ in
             let status: EndpointStatus
+            let all = try request.flag("all")
             do throws(ModelError) {
-                status = try await service.reset(all: request.flag("all"))
+                status = try await service.reset(all: all)
             } catch {
                 throw APIError(error)
             }
             return try APIResponse.json(status)
         }
         router.post("/reconcile") { request, _ in
-            try APIResponse.json(await service.applyDesired(adopt: request.flag("adopt")))
+            try APIResponse.json(await service.applyDesired(adopt: try request.flag("adopt")))
         }
         router.get("/nvmetcli") { _, _ in
             let data: Data
@@ -191,7 +192,7 @@ public struct EndpointRoutes: Sendable {
             } catch {
                 throw APIError(.badRequest, "not an nvmetcli config.json: \(error)")
             }
-            return try await change(adopt: request.flag("adopt")) { desired throws(ModelError) in
+            return try await change(adopt: try request.flag("adopt")) { desired throws(ModelError) in
                 desired = configuration
             }
         }

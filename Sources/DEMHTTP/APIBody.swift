@@ -149,9 +149,21 @@ extension Parameters {
 }
 
 extension Request {
-    /// Whether the query sets flag `name`: present with no value, or `1`, `true` or `yes`.
-    public func flag(_ name: String) -> Bool {
+    /// Whether the query sets flag `name`: present with no value, or `1`, `true` or `yes`;
+    /// absent, `0`, `false` or `no` is off.
+    ///
+    /// - Throws: a 400 naming the parameter for any other value (never a silent "off").
+    public func flag(_ name: String) throws -> Bool {
         guard let value = uri.queryParameters[Substring(name)] else { return false }
-        return value.isEmpty || value == "1" || value == "true" || value == "yes"
+        switch value.lowercased() {
+        case "", "1", "true", "yes": return true
+        case "0", "false", "no": return false
+        default:
+            throw APIError(
+                .badRequest,
+                field: name,
+                "?\(name)= takes 1, true or yes (or 0, false, no), not \"\(value)\""
+            )
+        }
     }
 }

@@ -43,6 +43,12 @@ struct CarelessAdminTests {
             #expect(message.contains("?replace=1&empty=1"), "\(message)")
             #expect(fixture.service.fabric == before)
 
+            // A flag with a value that is not one is refused, not read as "off".
+            let garbled = try await client.call(.put, "/dem/config?replace=AAA", token: token, body: "{}")
+            #expect(garbled.status == .badRequest)
+            #expect(garbled.json["field"] as? String == "replace")
+            #expect(fixture.service.fabric == before)
+
             // replace=1 alone is not enough for an empty document.
             #expect(try await client.call(.put, "/dem/config?replace=1", token: token, body: "{}").status == .conflict)
             #expect(fixture.service.fabric == before)

@@ -280,8 +280,8 @@ public struct APIRoutes: Sendable {
                 throw APIError(.badRequest, "the body must be a configuration {\"Targets\":…,\"Hosts\":…,\"Groups\":…}")
             }
             let imported = try body.decode(Fabric.self)
-            let replace = request.flag("replace")
-            let empty = request.flag("empty")
+            let replace = try request.flag("replace")
+            let empty = try request.flag("empty")
             // Checked against the model in the same change, so nothing slips in between.
             let removed = try await change(.updated, "/dem/config") { fabric throws(ModelError) in
                 let removed = try FabricReplacement.check(
