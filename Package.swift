@@ -26,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
@@ -39,6 +41,16 @@ let package = Package(
             name: "CRDMA",
             path: "Sources/CRDMA",
             providers: [.apt(["librdmacm-dev", "libibverbs-dev"])]
+        ),
+        // The executables' configuration: flags over environment over a JSON file over defaults
+        // (swift-configuration), the option table read off each command's help.
+        .target(
+            name: "DEMConfig",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
         ),
         // NVMe-oF wire format, the pure controller and host state machines, and the NIO transport that drives them.
         .target(
@@ -99,6 +111,7 @@ let package = Package(
         .executableTarget(
             name: "dem-em",
             dependencies: [
+                "DEMConfig",
                 "DEMEndpoint",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -120,6 +133,7 @@ let package = Package(
         .executableTarget(
             name: "dem-ac",
             dependencies: [
+                "DEMConfig",
                 "DEMHost",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -130,6 +144,7 @@ let package = Package(
         .executableTarget(
             name: "dem-dm",
             dependencies: [
+                "DEMConfig",
                 "DEMHost",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -140,6 +155,7 @@ let package = Package(
         .executableTarget(
             name: "dem",
             dependencies: [
+                "DEMConfig",
                 "DEMServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -212,6 +228,7 @@ let package = Package(
         .testTarget(
             name: "DEMServerTests",
             dependencies: [
+                "DEMConfig",
                 "DEMCore",
                 "DEMServer",
                 .product(name: "Hummingbird", package: "hummingbird"),

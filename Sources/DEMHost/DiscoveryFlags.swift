@@ -62,6 +62,13 @@ public struct DiscoveryFlags: ParsableArguments {
     @Flag(name: [.customShort("d"), .customLong("debug")], help: "Log at debug level (nvme-dem's -d).")
     public var debug = false
 
+    @Option(
+        name: .customLong("log-format"),
+        help:
+            "Log lines as text (under systemd: with the journal's priorities, without times) or json (one object a line)."
+    )
+    public var logFormat: LogFormat = .text
+
     @Flag(
         name: [.customShort("S"), .customLong("standalone")],
         help: "Run in the foreground, as it always does (nvme-dem's -S)."
@@ -147,14 +154,10 @@ public struct DiscoveryFlags: ParsableArguments {
     }
 
     public func bootstrapLogging(label: String) -> Logger {
-        let level = debug ? .debug : logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LogFormat.bootstrap(logFormat, level: debug ? .debug : logLevel)
         return Logger(label: label)
     }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension LogFormat: ExpressibleByArgument {}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DEMConfig
 import DEMCore
 import DEMHost
 import Foundation
@@ -8,6 +9,11 @@ import UnixSignals
 
 @main
 struct DEMAC: AsyncParsableCommand {
+    /// The command line completed from `DEM_AC_*` variables and /etc/dem/dem-ac.json.
+    static func main() async {
+        await LayeredMain.run(DEMAC.self, subcommands: [], prefix: "DEM_AC", defaultFile: "/etc/dem/dem-ac.json")
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "dem-ac",
         abstract: "Keep this host connected to every NVMe-oF subsystem its discovery controllers list.",
@@ -22,6 +28,8 @@ struct DEMAC: AsyncParsableCommand {
     )
 
     @OptionGroup var discovery: DiscoveryFlags
+
+    @OptionGroup var configuration: ConfigurationOptions
 
     @Option(
         name: .customLong("disconnect"),
@@ -84,6 +92,7 @@ struct DEMAC: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if configuration.printIfAsked() { return }
         let logger = discovery.bootstrapLogging(label: "dem-ac")
         let controllers = try discovery.controllers()
         let identity = try discovery.identity()

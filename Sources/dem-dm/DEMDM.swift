@@ -1,4 +1,5 @@
 import ArgumentParser
+import DEMConfig
 import DEMCore
 import DEMHost
 import Foundation
@@ -8,6 +9,11 @@ import UnixSignals
 
 @main
 struct DEMDM: AsyncParsableCommand {
+    /// The command line completed from `DEM_DM_*` variables and /etc/dem/dem-dm.json.
+    static func main() async {
+        await LayeredMain.run(DEMDM.self, subcommands: [], prefix: "DEM_DM", defaultFile: "/etc/dem/dem-dm.json")
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "dem-dm",
         abstract: "Watch NVMe-oF discovery controllers and report their entries and every change.",
@@ -23,6 +29,8 @@ struct DEMDM: AsyncParsableCommand {
 
     @OptionGroup var discovery: DiscoveryFlags
 
+    @OptionGroup var configuration: ConfigurationOptions
+
     @Flag(help: "JSON lines (with --once: nvme-cli's page object per controller).")
     var json = false
 
@@ -30,6 +38,7 @@ struct DEMDM: AsyncParsableCommand {
     var once = false
 
     func run() async throws {
+        if configuration.printIfAsked() { return }
         var flags = discovery
         if flags.logLevel == .info { flags.logLevel = .warning }
         let logger = flags.bootstrapLogging(label: "dem-dm")

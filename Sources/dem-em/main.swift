@@ -1,4 +1,5 @@
 import ArgumentParser
+import DEMConfig
 import DEMCore
 import DEMEndpoint
 import Foundation
@@ -24,11 +25,26 @@ struct CommonFlags: ParsableArguments {
     )
     var allowedDevices: [String] = []
 
+    @OptionGroup var configuration: ConfigurationOptions
+
     var resolvedDataDirectory: String { StateDirectory.resolve(dataDirectory, name: "dem-em") }
 }
 
 @main
 struct DEMEM: AsyncParsableCommand {
+    /// The command line completed from `DEM_EM_*` variables and /etc/dem/dem-em.json.
+    static func main() async {
+        await LayeredMain.run(
+            DEMEM.self,
+            subcommands: [
+                ("serve", Serve.self), ("inventory", Inventory.self), ("status", Status.self), ("import", Import.self),
+                ("export", Export.self),
+            ],
+            prefix: "DEM_EM",
+            defaultFile: "/etc/dem/dem-em.json"
+        )
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "dem-em",
         abstract: "DEM's endpoint manager: applies dem's configuration to this machine's kernel NVMe-oF target.",
@@ -171,6 +187,13 @@ struct Serve: AsyncParsableCommand {
     @Flag(name: [.customShort("d"), .customLong("debug")], help: "Log at debug level (nvme-dem's -d).")
     var debug = false
 
+    @Option(
+        name: .customLong("log-format"),
+        help:
+            "Log lines as text (under systemd: with the journal's priorities, without times) or json (one object a line)."
+    )
+    var logFormat: LogFormat = .text
+
     @Flag(
         name: [.customShort("S"), .customLong("standalone")],
         help: "Run in the foreground, as dem-em always does (nvme-dem's -S)."
@@ -243,12 +266,8 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = debug ? .debug : logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        if common.configuration.printIfAsked() { return }
+        LogFormat.bootstrap(logFormat, level: debug ? .debug : logLevel)
         let logger = Logger(label: "dem-em")
         var options = EndpointOptions(dataDirectory: common.resolvedDataDirectory, credentialPath: fabricKey)
         options.nvmetRoot = common.nvmetRoot
@@ -426,3 +445,4 @@ func printJSON(_ value: some Encodable) throws {
     FileHandle.standardOutput.write(Data("\n".utf8))
 }
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension LogFormat: ExpressibleByArgument {}

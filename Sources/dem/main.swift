@@ -1,4 +1,5 @@
 import ArgumentParser
+import DEMConfig
 import DEMCore
 import DEMServer
 import Foundation
@@ -259,6 +260,19 @@ struct DiscoveryFlags: ParsableArguments {
 
 @main
 struct DEM: AsyncParsableCommand {
+    /// The command line completed from `DEM_*` variables and /etc/dem/dem.json.
+    static func main() async {
+        await LayeredMain.run(
+            DEM.self,
+            subcommands: [
+                ("serve", Serve.self), ("logpage", LogPage.self), ("import", Import.self), ("export", Export.self),
+                ("backup", Backup.self), ("restore", Restore.self), ("check", Check.self),
+            ],
+            prefix: "DEM",
+            defaultFile: "/etc/dem/dem.json"
+        )
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "dem",
         abstract: "DEM's central NVMe over Fabrics discovery controller.",
@@ -276,11 +290,20 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var flags: DiscoveryFlags
 
+    @OptionGroup var configuration: ConfigurationOptions
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
     @Flag(name: [.customShort("d"), .customLong("debug")], help: "Log at debug level (nvme-dem's -d).")
     var debug = false
+
+    @Option(
+        name: .customLong("log-format"),
+        help:
+            "Log lines as text (under systemd: with the journal's priorities, without times) or json (one object a line)."
+    )
+    var logFormat: LogFormat = .text
 
     @Flag(
         name: [.customShort("s"), .customLong("standalone")],
@@ -289,12 +312,8 @@ struct Serve: AsyncParsableCommand {
     var standalone = false
 
     func run() async throws {
-        let level = debug ? .debug : logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        if configuration.printIfAsked() { return }
+        LogFormat.bootstrap(logFormat, level: debug ? .debug : logLevel)
         let logger = Logger(label: "dem")
         do {
             // Every connection is a descriptor: take what the system allows this process.
@@ -331,6 +350,8 @@ struct LogPage: AsyncParsableCommand {
     )
 
     @OptionGroup var flags: DiscoveryFlags
+
+    @OptionGroup var configuration: ConfigurationOptions
 
     @Option(name: .customLong("host-nqn"), help: "The host NQN whose page to print.")
     var hostNQN: String
@@ -377,8 +398,10 @@ struct LogPage: AsyncParsableCommand {
     }
 }
 
-/// The `--data-dir` option of the store commands.
+/// The `--data-dir` option of the store commands (and `--config`, which may set it).
 struct StoreFlags: ParsableArguments {
+    @OptionGroup var configuration: ConfigurationOptions
+
     @Option(
         name: .customLong("data-dir"),
         help: "State directory (default: /var/lib/dem as root, else $XDG_STATE_HOME/dem)."
@@ -606,3 +629,4 @@ struct Check: AsyncParsableCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension LogFormat: ExpressibleByArgument {}
