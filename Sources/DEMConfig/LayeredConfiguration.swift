@@ -381,6 +381,11 @@ public enum LayeredMain {
         LayeredConfiguration.current = layered
         do {
             var parsed = try root.parseAsRoot(layered.arguments)
+            // --print-config: the command line is checked (parsed), then reported, not run.
+            if layered.arguments.contains("--print-config") {
+                print(layered.report, terminator: "")
+                return
+            }
             if var asynchronous = parsed as? any AsyncParsableCommand {
                 try await asynchronous.run()
             } else {
@@ -428,12 +433,4 @@ public struct ConfigurationOptions: ParsableArguments {
     public var printConfig = false
 
     public init() {}
-
-    /// Prints the effective configuration when asked. - Returns: whether it did (the command
-    /// then ends).
-    public func printIfAsked() -> Bool {
-        guard printConfig else { return false }
-        print(LayeredConfiguration.current?.report ?? "# no layered configuration", terminator: "")
-        return true
-    }
 }

@@ -92,7 +92,6 @@ struct DEMAC: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if configuration.printIfAsked() { return }
         let logger = discovery.bootstrapLogging(label: "dem-ac")
         let controllers = try discovery.controllers()
         let identity = try discovery.identity()

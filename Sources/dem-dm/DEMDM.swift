@@ -38,7 +38,6 @@ struct DEMDM: AsyncParsableCommand {
     var once = false
 
     func run() async throws {
-        if configuration.printIfAsked() { return }
         var flags = discovery
         if flags.logLevel == .info { flags.logLevel = .warning }
         let logger = flags.bootstrapLogging(label: "dem-dm")

@@ -266,7 +266,6 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if common.configuration.printIfAsked() { return }
         LogFormat.bootstrap(logFormat, level: debug ? .debug : logLevel)
         let logger = Logger(label: "dem-em")
         var options = EndpointOptions(dataDirectory: common.resolvedDataDirectory, credentialPath: fabricKey)

@@ -6,8 +6,9 @@ import Foundation
 import Logging
 import NIOCore
 
-/// The options `dem serve` and `dem logpage` share.
-struct DiscoveryFlags: ParsableArguments {
+/// The options `dem serve` and `dem logpage` share: where discovery listens, the entries file,
+/// the unique NQN and the data directory.
+struct ModelFlags: ParsableArguments {
     @Option(name: .customLong("address"), help: "Address to listen on (repeatable). Default: 127.0.0.1.")
     var addresses: [String] = []
 
@@ -36,6 +37,92 @@ struct DiscoveryFlags: ParsableArguments {
     )
     var dataDirectory: String?
 
+    @Option(
+        name: .customLong("interfaces"),
+        help:
+            "nvme-dem's interface files (TRTYPE, ADRFAM, TRADDR, TRSVCID): a discovery listener for each file of this folder, when it exists (\"\" for none)."
+    )
+    var interfaces: String = LegacyInterface.defaultFolder
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535, not \(port)") }
+        for address in addresses where !IPAddressText.isIPv4(address) && !IPAddressText.isIPv6(address) {
+            throw ValidationError("--address \"\(address)\" is not an IPv4 or IPv6 address")
+        }
+        for address in rdmaAddresses where !IPAddressText.isIPv4(address) && !IPAddressText.isIPv6(address) {
+            throw ValidationError("--rdma-address \"\(address)\" is not an IPv4 or IPv6 address")
+        }
+        if !rdmaAddresses.isEmpty && !NVMeRDMATransport.isAvailable {
+            throw ValidationError("--rdma-address: \(NVMeRDMATransport.Unavailable())")
+        }
+        if let discoveryNQN {
+            do { _ = try NQN(discoveryNQN) } catch { throw ValidationError("--dc-nqn: \(error.reason)") }
+            guard discoveryNQN != DEMCore.wellKnownDiscoveryNQN else {
+                throw ValidationError("--dc-nqn must be a unique NQN, not the well-known discovery NQN")
+            }
+        }
+    }
+
+    /// dem's options as far as these flags go: the unique NQN, the data directory, the listeners
+    /// (with nvme-dem's interface files) and the entries file.
+    func options(logger: Logger) throws -> DEMOptions {
+        let directory = DataDirectory.resolve(dataDirectory)
+        let nqn: String
+        if let discoveryNQN {
+            nqn = discoveryNQN
+        } else {
+            // The directory first: an unusable one is the error to report, not a passing NQN.
+            do {
+                try StateDirectory.prepare(directory)
+            } catch {
+                throw DEMStartError(error.description)
+            }
+            nqn = try DataDirectory.uniqueDiscoveryNQN(in: directory).nqn
+        }
+        var options = DEMOptions(uniqueNQN: nqn, dataDirectory: directory)
+        // nvme-dem's interface files: a listener for each (on its TRSVCID, else 4420 as nvme-dem
+        // took); with files and no --address, dem listens on them only, as nvme-dem did.
+        let legacy: [LegacyInterface]
+        do {
+            legacy = interfaces.isEmpty ? [] : try LegacyInterface.read(folder: interfaces)
+        } catch {
+            throw DEMStartError("nvme-dem interface file \(error)")
+        }
+        for interface in legacy where interface.transportType == "rdma" && !NVMeRDMATransport.isAvailable {
+            throw DEMStartError(
+                "nvme-dem interface file \(interface.file): TRTYPE=rdma: \(NVMeRDMATransport.Unavailable())"
+            )
+        }
+        options.moreListeners = legacy.map { interface in
+            let port = interface.transportServiceIdentifier ?? LegacyInterface.defaultServiceIdentifier
+            return DiscoveryEndpoint(
+                transport: interface.transportType == "rdma" ? .rdma : .tcp,
+                address: interface.transportAddress,
+                port: port,
+                option: "TRSVCID in \(interface.file)",
+                advice: interface.transportServiceIdentifier == nil
+                    ? "\(interface.file) has no TRSVCID, so dem listens on \(port) as nvme-dem did, where an NVMe-oF target on this machine (nvmet) listens too: set TRSVCID=4422 in it, as nvme-dem's examples did for a dem beside a target"
+                    : "another program listens there, perhaps a target on this machine: choose another TRSVCID in \(interface.file)"
+            )
+        }
+        if !legacy.isEmpty {
+            logger.info(
+                "listening as nvme-dem's interface files say",
+                metadata: ["folder": "\(interfaces)", "files": "\(legacy.map(\.file).joined(separator: ", "))"]
+            )
+        }
+        options.addresses = addresses.isEmpty ? (legacy.isEmpty ? ["127.0.0.1"] : []) : addresses
+        options.rdmaAddresses = rdmaAddresses
+        options.port = port
+        options.entriesPath = entries
+        return options
+    }
+}
+
+/// The options of `dem serve`: where dem listens and keeps its state (shared with `dem logpage`), and how it serves.
+struct ServeFlags: ParsableArguments {
+    @OptionGroup var model: ModelFlags
+
     @Option(name: .customLong("api-address"), help: "Address the REST API listens on.")
     var apiAddress: String = "127.0.0.1"
 
@@ -45,13 +132,6 @@ struct DiscoveryFlags: ParsableArguments {
         help: "REST API port (nvme-dem's -p)."
     )
     var apiPort: Int = 22345
-
-    @Option(
-        name: .customLong("interfaces"),
-        help:
-            "nvme-dem's interface files (TRTYPE, ADRFAM, TRADDR, TRSVCID): a discovery listener for each file of this folder, when it exists (\"\" for none)."
-    )
-    var interfaces: String = LegacyInterface.defaultFolder
 
     @Option(
         name: .customLong("cors-origin"),
@@ -167,80 +247,16 @@ struct DiscoveryFlags: ParsableArguments {
         guard targetTimeout >= 0.1, targetTimeout <= 600 else {
             throw ValidationError("--target-timeout must be 0.1...600 seconds")
         }
-        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535, not \(port)") }
         guard (0...65535).contains(apiPort) else {
             throw ValidationError("--api-port must be 0...65535, not \(apiPort)")
         }
         guard IPAddressText.isIPv4(apiAddress) || IPAddressText.isIPv6(apiAddress) else {
             throw ValidationError("--api-address \"\(apiAddress)\" is not an IPv4 or IPv6 address")
         }
-        for address in addresses where !IPAddressText.isIPv4(address) && !IPAddressText.isIPv6(address) {
-            throw ValidationError("--address \"\(address)\" is not an IPv4 or IPv6 address")
-        }
-        for address in rdmaAddresses where !IPAddressText.isIPv4(address) && !IPAddressText.isIPv6(address) {
-            throw ValidationError("--rdma-address \"\(address)\" is not an IPv4 or IPv6 address")
-        }
-        if !rdmaAddresses.isEmpty && !NVMeRDMATransport.isAvailable {
-            throw ValidationError("--rdma-address: \(NVMeRDMATransport.Unavailable())")
-        }
-        if let discoveryNQN {
-            do { _ = try NQN(discoveryNQN) } catch { throw ValidationError("--dc-nqn: \(error.reason)") }
-            guard discoveryNQN != DEMCore.wellKnownDiscoveryNQN else {
-                throw ValidationError("--dc-nqn must be a unique NQN, not the well-known discovery NQN")
-            }
-        }
     }
 
     func options(logger: Logger) throws -> DEMOptions {
-        let directory = DataDirectory.resolve(dataDirectory)
-        let nqn: String
-        if let discoveryNQN {
-            nqn = discoveryNQN
-        } else {
-            // The directory first: an unusable one is the error to report, not a passing NQN.
-            do {
-                try StateDirectory.prepare(directory)
-            } catch {
-                throw DEMStartError(error.description)
-            }
-            nqn = try DataDirectory.uniqueDiscoveryNQN(in: directory).nqn
-        }
-        var options = DEMOptions(uniqueNQN: nqn, dataDirectory: directory)
-        // nvme-dem's interface files: a listener for each (on its TRSVCID, else 4420 as nvme-dem
-        // took); with files and no --address, dem listens on them only, as nvme-dem did.
-        let legacy: [LegacyInterface]
-        do {
-            legacy = interfaces.isEmpty ? [] : try LegacyInterface.read(folder: interfaces)
-        } catch {
-            throw DEMStartError("nvme-dem interface file \(error)")
-        }
-        for interface in legacy where interface.transportType == "rdma" && !NVMeRDMATransport.isAvailable {
-            throw DEMStartError(
-                "nvme-dem interface file \(interface.file): TRTYPE=rdma: \(NVMeRDMATransport.Unavailable())"
-            )
-        }
-        options.moreListeners = legacy.map { interface in
-            let port = interface.transportServiceIdentifier ?? LegacyInterface.defaultServiceIdentifier
-            return DiscoveryEndpoint(
-                transport: interface.transportType == "rdma" ? .rdma : .tcp,
-                address: interface.transportAddress,
-                port: port,
-                option: "TRSVCID in \(interface.file)",
-                advice: interface.transportServiceIdentifier == nil
-                    ? "\(interface.file) has no TRSVCID, so dem listens on \(port) as nvme-dem did, where an NVMe-oF target on this machine (nvmet) listens too: set TRSVCID=4422 in it, as nvme-dem's examples did for a dem beside a target"
-                    : "another program listens there, perhaps a target on this machine: choose another TRSVCID in \(interface.file)"
-            )
-        }
-        if !legacy.isEmpty {
-            logger.info(
-                "listening as nvme-dem's interface files say",
-                metadata: ["folder": "\(interfaces)", "files": "\(legacy.map(\.file).joined(separator: ", "))"]
-            )
-        }
-        options.addresses = addresses.isEmpty ? (legacy.isEmpty ? ["127.0.0.1"] : []) : addresses
-        options.rdmaAddresses = rdmaAddresses
-        options.port = port
-        options.entriesPath = entries
+        var options = try model.options(logger: logger)
         options.apiAddress = apiAddress
         options.apiPort = apiPort
         options.corsOrigin = corsOrigin
@@ -288,7 +304,7 @@ struct DEM: AsyncParsableCommand {
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the discovery controller (the default).")
 
-    @OptionGroup var flags: DiscoveryFlags
+    @OptionGroup var flags: ServeFlags
 
     @OptionGroup var configuration: ConfigurationOptions
 
@@ -312,7 +328,6 @@ struct Serve: AsyncParsableCommand {
     var standalone = false
 
     func run() async throws {
-        if configuration.printIfAsked() { return }
         LogFormat.bootstrap(logFormat, level: debug ? .debug : logLevel)
         let logger = Logger(label: "dem")
         do {
@@ -349,7 +364,7 @@ struct LogPage: AsyncParsableCommand {
             "Print the discovery log page dem would serve a host (from the store and the entries file), without serving it."
     )
 
-    @OptionGroup var flags: DiscoveryFlags
+    @OptionGroup var flags: ModelFlags
 
     @OptionGroup var configuration: ConfigurationOptions
 
