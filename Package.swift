@@ -47,6 +47,8 @@ let package = Package(
         .target(
             name: "DEMConfig",
             dependencies: [
+                "DEMCore",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -123,6 +125,7 @@ let package = Package(
         .target(
             name: "DEMHost",
             dependencies: [
+                "DEMConfig",
                 "DEMCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Configuration
+import DEMCore
 import Foundation
+import Logging
 import Synchronization
 import SystemPackage
 
@@ -434,3 +436,34 @@ public struct ConfigurationOptions: ParsableArguments {
 
     public init() {}
 }
+
+/// `--log-level`, `-d/--debug` and `--log-format`, the same in every program.
+public struct LoggingOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    public var logLevel: Logger.Level = .info
+
+    @Flag(name: [.customShort("d"), .customLong("debug")], help: "Log at debug level (nvme-dem's -d).")
+    public var debug = false
+
+    @Option(
+        name: .customLong("log-format"),
+        help:
+            "Log lines as text (under systemd: with the journal's priorities, without times) or json (one object a line)."
+    )
+    public var logFormat: LogFormat = .text
+
+    public init() {}
+
+    /// The level in force: debug with `-d`, else `--log-level`.
+    public var level: Logger.Level { debug ? .debug : logLevel }
+
+    /// Routes the process's logs to standard error as asked, and returns a logger labelled `label`.
+    @discardableResult
+    public func bootstrap(label: String, level override: Logger.Level? = nil) -> Logger {
+        LogFormat.bootstrap(logFormat, level: override ?? level)
+        return Logger(label: label)
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension LogFormat: ExpressibleByArgument {}

@@ -64,17 +64,7 @@ public struct APIBody: Sendable {
     }
 
     public static func apiError(_ error: DecodingError) -> APIError {
-        func path(_ keys: [any CodingKey]) -> String {
-            var text = ""
-            for key in keys {
-                if let index = key.intValue {
-                    text += "[\(index)]"
-                } else {
-                    text += text.isEmpty ? key.stringValue : "." + key.stringValue
-                }
-            }
-            return text
-        }
+        func path(_ keys: [any CodingKey]) -> String { JSONDiagnostics.path(keys) }
         switch error {
         case .keyNotFound(let key, let context):
             return APIError(.badRequest, field: path(context.codingPath + [key]), "\(key.stringValue) is required")

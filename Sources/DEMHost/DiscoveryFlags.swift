@@ -1,4 +1,5 @@
 import ArgumentParser
+import DEMConfig
 import DEMCore
 import Logging
 
@@ -56,18 +57,7 @@ public struct DiscoveryFlags: ParsableArguments {
     )
     public var backoffCap: Int = 60
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    public var logLevel: Logger.Level = .info
-
-    @Flag(name: [.customShort("d"), .customLong("debug")], help: "Log at debug level (nvme-dem's -d).")
-    public var debug = false
-
-    @Option(
-        name: .customLong("log-format"),
-        help:
-            "Log lines as text (under systemd: with the journal's priorities, without times) or json (one object a line)."
-    )
-    public var logFormat: LogFormat = .text
+    @OptionGroup public var logging: LoggingOptions
 
     @Flag(
         name: [.customShort("S"), .customLong("standalone")],
@@ -154,10 +144,6 @@ public struct DiscoveryFlags: ParsableArguments {
     }
 
     public func bootstrapLogging(label: String) -> Logger {
-        LogFormat.bootstrap(logFormat, level: debug ? .debug : logLevel)
-        return Logger(label: label)
+        logging.bootstrap(label: label)
     }
 }
-
-extension Logger.Level: @retroactive ExpressibleByArgument {}
-extension LogFormat: ExpressibleByArgument {}

@@ -39,7 +39,7 @@ struct DEMDM: AsyncParsableCommand {
 
     func run() async throws {
         var flags = discovery
-        if flags.logLevel == .info { flags.logLevel = .warning }
+        if flags.logging.logLevel == .info { flags.logging.logLevel = .warning }
         let logger = flags.bootstrapLogging(label: "dem-dm")
         let controllers = try discovery.controllers()
         let identity = try discovery.identity()

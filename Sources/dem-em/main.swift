@@ -181,18 +181,7 @@ struct Serve: AsyncParsableCommand {
     )
     var interfaces: String = LegacyInterface.defaultFolder
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
-
-    @Flag(name: [.customShort("d"), .customLong("debug")], help: "Log at debug level (nvme-dem's -d).")
-    var debug = false
-
-    @Option(
-        name: .customLong("log-format"),
-        help:
-            "Log lines as text (under systemd: with the journal's priorities, without times) or json (one object a line)."
-    )
-    var logFormat: LogFormat = .text
+    @OptionGroup var logging: LoggingOptions
 
     @Flag(
         name: [.customShort("S"), .customLong("standalone")],
@@ -266,8 +255,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LogFormat.bootstrap(logFormat, level: debug ? .debug : logLevel)
-        let logger = Logger(label: "dem-em")
+        let logger = logging.bootstrap(label: "dem-em")
         var options = EndpointOptions(dataDirectory: common.resolvedDataDirectory, credentialPath: fabricKey)
         options.nvmetRoot = common.nvmetRoot
         options.sysfsRoot = common.sysfsRoot
@@ -443,5 +431,3 @@ func printJSON(_ value: some Encodable) throws {
     FileHandle.standardOutput.write(try encoder.encode(value))
     FileHandle.standardOutput.write(Data("\n".utf8))
 }
-extension Logger.Level: @retroactive ExpressibleByArgument {}
-extension LogFormat: ExpressibleByArgument {}

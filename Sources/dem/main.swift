@@ -308,18 +308,7 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var configuration: ConfigurationOptions
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
-
-    @Flag(name: [.customShort("d"), .customLong("debug")], help: "Log at debug level (nvme-dem's -d).")
-    var debug = false
-
-    @Option(
-        name: .customLong("log-format"),
-        help:
-            "Log lines as text (under systemd: with the journal's priorities, without times) or json (one object a line)."
-    )
-    var logFormat: LogFormat = .text
+    @OptionGroup var logging: LoggingOptions
 
     @Flag(
         name: [.customShort("s"), .customLong("standalone")],
@@ -328,8 +317,7 @@ struct Serve: AsyncParsableCommand {
     var standalone = false
 
     func run() async throws {
-        LogFormat.bootstrap(logFormat, level: debug ? .debug : logLevel)
-        let logger = Logger(label: "dem")
+        let logger = logging.bootstrap(label: "dem")
         do {
             // Every connection is a descriptor: take what the system allows this process.
             let descriptors = DescriptorLimit.raise()
@@ -642,6 +630,3 @@ struct Check: AsyncParsableCommand {
         }
     }
 }
-
-extension Logger.Level: @retroactive ExpressibleByArgument {}
-extension LogFormat: ExpressibleByArgument {}

@@ -10,15 +10,8 @@ struct ManualPageTests {
         .deletingLastPathComponent().path
 
     /// The long options of each subcommand (the root's when there are none), by name.
-    func programOptions(_ program: String) throws -> [String: Set<String>] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: DEMProcess.sibling(program))
-        process.arguments = ["--experimental-dump-help"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+    func programOptions(_ program: String) async throws -> [String: Set<String>] {
+        let data = Data(try await runProgram(program, ["--experimental-dump-help"]).output.utf8)
         let root = try #require(
             (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["command"] as? [String: Any]
         )
@@ -63,7 +56,7 @@ struct ManualPageTests {
     }
 
     @Test("SYNOPSIS and OPTIONS list every option, and only those", arguments: ["dem", "dem-em", "dem-ac", "dem-dm"])
-    func page(_ program: String) throws {
+    func page(_ program: String) async throws {
         let page = try String(contentsOfFile: Self.repository + "/man/\(program).8", encoding: .utf8)
         let synopsis = try #require(page.range(of: ".SH SYNOPSIS\n")).upperBound
         let synopsisEnd = try #require(page.range(of: "\n.SH ", range: synopsis..<page.endIndex)).lowerBound
@@ -78,7 +71,7 @@ struct ManualPageTests {
         // Each subcommand's block of the SYNOPSIS starts with ".B program[ sub]".
         let blocks = page[synopsis..<synopsisEnd].components(separatedBy: ".br\n")
         var all = Set<String>()
-        for (command, longs) in try programOptions(program) {
+        for (command, longs) in try await programOptions(program) {
             all.formUnion(longs)
             let block = try #require(
                 blocks.first { block in

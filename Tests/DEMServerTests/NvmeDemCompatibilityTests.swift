@@ -6,18 +6,9 @@ import Testing
 /// interface files in /etc/nvme/nvmeof-dem.
 @Suite("nvme-dem's command lines and files", .serialized)
 struct NvmeDemCompatibilityTests {
-    /// Runs an executable beside dem with `arguments`: its exit status and output.
     func run(_ name: String, _ arguments: [String]) async throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: DEMProcess.sibling(name))
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let run = try await runProgram(name, arguments)
+        return (run.status, run.all)
     }
 
     @Test("dem-dm -t tcp -f ipv4 -a ADDR -s PORT -h HOSTNQN reads dem's page as nvme-dem's did; -f is checked")

@@ -9,34 +9,22 @@ struct ProgramConfigurationTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
 
-    /// Runs `name` (beside dem) with `arguments` and `environment` added: status, standard output,
-    /// standard error.
     func run(
         _ name: String,
         _ arguments: [String],
         environment: [String: String] = [:],
         seconds: Double = 20
     ) async throws -> (status: Int32, output: String, errors: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: DEMProcess.sibling(name))
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        let out = temporaryDirectory("out")
-        let err = temporaryDirectory("err")
-        _ = FileManager.default.createFile(atPath: out, contents: nil)
-        _ = FileManager.default.createFile(atPath: err, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-        try process.run()
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while process.isRunning {
-            if ContinuousClock.now > deadline { process.terminate() }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return (
-            process.terminationStatus, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
-            (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
+        // A daemon started to look at its log is stopped after `seconds`.
+        let daemon = !arguments.contains { ["--print-config", "--help"].contains($0) }
+        let run = try await runProgram(
+            name,
+            arguments,
+            environment: environment,
+            seconds: seconds,
+            stopAfter: daemon ? seconds : nil
         )
+        return (run.status, run.output, run.errors)
     }
 
     @Test("dem --print-config: a flag over DEM_* over the file over the default, each value with its source")

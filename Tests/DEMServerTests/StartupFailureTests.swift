@@ -4,29 +4,69 @@ import Foundation
 import NIOCore
 import Testing
 
-/// The `dem` executable run once with `arguments`: its exit status and its standard error, or a
-/// failure when it has not exited within `seconds` (then it is killed).
-func runDEM(_ arguments: [String], seconds: Double = 20) async throws -> (status: Int32, output: String) {
+/// What a program run by ``runProgram(_:_:environment:seconds:stopAfter:)`` did.
+struct ProgramRun {
+    var status: Int32
+    var output: String
+    var errors: String
+    /// Standard output and standard error, one after the other.
+    var all: String { output + errors }
+}
+
+/// Runs `executable` (a path, or the name of a program built beside dem) with `arguments` and
+/// `environment` added to this process's: its exit status and output. It must exit within
+/// `seconds` (else it is killed and the test fails), unless `stopAfter` is set: then it is
+/// stopped with SIGTERM after that long, as a daemon is.
+func runProgram(
+    _ executable: String,
+    _ arguments: [String],
+    environment: [String: String]? = nil,
+    seconds: Double = 20,
+    stopAfter: Double? = nil
+) async throws -> ProgramRun {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: DEMProcess.executable)
+    process.executableURL = URL(fileURLWithPath: executable.contains("/") ? executable : DEMProcess.sibling(executable))
     process.arguments = arguments
-    let logPath = FileManager.default.temporaryDirectory.appendingPathComponent("dem-run-\(UUID().uuidString).log").path
-    _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-    defer { try? FileManager.default.removeItem(atPath: logPath) }
-    let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-    process.standardError = log
-    process.standardOutput = log
+    if let environment {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    }
+    let out = temporaryDirectory("run-out")
+    let err = temporaryDirectory("run-err")
+    _ = FileManager.default.createFile(atPath: out, contents: nil)
+    _ = FileManager.default.createFile(atPath: err, contents: nil)
+    defer {
+        try? FileManager.default.removeItem(atPath: out)
+        try? FileManager.default.removeItem(atPath: err)
+    }
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
     try process.run()
-    let deadline = ContinuousClock.now + .seconds(seconds)
+    let start = ContinuousClock.now
     while process.isRunning {
-        if ContinuousClock.now > deadline {
+        let elapsed = ContinuousClock.now - start
+        if let stopAfter, elapsed > .seconds(stopAfter) {
+            process.terminate()
+            process.waitUntilExit()
+            break
+        }
+        if stopAfter == nil, elapsed > .seconds(seconds) {
             kill(process.processIdentifier, SIGKILL)
-            throw TestFailure("dem \(arguments.joined(separator: " ")) did not exit within \(seconds) s")
+            throw TestFailure("\(executable) \(arguments.joined(separator: " ")) did not exit within \(seconds) s")
         }
         try await Task.sleep(for: .milliseconds(20))
     }
-    try log.close()
-    return (process.terminationStatus, (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")
+    return ProgramRun(
+        status: process.terminationStatus,
+        output: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+        errors: (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
+    )
+}
+
+/// The `dem` executable run once with `arguments`: its exit status and its output (standard
+/// output and error), or a failure when it has not exited within `seconds`.
+func runDEM(_ arguments: [String], seconds: Double = 20) async throws -> (status: Int32, output: String) {
+    let run = try await runProgram("dem", arguments, seconds: seconds)
+    return (run.status, run.all)
 }
 
 /// A TCP port on 127.0.0.1 that something listens on, held until `close()`.

@@ -48,14 +48,7 @@ public enum JSONDiagnostics {
         if let syntax = syntaxError(in: data) { return "not valid JSON at \(syntax)" }
         guard let error = error as? DecodingError else { return "\(error)" }
         func path(_ codingPath: [any CodingKey]) -> String {
-            var text = ""
-            for key in codingPath {
-                if let index = key.intValue {
-                    text += "[\(index)]"
-                } else {
-                    text += (text.isEmpty ? "" : ".") + key.stringValue
-                }
-            }
+            let text = Self.path(codingPath)
             return text.isEmpty ? "the document" : text
         }
         switch error {
@@ -70,6 +63,20 @@ public enum JSONDiagnostics {
         @unknown default:
             return "\(error)"
         }
+    }
+
+    /// A coding path as the field names of the API's errors: `Targets[0].PortIDs[1].TRADDR`
+    /// (empty for the document itself).
+    public static func path(_ codingPath: [any CodingKey]) -> String {
+        var text = ""
+        for key in codingPath {
+            if let index = key.intValue {
+                text += "[\(index)]"
+            } else {
+                text += (text.isEmpty ? "" : ".") + key.stringValue
+            }
+        }
+        return text
     }
 
     private static func describe(_ type: Any.Type) -> String {
