@@ -33,9 +33,10 @@ echo "+ dem-dm $DC --json > /tmp/dm.json"
 /host/dem-dm $DC --json > /tmp/dm.json 2> /tmp/dm.err < /dev/null &
 DM_PID=$!
 mkdir -p $AC_DIR
-echo "+ dem-ac $DC --disconnect removed --removal-grace $AC_GRACE --state-dir $AC_DIR --log-level $AC_LOG_LEVEL 2> /tmp/ac.log"
+# nvme-dem's form of the address: -t tcp -f ipv4 -a ADDR -s PORT (-f is the family, as in nvme-dem)
+echo "+ dem-ac $DC -f ipv4 --disconnect removed --removal-grace $AC_GRACE --state-dir $AC_DIR --log-level $AC_LOG_LEVEL 2> /tmp/ac.log"
 AC_T0=$(uptime_now)
-/host/dem-ac $DC --disconnect removed --removal-grace "$AC_GRACE" --state-dir $AC_DIR \
+/host/dem-ac $DC -f ipv4 --disconnect removed --removal-grace "$AC_GRACE" --state-dir $AC_DIR \
     --log-level "$AC_LOG_LEVEL" > /tmp/ac.out 2> /tmp/ac.log < /dev/null &
 AC_PID=$!
 ac_alive() { [ -e /proc/$AC_PID/stat ] && [ "$(awk '{print $3}' /proc/$AC_PID/stat 2>/dev/null)" != Z ]; }
