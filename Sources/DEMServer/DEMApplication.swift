@@ -1,3 +1,4 @@
+import Crypto
 import DEMCore
 import DEMHTTP
 import Foundation
@@ -150,7 +151,7 @@ public struct DEMApplication: Sendable {
         if let range = nqn.range(of: ":uuid:"), let uuid = UUID(uuidString: String(nqn[range.upperBound...])) {
             return (nqn, withUnsafeBytes(of: uuid.uuid) { Array($0) })
         }
-        return (nqn, Array(SHA256.hash(Array(nqn.utf8)).prefix(16)))
+        return (nqn, Array(SHA256.hash(data: Array(nqn.utf8)).prefix(16)))
     }
 
     public static func build(

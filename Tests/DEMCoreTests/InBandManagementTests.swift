@@ -3,51 +3,74 @@ import NIOCore
 import Synchronization
 import Testing
 
-@Suite("SHA-256 and HMAC-SHA-256")
-struct SHA256Tests {
-    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+@Suite("the in-band channel's challenge answer")
+struct InBandAnswerTests {
+    static let credential = "demfabric_0123456789abcdef0123456789abcdef"
+    static let host = "nqn.2014-08.org.nvmexpress:uuid:host"
+    static let management = "nqn.2014-08.org.nvmexpress.dem:em:t1"
 
-    @Test("FIPS 180-4 examples")
-    func digests() {
-        #expect(
-            Self.hex(SHA256.hash(Array("".utf8))) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    /// The expected bytes come from Python's hmac module over the documented message
+    /// ("DEM-INBAND-1", challenge, host NQN, NUL, management NQN), not from our own code.
+    @Test("the answer is HMAC-SHA-256 of the documented message, as Python's hmac computes it")
+    func knownAnswer() {
+        let answer = InBandManagement.answer(
+            credential: Self.credential,
+            challenge: Array(0..<32),
+            hostNQN: Self.host,
+            subsystemNQN: Self.management
         )
         #expect(
-            Self.hex(SHA256.hash(Array("abc".utf8)))
-                == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            answer.map { String(format: "%02x", $0) }.joined()
+                == "52ff6dbebe989c8b9b9b9ad146245047322edf62dca8717a69ed2abe2836a11c"
         )
         #expect(
-            Self.hex(SHA256.hash(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)))
-                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
-        )
-        #expect(
-            Self.hex(SHA256.hash([UInt8](repeating: 0x61, count: 1_000_000)))
-                == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+            InBandManagement.isAnswer(
+                answer,
+                credential: Self.credential,
+                challenge: Array(0..<32),
+                hostNQN: Self.host,
+                subsystemNQN: Self.management
+            )
         )
     }
 
-    @Test("RFC 4231 test cases 1, 2 and 6 (a key longer than a block)")
-    func authenticationCodes() {
-        #expect(
-            Self.hex(
-                SHA256.authenticationCode(key: [UInt8](repeating: 0x0b, count: 20), message: Array("Hi There".utf8))
+    @Test("an answer is good for one challenge, one host, one target and one credential")
+    func boundAnswer() {
+        let answer = InBandManagement.answer(
+            credential: Self.credential,
+            challenge: Array(0..<32),
+            hostNQN: Self.host,
+            subsystemNQN: Self.management
+        )
+        func valid(_ credential: String, _ challenge: [UInt8], _ host: String, _ management: String) -> Bool {
+            InBandManagement.isAnswer(
+                answer,
+                credential: credential,
+                challenge: challenge,
+                hostNQN: host,
+                subsystemNQN: management
             )
-                == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
-        )
+        }
+        #expect(!valid(Self.credential, Array(1...32), Self.host, Self.management))
+        #expect(!valid(Self.credential, Array(0..<32), Self.host + "x", Self.management))
+        #expect(!valid(Self.credential, Array(0..<32), Self.host, Self.management + "x"))
+        #expect(!valid(Self.credential + "x", Array(0..<32), Self.host, Self.management))
         #expect(
-            Self.hex(
-                SHA256.authenticationCode(key: Array("Jefe".utf8), message: Array("what do ya want for nothing?".utf8))
+            !InBandManagement.isAnswer(
+                Array(answer.dropLast()),
+                credential: Self.credential,
+                challenge: Array(0..<32),
+                hostNQN: Self.host,
+                subsystemNQN: Self.management
             )
-                == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         )
-        #expect(
-            Self.hex(
-                SHA256.authenticationCode(
-                    key: [UInt8](repeating: 0xaa, count: 131),
-                    message: Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8)
-                )
-            ) == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
-        )
+    }
+
+    @Test("the admin token compares equal only to itself")
+    func tokenMatches() {
+        #expect(FabricCredential.matches(Self.credential, Self.credential))
+        #expect(!FabricCredential.matches(Self.credential + "0", Self.credential))
+        #expect(!FabricCredential.matches("", Self.credential))
     }
 }
 

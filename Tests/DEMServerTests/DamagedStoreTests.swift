@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Crypto
 import DEMCore
 import DEMServer
 import Foundation
@@ -56,7 +57,7 @@ private func damageIndexPage(_ path: String) throws {
 }
 
 private func digest(_ path: String) throws -> [UInt8] {
-    SHA256.hash(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+    Array(SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: path))))
 }
 
 @Suite("a damaged store is refused, never written, and there is a way out", .serialized)

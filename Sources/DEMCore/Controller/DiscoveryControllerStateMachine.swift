@@ -467,13 +467,15 @@ public struct DiscoveryControllerStateMachine {
             controller.management.challenge = nil
             guard let challenge, let data = capsule.data, data.readableBytes == InBandManagement.challengeLength
             else { return fail(.accessDenied.withDoNotRetry) }
-            let expected = InBandManagement.answer(
-                credential: service.credential(),
-                challenge: challenge,
-                hostNQN: controller.host.hostNQN,
-                subsystemNQN: controller.host.subsystemNQN
-            )
-            guard SHA256.constantTimeEqual(Array(data.readableBytesView), expected) else {
+            guard
+                InBandManagement.isAnswer(
+                    Array(data.readableBytesView),
+                    credential: service.credential(),
+                    challenge: challenge,
+                    hostNQN: controller.host.hostNQN,
+                    subsystemNQN: controller.host.subsystemNQN
+                )
+            else {
                 return fail(.accessDenied.withDoNotRetry)
             }
             controller.management.authenticated = true

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 #if canImport(Glibc)
@@ -41,9 +42,10 @@ public enum FabricCredential {
         return (secret, true)
     }
 
-    /// Whether `offered` is `secret`, compared in constant time.
+    /// Whether `offered` is `secret`, compared in constant time (digests compare in constant
+    /// time, and comparing digests hides the secret's length).
     public static func matches(_ offered: some StringProtocol, _ secret: String) -> Bool {
-        SHA256.constantTimeEqual(Array(offered.utf8), Array(secret.utf8))
+        SHA256.hash(data: Array(offered.utf8)) == SHA256.hash(data: Array(secret.utf8))
     }
 }
 

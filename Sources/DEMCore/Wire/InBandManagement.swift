@@ -1,3 +1,4 @@
+import Crypto
 import NIOCore
 
 /// DEM's in-band management channel: dem-em's REST API carried in NVMe-MI Send (1Dh) and
@@ -34,12 +35,36 @@ public enum InBandManagement {
         hostNQN: String,
         subsystemNQN: String
     ) -> [UInt8] {
+        Array(
+            HMAC<SHA256>.authenticationCode(
+                for: answerMessage(challenge: challenge, hostNQN: hostNQN, subsystemNQN: subsystemNQN),
+                using: SymmetricKey(data: Array(credential.utf8))
+            )
+        )
+    }
+
+    /// Whether `offered` is the answer to `challenge`, compared in constant time.
+    public static func isAnswer(
+        _ offered: [UInt8],
+        credential: String,
+        challenge: [UInt8],
+        hostNQN: String,
+        subsystemNQN: String
+    ) -> Bool {
+        HMAC<SHA256>.isValidAuthenticationCode(
+            offered,
+            authenticating: answerMessage(challenge: challenge, hostNQN: hostNQN, subsystemNQN: subsystemNQN),
+            using: SymmetricKey(data: Array(credential.utf8))
+        )
+    }
+
+    private static func answerMessage(challenge: [UInt8], hostNQN: String, subsystemNQN: String) -> [UInt8] {
         var message = Array("DEM-INBAND-1".utf8)
         message += challenge
         message += Array(hostNQN.utf8)
         message.append(0)
         message += Array(subsystemNQN.utf8)
-        return SHA256.authenticationCode(key: Array(credential.utf8), message: message)
+        return message
     }
 }
 
