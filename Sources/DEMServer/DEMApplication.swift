@@ -173,7 +173,7 @@ public struct DEMApplication: Sendable {
                 )
             }
         }
-        // The first page a host sees has GENCTR 1.
+        // The first page a host sees from a new store has GENCTR 1.
         let catalog = DiscoveryCatalog(uniqueNQN: options.uniqueNQN, listeners: [], entries: entries)
         do {
             try StateDirectory.prepare(options.dataDirectory)
@@ -192,6 +192,8 @@ public struct DEMApplication: Sendable {
         // Checked before anything is written to it: a damaged store is refused.
         let store = try SQLiteFabricStore(path: options.dataDirectory + "/dem.sqlite")
         chmod(options.dataDirectory + "/dem.sqlite", 0o600)
+        // GENCTR grows across restarts: the store reserves the counters before any is served.
+        try catalog.reserveGenerations(using: { try store.reserveGenerations($0) }, logger: logger)
         // The listeners are bound before anything that needs shutting down is made, so a port in
         // use ends the start with nothing left behind.
         var controller = options.controller

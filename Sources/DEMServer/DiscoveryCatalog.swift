@@ -1,4 +1,5 @@
 import DEMCore
+import Logging
 import NIOCore
 import Synchronization
 
@@ -160,6 +161,13 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         var sourceVersion: UInt64
     }
 
+    private struct Reservations {
+        var reserve: @Sendable (UInt64) throws -> ClosedRange<UInt64>
+        var blockSize: UInt64
+        var reservedThrough: UInt64
+        var logger: Logger
+    }
+
     private struct Registration {
         var key: ViewKey
         var onChange: @Sendable () -> Void
@@ -183,6 +191,8 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         var index = EntryIndex()
         var sourceVersion: UInt64 = 1
         var generation: UInt64 = 1
+        /// The generations reserved durably, when they are (``reserveGenerations(using:blockSize:logger:)``).
+        var reservations: Reservations?
         var views: [ViewKey: View] = [:]
         var registrations: [UInt64: Registration] = [:]
         var nextToken: UInt64 = 1
@@ -238,7 +248,54 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         state.withLock { state in
             state.listeners = listeners
             state.sourceVersion += 1
+            // A page already read changes with them: it takes a new GENCTR.
+            if !state.views.isEmpty { Self.nextGeneration(&state) }
         }
+    }
+
+    /// Takes every generation counter from now on from blocks of `blockSize` that `reserve`
+    /// makes durable (the store's), starting with the first of a new block: so a GENCTR is never
+    /// handed out twice, even across restarts, and a host never sees one GENCTR for two pages.
+    /// The same page keeps its GENCTR while dem runs; after a restart it has a higher one.
+    ///
+    /// A reservation that fails later is logged, and the counter goes on growing in memory.
+    public func reserveGenerations(
+        using reserve: @escaping @Sendable (UInt64) throws -> ClosedRange<UInt64>,
+        blockSize: UInt64 = 1024,
+        logger: Logger
+    ) throws {
+        let range = try reserve(blockSize)
+        state.withLock { state in
+            state.generation = max(state.generation, range.lowerBound)
+            state.reservations = Reservations(
+                reserve: reserve,
+                blockSize: blockSize,
+                reservedThrough: range.upperBound,
+                logger: logger
+            )
+            // Views made before (none, at start) take the new generation when next asked for.
+            state.views.removeAll()
+            state.sourceVersion += 1
+        }
+    }
+
+    /// The next generation, reserved first when the block is used up.
+    private static func nextGeneration(_ state: inout State) {
+        state.generation += 1
+        guard var reservations = state.reservations, state.generation > reservations.reservedThrough else { return }
+        do {
+            let range = try reservations.reserve(reservations.blockSize)
+            state.generation = max(state.generation, range.lowerBound)
+            reservations.reservedThrough = range.upperBound
+        } catch {
+            // Serving goes on; only a restart before the next good reservation could repeat a GENCTR.
+            reservations.reservedThrough = state.generation
+            reservations.logger.error(
+                "cannot reserve discovery generation counters; after a restart hosts may see a GENCTR again",
+                metadata: ["error": "\(error)", "generation": "\(state.generation)"]
+            )
+        }
+        state.reservations = reservations
     }
 
     /// The number of hosts connected for change notices.
@@ -319,7 +376,7 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
             state.entries = entries
             state.index = Self.index(entries, previous: state.index.shared)
             state.sourceVersion += 1
-            state.generation += 1
+            Self.nextGeneration(&state)
             var changed: [ViewKey: Bool] = [:]
             for (key, generation) in before {
                 changed[key] = view(for: key, in: &state).generationCounter != generation

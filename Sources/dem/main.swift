@@ -377,9 +377,12 @@ struct LogPage: AsyncParsableCommand {
             listeners: options.addresses.map { DiscoveryListenerAddress(address: $0, port: options.port) }
         )
         let storePath = options.dataDirectory + "/dem.sqlite"
+        // dem's next start serves the first generation after those its store has reserved.
+        var generation: UInt64 = 1
         if FileManager.default.fileExists(atPath: storePath) {
-            let fabric = try SQLiteFabricStore(path: storePath, readOnly: true).loadFabric()
-            catalog.update(entries: DiscoveryModelFeed.sourceEntries(fabric), from: .store)
+            let store = try SQLiteFabricStore(path: storePath, readOnly: true)
+            catalog.update(entries: DiscoveryModelFeed.sourceEntries(try store.loadFabric()), from: .store)
+            generation = try store.reservedGeneration() + 1
         }
         if let path = options.entriesPath {
             do {
@@ -388,9 +391,8 @@ struct LogPage: AsyncParsableCommand {
                 throw CommandFailure("entries file: \(error)")
             }
         }
-        // A fresh dem serves the first generation.
         let page = catalog.discoveryLogPage(hostNQN: hostNQN)
-        let served = DiscoveryLogPage(generationCounter: 1, entries: page.entries)
+        let served = DiscoveryLogPage(generationCounter: generation, entries: page.entries)
         if let raw {
             let bytes = served.encoded()
             try Data(bytes.readableBytesView).write(to: URL(fileURLWithPath: raw))
@@ -582,6 +584,22 @@ struct Restore: AsyncParsableCommand {
             try? FileManager.default.removeItem(atPath: staging)
             try SQLiteFabricStore(path: file, readOnly: true).backup(to: staging)
             let manager = FileManager.default
+            // The discovery generation counters the replaced store handed out stay used: hosts
+            // must not see one GENCTR for two pages. When it cannot be read, the restored store
+            // starts past any count it could have reached (GENCTR is 64 bits).
+            let floor: UInt64
+            if manager.fileExists(atPath: store.storePath) {
+                if let reserved = try? SQLiteFabricStore(path: store.storePath, readOnly: true).reservedGeneration() {
+                    floor = reserved
+                } else {
+                    floor = UInt64(Date().timeIntervalSince1970 * 1_000_000)
+                    print("the replaced store's discovery generation cannot be read; GENCTR continues from \(floor)")
+                }
+            } else {
+                floor = 0
+            }
+            try SQLiteFabricStore(path: staging, readOnly: false).raiseReservedGeneration(to: floor)
+            for suffix in ["-wal", "-shm"] { try? manager.removeItem(atPath: staging + suffix) }
             if manager.fileExists(atPath: store.storePath) {
                 let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
                 let kept = store.storePath + ".replaced-" + stamp

@@ -46,7 +46,11 @@ struct StoreTests {
     @Test("the schema is migrated and the file is intact")
     func migrations() throws {
         let store = try Self.temporaryStore()
-        #expect(try store.appliedMigrations() == ["v1: targets, subsystems, hosts, groups, tokens"])
+        #expect(
+            try store.appliedMigrations() == [
+                "v1: targets, subsystems, hosts, groups, tokens", "v2: discovery generation counters reserved",
+            ]
+        )
         #expect(try store.integrityCheck() == "ok")
         #expect(try store.loadFabric() == Fabric())
     }

@@ -56,4 +56,12 @@ public protocol FabricStore: Sendable {
     func addToken(_ token: APIToken) throws
     /// Deletes a token. - Returns: whether it existed.
     func deleteToken(id: String) throws -> Bool
+    /// Durably reserves the next `count` discovery generation counters (GENCTR): never handed
+    /// out before by this store, so a host never sees one GENCTR for two pages across restarts.
+    func reserveGenerations(_ count: UInt64) throws -> ClosedRange<UInt64>
+    /// The highest generation counter reserved so far (0 when none).
+    func reservedGeneration() throws -> UInt64
+    /// Raises the highest reserved generation counter to at least `floor` (a restored backup
+    /// must not hand out again what the store it replaces has).
+    func raiseReservedGeneration(to floor: UInt64) throws
 }

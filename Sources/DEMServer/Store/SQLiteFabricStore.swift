@@ -132,6 +132,14 @@ public final class SQLiteFabricStore: FabricStore {
                     """
             )
         }
+        migrator.registerMigration("v2: discovery generation counters reserved") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE discovery_generation (
+                        id INTEGER PRIMARY KEY CHECK (id = 1), reserved INTEGER NOT NULL);
+                    """
+            )
+        }
         return migrator
     }
 
@@ -143,6 +151,55 @@ public final class SQLiteFabricStore: FabricStore {
     /// SQLite's own check of the open database: "ok" when it is intact.
     public func integrityCheck() throws -> String {
         try pool.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+    }
+
+    // MARK: Discovery generations
+
+    public func reserveGenerations(_ count: UInt64) throws -> ClosedRange<UInt64> {
+        precondition(count > 0)
+        do {
+            return try pool.write { db in
+                let reserved = try Self.reservedGeneration(db)
+                let range = (reserved + 1)...(reserved + count)
+                try Self.setReservedGeneration(db, range.upperBound)
+                return range
+            }
+        } catch let error as DatabaseError {
+            throw StoreError(path: path, error)
+        }
+    }
+
+    public func reservedGeneration() throws -> UInt64 {
+        do {
+            return try pool.read { db in
+                // A read-only store from before the table existed has reserved nothing.
+                guard try db.tableExists("discovery_generation") else { return 0 }
+                return try Self.reservedGeneration(db)
+            }
+        } catch let error as DatabaseError {
+            throw StoreError(path: path, error)
+        }
+    }
+
+    public func raiseReservedGeneration(to floor: UInt64) throws {
+        do {
+            try pool.write { db in
+                if try Self.reservedGeneration(db) < floor { try Self.setReservedGeneration(db, floor) }
+            }
+        } catch let error as DatabaseError {
+            throw StoreError(path: path, error)
+        }
+    }
+
+    private static func reservedGeneration(_ db: Database) throws -> UInt64 {
+        UInt64(try Int64.fetchOne(db, sql: "SELECT reserved FROM discovery_generation WHERE id = 1") ?? 0)
+    }
+
+    private static func setReservedGeneration(_ db: Database, _ value: UInt64) throws {
+        try db.execute(
+            sql: "INSERT OR REPLACE INTO discovery_generation (id, reserved) VALUES (1, ?)",
+            arguments: [Int64(clamping: value)]
+        )
     }
 
     // MARK: Model
