@@ -40,6 +40,8 @@ enum CLICommand: Equatable, Sendable {
     case help
     /// `--version`.
     case version
+    /// `--generate-completion-script SHELL`: print ``Completion/script(for:)``.
+    case completionScript(CompletionShell)
     /// Send these requests, in order, with these options.
     case run(CLIOptions, [CLIRequest])
 }
@@ -157,6 +159,7 @@ func parseCommandLine(_ arguments: [String]) throws(UsageError) -> CLICommand {
     var wantsVersion = false
     var sawJSON = false
     var sawRaw = false
+    var completion: CompletionShell?
 
     func note(_ error: UsageError) { if firstError == nil { firstError = error } }
 
@@ -233,6 +236,12 @@ func parseCommandLine(_ arguments: [String]) throws(UsageError) -> CLICommand {
             case .tokenFile: options.tokenFile = value!
             case .help: wantsHelp = true
             case .version: wantsVersion = true
+            case .completionScript:
+                if let shell = CompletionShell(rawValue: value!) {
+                    completion = shell
+                } else {
+                    note(UsageError("option '\(name)': '\(value!)' is not a shell (bash or zsh)"))
+                }
             }
         }
     }
@@ -240,33 +249,66 @@ func parseCommandLine(_ arguments: [String]) throws(UsageError) -> CLICommand {
     if wantsHelp { return .help }
     if wantsVersion { return .version }
     if let firstError { throw firstError }
+    if let completion { return .completionScript(completion) }
     if sawJSON && sawRaw { throw UsageError("-j/--json and -r/--raw cannot be used together") }
     options.format = sawRaw ? .raw : sawJSON ? .json : .text
     return .run(options, try CommandTable.requests(for: words))
 }
 
-/// dem-cli's options by name.
-private enum OptionName {
-    case server, port, json, raw, force, token, tokenFile, help, version
+/// dem-cli's options, once: the parser, `--help` and the shell completions read them from here.
+enum OptionName: CaseIterable, Sendable {
+    case server, port, json, raw, force, token, tokenFile, help, version, completionScript
 
-    init?(_ name: String) {
-        switch name {
-        case "-s", "--server": self = .server
-        case "-p", "--port": self = .port
-        case "-j", "--json": self = .json
-        case "-r", "--raw": self = .raw
-        case "-f", "--force", "-y", "--yes": self = .force
-        case "-t", "--token": self = .token
-        case "--token-file": self = .tokenFile
-        case "-h", "--help": self = .help
-        case "--version": self = .version
-        default: return nil
+    /// Every spelling, short ones first.
+    var spellings: [String] {
+        switch self {
+        case .server: ["-s", "--server"]
+        case .port: ["-p", "--port"]
+        case .json: ["-j", "--json"]
+        case .raw: ["-r", "--raw"]
+        case .force: ["-f", "-y", "--force", "--yes"]
+        case .token: ["-t", "--token"]
+        case .tokenFile: ["--token-file"]
+        case .help: ["-h", "--help"]
+        case .version: ["--version"]
+        case .completionScript: ["--generate-completion-script"]
         }
     }
 
-    static func takesValue(_ name: String) -> Bool {
-        ["-s", "--server", "-p", "--port", "-t", "--token", "--token-file"].contains(name)
+    /// The name of its value in the help, nil for a flag.
+    var valueName: String? {
+        switch self {
+        case .server: "HOST"
+        case .port: "N"
+        case .token: "TOKEN"
+        case .tokenFile: "FILE"
+        case .completionScript: "SHELL"
+        case .json, .raw, .force, .help, .version: nil
+        }
     }
+
+    /// One line for `--help` and the completions.
+    var summary: String {
+        switch self {
+        case .server: "dem's REST address (default 127.0.0.1)"
+        case .port: "dem's REST port (default 22345)"
+        case .json: "print the server's JSON, indented ({} when there is no body)"
+        case .raw: "print the server's body exactly as received"
+        case .force: "delete (or shut down) without asking"
+        case .token: "the API token to send"
+        case .tokenFile: "read the API token from FILE"
+        case .help: "print this help"
+        case .version: "print dem-cli's version"
+        case .completionScript: "print the bash or zsh completion script"
+        }
+    }
+
+    init?(_ name: String) {
+        guard let option = Self.allCases.first(where: { $0.spellings.contains(name) }) else { return nil }
+        self = option
+    }
+
+    static func takesValue(_ name: String) -> Bool { OptionName(name)?.valueName != nil }
 }
 
 /// Whether `word` is a negative integer such as `-1` (an argument, not an option).
@@ -427,15 +469,21 @@ enum CommandTable {
         lines += [
             "",
             "Options:",
-            "  -s, --server HOST     dem's REST address (default 127.0.0.1)",
-            "  -p, --port N          dem's REST port (default 22345)",
-            "  -j, --json            print the server's JSON, indented ({} when there is no body)",
-            "  -r, --raw             print the server's body exactly as received",
-            "  -f, --force, --yes    delete (or shut down) without asking",
-            "  -t, --token TOKEN     the API token to send",
-            "      --token-file FILE read the API token from FILE",
-            "  -h, --help            print this help",
-            "      --version         print dem-cli's version",
+        ]
+        for option in OptionName.allCases {
+            let short = option.spellings.filter { !$0.hasPrefix("--") }
+            var names = (short.isEmpty ? "    " : "") + option.spellings.joined(separator: ", ")
+            if let value = option.valueName { names += " " + value }
+            let column = 28
+            lines.append(
+                "  " + names
+                    + (names.count < column
+                        ? String(repeating: " ", count: column - names.count)
+                        : "\n" + String(repeating: " ", count: column + 2))
+                    + option.summary
+            )
+        }
+        lines += [
             "",
             "The token is the first of: --token, $DEM_TOKEN, --token-file, $DEM_TOKEN_FILE, then dem's",
             "admin token, admin.token in $DEM_DATA_DIR if set, else /var/lib/dem/admin.token if readable,",

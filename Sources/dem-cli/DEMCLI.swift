@@ -41,6 +41,9 @@ struct DEMCLI {
         case .version:
             writeOut("dem-cli \(version)\n")
             return .success
+        case .completionScript(let shell):
+            writeOut(Completion.script(for: shell))
+            return .success
         case .run(let options, let requests):
             return await send(requests, options: options)
         }

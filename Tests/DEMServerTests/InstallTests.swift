@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Testing
 
@@ -23,7 +24,7 @@ struct InstallTests {
     }
 
     @Test("programs, manual pages, units, configuration (kept when present) and every program's completions")
-    func stagedInstall() throws {
+    func stagedInstall() async throws {
         let stage = temporaryDirectory("dem-install")
         let bin = URL(fileURLWithPath: DEMProcess.executable).deletingLastPathComponent().path
         let (status, output) = try shell("scripts/install --bin-dir '\(bin)' --destdir '\(stage)' --prefix /opt/dem")
@@ -51,6 +52,23 @@ struct InstallTests {
             "source '\(completions)/dem-em'; COMP_WORDS=(dem-em serve --inband-ad); COMP_CWORD=2; COMP_LINE='dem-em serve --inband-ad'; COMP_POINT=${#COMP_LINE}; _dem-em dem-em --inband-ad serve; echo \"${COMPREPLY[@]}\""
         )
         #expect(emCompleted.contains("--inband-address"), "\(emCompleted)")
+        // dem-cli's completion asks a running dem for the aliases, with the options on the line.
+        let directory = temporaryDirectory("dem-install-completion")
+        let dem = try await DEMProcess.start(dataDirectory: directory)
+        for alias in ["rack1", "rack2"] {
+            let created = try await HTTPClient.shared.execute(
+                dem.request(.POST, "/target/\(alias)"),
+                timeout: .seconds(10)
+            )
+            #expect(created.status == .created)
+        }
+        let line = "dem-cli -p \(dem.apiPort) --token \(dem.token) del t rack1 r"
+        let (_, aliases) = try shell(
+            "PATH='\(stage)/opt/dem/bin':$PATH; source '\(completions)/dem-cli'; COMP_LINE='\(line)'; COMP_POINT=${#COMP_LINE}; _dem_cli; echo \"${COMPREPLY[*]}\""
+        )
+        #expect(aliases.trimmingCharacters(in: .whitespacesAndNewlines) == "rack1 rack2", "\(aliases)")
+        dem.kill(SIGTERM)
+        #expect(try await dem.waitForExit() == 0)
         // An administrator's configuration survives a second install.
         try #"{"api-port": 1}"#.write(toFile: stage + "/etc/dem/dem.json", atomically: true, encoding: .utf8)
         let (again, againOutput) = try shell(
