@@ -127,18 +127,9 @@ public final class TargetMonitor: Sendable {
         }
     }
 
+    /// A target's policy state and the driver's handles for it.
     private struct Runtime: Sendable {
-        var status: TargetStatus
-        /// The configuration dem-em last accepted; nil forces a push.
-        var pushed: EndpointConfiguration?
-        /// The target's part of the model at the last pass (a change wakes its worker).
-        var slice: FabricTarget?
-        var lastInventory: ContinuousClock.Instant?
-        var lastHarvest: ContinuousClock.Instant?
-        var harvestedEntries: [DiscoveryLogEntry]?
-        var confirmed: [String: Set<Int>]?
-        /// Since when calls to it fail, while they do.
-        var failingSince: ContinuousClock.Instant?
+        var watch: TargetWatch
         var wake: AsyncStream<Reason>.Continuation?
         var worker: Task<Void, Never>?
         /// InBandMgmt: the association with its dem-em's in-band channel.
@@ -164,18 +155,43 @@ public final class TargetMonitor: Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let runtimes = Mutex<[String: Runtime]>([:])
-    private let clock = ContinuousClock()
+    private let clock: TargetMonitorClock
+    private var policy: TargetWatch.Policy {
+        TargetWatch.Policy(
+            unreachablePolicy: configuration.unreachablePolicy,
+            unreachableAfter: configuration.unreachableAfter
+        )
+    }
 
-    public init(
+    public convenience init(
         service: FabricService,
         feed: DiscoveryModelFeed,
         configuration: Configuration,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger
     ) {
+        self.init(
+            service: service,
+            feed: feed,
+            configuration: configuration,
+            clock: .continuous,
+            group: group,
+            logger: logger
+        )
+    }
+
+    init(
+        service: FabricService,
+        feed: DiscoveryModelFeed,
+        configuration: Configuration,
+        clock: TargetMonitorClock,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger
+    ) {
         self.service = service
         self.feed = feed
         self.configuration = configuration
+        self.clock = clock
         self.group = group
         self.logger = logger
         var http = HTTPClient.Configuration()
@@ -188,12 +204,12 @@ public final class TargetMonitor: Sendable {
 
     /// Every target's status, by alias.
     public var statuses: [TargetStatus] {
-        runtimes.withLock { $0.values.map(\.status) }.sorted { $0.alias < $1.alias }
+        runtimes.withLock { $0.values.map(\.watch.status) }.sorted { $0.alias < $1.alias }
     }
 
     /// Target `alias`'s status, or nil when the monitor does not know it (yet).
     public func status(_ alias: String) -> TargetStatus? {
-        runtimes.withLock { $0[alias]?.status }
+        runtimes.withLock { $0[alias]?.watch.status }
     }
 
     // MARK: Running
@@ -235,25 +251,14 @@ public final class TargetMonitor: Sendable {
             }
             for (alias, target) in targets {
                 if var runtime = runtimes[alias] {
-                    if runtime.status.managementMode != target.managementMode {
-                        runtime.status = TargetStatus(alias: alias, managementMode: target.managementMode)
-                        runtime.pushed = nil
-                        runtime.confirmed = nil
-                        runtime.harvestedEntries = nil
-                        runtime.lastHarvest = nil
-                        runtime.lastInventory = nil
-                        runtime.closeInBand()
-                    }
-                    let changed = runtime.slice != target
+                    let mode = runtime.watch.status.managementMode
+                    let changed = runtime.watch.modelChanged(target)
+                    if mode != target.managementMode { runtime.closeInBand() }
                     sliceChanged = sliceChanged || changed
-                    runtime.slice = target
                     runtimes[alias] = runtime
                     if changed || wakeAll { runtime.wake?.yield(.modelChanged) }
                 } else {
-                    runtimes[alias] = Runtime(
-                        status: TargetStatus(alias: alias, managementMode: target.managementMode),
-                        slice: target
-                    )
+                    runtimes[alias] = Runtime(watch: TargetWatch(target: target, policy: policy))
                     started.append(alias)
                 }
             }
@@ -266,10 +271,10 @@ public final class TargetMonitor: Sendable {
     private func startWorker(_ alias: String) {
         // One stream of reasons per target: model changes, and a tick every probe interval.
         let (wakes, wake) = AsyncStream.makeStream(of: Reason.self, bufferingPolicy: .bufferingNewest(4))
-        let worker = Task { [self, configuration] in
+        let worker = Task { [self, configuration, clock] in
             let ticks = Task {
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: configuration.probeInterval)
+                    try? await clock.sleep(configuration.probeInterval)
                     wake.yield(.probe)
                 }
             }
@@ -301,82 +306,62 @@ public final class TargetMonitor: Sendable {
         return await pass(alias, reason: .reconfig)
     }
 
-    enum Reason { case start, modelChanged, probe, refresh, reconfig }
-
-    /// What a pass read from the target, applied to the runtime when it ends.
-    private enum Outcome {
-        case managed(EndpointStatus, pushed: EndpointConfiguration?, inventory: EndpointInventory?)
-        case harvested([DiscoveryLogEntry])
-        case failed(String)
-        case nothing
-    }
+    typealias Reason = TargetWatch.Reason
+    private typealias Outcome = TargetWatch.Outcome
 
     /// One look at target `alias`: push, probe, read inventory or harvest as `reason` and its
     /// state call for. - Throws: the failure, for the REST routes that asked.
     @discardableResult
     func pass(_ alias: String, reason: Reason) async -> EndpointCallError? {
-        guard let (target, runtime) = runtimes.withLock({ r in r[alias].flatMap { rt in rt.slice.map { ($0, rt) } } })
+        guard
+            let (target, watch) = runtimes.withLock({ r in
+                r[alias].flatMap { rt in rt.watch.slice.map { ($0, rt.watch) } }
+            })
         else { return nil }
-        let now = clock.now
-        let refreshDue: (ContinuousClock.Instant?) -> Bool = { last in
-            guard let last else { return true }
-            return target.refresh > 0 && now - last >= .seconds(target.refresh * 60)
+        let now = clock.now()
+        let desired: EndpointConfiguration?
+        switch target.managementMode {
+        case .inBand, .outOfBand: desired = try? service.fabric.endpointConfiguration(target: alias)
+        case .local: desired = nil
         }
         let outcome: Outcome
         var failure: EndpointCallError? = nil
-        switch target.managementMode {
-        case .inBand, .outOfBand:
-            let client: EndpointClient
-            do throws(EndpointCallError) {
-                client = try endpointClient(target)
-            } catch {
-                outcome = .failed(error.message)
-                failure = error
+        switch watch.plan(reason, desired: desired, now: now) {
+        case .nothing:
+            outcome = .nothing
+        case .managed(let push, let readInventory):
+            guard let desired else {
+                outcome = .nothing
                 break
             }
             do throws(EndpointCallError) {
-                let desired: EndpointConfiguration
-                do {
-                    desired = try service.fabric.endpointConfiguration(target: alias)
-                } catch {
-                    outcome = .nothing
-                    break
-                }
+                let client = try endpointClient(target)
                 var pushed: EndpointConfiguration? = nil
                 var status: EndpointStatus
                 let owner = EndpointOwner(target: alias, dem: configuration.hostNQN)
-                if runtime.pushed != desired || reason == .reconfig {
+                if push {
                     status = try await client.apply(desired, owner: owner)
                     pushed = desired
                 } else {
                     status = try await client.status()
-                    if let hold = status.hold {
+                    if TargetWatch.mustPush(after: status) {
                         // It lost its desired state (and applies nothing meanwhile): the model's
                         // is pushed now.
                         logger.warning(
                             "target's dem-em holds; pushing the model's configuration",
-                            metadata: ["target": "\(alias)", "reason": "\(hold)"]
+                            metadata: ["target": "\(alias)", "reason": "\(status.hold ?? "")"]
                         )
                         status = try await client.apply(desired, owner: owner)
                         pushed = desired
                     }
                 }
-                var inventory: EndpointInventory? = nil
-                if reason == .refresh || runtime.status.state == .unreachable || refreshDue(runtime.lastInventory) {
-                    inventory = try await client.inventory()
-                }
+                let inventory = readInventory ? try await client.inventory() : nil
                 outcome = .managed(status, pushed: pushed, inventory: inventory)
             } catch {
                 outcome = .failed(error.message)
                 failure = error
             }
-        case .local:
-            let due =
-                reason != .probe || runtime.status.state == .unreachable || refreshDue(runtime.lastHarvest)
-            guard due else {
-                outcome = .nothing
-                break
-            }
+        case .harvest:
             do throws(EndpointCallError) {
                 outcome = .harvested(try await harvest(target))
             } catch {
@@ -537,65 +522,14 @@ public final class TargetMonitor: Sendable {
 
     private func record(_ alias: String, _ outcome: Outcome, at now: ContinuousClock.Instant) {
         let date = Date()
-        var servingChanged = false
-        let change: (old: TargetStatus.State, new: TargetStatus.State)? = runtimes.withLock { runtimes in
-            guard var runtime = runtimes[alias] else { return nil }
-            let old = runtime.status.state
-            let served = (runtime.confirmed, runtime.harvestedEntries)
-            switch outcome {
-            case .nothing:
-                return nil
-            case .managed(let status, let pushed, let inventory):
-                runtime.failingSince = nil
-                if let pushed { runtime.pushed = pushed }
-                if inventory != nil { runtime.lastInventory = now }
-                runtime.status.lastContact = date
-                runtime.status.lastError = nil
-                runtime.status.live = status.live
-                runtime.status.drift = status.drift
-                runtime.status.foreign = status.foreign
-                runtime.status.errors = status.errors + (status.hold.map { ["dem-em holds: \($0)"] } ?? [])
-                runtime.status.state =
-                    runtime.status.drift.isEmpty && runtime.status.errors.isEmpty && runtime.status.foreign.isEmpty
-                    ? .reachable : .drifted
-                var confirmed: [String: Set<Int>] = [:]
-                for subsystem in status.live where !subsystem.ports.isEmpty {
-                    confirmed[subsystem.nqn] = Set(subsystem.ports)
-                }
-                runtime.confirmed = confirmed
-            case .harvested(let entries):
-                runtime.failingSince = nil
-                runtime.lastHarvest = now
-                runtime.harvestedEntries = entries
-                runtime.status.lastContact = date
-                runtime.status.lastError = nil
-                runtime.status.harvested = entries.count
-                runtime.status.state = .reachable
-            case .failed(let message):
-                let failingSince = runtime.failingSince ?? now
-                runtime.failingSince = failingSince
-                runtime.status.lastError = message
-                // Push again (read again) when it answers: it may have lost its state.
-                runtime.pushed = nil
-                runtime.lastHarvest = nil
-                // A target that was answering keeps its state and entries for a grace period.
-                let answering = old == .reachable || old == .drifted
-                if !answering || now - failingSince >= configuration.unreachableAfter {
-                    runtime.status.state = .unreachable
-                    if configuration.unreachablePolicy == .withdraw {
-                        runtime.confirmed = [:]
-                        runtime.harvestedEntries = []
-                    }
-                }
-            }
-            runtime.status.lastAttempt = date
-            servingChanged = served.0 != runtime.confirmed || served.1 != runtime.harvestedEntries
-            runtimes[alias] = runtime
-            return (old, runtime.status.state)
+        let change = runtimes.withLock { runtimes -> TargetWatch.Change? in
+            runtimes[alias]?.watch.record(outcome, now: now, date: date)
         }
+        guard let change else { return }
+        let servingChanged = change.servingChanged
         // A probe that finds the same as before changes nothing hosts are served.
         if servingChanged { publishServing() }
-        guard let change, change.old != change.new else { return }
+        guard let change = change.state else { return }
         let level: Logger.Level = change.new == .unreachable ? .warning : .notice
         logger.log(
             level: level,
@@ -612,12 +546,7 @@ public final class TargetMonitor: Sendable {
     func joined(_ alias: String) {
         synchronizeWorkers(wakeAll: false)
         let wake = runtimes.withLock { runtimes -> AsyncStream<Reason>.Continuation? in
-            runtimes[alias]?.status.joined = true
-            if runtimes[alias]?.status.state == .unknown || runtimes[alias]?.status.state == .unreachable {
-                runtimes[alias]?.status.state = .joined
-            }
-            runtimes[alias]?.pushed = nil
-            runtimes[alias]?.lastInventory = nil
+            runtimes[alias]?.watch.joined()
             return runtimes[alias]?.wake
         }
         wake?.yield(.modelChanged)
@@ -627,13 +556,8 @@ public final class TargetMonitor: Sendable {
     /// (until its dem-em confirms), nothing for a local one (until it is read) unless the policy
     /// keeps entries.
     var unnamedServing: @Sendable (FabricTarget) -> TargetServing {
-        let keep = configuration.unreachablePolicy == .keep
-        return { target in
-            switch target.managementMode {
-            case .inBand, .outOfBand: .confirmed([:])
-            case .local: keep ? .model : .harvested([])
-            }
-        }
+        let policy = policy
+        return { target in TargetWatch.unnamedServing(target, policy: policy) }
     }
 
     /// What each target contributes to hosts' pages, to the feed; and each status's Serving.
@@ -642,18 +566,7 @@ public final class TargetMonitor: Sendable {
         let fabric = service.fabric
         let serving: [String: TargetServing] = runtimes.withLock { runtimes in
             var serving: [String: TargetServing] = [:]
-            for (alias, runtime) in runtimes {
-                switch runtime.status.managementMode {
-                case .inBand, .outOfBand:
-                    serving[alias] = .confirmed(runtime.confirmed ?? [:])
-                case .local:
-                    if let entries = runtime.harvestedEntries {
-                        serving[alias] = .harvested(entries)
-                    } else {
-                        serving[alias] = configuration.unreachablePolicy == .keep ? .model : .harvested([])
-                    }
-                }
-            }
+            for (alias, runtime) in runtimes { serving[alias] = runtime.watch.serving }
             // Targets the monitor has not seen yet serve nothing until it has.
             for target in fabric.targets where serving[target.alias] == nil {
                 serving[target.alias] = unnamedServing(target)
@@ -673,8 +586,10 @@ public final class TargetMonitor: Sendable {
         for entry in fabric.discoveryEntries() { modelCounts[entry.targetAlias, default: 0] += 1 }
         runtimes.withLock { runtimes in
             for alias in runtimes.keys {
-                runtimes[alias]?.status.serving = counts[alias] ?? 0
-                runtimes[alias]?.status.withheld = max(0, (modelCounts[alias] ?? 0) - (counts[alias] ?? 0))
+                runtimes[alias]?.watch.setCounts(
+                    serving: counts[alias] ?? 0,
+                    withheld: max(0, (modelCounts[alias] ?? 0) - (counts[alias] ?? 0))
+                )
             }
         }
         feed.setServing(serving)
@@ -685,39 +600,22 @@ extension TargetMonitor {
     /// Why subsystem `nqn` on port `portID` of target `alias` is not served now, in a sentence
     /// an administrator can act on.
     public func whyWithheld(target alias: String, subsystem nqn: String, portID: Int) -> String {
-        let (status, runtime) = runtimes.withLock { ($0[alias]?.status, $0[alias]) }
-        guard let status, let runtime else { return "dem has not looked at target \"\(alias)\" yet" }
-        let failure = status.lastError.map { ": \($0)" } ?? ""
-        switch status.managementMode {
-        case .inBand, .outOfBand:
-            switch status.state {
-            case .unknown, .joined:
-                return
-                    "not confirmed yet: dem serves a managed target's entries once its dem-em reports them live, and has not heard from target \"\(alias)\"'s dem-em\(failure)"
-            case .unreachable:
-                return
-                    "target \"\(alias)\" is unreachable\(failure); its entries are withdrawn (dem --unreachable keep serves what it last confirmed)"
-            case .reachable, .drifted:
-                if let live = runtime.confirmed?[nqn], !live.contains(portID) {
-                    return
-                        "target \"\(alias)\"'s dem-em reports the subsystem live on PORTID \(live.sorted().map(String.init).joined(separator: ", ")) but not on \(portID)"
-                }
-                let errors = status.errors.isEmpty ? "" : " (errors: \(status.errors.joined(separator: "; ")))"
-                return "target \"\(alias)\"'s dem-em does not report it live\(errors)"
-            }
-        case .local:
-            switch status.state {
-            case .unreachable:
-                return
-                    "dem cannot read target \"\(alias)\"'s own discovery controller\(failure); a LocalMgmt target's entries are served as its discovery controller lists them (dem --unreachable keep serves the model's entries of a target dem cannot read)"
-            case .unknown, .joined:
-                return "dem has not read target \"\(alias)\"'s own discovery controller yet\(failure)"
-            case .reachable, .drifted:
-                return
-                    "target \"\(alias)\"'s own discovery controller does not list this subsystem on this address (for the host NQNs dem asked as)"
-            }
+        guard let watch = runtimes.withLock({ $0[alias]?.watch }) else {
+            return "dem has not looked at target \"\(alias)\" yet"
         }
+        return watch.whyWithheld(subsystem: nqn, portID: portID)
     }
+}
+
+/// The monitor's clock: the time now, and a sleep (virtual in tests).
+struct TargetMonitorClock: Sendable {
+    var now: @Sendable () -> ContinuousClock.Instant
+    var sleep: @Sendable (Duration) async throws -> Void
+
+    static let continuous = TargetMonitorClock(
+        now: { ContinuousClock.now },
+        sleep: { try await Task.sleep(for: $0) }
+    )
 }
 
 /// Runs the ``TargetMonitor`` in dem's service group.
