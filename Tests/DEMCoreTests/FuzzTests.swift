@@ -100,7 +100,7 @@ struct ActionChecker {
         if issues.count < 20 { issues.append(text) }
     }
 
-    mutating func check(_ actions: [Action], machine: DiscoveryControllerStateMachine, commandIdentifiers: [UInt16]) {
+    mutating func check(_ actions: [Action], machine: NVMeTCPControllerBinding, commandIdentifiers: [UInt16]) {
         if closed && !actions.isEmpty {
             issue("actions after close: \(actions)")
             return
@@ -115,9 +115,9 @@ struct ActionChecker {
             case .send(let pdu):
                 check(pdu, next: next, machine: machine, commandIdentifiers: commandIdentifiers)
                 sentAnything = true
-            case .scheduleKeepAliveCheck(let delay):
+            case .session(.scheduleKeepAliveCheck(let delay)):
                 if delay <= .zero { issue("keep-alive check scheduled after \(delay)") }
-            case .controllerCreated:
+            case .session(.controllerCreated):
                 if controllerCreated { issue("a second controller on one connection") }
                 controllerCreated = true
             default:
@@ -130,7 +130,7 @@ struct ActionChecker {
     private mutating func check(
         _ pdu: NVMeTCPPDU,
         next: Action?,
-        machine: DiscoveryControllerStateMachine,
+        machine: NVMeTCPControllerBinding,
         commandIdentifiers: [UInt16]
     ) {
         switch pdu {

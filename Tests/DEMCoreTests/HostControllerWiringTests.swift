@@ -15,7 +15,7 @@ struct HostControllerWiringTests {
 
     struct Wire {
         var host = NVMeTCPHostStateMachine()
-        var controller: DiscoveryControllerStateMachine
+        var controller: NVMeTCPControllerBinding
         var completions: [(CompletionQueueEntry, ByteBuffer?)] = []
         var now = NIODeadline.uptimeNanoseconds(1_000_000_000)
 
@@ -63,7 +63,7 @@ struct HostControllerWiringTests {
         var configuration = DiscoveryControllerConfiguration(uniqueNQN: "nqn.2024-01.io.example:dc")
         configuration.maximumC2HDataLength = 1000
         var wire = Wire(
-            controller: DiscoveryControllerStateMachine(
+            controller: NVMeTCPControllerBinding(
                 configuration: configuration,
                 service: Service(page: page.encoded())
             )

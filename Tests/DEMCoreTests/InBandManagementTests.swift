@@ -99,8 +99,8 @@ struct InBandControllerTests {
     static func connected(
         _ service: EchoManagementService = EchoManagementService(),
         hostNQN: String = TestValues.hostNQN
-    ) -> (DiscoveryControllerStateMachine, [Action]) {
-        var machine = DiscoveryControllerStateMachine(
+    ) -> (NVMeTCPControllerBinding, [Action]) {
+        var machine = NVMeTCPControllerBinding(
             configuration: DiscoveryControllerConfiguration(uniqueNQN: nqn),
             management: service
         )
@@ -129,7 +129,7 @@ struct InBandControllerTests {
     }
 
     static func authenticate(
-        _ machine: inout DiscoveryControllerStateMachine,
+        _ machine: inout NVMeTCPControllerBinding,
         credential: String = "s3cret"
     ) -> [Action] {
         let challenge = machine.pduReceived(
@@ -151,7 +151,7 @@ struct InBandControllerTests {
 
     @Test("Connect: only the management NQN, only allowed hosts (Connect Invalid Host); Identify says administrative")
     func connect() {
-        var machine = DiscoveryControllerStateMachine(
+        var machine = NVMeTCPControllerBinding(
             configuration: DiscoveryControllerConfiguration(uniqueNQN: Self.nqn),
             management: EchoManagementService()
         )
@@ -291,7 +291,7 @@ struct InBandControllerTests {
             now: TestValues.start
         )
         #expect(last.completions.isEmpty)
-        guard case .performManagementRequest(let request, let host) = last.first else {
+        guard case .session(.performManagementRequest(let request, let host)) = last.first else {
             Issue.record("expected the request to be passed out: \(last)")
             return
         }

@@ -75,7 +75,7 @@ struct NVMeRDMAWireTests {
 
 /// A host's side of the binding for these tests: SQEs with keyed blocks in SENDs.
 private struct RDMAHost {
-    var queue: NVMeRDMAControllerQueue
+    var queue: NVMeRDMAControllerBinding
     /// The host's memory: keyed blocks by key.
     var memory: [UInt32: [UInt8]] = [:]
     var nextKey: UInt32 = 0x100
@@ -87,7 +87,8 @@ private struct RDMAHost {
         _ entry: SubmissionQueueEntry,
         data: [UInt8]? = nil,
         receive: Int = 0
-    ) -> (completions: [CompletionQueueEntry], written: [UInt8], other: [NVMeRDMAControllerQueue.Action]) {
+    ) -> (completions: [CompletionQueueEntry], written: [UInt8], writes: Int, other: [NVMeRDMAControllerBinding.Action])
+    {
         var entry = entry
         let key = nextKey
         nextKey += 1
@@ -105,7 +106,8 @@ private struct RDMAHost {
         capsule.writeSubmissionQueueEntry(entry)
         var pending = queue.capsuleReceived(capsule, now: TestValues.start)
         var completions: [CompletionQueueEntry] = []
-        var other: [NVMeRDMAControllerQueue.Action] = []
+        var other: [NVMeRDMAControllerBinding.Action] = []
+        var writes = 0
         while !pending.isEmpty {
             let action = pending.removeFirst()
             switch action {
@@ -119,6 +121,7 @@ private struct RDMAHost {
                 pending += queue.readCompleted(token, data: ByteBuffer(bytes: bytes), now: TestValues.start)
             case .write(let bytes, let writeAddress, let writeKey):
                 #expect(writeKey == key)
+                writes += 1
                 let offset = Int(writeAddress - address)
                 memory[writeKey]!.replaceSubrange(
                     offset..<offset + bytes.readableBytes,
@@ -129,7 +132,7 @@ private struct RDMAHost {
                 other.append(action)
             }
         }
-        return (completions, receive > 0 ? memory[key]! : [], other)
+        return (completions, receive > 0 ? memory[key]! : [], writes, other)
     }
 
     /// Connect (its data read from the host) and CC.EN.
@@ -151,11 +154,12 @@ private struct RDMAHost {
 }
 
 @Suite("NVMe/RDMA controller queue over the shared controller state machine")
-struct NVMeRDMAControllerQueueTests {
+struct NVMeRDMAControllerBindingTests {
     private static func discoveryHost(_ service: FakeDiscoveryService = FakeDiscoveryService()) -> RDMAHost {
         RDMAHost(
-            queue: NVMeRDMAControllerQueue(
-                machine: DiscoveryControllerStateMachine(configuration: TestValues.configuration(), service: service),
+            queue: NVMeRDMAControllerBinding(
+                configuration: TestValues.configuration(),
+                serving: .discovery(service),
                 maximumReadLength: 8192
             )
         )
@@ -192,7 +196,7 @@ struct NVMeRDMAControllerQueueTests {
         #expect(page.completions.map(\.status) == [.success])
         #expect(page.written == Array(FakeDiscoveryService.samplePageBytes.readableBytesView))
         #expect(service.pageRequests.first?.hostNQN == TestValues.hostNQN)
-        #expect(page.other.contains(.controller(.logPageRead(offset: 0, length: UInt64(length)))))
+        #expect(page.other.contains(.session(.logPageRead(offset: 0, length: UInt64(length)))))
     }
 
     @Test("host data above the limit is refused with Data SGL Length Invalid, without a READ")
@@ -216,6 +220,72 @@ struct NVMeRDMAControllerQueueTests {
         #expect(host.queue.capsuleReceived(ByteBuffer(bytes: [1, 2, 3]), now: TestValues.start).isEmpty)
     }
 
+    @Test("a descriptor NVMe/RDMA cannot carry data for is refused before the controller, and the queue serves on")
+    func transportDataBlockRefused() throws {
+        var host = Self.discoveryHost()
+        _ = host.connect(subsystemNQN: DEMCore.wellKnownDiscoveryNQN)
+        // An Identify whose data pointer is an NVMe/TCP transport data block: the queue has no
+        // keyed block to write the data to.
+        var identify = IdentifyCommand(controllerOrNamespaceStructure: IdentifyCommand.CNS.controller)
+            .submissionQueueEntry(commandIdentifier: 7)
+        identify.dataPointer = .transport(length: UInt32(IdentifyControllerData.size))
+        var capsule = ByteBuffer()
+        capsule.writeSubmissionQueueEntry(identify)
+        let actions = host.queue.capsuleReceived(capsule, now: TestValues.start)
+        #expect(actions.count == 1)
+        guard case .send(var bytes) = actions.first, let completion = bytes.readCompletionQueueEntry() else {
+            Issue.record("expected one completion, got \(actions)")
+            return
+        }
+        #expect(completion.commandIdentifier == 7)
+        #expect(completion.status == .sglDescriptorTypeInvalid.withDoNotRetry)
+        let again = host.run(
+            IdentifyCommand(controllerOrNamespaceStructure: IdentifyCommand.CNS.controller)
+                .submissionQueueEntry(commandIdentifier: 8),
+            receive: IdentifyControllerData.size
+        )
+        #expect(again.completions.map(\.status) == [.success])
+    }
+
+    @Test("a log page larger than an NVMe/TCP C2HData PDU is one RDMA WRITE")
+    func oneWrite() throws {
+        let service = FakeDiscoveryService(page: ByteBuffer(bytes: (0..<16_384).map { UInt8(truncatingIfNeeded: $0) }))
+        var configuration = TestValues.configuration()
+        configuration.maximumC2HDataLength = 4096
+        var host = RDMAHost(
+            queue: NVMeRDMAControllerBinding(
+                configuration: configuration,
+                serving: .discovery(service),
+                maximumReadLength: 8192
+            )
+        )
+        _ = host.connect(subsystemNQN: DEMCore.wellKnownDiscoveryNQN)
+        let page = host.run(
+            GetLogPageCommand(logPageIdentifier: LogPageIdentifier.discovery, numberOfDwords: 4096, offset: 0)
+                .submissionQueueEntry(commandIdentifier: 4),
+            receive: 16_384
+        )
+        #expect(page.completions.map(\.status) == [.success])
+        #expect(page.writes == 1)
+        #expect(page.written == (0..<16_384).map { UInt8(truncatingIfNeeded: $0) })
+    }
+
+    @Test("a queue whose host never sends its Connect is disconnected after the setup timeout")
+    func setupTimeout() {
+        var host = Self.discoveryHost()
+        #expect(
+            host.queue.connectionOpened(now: TestValues.start) == [
+                .session(.scheduleKeepAliveCheck(after: .seconds(10)))
+            ]
+        )
+        #expect(
+            host.queue.keepAliveTimerFired(now: TestValues.start + .seconds(4))
+                == [.session(.scheduleKeepAliveCheck(after: .seconds(6)))]
+        )
+        let late = host.queue.keepAliveTimerFired(now: TestValues.start + .seconds(10))
+        #expect(late == [.disconnect(reason: "no Connect within the setup timeout of 10 s")])
+    }
+
     @Test("a discovery controller's Connect to another NQN is refused as over NVMe/TCP")
     func wrongNQN() throws {
         var host = Self.discoveryHost()
@@ -229,11 +299,9 @@ struct NVMeRDMAControllerQueueTests {
         let nqn = InBandManagement.managementNQN(alias: "t1")
         let service = EchoManagementService()
         var host = RDMAHost(
-            queue: NVMeRDMAControllerQueue(
-                machine: DiscoveryControllerStateMachine(
-                    configuration: DiscoveryControllerConfiguration(uniqueNQN: nqn),
-                    management: service
-                ),
+            queue: NVMeRDMAControllerBinding(
+                configuration: DiscoveryControllerConfiguration(uniqueNQN: nqn),
+                serving: .management(service),
                 maximumReadLength: 8192
             )
         )
@@ -278,7 +346,7 @@ struct NVMeRDMAControllerQueueTests {
         )
         #expect(request.completions.isEmpty, "the final segment completes when the request has run")
         let associated = try #require(host.queue.machine.host)
-        #expect(request.other == [.controller(.performManagementRequest(ByteBuffer(bytes: message), host: associated))])
+        #expect(request.other == [.session(.performManagementRequest(ByteBuffer(bytes: message), host: associated))])
         var done = host.queue.managementRequestCompleted(ByteBuffer(bytes: message))
         #expect(done.count == 1)
         guard case .send(var bytes) = done.removeFirst(), let completion = bytes.readCompletionQueueEntry() else {

@@ -553,9 +553,21 @@ extension Array where Element == UInt8 {
 
 // MARK: - Looking at actions
 
-typealias Action = DiscoveryControllerStateMachine.Action
+typealias Action = NVMeTCPControllerBinding.Action
 
-extension DiscoveryControllerStateMachine.Action {
+extension NVMeTCPControllerBinding.Action {
+    // The controller's session actions, as the expectations read them.
+    static func scheduleKeepAliveCheck(after delay: TimeAmount) -> Self {
+        .session(.scheduleKeepAliveCheck(after: delay))
+    }
+    static func controllerCreated(_ host: DiscoveryHostContext, controllerIdentifier: UInt16) -> Self {
+        .session(.controllerCreated(host, controllerIdentifier: controllerIdentifier))
+    }
+    static var asynchronousEventSent: Self { .session(.asynchronousEventSent) }
+    static func logPageRead(offset: UInt64, length: UInt64) -> Self {
+        .session(.logPageRead(offset: offset, length: length))
+    }
+
     var sentPDU: NVMeTCPPDU? {
         if case .send(let pdu) = self { return pdu }
         return nil
@@ -578,7 +590,7 @@ extension DiscoveryControllerStateMachine.Action {
     }
 }
 
-extension Array where Element == DiscoveryControllerStateMachine.Action {
+extension Array where Element == NVMeTCPControllerBinding.Action {
     var sentPDUs: [NVMeTCPPDU] { compactMap(\.sentPDU) }
     var completions: [CompletionQueueEntry] { compactMap(\.completion) }
     var controllerToHostData: [ControllerToHostData] { compactMap(\.controllerToHostData) }
@@ -595,7 +607,7 @@ func status(_ sct: UInt8, _ sc: UInt8, dnr: Bool = true) -> NVMeStatus {
 
 /// A discovery controller state machine with a clock, fed PDU values directly.
 struct ControllerSession {
-    var machine: DiscoveryControllerStateMachine
+    var machine: NVMeTCPControllerBinding
     let service: FakeDiscoveryService
     let configuration: DiscoveryControllerConfiguration
     var now: NIODeadline = TestValues.start
@@ -606,7 +618,7 @@ struct ControllerSession {
     ) {
         self.configuration = configuration
         self.service = service
-        self.machine = DiscoveryControllerStateMachine(configuration: configuration, service: service)
+        self.machine = NVMeTCPControllerBinding(configuration: configuration, service: service)
     }
 
     @discardableResult
@@ -653,7 +665,7 @@ struct ControllerSession {
 /// machine; framing and parsing errors go to `transportErrorCaught`. Stops at the first `.close`.
 struct ControllerHarness {
     var decoder: NVMeTCPFrameDecoder
-    var machine: DiscoveryControllerStateMachine
+    var machine: NVMeTCPControllerBinding
     var pending = ByteBuffer()
     var now: NIODeadline = TestValues.start
     private(set) var closed = false
@@ -668,7 +680,7 @@ struct ControllerHarness {
         service: FakeDiscoveryService = FakeDiscoveryService()
     ) {
         decoder = NVMeTCPFrameDecoder(maximumPDULength: configuration.maximumPDULength, firstPDULength: 128)
-        machine = DiscoveryControllerStateMachine(configuration: configuration, service: service)
+        machine = NVMeTCPControllerBinding(configuration: configuration, service: service)
     }
 
     /// Appends `bytes` to what has arrived and runs every whole PDU through.

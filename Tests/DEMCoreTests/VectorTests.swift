@@ -270,13 +270,13 @@ struct VectorTests {
                         #expect(completion.status == .success)
                         #expect(completion.result64 == 0x0000_0820_0F00_03FF)
                         #expect(
-                            completion.result64 == DiscoveryControllerStateMachine.capabilities,
+                            completion.result64 == ControllerStateMachine.capabilities,
                             "DEM's CAP is nvmet's"
                         )
                     case .propertyGet(size8: false, offset: ControllerProperty.version):
                         sawVS = true
                         #expect(completion.result == 0x0001_0300)
-                        #expect(completion.result == DiscoveryControllerStateMachine.version, "DEM's VS is nvmet's")
+                        #expect(completion.result == ControllerStateMachine.version, "DEM's VS is nvmet's")
                     case .propertySet(size8: false, offset: ControllerProperty.configuration, let value):
                         sawCC = true
                         #expect(completion.status == .success)

@@ -23,8 +23,8 @@ public enum NVMeRDMATransport {
 }
 
 /// A bound NVMe/RDMA controller listener: each queue the RDMA CM brings is a controller of the
-/// kind given at bind (``ControllerService``), run by ``NVMeRDMAControllerQueue`` on the same
-/// ``DiscoveryControllerStateMachine`` as NVMe/TCP.
+/// kind given at bind (``ControllerService``), run by ``NVMeRDMAControllerBinding`` on the same
+/// ``ControllerStateMachine`` as NVMe/TCP.
 public final class NVMeRDMAListener: Sendable {
     /// The address bound.
     public let address: String

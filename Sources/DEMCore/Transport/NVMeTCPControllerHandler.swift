@@ -1,30 +1,27 @@
 import Logging
 import NIOCore
 
-/// Carries out a ``DiscoveryControllerStateMachine`` on one NVMe/TCP connection: frames come in
-/// from ``NVMeTCPFrameDecoder``, PDUs go out as bytes, keep-alive checks run on the event loop and
-/// change notices from the ``DiscoveryControllerService`` reach the machine on the event loop. For
-/// the in-band management controller, requests run in a task and their responses come back to the
-/// machine on the event loop.
+/// Carries out an ``NVMeTCPControllerBinding`` on one NVMe/TCP connection: frames come in from
+/// ``NVMeTCPFrameDecoder``, PDUs go out as bytes, and the controller's session actions (keep-alive
+/// checks, change notices, in-band requests) are carried out by a ``ControllerSessionDriver`` on
+/// the event loop, as the NVMe/RDMA reactor does for its queues.
 public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
-    private var machine: DiscoveryControllerStateMachine
-    private let service: (any DiscoveryControllerService)?
-    private let management: (any ManagementControllerService)?
-    private var request: Task<Void, Never>?
+    private var binding: NVMeTCPControllerBinding
+    private let service: ControllerService
     private let logger: Logger
     private let remoteAddress: String?
-    private var host: DiscoveryHostContext?
-    private var controllerIdentifier: UInt16?
-    private var keepAliveCheck: Scheduled<Void>?
+    private var session: ControllerSessionDriver?
     /// While a PDU is partly received: the check that it ends within the setup timeout.
     private var partialPDUCheck: Scheduled<Void>?
     private let setupTimeout: TimeAmount
     private let gate: ConnectionGate?
-    private var registration: UInt64?
     private var context: ChannelHandlerContext?
+    /// PDUs written since the last flush: the answers to one read burst go out in one flush.
+    private var unflushed = false
+    private var reading = false
 
     /// - Parameters:
     ///   - configuration: the controller's parameters.
@@ -44,20 +41,13 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
     ) {
         self.setupTimeout = configuration.setupTimeout
         self.gate = gate
-        self.machine = DiscoveryControllerStateMachine(
+        self.binding = NVMeTCPControllerBinding(
             configuration: configuration,
             serving: service,
             localAddress: localAddress,
             remoteAddress: remoteAddress
         )
-        switch service {
-        case .discovery(let discovery):
-            self.service = discovery
-            self.management = nil
-        case .management(let management):
-            self.service = nil
-            self.management = management
-        }
+        self.service = service
         self.logger = logger
         self.remoteAddress = remoteAddress
     }
@@ -79,25 +69,20 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
         )
     }
 
-    /// Metadata for this connection's log lines (built only when a line is logged).
-    private func metadata(_ extra: Logger.Metadata = [:]) -> Logger.Metadata {
-        var metadata = extra
-        metadata["nvme.remote"] = "\(remoteAddress ?? "?")"
-        if let host {
-            metadata["nvme.hostnqn"] = "\(host.hostNQN)"
-            metadata["nvme.subnqn"] = "\(host.subsystemNQN)"
-        }
-        if let controllerIdentifier { metadata["nvme.cntlid"] = "\(controllerIdentifier)" }
-        return metadata
-    }
-
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if context.channel.isActive { run(machine.connectionOpened(now: context.eventLoop.now), context: context) }
+        session = ControllerSessionDriver(
+            service: service,
+            transport: "tcp",
+            remoteAddress: remoteAddress,
+            loop: context.eventLoop.controllerSessionLoop,
+            logger: logger
+        ) { [weak self] event in self?.sessionEvent(event) }
+        if context.channel.isActive { run(binding.connectionOpened(now: context.eventLoop.now), context: context) }
     }
 
     public func channelActive(context: ChannelHandlerContext) {
-        run(machine.connectionOpened(now: context.eventLoop.now), context: context)
+        run(binding.connectionOpened(now: context.eventLoop.now), context: context)
         context.fireChannelActive()
     }
 
@@ -119,14 +104,9 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
     private func partialPDUTimedOut() {
         guard let context else { return }
         partialPDUCheck = nil
-        logger.debug(
-            "closing connection",
-            metadata: metadata(["reason": "a PDU begun was not ended within \(setupTimeout)"])
-        )
         gate?.timedOut()
-        machine.channelClosed()
-        tearDown()
-        context.close(promise: nil)
+        binding.channelClosed()
+        close(reason: "a PDU begun was not ended within \(setupTimeout)", context: context)
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
@@ -136,51 +116,64 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = Self.unwrapInboundIn(data)
-        let actions: [DiscoveryControllerStateMachine.Action]
+        let actions: [NVMeTCPControllerBinding.Action]
         do {
-            let pdu = try NVMeTCPPDU.decode(frame: frame, digests: machine.digests)
-            actions = machine.pduReceived(pdu, now: context.eventLoop.now)
+            let pdu = try NVMeTCPPDU.decode(frame: frame, digests: binding.digests)
+            actions = binding.pduReceived(pdu, now: context.eventLoop.now)
         } catch {
-            actions = machine.transportErrorCaught(error)
+            actions = binding.transportErrorCaught(error)
         }
+        reading = true
         run(actions, context: context)
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        reading = false
+        flush(context: context)
+        context.fireChannelReadComplete()
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let error = error as? NVMeTCPTransportError {
-            run(machine.transportErrorCaught(error), context: context)
+            run(binding.transportErrorCaught(error), context: context)
         } else {
-            logger.debug("connection error", metadata: metadata(["error": "\(error)"]))
-            machine.channelClosed()
-            context.close(promise: nil)
+            binding.channelClosed()
+            close(reason: "connection error: \(error)", context: context)
         }
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        machine.channelClosed()
+        binding.channelClosed()
         tearDown()
         context.fireChannelInactive()
     }
 
     private func tearDown() {
-        keepAliveCheck?.cancel()
-        keepAliveCheck = nil
         partialPDUCheck?.cancel()
         partialPDUCheck = nil
-        request?.cancel()
-        request = nil
-        if let registration {
-            service?.controllerRemoved(registration)
-            self.registration = nil
-        }
+        session?.end()
     }
 
-    private func run(_ actions: [DiscoveryControllerStateMachine.Action], context: ChannelHandlerContext) {
+    private func close(reason: String, context: ChannelHandlerContext) {
+        flush(context: context)
+        session?.close(reason: reason)
+        tearDown()
+        context.close(promise: nil)
+    }
+
+    private func flush(context: ChannelHandlerContext) {
+        guard unflushed else { return }
+        unflushed = false
+        context.flush()
+    }
+
+    private func run(_ actions: [NVMeTCPControllerBinding.Action], context: ChannelHandlerContext) {
         // Every PDU of one event goes into one buffer: one allocation and one write per answer.
         var pending: ByteBuffer? = nil
-        func flush() {
+        func write() {
             if let buffer = pending {
-                context.writeAndFlush(Self.wrapOutboundOut(buffer), promise: nil)
+                context.write(Self.wrapOutboundOut(buffer), promise: nil)
+                unflushed = true
                 pending = nil
             }
         }
@@ -190,70 +183,37 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
                 if pending == nil {
                     pending = context.channel.allocator.buffer(capacity: Self.capacity(for: actions))
                 }
-                pending!.writeNVMeTCPPDU(pdu, digests: machine.digests, dataAlignment: machine.hostDataAlignment)
+                pending!.writeNVMeTCPPDU(pdu, digests: binding.digests, dataAlignment: binding.hostDataAlignment)
             case .close(let reason):
-                flush()
-                logger.debug("closing connection", metadata: metadata(["reason": "\(reason)"]))
-                tearDown()
-                context.close(promise: nil)
-            case .scheduleKeepAliveCheck(let delay):
-                keepAliveCheck?.cancel()
-                let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-                keepAliveCheck = context.eventLoop.scheduleTask(in: delay) {
-                    loopBound.value.keepAliveTimerFired()
-                }
-            case .controllerCreated(let host, let controllerIdentifier):
-                self.host = host
-                self.controllerIdentifier = controllerIdentifier
-                guard let service else {
-                    logger.info("in-band management association", metadata: metadata())
-                    continue
-                }
-                logger.debug("discovery controller created", metadata: metadata())
-                let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-                let eventLoop = context.eventLoop
-                registration = service.controllerCreated(host) {
-                    eventLoop.execute { loopBound.value.discoveryLogChanged() }
-                }
-            case .asynchronousEventSent:
-                logger.debug("discovery log change notice sent", metadata: metadata())
-                service?.asynchronousEventSent()
-            case .logPageRead(let offset, let length):
-                service?.logPageRead(offset: offset, length: length)
-            case .performManagementRequest(let message, let host):
-                guard let management else { continue }
-                let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-                let eventLoop = context.eventLoop
-                request = Task {
-                    let response = await management.perform(message, host: host)
-                    eventLoop.execute { loopBound.value.managementRequestCompleted(response) }
-                }
+                write()
+                close(reason: reason, context: context)
+            case .session(let action):
+                session?.perform(action)
             }
         }
-        flush()
+        write()
+        // Answers to reads are flushed once the read burst ends (channelReadComplete).
+        if !reading { flush(context: context) }
     }
 
-    private func keepAliveTimerFired() {
+    private func sessionEvent(_ event: ControllerSessionEvent) {
         guard let context else { return }
-        keepAliveCheck = nil
-        let actions = machine.keepAliveTimerFired(now: context.eventLoop.now)
-        if actions.contains(where: { if case .close = $0 { return true } else { return false } }) { gate?.timedOut() }
-        run(actions, context: context)
-    }
-
-    private func managementRequestCompleted(_ response: ByteBuffer) {
-        guard let context else { return }
-        request = nil
-        run(machine.managementRequestCompleted(response), context: context)
-    }
-
-    private func discoveryLogChanged() {
-        guard let context else { return }
-        run(machine.discoveryLogChanged(), context: context)
+        switch event {
+        case .keepAliveTimerFired:
+            let actions = binding.keepAliveTimerFired(now: context.eventLoop.now)
+            if actions.contains(where: { if case .close = $0 { return true } else { return false } }) {
+                gate?.timedOut()
+            }
+            run(actions, context: context)
+        case .discoveryLogChanged:
+            run(binding.discoveryLogChanged(), context: context)
+        case .managementRequestCompleted(let response):
+            run(binding.managementRequestCompleted(response), context: context)
+        }
     }
 
     /// Room for every PDU `actions` sends: headers, digests, the largest padding and the data.
-    private static func capacity(for actions: [DiscoveryControllerStateMachine.Action]) -> Int {
+    private static func capacity(for actions: [NVMeTCPControllerBinding.Action]) -> Int {
         var total = 0
         for case .send(let pdu) in actions {
             switch pdu {

@@ -27,10 +27,6 @@ final class RDMAControllerListener: RDMAConnectionManagerClient, @unchecked Send
     ) {
         self.reactor = reactor
         self.id = id
-        // One RDMA WRITE carries all of a command's data.
-        var configuration = configuration
-        configuration.maximumC2HDataLength = configuration.maximumTransferLength
-        configuration.keyedSGLs = true
         self.configuration = configuration
         self.service = service
         self.logger = logger
@@ -125,7 +121,7 @@ final class RDMAControllerListener: RDMAConnectionManagerClient, @unchecked Send
             rdma_destroy_id(id)
         }
         guard !closed else { return reject(NVMeRDMA.ConnectReject(status: NVMeRDMA.ConnectReject.noResources)) }
-        let maximumQueueSize = Int(DiscoveryControllerStateMachine.capabilities & 0xFFFF) + 1
+        let maximumQueueSize = Int(ControllerStateMachine.capabilities & 0xFFFF) + 1
         let answer: (request: NVMeRDMA.ConnectRequest, accept: NVMeRDMA.ConnectAccept)
         switch NVMeRDMA.answer(connectRequest: event.privateData, maximumQueueSize: maximumQueueSize) {
         case .failure(let reason): return reject(reason)
@@ -153,14 +149,12 @@ final class RDMAControllerListener: RDMAConnectionManagerClient, @unchecked Send
         let connection = RDMAControllerConnection(
             reactor: reactor,
             queuePair: queuePair,
-            queue: NVMeRDMAControllerQueue(
-                machine: DiscoveryControllerStateMachine(
-                    configuration: configuration,
-                    serving: service,
-                    localAddress: local,
-                    remoteAddress: remote
-                ),
-                maximumReadLength: configuration.maximumInCapsuleDataLength
+            binding: NVMeRDMAControllerBinding(
+                configuration: configuration,
+                serving: service,
+                maximumReadLength: configuration.maximumInCapsuleDataLength,
+                localAddress: local,
+                remoteAddress: remote
             ),
             service: service,
             remoteAddress: remote,
@@ -188,26 +182,37 @@ final class RDMAControllerListener: RDMAConnectionManagerClient, @unchecked Send
     }
 }
 
-/// One accepted NVMe/RDMA queue: the queue pair, the ``NVMeRDMAControllerQueue`` and what the
-/// controller's actions ask of services and timers; reactor thread only.
+/// The RDMA reactor as the loop of a ``ControllerSessionDriver``.
+private struct ReactorSessionLoop: ControllerSessionLoop {
+    let reactor: RDMAReactor
+
+    func schedule(in delay: TimeAmount, _ body: @escaping @Sendable () -> Void) -> @Sendable () -> Void {
+        let timer = reactor.schedule(in: delay, body)
+        let reactor = reactor
+        // Called by the driver, on the reactor thread.
+        return { reactor.cancel(timer: timer) }
+    }
+
+    func execute(_ body: @escaping @Sendable () -> Void) {
+        reactor.execute(body)
+    }
+}
+
+/// One accepted NVMe/RDMA queue: the queue pair, the ``NVMeRDMAControllerBinding`` and the
+/// ``ControllerSessionDriver`` that carries out its session actions; reactor thread only.
 final class RDMAControllerConnection: @unchecked Sendable {
     private let reactor: RDMAReactor
     private let queuePair: RDMAQueuePair
-    private var queue: NVMeRDMAControllerQueue
-    private let service: ControllerService
-    private let remoteAddress: String?
+    private var binding: NVMeRDMAControllerBinding
+    private var session: ControllerSessionDriver!
     private let logger: Logger
-    private var keepAliveCheck: UInt64?
-    private var registration: UInt64?
-    private var request: Task<Void, Never>?
-    private var host: DiscoveryHostContext?
     private var gone = false
     private let removed: () -> Void
 
     init(
         reactor: RDMAReactor,
         queuePair: RDMAQueuePair,
-        queue: NVMeRDMAControllerQueue,
+        binding: NVMeRDMAControllerBinding,
         service: ControllerService,
         remoteAddress: String?,
         logger: Logger,
@@ -216,35 +221,31 @@ final class RDMAControllerConnection: @unchecked Sendable {
         self.reactor = reactor
         self.removed = removed
         self.queuePair = queuePair
-        self.queue = queue
-        self.service = service
-        self.remoteAddress = remoteAddress
+        self.binding = binding
         self.logger = logger
+        self.session = ControllerSessionDriver(
+            service: service,
+            transport: "rdma",
+            remoteAddress: remoteAddress,
+            loop: ReactorSessionLoop(reactor: reactor),
+            logger: logger
+        ) { [unowned self] event in self.sessionEvent(event) }
         queuePair.handlers = RDMAQueuePair.Handlers(
-            received: { [unowned self] bytes in self.run(self.queue.capsuleReceived(bytes, now: .now())) },
+            received: { [unowned self] bytes in self.run(self.binding.capsuleReceived(bytes, now: .now())) },
             failed: { [unowned self] reason in self.disconnect(reason: reason) }
         )
-    }
-
-    private func metadata(_ extra: Logger.Metadata = [:]) -> Logger.Metadata {
-        var metadata = extra
-        metadata["nvme.transport"] = "rdma"
-        metadata["nvme.remote"] = "\(remoteAddress ?? "?")"
-        if let host {
-            metadata["nvme.hostnqn"] = "\(host.hostNQN)"
-            metadata["nvme.subnqn"] = "\(host.subsystemNQN)"
-        }
-        return metadata
+        // The Connect is due within the setup timeout.
+        run(self.binding.connectionOpened(now: .now()))
     }
 
     func established() {
-        logger.debug("NVMe/RDMA queue established", metadata: metadata())
+        logger.debug("NVMe/RDMA queue established", metadata: session.metadata())
     }
 
     /// Disconnects and releases the queue (without waiting for the host's answer).
     func disconnect(reason: String) {
         guard !gone else { return }
-        logger.debug("closing NVMe/RDMA queue", metadata: metadata(["reason": "\(reason)"]))
+        session.close(reason: reason)
         rdma_disconnect(queuePair.id)
         ended("disconnect")
     }
@@ -253,27 +254,16 @@ final class RDMAControllerConnection: @unchecked Sendable {
     func ended(_ event: String) {
         guard !gone else { return }
         gone = true
-        logger.debug("NVMe/RDMA queue ended", metadata: metadata(["event": "\(event)"]))
-        queue.connectionClosed()
-        tearDown()
+        logger.debug("NVMe/RDMA queue ended", metadata: session.metadata(["event": "\(event)"]))
+        binding.connectionClosed()
+        session.end()
         queuePair.destroy()
         reactor.forget(queuePair.id)
         rdma_destroy_id(queuePair.id)
         removed()
     }
 
-    private func tearDown() {
-        if let keepAliveCheck { reactor.cancel(timer: keepAliveCheck) }
-        keepAliveCheck = nil
-        request?.cancel()
-        request = nil
-        if let registration, case .discovery(let discovery) = service {
-            discovery.controllerRemoved(registration)
-        }
-        registration = nil
-    }
-
-    private func run(_ actions: [NVMeRDMAControllerQueue.Action]) {
+    private func run(_ actions: [NVMeRDMAControllerBinding.Action]) {
         for action in actions {
             guard !gone else { return }
             do {
@@ -282,14 +272,14 @@ final class RDMAControllerConnection: @unchecked Sendable {
                     try queuePair.send(bytes)
                 case .read(let token, let address, let key, let length):
                     try queuePair.read(length: length, address: address, key: key) { [unowned self] data in
-                        self.run(self.queue.readCompleted(token, data: data, now: .now()))
+                        self.run(self.binding.readCompleted(token, data: data, now: .now()))
                     }
                 case .write(let data, let address, let key):
                     try queuePair.write(data, address: address, key: key)
                 case .disconnect(let reason):
                     disconnect(reason: reason)
-                case .controller(let action):
-                    controllerAction(action)
+                case .session(let action):
+                    session.perform(action)
                 }
             } catch {
                 disconnect(reason: "\(error)")
@@ -297,53 +287,14 @@ final class RDMAControllerConnection: @unchecked Sendable {
         }
     }
 
-    private func controllerAction(_ action: DiscoveryControllerStateMachine.Action) {
-        switch action {
-        case .scheduleKeepAliveCheck(let delay):
-            if let keepAliveCheck { reactor.cancel(timer: keepAliveCheck) }
-            keepAliveCheck = reactor.schedule(in: delay) { [unowned self] in
-                self.keepAliveCheck = nil
-                self.run(self.queue.keepAliveTimerFired(now: .now()))
-            }
-        case .controllerCreated(let host, _):
-            self.host = host
-            switch service {
-            case .discovery(let discovery):
-                logger.debug("discovery controller created", metadata: metadata())
-                // The registration holds the connection until tearDown removes it.
-                let reactor = reactor
-                registration = discovery.controllerCreated(host) { [self] in
-                    reactor.execute { self.discoveryLogChanged() }
-                }
-            case .management:
-                logger.info("in-band management association", metadata: metadata())
-            }
-        case .asynchronousEventSent:
-            logger.debug("discovery log change notice sent", metadata: metadata())
-            if case .discovery(let discovery) = service { discovery.asynchronousEventSent() }
-        case .logPageRead(let offset, let length):
-            if case .discovery(let discovery) = service { discovery.logPageRead(offset: offset, length: length) }
-        case .performManagementRequest(let message, let host):
-            guard case .management(let management) = service else { return }
-            let reactor = reactor
-            request = Task { [self] in
-                let response = await management.perform(message, host: host)
-                reactor.execute { self.managementRequestCompleted(response) }
-            }
-        case .send, .close:
-            break
+    /// Called by the session driver on the reactor thread, never after the queue ended.
+    private func sessionEvent(_ event: ControllerSessionEvent) {
+        guard !gone else { return }
+        switch event {
+        case .keepAliveTimerFired: run(binding.keepAliveTimerFired(now: .now()))
+        case .discoveryLogChanged: run(binding.discoveryLogChanged())
+        case .managementRequestCompleted(let response): run(binding.managementRequestCompleted(response))
         }
-    }
-
-    private func discoveryLogChanged() {
-        guard !gone else { return }
-        run(queue.discoveryLogChanged())
-    }
-
-    private func managementRequestCompleted(_ response: ByteBuffer) {
-        guard !gone else { return }
-        request = nil
-        run(queue.managementRequestCompleted(response))
     }
 }
 #endif

@@ -1,21 +1,23 @@
 import NIOCore
 
-/// One NVMe/RDMA controller queue as a pure state machine: it puts the NVMe/RDMA binding in
-/// front of the very ``DiscoveryControllerStateMachine`` NVMe/TCP connections use. Received SEND
-/// messages, RDMA READ completions and timer events in, ``Action``s (SENDs, RDMA READs and
-/// WRITEs) out; the caller owns the queue pair (``NVMeRDMAListener``).
+/// One NVMe/RDMA controller queue as a pure state machine: the NVMe/RDMA binding in front of the
+/// transport-neutral ``ControllerStateMachine``. Received SEND messages, RDMA READ completions and
+/// timer events in, ``Action``s (SENDs, RDMA READs and WRITEs, a disconnect, the controller's
+/// session actions) out; the caller owns the queue pair (``NVMeRDMAListener``).
 ///
 /// The binding (NVMe/RDMA 1.1 §3):
 /// - The RDMA CM exchange opens the queue (``NVMeRDMA/answer(connectRequest:maximumQueueSize:)``);
-///   there is no ICReq.
+///   there is no ICReq, and the Connect is due within the setup timeout.
 /// - A command capsule is one SEND: the SQE and any in-capsule data.
 /// - Data the host sends through a Keyed SGL Data Block is fetched with an RDMA READ first; the
-///   machine then sees the command with that data in the capsule.
-/// - Data for the host is placed with RDMA WRITEs at the keyed block: the machine's C2HData
-///   becomes a WRITE at the block's address plus the data offset.
-/// - A response capsule is one SEND of the CQE, posted after the WRITEs on the same queue pair,
+///   controller then sees the command with that data in the capsule.
+/// - Data for the host is placed with one RDMA WRITE at the command's keyed block; the controller
+///   sees that block as a transport data block of its length. A command with data for the host
+///   and no keyed block (a host that sent another descriptor) is refused with SGL Descriptor Type
+///   Invalid before the controller sees it.
+/// - A response capsule is one SEND of the CQE, posted after the WRITE on the same queue pair,
 ///   so the data has landed when the host sees the completion.
-public struct NVMeRDMAControllerQueue {
+public struct NVMeRDMAControllerBinding {
     /// What the caller must do, in order.
     public enum Action: Sendable, Hashable {
         /// SEND these bytes (a 16-byte CQE).
@@ -27,9 +29,8 @@ public struct NVMeRDMAControllerQueue {
         case write(ByteBuffer, address: UInt64, key: UInt32)
         /// Disconnect the queue.
         case disconnect(reason: String)
-        /// Carry out an action of the controller that is not a transfer (timers, registration,
-        /// metrics, in-band requests), as the NVMe/TCP handler does.
-        case controller(DiscoveryControllerStateMachine.Action)
+        /// Carry out a session action of the controller (``ControllerSessionDriver``).
+        case session(ControllerSessionAction)
     }
 
     private struct Block {
@@ -39,7 +40,7 @@ public struct NVMeRDMAControllerQueue {
     }
 
     /// The controller.
-    public private(set) var machine: DiscoveryControllerStateMachine
+    public private(set) var machine: ControllerStateMachine
     private let maximumReadLength: Int
     /// Keyed blocks of commands whose data goes to the host, by CID.
     private var writeBlocks: [UInt16: Block] = [:]
@@ -48,17 +49,39 @@ public struct NVMeRDMAControllerQueue {
     private var nextToken: UInt64 = 1
 
     /// - Parameters:
-    ///   - machine: the controller, fresh.
-    ///   - maximumReadLength: the most host data one command may bring (the in-capsule limit
-    ///     of the NVMe/TCP controller).
-    public init(machine: DiscoveryControllerStateMachine, maximumReadLength: Int) {
-        self.machine = machine
+    ///   - configuration: the controller's fixed parameters (keyed SGLs are announced).
+    ///   - service: the discovery controller's log pages and controller IDs, or the management
+    ///     controller's requests.
+    ///   - maximumReadLength: the most host data one command may bring (the in-capsule limit of
+    ///     the NVMe/TCP controller).
+    ///   - localAddress: the local IP address of the queue (fills wildcard listener entries).
+    ///   - remoteAddress: the host's address, for logs.
+    public init(
+        configuration: DiscoveryControllerConfiguration,
+        serving service: ControllerService,
+        maximumReadLength: Int,
+        localAddress: String? = nil,
+        remoteAddress: String? = nil
+    ) {
+        var configuration = configuration
+        configuration.keyedSGLs = true
+        self.machine = ControllerStateMachine(
+            configuration: configuration,
+            serving: service,
+            transportSetupStep: nil,
+            localAddress: localAddress,
+            remoteAddress: remoteAddress
+        )
         self.maximumReadLength = maximumReadLength
-        self.machine.queueEstablished()
     }
 
     /// Commands waiting for an RDMA READ.
     public var pendingReads: Int { reads.count }
+
+    /// The queue was accepted at `now`: the host's Connect is due within the setup timeout.
+    public mutating func connectionOpened(now: NIODeadline) -> [Action] {
+        translate(machine.connectionOpened(now: now))
+    }
 
     /// A SEND arrived: a command capsule.
     public mutating func capsuleReceived(_ capsule: ByteBuffer, now: NIODeadline) -> [Action] {
@@ -92,6 +115,10 @@ public struct NVMeRDMAControllerQueue {
                 return deliver(CapsuleCommand(command: command), now: now)
             }
         }
+        if pointer.isTransportDataBlock {
+            // NVMe/RDMA moves the host's data through keyed blocks or in the capsule only.
+            return [send(command, status: .sglDescriptorTypeInvalid.withDoNotRetry)]
+        }
         if pointer.isInCapsule {
             // In-capsule data follows the SQE in the same SEND, at the descriptor's offset.
             let start = capsule.readerIndex + SubmissionQueueEntry.size + Int(clamping: pointer.address)
@@ -116,49 +143,51 @@ public struct NVMeRDMAControllerQueue {
         writeBlocks.removeAll()
     }
 
-    /// See ``DiscoveryControllerStateMachine/keepAliveTimerFired(now:)``.
+    /// See ``ControllerStateMachine/keepAliveTimerFired(now:)``.
     public mutating func keepAliveTimerFired(now: NIODeadline) -> [Action] {
         translate(machine.keepAliveTimerFired(now: now))
     }
 
-    /// See ``DiscoveryControllerStateMachine/discoveryLogChanged()``.
+    /// See ``ControllerStateMachine/discoveryLogChanged()``.
     public mutating func discoveryLogChanged() -> [Action] {
         translate(machine.discoveryLogChanged())
     }
 
-    /// See ``DiscoveryControllerStateMachine/managementRequestCompleted(_:)``.
+    /// See ``ControllerStateMachine/managementRequestCompleted(_:)``.
     public mutating func managementRequestCompleted(_ response: ByteBuffer) -> [Action] {
         translate(machine.managementRequestCompleted(response))
     }
 
     private mutating func deliver(_ capsule: CapsuleCommand, now: NIODeadline) -> [Action] {
-        translate(machine.pduReceived(.capsuleCommand(capsule), now: now))
+        translate(machine.commandReceived(capsule, now: now))
     }
 
-    private mutating func translate(_ actions: [DiscoveryControllerStateMachine.Action]) -> [Action] {
+    private mutating func translate(_ actions: [ControllerStateMachine.Action]) -> [Action] {
         var out: [Action] = []
-        out.reserveCapacity(actions.count)
+        out.reserveCapacity(actions.count + 1)
         for action in actions {
             switch action {
-            case .send(.capsuleResponse(let response)):
-                writeBlocks.removeValue(forKey: response.completion.commandIdentifier)
-                out.append(.send(Self.encode(response.completion)))
-            case .send(.controllerToHostData(let data)):
-                guard let block = writeBlocks[data.commandIdentifier],
-                    UInt64(data.dataOffset) + UInt64(data.data.readableBytes) <= UInt64(block.length)
-                else {
-                    // The controller only sends what the descriptor's length allows.
-                    preconditionFailure("C2H data outside the command's keyed block")
+            case .complete(var completion, let data):
+                let block = writeBlocks.removeValue(forKey: completion.commandIdentifier)
+                if let data, data.readableBytes > 0 {
+                    if let block, data.readableBytes <= Int(block.length) {
+                        out.append(.write(data, address: block.address, key: block.key))
+                    } else {
+                        // Only a keyed block is presented to the controller as a data block, and
+                        // the controller never sends more than its length: refuse rather than
+                        // write where the host did not say.
+                        completion.status = .dataTransferError
+                        completion.result = 0
+                        completion.dw1 = 0
+                    }
                 }
-                out.append(.write(data.data, address: block.address + UInt64(data.dataOffset), key: block.key))
-            case .send:
-                // ICResp and C2HTermReq have no NVMe/RDMA counterpart: a fatal error is a
-                // disconnect, which the `.close` that follows a C2HTermReq asks for.
-                continue
+                out.append(.send(Self.encode(completion)))
             case .close(let reason):
+                reads.removeAll()
+                writeBlocks.removeAll()
                 out.append(.disconnect(reason: reason))
-            default:
-                out.append(.controller(action))
+            case .session(let action):
+                out.append(.session(action))
             }
         }
         return out
