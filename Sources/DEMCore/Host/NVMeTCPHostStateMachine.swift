@@ -30,8 +30,7 @@ public struct NVMeTCPHostStateMachine {
     }
 
     private var state: State = .idle
-    private var outstanding: [UInt16: Outstanding] = [:]
-    private var nextCommandIdentifier: UInt16 = 0
+    private var outstanding = OutstandingCommands<Outstanding>()
 
     /// The digests negotiated; the caller parses and writes later PDUs with them.
     public private(set) var digests: NVMeTCPDigests = []
@@ -67,13 +66,11 @@ public struct NVMeTCPHostStateMachine {
         data: ByteBuffer? = nil,
         expectedDataLength: Int = 0
     ) -> (commandIdentifier: UInt16?, actions: [Action]) {
-        guard case .ready = state else { return (nil, []) }
-        var cid = nextCommandIdentifier
-        while outstanding[cid] != nil { cid &+= 1 }
-        nextCommandIdentifier = cid &+ 1
+        guard case .ready = state,
+            let cid = outstanding.insert(Outstanding(expectedLength: expectedDataLength))
+        else { return (nil, []) }
         var entry = command
         entry.commandIdentifier = cid
-        outstanding[cid] = Outstanding(expectedLength: expectedDataLength)
         return (cid, [.send(.capsuleCommand(CapsuleCommand(command: entry, data: data)))])
     }
 
@@ -139,7 +136,7 @@ public struct NVMeTCPHostStateMachine {
             return []
         case .capsuleResponse(let response):
             let cid = response.completion.commandIdentifier
-            guard let command = outstanding.removeValue(forKey: cid) else {
+            guard let command = outstanding.remove(cid) else {
                 return fail(.protocolViolation("CapsuleResp for unknown CID \(cid)"))
             }
             return [.commandCompleted(response.completion, data: command.data)]
@@ -156,7 +153,7 @@ public struct NVMeTCPHostStateMachine {
     public mutating func transportErrorCaught(_ error: NVMeTCPTransportError) -> [Action] {
         if case .closed = state { return [] }
         state = .closed
-        outstanding.removeAll()
+        _ = outstanding.removeAll()
         return [.send(.hostToControllerTerminationRequest(error.terminationRequest)), .close(.transport(error))]
     }
 
@@ -164,19 +161,19 @@ public struct NVMeTCPHostStateMachine {
     public mutating func channelClosed() -> [Action] {
         if case .closed = state { return [] }
         state = .closed
-        outstanding.removeAll()
+        _ = outstanding.removeAll()
         return [.close(.connectionClosed)]
     }
 
     private mutating func terminated(_ term: TerminationRequest) -> [Action] {
         state = .closed
-        outstanding.removeAll()
+        _ = outstanding.removeAll()
         return [.close(.terminatedByController(term.status, fieldErrorInformation: term.fieldErrorInformation))]
     }
 
     private mutating func fail(_ error: NVMeHostError) -> [Action] {
         state = .closed
-        outstanding.removeAll()
+        _ = outstanding.removeAll()
         return [.close(error)]
     }
 }

@@ -7,13 +7,14 @@ import Synchronization
 import Glibc
 #endif
 
-/// The host side of one NVMe/RDMA admin queue. Its resources live on the reactor thread;
-/// futures complete on `eventLoop`.
+/// The host side of one NVMe/RDMA admin queue: carries out an ``NVMeRDMAHostStateMachine``
+/// (command numbering, capsules, completions) with the verbs. Its resources live on the reactor
+/// thread; futures complete on `eventLoop`.
 final class RDMAHostConnection: NVMeHostConnection, RDMAConnectionManagerClient, @unchecked Sendable {
-    private struct Outstanding {
+    /// What is kept per command until it completes.
+    private struct Command {
         var promise: EventLoopPromise<NVMeCommandResult>
         var buffer: RDMABuffer?
-        var expectedLength: Int
     }
 
     let eventLoop: any EventLoop
@@ -28,8 +29,7 @@ final class RDMAHostConnection: NVMeHostConnection, RDMAConnectionManagerClient,
     private var queuePair: RDMAQueuePair?
     private var connecting: CheckedContinuation<Void, any Error>?
     private var connectTimer: UInt64?
-    private var outstanding: [UInt16: Outstanding] = [:]
-    private var nextCommandIdentifier: UInt16 = 0
+    private var machine: NVMeRDMAHostStateMachine<Command>
     private var ended = false
 
     private init(reactor: RDMAReactor, eventLoop: any EventLoop, queueSize: Int, target: String) {
@@ -38,6 +38,7 @@ final class RDMAHostConnection: NVMeHostConnection, RDMAConnectionManagerClient,
         self.closed = eventLoop.makePromise()
         self.queueSize = queueSize
         self.target = target
+        self.machine = NVMeRDMAHostStateMachine(queueSize: queueSize)
     }
 
     static func connect(
@@ -122,6 +123,7 @@ final class RDMAHostConnection: NVMeHostConnection, RDMAConnectionManagerClient,
         case RDMA_CM_EVENT_ESTABLISHED:
             if let connectTimer { reactor.cancel(timer: connectTimer) }
             connectTimer = nil
+            machine.established()
             active.store(true, ordering: .relaxed)
             connecting?.resume()
             connecting = nil
@@ -184,15 +186,7 @@ final class RDMAHostConnection: NVMeHostConnection, RDMAConnectionManagerClient,
         expectedDataLength: Int,
         _ promise: EventLoopPromise<NVMeCommandResult>
     ) {
-        guard !ended, isActive, let queuePair else { return promise.fail(NVMeHostError.connectionClosed) }
-        guard outstanding.count < queueSize - 1 else {
-            return promise.fail(NVMeHostError.protocolViolation("more than \(queueSize - 1) commands outstanding"))
-        }
-        var identifier = nextCommandIdentifier
-        while outstanding[identifier] != nil { identifier &+= 1 }
-        nextCommandIdentifier = identifier &+ 1
-        var entry = command
-        entry.commandIdentifier = identifier
+        guard !ended, machine.isReady, let queuePair else { return promise.fail(NVMeHostError.connectionClosed) }
         var buffer: RDMABuffer?
         do {
             if let data, data.readableBytes > 0 {
@@ -208,42 +202,55 @@ final class RDMAHostConnection: NVMeHostConnection, RDMAConnectionManagerClient,
                     access: ibv_access_flags(IBV_ACCESS_LOCAL_WRITE.rawValue | IBV_ACCESS_REMOTE_WRITE.rawValue)
                 )
             }
-            entry.dataPointer =
-                buffer.map { .keyed(address: $0.address, length: UInt32($0.count), key: $0.remoteKey) }
-                ?? .keyed(address: 0, length: 0, key: 0)
-            var capsule = ByteBuffer()
-            capsule.writeSubmissionQueueEntry(entry)
-            outstanding[identifier] = Outstanding(
-                promise: promise,
-                buffer: buffer,
-                expectedLength: data == nil ? expectedDataLength : 0
-            )
-            try queuePair.send(capsule)
         } catch {
-            outstanding.removeValue(forKey: identifier)
-            buffer?.release()
-            promise.fail(NVMeHostError.connectionFailed("\(error)"))
+            return promise.fail(NVMeHostError.connectionFailed("\(error)"))
         }
+        run(
+            machine.submit(
+                command,
+                dataBlock: buffer.map { .keyed(address: $0.address, length: UInt32($0.count), key: $0.remoteKey) },
+                readLength: data == nil ? expectedDataLength : 0,
+                context: Command(promise: promise, buffer: buffer)
+            )
+        )
     }
 
     private func completionReceived(_ bytes: ByteBuffer) {
-        guard let completion = bytes.getCompletionQueueEntry(at: bytes.readerIndex),
-            let command = outstanding.removeValue(forKey: completion.commandIdentifier)
-        else {
-            return end(
-                NVMeHostError.protocolViolation("a response of \(bytes.readableBytes) bytes for no command"),
-                disconnect: true
-            )
+        run(machine.responseReceived(bytes))
+    }
+
+    /// Carries out the machine's actions.
+    private func run(_ actions: [NVMeRDMAHostStateMachine<Command>.Action]) {
+        for action in actions {
+            switch action {
+            case .send(let capsule, let identifier):
+                do {
+                    try queuePair?.send(capsule)
+                } catch {
+                    run(machine.sendFailed(identifier, NVMeHostError.connectionFailed("\(error)")))
+                }
+            case .commandCompleted(let completion, let command, let readLength):
+                var data: ByteBuffer?
+                if let buffer = command.buffer {
+                    if readLength > 0 { data = buffer.read(length: readLength) }
+                    buffer.release()
+                }
+                command.promise.succeed(NVMeCommandResult(completion: completion, data: data))
+            case .commandFailed(let error, let command):
+                command.buffer?.release()
+                command.promise.fail(error)
+            case .close(let error, let outstanding, let disconnect):
+                finish(error, disconnect: disconnect, outstanding: outstanding)
+            }
         }
-        var data: ByteBuffer?
-        if let buffer = command.buffer {
-            if command.expectedLength > 0 { data = buffer.read(length: command.expectedLength) }
-            buffer.release()
-        }
-        command.promise.succeed(NVMeCommandResult(completion: completion, data: data))
     }
 
     private func end(_ error: any Error, disconnect: Bool = false) {
+        let hostError = error as? NVMeHostError ?? .connectionFailed("\(error)")
+        run(machine.failed(hostError, disconnect: disconnect))
+    }
+
+    private func finish(_ error: NVMeHostError, disconnect: Bool, outstanding: [Command]) {
         guard !ended else { return }
         ended = true
         active.store(false, ordering: .relaxed)
@@ -251,12 +258,10 @@ final class RDMAHostConnection: NVMeHostConnection, RDMAConnectionManagerClient,
         connectTimer = nil
         connecting?.resume(throwing: error)
         connecting = nil
-        let failed = outstanding
-        outstanding.removeAll()
         if let id, disconnect { rdma_disconnect(id) }
         queuePair?.destroy()
         queuePair = nil
-        for command in failed.values {
+        for command in outstanding {
             command.buffer?.release()
             command.promise.fail(error)
         }
