@@ -266,7 +266,8 @@ enum BenchEntries {
 
 // MARK: - dem
 
-/// Starts dem on 127.0.0.1:`port` with the entries file, logging to `directory/dem.log`.
+/// Starts dem on 127.0.0.1:`port` with the entries file, logging to `directory/dem.log`, with
+/// connection limits for one source that simulates thousands of hosts.
 func startDEM(executable: String, port: Int, entriesPath: String, directory: String) throws -> ChildProcess {
     try ChildProcess(
         name: "dem",
@@ -274,6 +275,10 @@ func startDEM(executable: String, port: Int, entriesPath: String, directory: Str
         arguments: [
             "--address", "127.0.0.1", "--port", String(port), "--entries", entriesPath,
             "--data-dir", directory + "/data", "--api-port", "0", "--log-level", "info",
+            // Every simulated host and REST client comes from 127.0.0.1: lift the per-source
+            // limits meant for real hosts (and the totals, within the descriptor limit).
+            "--max-connections", "16384", "--max-connections-per-source", "16384",
+            "--api-max-connections", "1024", "--api-max-connections-per-source", "1024",
         ],
         logPath: directory + "/dem.log"
     )

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
+import Synchronization
 import Testing
 
 @testable import DEMCore
@@ -101,5 +103,59 @@ struct ConnectionBoundsTests {
         #expect(ConnectionFailure.describe(wrapped) == "Connection refused (ECONNREFUSED)")
         #expect(ConnectionFailure.isRefused(wrapped))
         #expect(ConnectionFailure.describe(ChannelError.connectTimeout(.seconds(3))) == "no answer within 3 s")
+    }
+
+    @Test(
+        "a host whose connection is already closed fails its ICReq and its commands at once, never waits for an answer"
+    )
+    func closedBeforeICReq() async throws {
+        let listener = try await NVMeTCPDiscoveryListener.bind(
+            host: "127.0.0.1",
+            port: 0,
+            configuration: TestValues.configuration(),
+            service: FakeDiscoveryService(),
+            group: MultiThreadedEventLoopGroup.singleton,
+            logger: Logger(label: "test")
+        )
+        let port = try #require(listener.localAddress?.port)
+        // As when the controller refuses the connection as soon as it is accepted: the write
+        // never reaches the host's handler, so only its failure can end the wait.
+        let connection = try await NVMeTCPHostConnection.connect(host: "127.0.0.1", port: port)
+        await connection.close()
+        /// How `body` ended: its error, "answered" when it returned, or "still waiting" after 10 s
+        /// (a wait that would otherwise never end; its task is left behind).
+        func outcome(_ body: @escaping @Sendable () async throws -> Void) async -> String {
+            let settled = Mutex(false)
+            return await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
+                let finish: @Sendable (String) -> Void = { text in
+                    let first = settled.withLock { done in
+                        defer { done = true }
+                        return !done
+                    }
+                    if first { continuation.resume(returning: text) }
+                }
+                Task {
+                    do {
+                        try await body()
+                        finish("answered")
+                    } catch {
+                        finish("\(error)")
+                    }
+                }
+                Task {
+                    try? await Task.sleep(for: .seconds(10))
+                    finish("still waiting")
+                }
+            }
+        }
+        let initialized = await outcome {
+            _ = try await connection.initialize(InitializeConnectionRequest(digests: []))
+        }
+        #expect(initialized == "\(ChannelError.ioOnClosedChannel)")
+        let submitted = await outcome {
+            _ = try await connection.submit(SubmissionQueueEntry(opcode: AdminOpcode.keepAlive))
+        }
+        #expect(submitted == "\(ChannelError.ioOnClosedChannel)")
+        try await listener.close()
     }
 }

@@ -152,9 +152,8 @@ public final class NVMeTCPHostConnection: NVMeHostConnection {
 
     /// Sends the ICReq and waits for the ICResp.
     public func initialize(_ request: InitializeConnectionRequest) async throws -> InitializeConnectionResponse {
-        let promise = channel.eventLoop.makePromise(of: InitializeConnectionResponse.self)
-        channel.writeAndFlush(NVMeTCPHostRequest.initialize(request, promise), promise: nil)
-        return try await promise.futureResult.get()
+        let response = channel.eventLoop.makePromise(of: InitializeConnectionResponse.self)
+        return try await write(.initialize(request, response), answeredBy: response).get()
     }
 
     public var eventLoop: any EventLoop { channel.eventLoop }
@@ -171,11 +170,23 @@ public final class NVMeTCPHostConnection: NVMeHostConnection {
         data: ByteBuffer?,
         expectedDataLength: Int
     ) -> EventLoopFuture<NVMeCommandResult> {
-        let request = channel.eventLoop.makePromise(of: NVMeCommandResult.self)
-        let result = channel.eventLoop.makePromise(of: NVMeCommandResult.self)
+        let response = channel.eventLoop.makePromise(of: NVMeCommandResult.self)
+        return write(
+            .command(command, data: data, expectedDataLength: expectedDataLength, response),
+            answeredBy: response
+        )
+    }
+
+    /// Writes `request` and returns what the handler answers through `response`, or the write's
+    /// failure: a write to a closed channel (a connection the controller refused or closed)
+    /// never reaches the handler, which would leave `response` waiting forever. Whichever comes
+    /// first completes the result.
+    private func write<Answer: Sendable>(
+        _ request: NVMeTCPHostRequest,
+        answeredBy response: EventLoopPromise<Answer>
+    ) -> EventLoopFuture<Answer> {
+        let result = channel.eventLoop.makePromise(of: Answer.self)
         let written = channel.eventLoop.makePromise(of: Void.self)
-        // A write to a closed channel never reaches the handler, which would fail the request:
-        // the write's failure fails it then. Whichever comes first completes the result.
         let settled = Mutex(false)
         let first: @Sendable () -> Bool = {
             settled.withLock { done in
@@ -183,12 +194,9 @@ public final class NVMeTCPHostConnection: NVMeHostConnection {
                 return !done
             }
         }
-        request.futureResult.whenComplete { outcome in if first() { result.completeWith(outcome) } }
+        response.futureResult.whenComplete { outcome in if first() { result.completeWith(outcome) } }
         written.futureResult.whenFailure { error in if first() { result.fail(error) } }
-        channel.writeAndFlush(
-            NVMeTCPHostRequest.command(command, data: data, expectedDataLength: expectedDataLength, request),
-            promise: written
-        )
+        channel.writeAndFlush(request, promise: written)
         return result.futureResult
     }
 
