@@ -54,7 +54,19 @@ final class FloodSockets {
 }
 
 /// One HTTP/1.1 GET on a new connection from 127.0.0.1, with a deadline: the status, or nil.
-func httpGet(port: Int, path: String, token: String? = nil, seconds: Int = 5) -> (status: Int, body: String)? {
+///
+/// The blocking socket calls (up to the deadline for the connect and again for the answer, while
+/// dem's API is flooded) run on a thread of their own: on Swift concurrency's few threads they
+/// would stall every other test running meanwhile.
+func httpGet(port: Int, path: String, token: String? = nil, seconds: Int = 5) async -> (status: Int, body: String)? {
+    await withCheckedContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(returning: blockingHTTPGet(port: port, path: path, token: token, seconds: seconds))
+        }
+    }
+}
+
+private func blockingHTTPGet(port: Int, path: String, token: String?, seconds: Int) -> (status: Int, body: String)? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
@@ -125,7 +137,7 @@ struct FloodTests {
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        try #require(try await eventually(20) { httpGet(port: apiPort, path: "/health")?.status == 200 })
+        try #require(try await eventually(20) { await httpGet(port: apiPort, path: "/health")?.status == 200 })
         let token = try String(contentsOfFile: directory + "/data/admin.token", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
 
@@ -153,7 +165,7 @@ struct FloodTests {
             let page = try await fresh.readDiscoveryLogPage()
             #expect(page.entries.count >= 1)
             await fresh.close()
-            #expect(httpGet(port: apiPort, path: "/health")?.status == 200)
+            #expect(await httpGet(port: apiPort, path: "/health")?.status == 200)
             #expect(try await persistent.readDiscoveryLogPage().entries.count >= 1)
             try await Task.sleep(for: .milliseconds(200))
         }
@@ -184,11 +196,11 @@ struct FloodTests {
                 return (try? await fresh.readDiscoveryLogPage()) != nil
             }
         )
-        #expect(try await eventually(10) { httpGet(port: apiPort, path: "/health")?.status == 200 })
+        #expect(try await eventually(10) { await httpGet(port: apiPort, path: "/health")?.status == 200 })
         #expect(process.isRunning)
 
         // /metrics counts what happened, and the stalled connections are gone.
-        let metrics = try #require(httpGet(port: apiPort, path: "/metrics", token: token)?.body)
+        let metrics = try #require(await httpGet(port: apiPort, path: "/metrics", token: token)?.body)
         #expect(metric(metrics, "dem_connections_refused_total", port: "discovery") ?? 0 > 0, "\(metrics)")
         #expect(metric(metrics, "dem_connections_refused_total", port: "REST API") ?? 0 > 0)
         #expect(metric(metrics, "dem_connections_timed_out_total", port: "discovery") ?? 0 > 0)
@@ -199,7 +211,7 @@ struct FloodTests {
         many.closeAll()
         #expect(
             try await eventually(10) {
-                let text = httpGet(port: apiPort, path: "/metrics", token: token)?.body ?? ""
+                let text = await httpGet(port: apiPort, path: "/metrics", token: token)?.body ?? ""
                 return (metric(text, "dem_connections_open", port: "discovery") ?? 99) <= 2
             }
         )

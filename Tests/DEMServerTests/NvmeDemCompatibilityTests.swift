@@ -96,7 +96,7 @@ struct NvmeDemCompatibilityTests {
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         try process.run()
         defer { process.terminate() }
-        #expect(try await eventually(20) { httpGet(port: api, path: "/health")?.status == 200 })
+        #expect(try await eventually(20) { await httpGet(port: api, path: "/health")?.status == 200 })
         #expect((try String(contentsOfFile: log, encoding: .utf8)).contains(" debug "))
 
         let (status, output) = try await run("dem-em", ["-p", "-5", "--data-dir", directory + "-em"])
