@@ -14,21 +14,26 @@ struct HostControllerWiringTests {
     }
 
     struct Wire {
-        var host = NVMeTCPHostStateMachine()
+        var host = NVMeTCPHostStateMachine<String>()
         var controller: NVMeTCPControllerBinding
         var completions: [(CompletionQueueEntry, ByteBuffer?)] = []
+        /// The context each completion handed back.
+        var completed: [String] = []
         var now = NIODeadline.uptimeNanoseconds(1_000_000_000)
 
         /// Carries host actions to the controller and back until both are quiet.
-        mutating func deliver(_ hostActions: [NVMeTCPHostStateMachine.Action]) throws {
+        mutating func deliver(_ hostActions: [NVMeTCPHostStateMachine<String>.Action]) throws {
             var toController: [NVMeTCPPDU] = []
-            func takeHost(_ actions: [NVMeTCPHostStateMachine.Action]) {
+            func takeHost(_ actions: [NVMeTCPHostStateMachine<String>.Action]) {
                 for action in actions {
                     switch action {
                     case .send(let pdu): toController.append(pdu)
-                    case .commandCompleted(let cqe, let data): completions.append((cqe, data))
+                    case .commandCompleted(let cqe, let data, let context):
+                        completions.append((cqe, data))
+                        completed.append(context)
                     case .connectionInitialized: break
-                    case .close(let error): Issue.record("host closed: \(error)")
+                    case .commandFailed(let error, let context): Issue.record("\(context) failed: \(error)")
+                    case .close(let error, _): Issue.record("host closed: \(error)")
                     }
                 }
             }
@@ -81,7 +86,11 @@ struct HostControllerWiringTests {
             )
         )
         try wire.deliver(
-            wire.host.submit(ConnectCommand().submissionQueueEntry(commandIdentifier: 0), data: data).actions
+            wire.host.submit(
+                ConnectCommand().submissionQueueEntry(commandIdentifier: 0),
+                data: data,
+                context: "Connect"
+            )
         )
         #expect(wire.completions.last?.0.result == 42)
         try wire.deliver(
@@ -90,14 +99,16 @@ struct HostControllerWiringTests {
                     commandIdentifier: 0,
                     offset: ControllerProperty.configuration,
                     value: 0x46_0001
-                )
-            ).actions
+                ),
+                context: "Property Set"
+            )
         )
         try wire.deliver(
             wire.host.submit(
                 IdentifyCommand(controllerOrNamespaceStructure: 1).submissionQueueEntry(commandIdentifier: 0),
-                expectedDataLength: 4096
-            ).actions
+                expectedDataLength: 4096,
+                context: "Identify"
+            )
         )
         var identify = try #require(wire.completions.last?.1)
         #expect(identify.readIdentifyControllerData()?.subsystemNQN == "nqn.2024-01.io.example:dc")
@@ -107,13 +118,59 @@ struct HostControllerWiringTests {
             wire.host.submit(
                 GetLogPageCommand(logPageIdentifier: 0x70, numberOfDwords: UInt64(length / 4))
                     .submissionQueueEntry(commandIdentifier: 0),
-                expectedDataLength: length
-            ).actions
+                expectedDataLength: length,
+                context: "Get Log Page"
+            )
         )
         var bytes = try #require(wire.completions.last?.1)
         #expect(bytes.readableBytes == length)
         #expect(try bytes.readDiscoveryLogPage() == page)
         #expect(wire.completions.allSatisfy { $0.0.status == .success })
         #expect(wire.host.outstandingCount == 0)
+        #expect(wire.completed == ["Connect", "Property Set", "Identify", "Get Log Page"])
+    }
+
+    @Test("before the ICResp a command fails alone; when the connection closes every outstanding command fails once")
+    func failures() {
+        var host = NVMeTCPHostStateMachine<String>()
+        guard
+            case .commandFailed(.protocolViolation, "early") = host.submit(
+                SubmissionQueueEntry(opcode: 0x18),
+                context: "early"
+            ).first
+        else {
+            Issue.record("a command before the ICResp is failed at once")
+            return
+        }
+        _ = host.initialize(InitializeConnectionRequest(digests: []))
+        _ = host.pduReceived(
+            .initializeConnectionResponse(
+                InitializeConnectionResponse(
+                    pduFormatVersion: 0,
+                    controllerPDUDataAlignment: 0,
+                    digests: [],
+                    maximumH2CDataLength: 8192
+                )
+            )
+        )
+        #expect(host.isReady)
+        _ = host.submit(SubmissionQueueEntry(opcode: 0x18), context: "a")
+        _ = host.submit(SubmissionQueueEntry(opcode: 0x02), expectedDataLength: 4096, context: "b")
+        let closed = host.channelClosed()
+        guard case .close(.connectionClosed, let outstanding) = closed.first else {
+            Issue.record("\(closed)")
+            return
+        }
+        #expect(outstanding == ["a", "b"])
+        #expect(host.channelClosed().isEmpty, "closed once")
+        guard
+            case .commandFailed(.connectionClosed, "late") = host.submit(
+                SubmissionQueueEntry(opcode: 0x18),
+                context: "late"
+            ).first
+        else {
+            Issue.record("a command after the close is failed at once")
+            return
+        }
     }
 }

@@ -1,23 +1,30 @@
 import NIOCore
 
 /// The host side of one NVMe/TCP queue, as a pure state machine: it starts the connection with
-/// an ICReq, sends command capsules with in-capsule data, reassembles C2HData per command and
-/// reports completions by CID. It never touches a channel; ``NVMeTCPHostHandler`` carries out
-/// its actions.
-public struct NVMeTCPHostStateMachine {
+/// an ICReq, numbers the commands and sends their capsules with in-capsule data, reassembles
+/// C2HData per command, matches completions by CID and fails every outstanding command once when
+/// the connection fails. It never touches a channel; ``NVMeTCPHostHandler`` carries out its
+/// actions.
+///
+/// `Command` is what the caller keeps per command until it completes (its promise); the machine
+/// hands it back with the completion or the failure, as ``NVMeRDMAHostStateMachine`` does.
+public struct NVMeTCPHostStateMachine<Command> {
     /// What the caller must do.
-    public enum Action: Sendable, Hashable {
+    public enum Action {
         /// Send this PDU.
         case send(NVMeTCPPDU)
         /// The controller answered the ICReq.
         case connectionInitialized(InitializeConnectionResponse)
         /// A command completed; `data` holds the C2H data received for it, if any.
-        case commandCompleted(CompletionQueueEntry, data: ByteBuffer?)
-        /// The connection failed; every outstanding command fails with it.
-        case close(NVMeHostError)
+        case commandCompleted(CompletionQueueEntry, data: ByteBuffer?, Command)
+        /// A command was not sent (the connection is not ready, or has ended).
+        case commandFailed(NVMeHostError, Command)
+        /// The connection failed: close it, and fail every outstanding command with `error`.
+        case close(NVMeHostError, outstanding: [Command])
     }
 
     private struct Outstanding {
+        var command: Command
         var expectedLength: Int
         var data: ByteBuffer?
     }
@@ -59,19 +66,33 @@ public struct NVMeTCPHostStateMachine {
 
     /// Sends `command` with optional in-capsule `data`, assigning it a CID.
     ///
-    /// - Parameter expectedDataLength: how many C2H data bytes the command may return.
-    /// - Returns: the CID given to the command, and the actions; `nil` CID when not ready.
+    /// - Parameters:
+    ///   - expectedDataLength: how many C2H data bytes the command may return.
+    ///   - context: what the caller keeps until the command completes.
     public mutating func submit(
         _ command: SubmissionQueueEntry,
         data: ByteBuffer? = nil,
-        expectedDataLength: Int = 0
-    ) -> (commandIdentifier: UInt16?, actions: [Action]) {
-        guard case .ready = state,
-            let cid = outstanding.insert(Outstanding(expectedLength: expectedDataLength))
-        else { return (nil, []) }
-        var entry = command
-        entry.commandIdentifier = cid
-        return (cid, [.send(.capsuleCommand(CapsuleCommand(command: entry, data: data)))])
+        expectedDataLength: Int = 0,
+        context: Command
+    ) -> [Action] {
+        let refusal: NVMeHostError
+        switch state {
+        case .ready:
+            guard
+                let cid = outstanding.insert(
+                    Outstanding(command: context, expectedLength: expectedDataLength)
+                )
+            else {
+                return [.commandFailed(.protocolViolation("\(outstanding.count) commands outstanding"), context)]
+            }
+            var entry = command
+            entry.commandIdentifier = cid
+            return [.send(.capsuleCommand(CapsuleCommand(command: entry, data: data)))]
+        case .closed: refusal = .connectionClosed
+        case .idle, .awaitingInitializeConnectionResponse:
+            refusal = .protocolViolation("the connection is not ready for commands")
+        }
+        return [.commandFailed(refusal, context)]
     }
 
     /// A PDU arrived from the controller.
@@ -128,7 +149,8 @@ public struct NVMeTCPHostStateMachine {
                 return [
                     .commandCompleted(
                         CompletionQueueEntry(commandIdentifier: c2h.commandIdentifier),
-                        data: command.data
+                        data: command.data,
+                        command.command
                     )
                 ]
             }
@@ -139,7 +161,7 @@ public struct NVMeTCPHostStateMachine {
             guard let command = outstanding.remove(cid) else {
                 return fail(.protocolViolation("CapsuleResp for unknown CID \(cid)"))
             }
-            return [.commandCompleted(response.completion, data: command.data)]
+            return [.commandCompleted(response.completion, data: command.data, command.command)]
         case .controllerToHostTerminationRequest(let term):
             return terminated(term)
         case .readyToTransfer:
@@ -153,28 +175,30 @@ public struct NVMeTCPHostStateMachine {
     public mutating func transportErrorCaught(_ error: NVMeTCPTransportError) -> [Action] {
         if case .closed = state { return [] }
         state = .closed
-        _ = outstanding.removeAll()
-        return [.send(.hostToControllerTerminationRequest(error.terminationRequest)), .close(.transport(error))]
+        return [
+            .send(.hostToControllerTerminationRequest(error.terminationRequest)),
+            .close(.transport(error), outstanding: outstanding.removeAll().map(\.command)),
+        ]
     }
 
     /// The connection closed.
     public mutating func channelClosed() -> [Action] {
-        if case .closed = state { return [] }
-        state = .closed
-        _ = outstanding.removeAll()
-        return [.close(.connectionClosed)]
+        fail(.connectionClosed)
+    }
+
+    /// The connection failed otherwise (a channel error).
+    public mutating func failed(_ error: NVMeHostError) -> [Action] {
+        fail(error)
     }
 
     private mutating func terminated(_ term: TerminationRequest) -> [Action] {
-        state = .closed
-        _ = outstanding.removeAll()
-        return [.close(.terminatedByController(term.status, fieldErrorInformation: term.fieldErrorInformation))]
+        fail(.terminatedByController(term.status, fieldErrorInformation: term.fieldErrorInformation))
     }
 
     private mutating func fail(_ error: NVMeHostError) -> [Action] {
+        if case .closed = state { return [] }
         state = .closed
-        _ = outstanding.removeAll()
-        return [.close(error)]
+        return [.close(error, outstanding: outstanding.removeAll().map(\.command))]
     }
 }
 

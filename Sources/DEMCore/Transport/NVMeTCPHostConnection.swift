@@ -30,9 +30,8 @@ public final class NVMeTCPHostHandler: ChannelDuplexHandler {
     public typealias OutboundIn = NVMeTCPHostRequest
     public typealias OutboundOut = ByteBuffer
 
-    private var machine = NVMeTCPHostStateMachine()
+    private var machine = NVMeTCPHostStateMachine<EventLoopPromise<NVMeCommandResult>>()
     private var initializePromise: EventLoopPromise<InitializeConnectionResponse>?
-    private var promises: [UInt16: EventLoopPromise<NVMeCommandResult>] = [:]
 
     public init() {}
 
@@ -42,14 +41,10 @@ public final class NVMeTCPHostHandler: ChannelDuplexHandler {
             initializePromise = responsePromise
             run(machine.initialize(request), context: context)
         case .command(let entry, let payload, let expectedLength, let resultPromise):
-            let (cid, actions) = machine.submit(entry, data: payload, expectedDataLength: expectedLength)
-            guard let cid else {
-                resultPromise.fail(NVMeHostError.protocolViolation("the connection is not ready for commands"))
-                promise?.succeed()
-                return
-            }
-            promises[cid] = resultPromise
-            run(actions, context: context)
+            run(
+                machine.submit(entry, data: payload, expectedDataLength: expectedLength, context: resultPromise),
+                context: context
+            )
         }
         promise?.succeed()
     }
@@ -68,8 +63,7 @@ public final class NVMeTCPHostHandler: ChannelDuplexHandler {
         if let error = error as? NVMeTCPTransportError {
             run(machine.transportErrorCaught(error), context: context)
         } else {
-            failAll(NVMeHostError.protocolViolation("\(error)"))
-            context.close(promise: nil)
+            run(machine.failed(NVMeHostError.protocolViolation("\(error)")), context: context)
         }
     }
 
@@ -78,7 +72,10 @@ public final class NVMeTCPHostHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
-    private func run(_ actions: [NVMeTCPHostStateMachine.Action], context: ChannelHandlerContext) {
+    private func run(
+        _ actions: [NVMeTCPHostStateMachine<EventLoopPromise<NVMeCommandResult>>.Action],
+        context: ChannelHandlerContext
+    ) {
         var wrote = false
         for action in actions {
             switch action {
@@ -90,26 +87,20 @@ public final class NVMeTCPHostHandler: ChannelDuplexHandler {
             case .connectionInitialized(let response):
                 initializePromise?.succeed(response)
                 initializePromise = nil
-            case .commandCompleted(let completion, let data):
-                promises.removeValue(forKey: completion.commandIdentifier)?.succeed(
-                    NVMeCommandResult(completion: completion, data: data)
-                )
-            case .close(let error):
+            case .commandCompleted(let completion, let data, let promise):
+                promise.succeed(NVMeCommandResult(completion: completion, data: data))
+            case .commandFailed(let error, let promise):
+                promise.fail(error)
+            case .close(let error, let outstanding):
                 if wrote { context.flush() }
                 wrote = false
-                failAll(error)
+                initializePromise?.fail(error)
+                initializePromise = nil
+                for promise in outstanding { promise.fail(error) }
                 context.close(promise: nil)
             }
         }
         if wrote { context.flush() }
-    }
-
-    private func failAll(_ error: NVMeHostError) {
-        initializePromise?.fail(error)
-        initializePromise = nil
-        let pending = promises
-        promises.removeAll()
-        for promise in pending.values { promise.fail(error) }
     }
 }
 
