@@ -10,8 +10,17 @@ struct CompletionTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    /// Runs `script` with `shell` (-c); the output, whatever the status.
-    static func run(_ shell: String, _ script: String) throws -> (status: Int32, output: String) {
+    /// Runs `script` with `shell` (-c); the output, whatever the status. The wait is on a thread
+    /// of its own: blocking Swift concurrency's few threads stalls the tests running meanwhile.
+    static func run(_ shell: String, _ script: String) async throws -> (status: Int32, output: String) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result { try runBlocking(shell, script) })
+            }
+        }
+    }
+
+    private static func runBlocking(_ shell: String, _ script: String) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [shell, "-c", script]
@@ -38,14 +47,14 @@ struct CompletionTests {
     }
 
     static func hasShell(_ shell: String) -> Bool {
-        ((try? run(shell, "exit 0"))?.status ?? 1) == 0
+        ((try? runBlocking(shell, "exit 0"))?.status ?? 1) == 0
     }
 
     @Test("both scripts parse", arguments: CompletionShell.allCases)
-    func syntax(shell: CompletionShell) throws {
+    func syntax(shell: CompletionShell) async throws {
         try #require(Self.hasShell(shell.rawValue), "\(shell) is not installed (scripts/test installs it)")
         let path = try Self.scriptFile(shell)
-        let (status, output) = try Self.run(shell.rawValue, "\(shell.rawValue) -n '\(path)'")
+        let (status, output) = try await Self.run(shell.rawValue, "\(shell.rawValue) -n '\(path)'")
         #expect(status == 0, "\(output)")
     }
 
@@ -53,7 +62,7 @@ struct CompletionTests {
         "every argument of every command completes as the table says, in bash and zsh",
         arguments: CompletionShell.allCases
     )
-    func argumentKinds(shell: CompletionShell) throws {
+    func argumentKinds(shell: CompletionShell) async throws {
         try #require(Self.hasShell(shell.rawValue), "\(shell) is not installed (scripts/test installs it)")
         var queries: [String] = []
         var expected: [String] = []
@@ -69,7 +78,7 @@ struct CompletionTests {
             "source '\(path)'\n"
             + queries.map { "print_kind() { echo \"$(_dem_cli_argument_kind $1 $2 $3)\"; }; print_kind \($0)" }
             .joined(separator: "\n")
-        let (status, output) = try Self.run(shell.rawValue, script)
+        let (status, output) = try await Self.run(shell.rawValue, script)
         #expect(status == 0, "\(output)")
         let answers = output.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
         try #require(answers.count == queries.count, "\(output)")
@@ -79,7 +88,7 @@ struct CompletionTests {
     }
 
     @Test("verbs and objects are abbreviated in the shells as dem-cli reads them", arguments: CompletionShell.allCases)
-    func abbreviations(shell: CompletionShell) throws {
+    func abbreviations(shell: CompletionShell) async throws {
         try #require(Self.hasShell(shell.rawValue), "\(shell) is not installed (scripts/test installs it)")
         let verbWords = ["del", "DEL", "delete", "de", "lis", "ren", "ref", "rec", "unl", "shut", "log", "xyz", "re"]
         let objectWords = [
@@ -90,7 +99,7 @@ struct CompletionTests {
             "source '\(path)'\n"
             + verbWords.map { "echo \"$(_dem_cli_verb \($0))\"" }.joined(separator: "\n") + "\n"
             + objectWords.map { "echo \"$(_dem_cli_object \($0))\"" }.joined(separator: "\n")
-        let (status, output) = try Self.run(shell.rawValue, script)
+        let (status, output) = try await Self.run(shell.rawValue, script)
         #expect(status == 0, "\(output)")
         let answers = output.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
         let expected =
@@ -99,11 +108,11 @@ struct CompletionTests {
     }
 
     @Test("bash offers each verb's objects and every option")
-    func bashObjectsAndOptions() throws {
+    func bashObjectsAndOptions() async throws {
         try #require(Self.hasShell("bash"))
         let path = try Self.scriptFile(.bash)
         for (verb, objects) in Completion.objectsByVerb {
-            let (_, output) = try Self.run(
+            let (_, output) = try await Self.run(
                 "bash",
                 "source '\(path)'; COMP_LINE='dem-cli \(verb.rawValue) '; COMP_POINT=${#COMP_LINE}; _dem_cli; echo \"${COMPREPLY[*]}\""
             )
@@ -111,7 +120,7 @@ struct CompletionTests {
                 output.trimmingCharacters(in: .whitespacesAndNewlines) == objects.map(\.rawValue).joined(separator: " ")
             )
         }
-        let (_, options) = try Self.run(
+        let (_, options) = try await Self.run(
             "bash",
             "source '\(path)'; COMP_LINE='dem-cli -'; COMP_POINT=${#COMP_LINE}; _dem_cli; echo \"${COMPREPLY[*]}\""
         )
@@ -120,7 +129,7 @@ struct CompletionTests {
                 == Set(OptionName.allCases.flatMap(\.spellings))
         )
         // An option's value is not taken for a verb.
-        let (_, afterOption) = try Self.run(
+        let (_, afterOption) = try await Self.run(
             "bash",
             "source '\(path)'; COMP_LINE='dem-cli -s somehost --port 1 del'; COMP_POINT=${#COMP_LINE}; _dem_cli; echo \"${COMPREPLY[*]}\""
         )
@@ -128,7 +137,7 @@ struct CompletionTests {
     }
 
     @Test("the kinds read off the placeholders are the right ones")
-    func someKinds() throws {
+    func someKinds() async throws {
         func kind(_ verb: Verb, _ object: CLIObject, _ index: Int) -> ArgumentKind? {
             CommandTable.commands.first { $0.verb == verb && $0.object == object }!.completionKind(at: index)
         }

@@ -8,48 +8,98 @@ import Testing
 // the discovery port and on the REST API, from one source and then from many (127.0.0.0/8 is all
 // loopback on Linux), while a normal host (127.0.0.1) keeps discovering and asking /health.
 
-/// Raw client sockets for a flood: each connects from `source` and, when `partial` is given,
-/// sends those bytes (the beginning of an ICReq or of an HTTP request) and nothing more.
-final class FloodSockets {
-    private(set) var descriptors: [Int32] = []
+/// Raw client sockets for a flood, held by a helper process (python3): each connects from a
+/// source address and, when a partial request is given, every second one sends those bytes (the
+/// beginning of an ICReq or of an HTTP request) and nothing more.
+///
+/// The thousands of descriptors live in the helper, not in the test process: with descriptors
+/// above 1,024 in use, Foundation's Process (its CFSocket manager selects on them) stops noticing
+/// that the programs other tests run have exited, and those tests wait for ever.
+final class FloodSockets: @unchecked Sendable {
+    private let process = Process()
+    private let input = Pipe()
+    private let output = Pipe()
 
-    func open(count: Int, sources: [String], port: Int, partial: [UInt8]?) {
-        for index in 0..<count {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { return }
-            var local = sockaddr_in()
-            local.sin_family = sa_family_t(AF_INET)
-            local.sin_addr.s_addr = inet_addr(sources[index % sources.count])
-            var remote = sockaddr_in()
-            remote.sin_family = sa_family_t(AF_INET)
-            remote.sin_addr.s_addr = inet_addr("127.0.0.1")
-            remote.sin_port = UInt16(port).bigEndian
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            let size = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) }
+    static let helper = """
+        import os, resource, socket, sys
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        held, pending = [], []
+        for line in sys.stdin:
+            words = line.split()
+            if words[0] == "open":
+                count, port, sources = int(words[1]), int(words[2]), words[4].split(",")
+                partial = b"" if words[3] == "-" else bytes.fromhex(words[3])
+                opened = 0
+                for index in range(count):
+                    try:
+                        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                        s.setblocking(False)
+                        s.bind((sources[index % len(sources)], 0))
+                        s.connect_ex(("127.0.0.1", port))
+                    except OSError:
+                        break
+                    held.append(s)
+                    opened += 1
+                    if partial and index % 2 == 1:
+                        pending.append((s, partial))
+                print("opened", opened, flush=True)
+            elif words[0] == "send":
+                for s, data in pending:
+                    try:
+                        s.send(data)
+                    except OSError:
+                        pass
+                pending = []
+                print("sent", flush=True)
+            elif words[0] == "close":
+                for s in held:
+                    s.close()
+                held = []
+                print("closed", flush=True)
+        """
+
+    init() throws {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", Self.helper]
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    /// Sends `command` to the helper and waits for its answer line (on a thread of its own).
+    private func ask(_ command: String) async -> String {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread { [input, output] in
+                input.fileHandleForWriting.write(Data((command + "\n").utf8))
+                var line = Data()
+                while true {
+                    let byte = output.fileHandleForReading.readData(ofLength: 1)
+                    if byte.isEmpty || byte == Data("\n".utf8) { break }
+                    line.append(byte)
+                }
+                continuation.resume(returning: String(decoding: line, as: UTF8.self))
             }
-            _ = withUnsafePointer(to: &remote) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, size) }
-            }
-            descriptors.append(fd)
-            if let partial, index % 2 == 1 { pending.append((fd, partial)) }
         }
     }
 
-    private var pending: [(Int32, [UInt8])] = []
+    /// Opens `count` connections to `port`, from `sources` in turn; the helper's answer.
+    @discardableResult
+    func open(count: Int, sources: [String], port: Int, partial: [UInt8]?) async -> String {
+        let hex = (partial ?? []).map { String(format: "%02x", $0) }.joined()
+        return await ask("open \(count) \(port) \(hex.isEmpty ? "-" : hex) \(sources.joined(separator: ","))")
+    }
 
     /// Sends the partial requests of the connections that have connected by now.
-    func sendPartials() {
-        for (fd, bytes) in pending {
-            _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        }
-        pending = []
-    }
+    func sendPartials() async { _ = await ask("send") }
 
-    func closeAll() {
-        for fd in descriptors { close(fd) }
-        descriptors = []
+    func closeAll() async {
+        _ = await ask("close")
+        try? input.fileHandleForWriting.close()
     }
 }
 
@@ -155,11 +205,11 @@ struct FloodTests {
 
         // 1. One source opens thousands: its per-source limits refuse most, and a normal host
         // connecting anew is served at once.
-        let one = FloodSockets()
-        one.open(count: perPort, sources: ["127.0.0.10"], port: discoveryPort, partial: icreq)
-        one.open(count: perPort, sources: ["127.0.0.10"], port: apiPort, partial: httpStart)
+        let one = try FloodSockets()
+        await one.open(count: perPort, sources: ["127.0.0.10"], port: discoveryPort, partial: icreq)
+        await one.open(count: perPort, sources: ["127.0.0.10"], port: apiPort, partial: httpStart)
         try await Task.sleep(for: .milliseconds(300))
-        one.sendPartials()
+        await one.sendPartials()
         for _ in 0..<5 {
             let fresh = try await DiscoveryClient.connect(host: "127.0.0.1", port: discoveryPort, options: options)
             let page = try await fresh.readDiscoveryLogPage()
@@ -172,12 +222,12 @@ struct FloodTests {
 
         // 2. Many sources (40 addresses) open thousands more: the totals fill, the established
         // host keeps discovering, and once the stalled connections time out new ones are served.
-        let many = FloodSockets()
+        let many = try FloodSockets()
         let sources = (20..<60).map { "127.0.0.\($0)" }
-        many.open(count: perPort, sources: sources, port: discoveryPort, partial: icreq)
-        many.open(count: perPort, sources: sources, port: apiPort, partial: httpStart)
+        await many.open(count: perPort, sources: sources, port: discoveryPort, partial: icreq)
+        await many.open(count: perPort, sources: sources, port: apiPort, partial: httpStart)
         try await Task.sleep(for: .milliseconds(300))
-        many.sendPartials()
+        await many.sendPartials()
         for _ in 0..<10 {
             #expect(try await persistent.readDiscoveryLogPage().entries.count >= 1)
             try await Task.sleep(for: .milliseconds(200))
@@ -207,8 +257,8 @@ struct FloodTests {
         #expect(metric(metrics, "dem_connections_timed_out_total", port: "REST API") ?? 0 > 0)
         #expect(metric(metrics, "dem_connections_limit", port: "discovery") ?? Int.max < 1024)
         #expect(metrics.contains("dem_descriptor_limit 1024"))
-        one.closeAll()
-        many.closeAll()
+        await one.closeAll()
+        await many.closeAll()
         #expect(
             try await eventually(10) {
                 let text = await httpGet(port: apiPort, path: "/metrics", token: token)?.body ?? ""

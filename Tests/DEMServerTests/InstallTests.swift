@@ -9,7 +9,17 @@ struct InstallTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
 
-    func shell(_ script: String) throws -> (Int32, String) {
+    /// Runs `script` with bash; its status and output. The wait is on a thread of its own:
+    /// blocking Swift concurrency's few threads stalls the tests running meanwhile.
+    func shell(_ script: String) async throws -> (Int32, String) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result { try Self.shellBlocking(script) })
+            }
+        }
+    }
+
+    private static func shellBlocking(_ script: String) throws -> (Int32, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = ["-O", "extglob", "-c", script]
@@ -27,7 +37,7 @@ struct InstallTests {
     func stagedInstall() async throws {
         let stage = temporaryDirectory("dem-install")
         let bin = URL(fileURLWithPath: DEMProcess.executable).deletingLastPathComponent().path
-        let (status, output) = try shell("scripts/install --bin-dir '\(bin)' --destdir '\(stage)' --prefix /opt/dem")
+        let (status, output) = try await shell("scripts/install --bin-dir '\(bin)' --destdir '\(stage)' --prefix /opt/dem")
         #expect(status == 0, "\(output)")
         let manager = FileManager.default
         for program in ["dem", "dem-em", "dem-ac", "dem-dm", "dem-cli"] {
@@ -44,11 +54,11 @@ struct InstallTests {
         #expect(manager.fileExists(atPath: stage + "/etc/dem/dem.json"))
         // The generated completion completes the program's options.
         let completions = stage + "/opt/dem/share/bash-completion/completions"
-        let (_, completed) = try shell(
+        let (_, completed) = try await shell(
             "source '\(completions)/dem'; COMP_WORDS=(dem serve --api-p); COMP_CWORD=2; COMP_LINE='dem serve --api-p'; COMP_POINT=${#COMP_LINE}; _dem dem --api-p serve; echo \"${COMPREPLY[@]}\""
         )
         #expect(completed.contains("--api-port"), "\(completed)")
-        let (_, emCompleted) = try shell(
+        let (_, emCompleted) = try await shell(
             "source '\(completions)/dem-em'; COMP_WORDS=(dem-em serve --inband-ad); COMP_CWORD=2; COMP_LINE='dem-em serve --inband-ad'; COMP_POINT=${#COMP_LINE}; _dem-em dem-em --inband-ad serve; echo \"${COMPREPLY[@]}\""
         )
         #expect(emCompleted.contains("--inband-address"), "\(emCompleted)")
@@ -63,7 +73,7 @@ struct InstallTests {
             #expect(created.status == .created)
         }
         let line = "dem-cli -p \(dem.apiPort) --token \(dem.token) del t rack1 r"
-        let (_, aliases) = try shell(
+        let (_, aliases) = try await shell(
             "PATH='\(stage)/opt/dem/bin':$PATH; source '\(completions)/dem-cli'; COMP_LINE='\(line)'; COMP_POINT=${#COMP_LINE}; _dem_cli; echo \"${COMPREPLY[*]}\""
         )
         #expect(aliases.trimmingCharacters(in: .whitespacesAndNewlines) == "rack1 rack2", "\(aliases)")
@@ -71,7 +81,7 @@ struct InstallTests {
         #expect(try await dem.waitForExit() == 0)
         // An administrator's configuration survives a second install.
         try #"{"api-port": 1}"#.write(toFile: stage + "/etc/dem/dem.json", atomically: true, encoding: .utf8)
-        let (again, againOutput) = try shell(
+        let (again, againOutput) = try await shell(
             "scripts/install --bin-dir '\(bin)' --destdir '\(stage)' --prefix /opt/dem"
         )
         #expect(again == 0)
