@@ -237,6 +237,7 @@ let package = Package(
             dependencies: [
                 "DEMConfig",
                 "DEMCore",
+                "DEMHTTP",
                 "DEMServer",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),

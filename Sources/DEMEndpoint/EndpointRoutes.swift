@@ -123,11 +123,7 @@ public struct EndpointRoutes: Sendable {
         router.get("/status") { _, _ in try APIResponse.json(service.status()) }
         router.get("/config") { _, _ in try APIResponse.json(service.desired) }
         router.put("/config") { request, context in
-            let body = try await APIBody.read(
-                request,
-                context: context,
-                allowed: ["Version", "PortIDs", "Hosts", "Subsystems"]
-            )
+            let body = try await APIBody.read(request, context: context)
             let configuration = try body?.decode(EndpointConfiguration.self) ?? EndpointConfiguration()
             return try await change(adopt: try request.flag("adopt"), from: try Self.owner(request)) {
                 desired throws(ModelError) in
@@ -211,13 +207,12 @@ public struct EndpointRoutes: Sendable {
     }
 
     private func addObjectRoutes(_ router: Router<EndpointRequestContext>) {
-        let portKeys: Set<String> = ["PORTID", "TRTYPE", "ADRFAM", "TRADDR", "TRSVCID", "TREQ", "TSAS"]
         router.post("/portid/:p") { request, context in
             let id = try context.parameters.integer("p", field: "PORTID")
-            guard let body = try await APIBody.read(request, context: context, allowed: portKeys) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, "the body must be a port")
             }
-            let port = try body.decode(FabricPort.self, filling: "PORTID", with: .number(Double(id)))
+            let port = try body.decode(FabricPort.self, filling: "PORTID", with: .integer(id))
             guard port.portID == id else {
                 throw APIError(.unprocessableContent, field: "PORTID", "the body's PORTID differs from the path's")
             }
@@ -236,22 +231,24 @@ public struct EndpointRoutes: Sendable {
                 for i in desired.subsystems.indices { desired.subsystems[i].ports.removeAll { $0 == id } }
             }
         }
-        let subsystemKeys: Set<String> = ["SUBNQN", "AllowAnyHost", "Serial", "Model"]
         let addSubsystem: @Sendable (Request, EndpointRequestContext, String?) async throws -> Response = {
             request,
             context,
             pathNQN in
-            let body = try await APIBody.read(request, context: context, allowed: subsystemKeys)
-            let object = try body?.decode([String: JSONAny].self) ?? [:]
-            var nqn = pathNQN
-            if case .string(let given)? = object["SUBNQN"] { nqn = nqn ?? given }
-            guard let nqn else { throw APIError(.badRequest, field: "SUBNQN", "SUBNQN is required") }
-            struct Fields: Decodable {
+            let body = try await APIBody.read(request, context: context)
+            struct Fields: RequestFields {
+                var SUBNQN: String?
                 var AllowAnyHost: JSONAny?
                 var Serial: String?
                 var Model: String?
+
+                enum CodingKeys: String, CodingKey, CaseIterable { case SUBNQN, AllowAnyHost, Serial, Model }
+                static let fieldNames = names(CodingKeys.self)
             }
             let fields = try body?.decode(Fields.self)
+            guard let nqn = pathNQN ?? fields?.SUBNQN else {
+                throw APIError(.badRequest, field: "SUBNQN", "SUBNQN is required")
+            }
             let allowAny: Bool?
             switch fields?.AllowAnyHost {
             case .bool(let value)?: allowAny = value
@@ -290,18 +287,17 @@ public struct EndpointRoutes: Sendable {
                 desired.subsystems.removeAll { $0.nqn == nqn }
             }
         }
-        let namespaceKeys: Set<String> = ["NSID", "DeviceID", "DeviceNSID", "DevicePath", "UUID", "NGUID"]
         let addNamespace: @Sendable (Request, EndpointRequestContext, Int?) async throws -> Response = {
             request,
             context,
             pathNSID in
             let nqn = try context.parameters.decoded("n")
-            guard let body = try await APIBody.read(request, context: context, allowed: namespaceKeys) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, "the body must be a namespace")
             }
             let namespace: FabricNamespace
             if let pathNSID {
-                namespace = try body.decode(FabricNamespace.self, filling: "NSID", with: .number(Double(pathNSID)))
+                namespace = try body.decode(FabricNamespace.self, filling: "NSID", with: .integer(pathNSID))
             } else {
                 namespace = try body.decode(FabricNamespace.self)
             }
@@ -380,10 +376,11 @@ public struct EndpointRoutes: Sendable {
         }
         router.post("/subsystem/:n/portid") { request, context in
             let nqn = try context.parameters.decoded("n")
-            guard let body = try await APIBody.read(request, context: context, allowed: ["PORTID"]) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, field: "PORTID", "PORTID is required")
             }
-            struct Link: Decodable {
+            struct Link: RequestFields {
+                static let fieldNames = ["PORTID"]
                 var port: Int
                 init(from decoder: any Decoder) throws {
                     let c = try decoder.container(keyedBy: AnyKey.self)
@@ -411,10 +408,14 @@ public struct EndpointRoutes: Sendable {
     }
 
     static func hostNQN(_ request: Request, _ context: EndpointRequestContext) async throws -> String {
-        guard let body = try await APIBody.read(request, context: context, allowed: ["HOSTNQN"]) else {
+        guard let body = try await APIBody.read(request, context: context) else {
             throw APIError(.badRequest, field: "HOSTNQN", "HOSTNQN is required")
         }
-        struct Host: Decodable { var HOSTNQN: String }
+        struct Host: RequestFields {
+            var HOSTNQN: String
+            enum CodingKeys: String, CodingKey, CaseIterable { case HOSTNQN }
+            static let fieldNames = names(CodingKeys.self)
+        }
         let nqn = try body.decode(Host.self).HOSTNQN
         guard !nqn.isEmpty, !nqn.contains("/") else {
             throw APIError(.unprocessableContent, field: "HOSTNQN", "HOSTNQN must be a non-empty NQN without '/'")

@@ -2,65 +2,63 @@ import DEMCore
 import Foundation
 import Hummingbird
 
-/// A JSON request body: read whole (up to ``maximumSize``), its keys checked against the ones
-/// the route knows, and decoded with errors that name the field.
+/// A JSON request body, read whole (up to ``maximumSize``) and decoded once: the decoder refuses
+/// a key the type's own CodingKeys do not name (``RequestFields``) and answers every decoding
+/// error as a 400 that names the field.
 public struct APIBody: Sendable {
     /// The largest body a route reads (1 MiB); a larger one is a 413.
     public static let maximumSize = 1 << 20
 
     public let data: Data
-    public let keys: Set<String>
 
-    /// The body of `request`, or nil when it is empty.
-    /// - Parameter allowed: the keys the route accepts; any other is a 400 naming it.
-    public static func read(
-        _ request: Request,
-        context: some RequestContext,
-        allowed: Set<String>
-    ) async throws -> APIBody? {
+    /// A value a route takes from its path for a key the body may leave out (the alias of
+    /// `POST /target/<t>`, the PORTID of `POST /target/<t>/portid/<p>`).
+    public enum PathValue: Sendable {
+        case string(String)
+        case integer(Int)
+    }
+
+    /// The body of `request`, or nil when it is empty (or only white space).
+    public static func read(_ request: Request, context: some RequestContext) async throws -> APIBody? {
         let buffer = try await request.body.collect(upTo: maximumSize)
         guard buffer.readableBytes > 0 else { return nil }
         let data = Data(buffer.readableBytesView)
         if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return nil }
-        let object: Any
-        do {
-            object = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
-        } catch {
-            throw APIError(
-                .badRequest,
-                "the body is not valid JSON (\(JSONDiagnostics.syntaxError(in: data) ?? "\(error)"))"
-            )
-        }
-        guard let dictionary = object as? [String: Any] else {
-            throw APIError(.badRequest, "the body must be a JSON object")
-        }
-        for key in dictionary.keys.sorted() where !allowed.contains(key) {
-            throw APIError(
-                .badRequest,
-                field: key,
-                "unknown field \"\(key)\"; this route accepts \(allowed.sorted().joined(separator: ", "))"
-            )
-        }
-        return APIBody(data: data, keys: Set(dictionary.keys))
+        return APIBody(data: data)
     }
 
     /// The body decoded as `type`.
-    public func decode<T: Decodable>(_ type: T.Type) throws -> T {
+    public func decode<T: RequestFields>(_ type: T.Type) throws -> T {
+        try decodeFields(type).value
+    }
+
+    /// The body decoded as `type`, with `key` taken as `value` when the body does not give it.
+    public func decode<T: RequestFields>(_ type: T.Type, filling key: String, with value: PathValue) throws -> T {
+        try decodeFields(type, filling: (key, value)).value
+    }
+
+    /// The body decoded as `type`, and the keys it gave.
+    public func decodeFields<T: RequestFields>(
+        _ type: T.Type,
+        filling: (key: String, value: PathValue)? = nil
+    ) throws -> (value: T, keys: Set<String>) {
+        let decoder = JSONDecoder()
+        if let filling { decoder.userInfo[FilledKey.userInfoKey] = FilledKey(key: filling.key, value: filling.value) }
         do {
-            return try JSONDecoder().decode(type, from: data)
+            let checked = try decoder.decode(CheckedBody<T>.self, from: data)
+            return (checked.value, checked.keys)
         } catch let error as DecodingError {
+            // Only when the decoder gave up on the document itself is the syntax looked at again,
+            // to say where it breaks.
+            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty,
+                let syntax = JSONDiagnostics.syntaxError(in: data)
+            {
+                throw APIError(.badRequest, "the body is not valid JSON (\(syntax))")
+            }
             throw Self.apiError(error)
         } catch let error as ModelError {
             throw APIError(error)
         }
-    }
-
-    /// The body decoded as `type`, with `key` set to `value` when the body does not give it (a
-    /// key the route has in its path, such as the alias of `POST /target/<t>`).
-    public func decode<T: Decodable>(_ type: T.Type, filling key: String, with value: JSONAny) throws -> T {
-        var object = try decode([String: JSONAny].self)
-        if object[key] == nil { object[key] = value }
-        return try JSONAny.decode(type, from: object)
     }
 
     public static func apiError(_ error: DecodingError) -> APIError {
@@ -80,6 +78,131 @@ public struct APIBody: Sendable {
             return APIError(.badRequest, "\(error)")
         }
     }
+}
+
+/// Any key of a JSON object.
+private struct BodyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// The key a route fills from its path, passed to ``CheckedBody`` through the decoder.
+private struct FilledKey: @unchecked Sendable {
+    static let userInfoKey = CodingUserInfoKey(rawValue: "dem.filledKey")!
+    var key: String
+    var value: APIBody.PathValue
+}
+
+/// `T` from a body that is a JSON object naming only `T`'s fields: the keys are checked on the
+/// same parse `T` is decoded from.
+private struct CheckedBody<T: RequestFields>: Decodable {
+    var value: T
+    var keys: Set<String>
+
+    init(from decoder: any Decoder) throws {
+        let container: KeyedDecodingContainer<BodyKey>
+        do {
+            container = try decoder.container(keyedBy: BodyKey.self)
+        } catch DecodingError.typeMismatch {
+            throw APIError(.badRequest, "the body must be a JSON object")
+        }
+        let given = container.allKeys.map(\.stringValue)
+        let allowed = T.fieldNames
+        for key in given.sorted() where !allowed.contains(key) {
+            throw APIError(
+                .badRequest,
+                field: key,
+                "unknown field \"\(key)\"; this route accepts \(allowed.sorted().joined(separator: ", "))"
+            )
+        }
+        keys = Set(given)
+        if let filled = decoder.userInfo[FilledKey.userInfoKey] as? FilledKey, !keys.contains(filled.key) {
+            value = try T(from: FilledDecoder(base: decoder, filled: filled))
+        } else {
+            value = try T(from: decoder)
+        }
+    }
+}
+
+/// A decoder that reads its top-level object with one more key (``FilledKey``).
+private struct FilledDecoder: Decoder {
+    let base: any Decoder
+    let filled: FilledKey
+
+    var codingPath: [any CodingKey] { base.codingPath }
+    var userInfo: [CodingUserInfoKey: Any] { base.userInfo }
+
+    func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
+        KeyedDecodingContainer(FilledContainer(base: try base.container(keyedBy: type), filled: filled))
+    }
+
+    func unkeyedContainer() throws -> any UnkeyedDecodingContainer { try base.unkeyedContainer() }
+    func singleValueContainer() throws -> any SingleValueDecodingContainer { try base.singleValueContainer() }
+}
+
+private struct FilledContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
+    let base: KeyedDecodingContainer<Key>
+    let filled: FilledKey
+
+    var codingPath: [any CodingKey] { base.codingPath }
+    var allKeys: [Key] { base.allKeys + (Key(stringValue: filled.key).map { [$0] } ?? []) }
+
+    private func isFilled(_ key: Key) -> Bool { key.stringValue == filled.key }
+
+    func contains(_ key: Key) -> Bool { isFilled(key) || base.contains(key) }
+    func decodeNil(forKey key: Key) throws -> Bool { isFilled(key) ? false : try base.decodeNil(forKey: key) }
+
+    func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
+        guard isFilled(key) else { return try base.decode(type, forKey: key) }
+        switch filled.value {
+        case .string(let text):
+            if let value = text as? T { return value }
+        case .integer(let number):
+            if let value = number as? T { return value }
+            if let value = String(number) as? T { return value }
+        }
+        throw DecodingError.typeMismatch(
+            type,
+            .init(codingPath: codingPath + [key], debugDescription: "the path gives \(filled.key) as \(filled.value)")
+        )
+    }
+
+    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try decode(type as Bool.Type, key) }
+    func decode(_ type: String.Type, forKey key: Key) throws -> String { try decode(type as String.Type, key) }
+    func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try decode(type as Double.Type, key) }
+    func decode(_ type: Float.Type, forKey key: Key) throws -> Float { try decode(type as Float.Type, key) }
+    func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try decode(type as Int.Type, key) }
+    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try decode(type as Int8.Type, key) }
+    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try decode(type as Int16.Type, key) }
+    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try decode(type as Int32.Type, key) }
+    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try decode(type as Int64.Type, key) }
+    func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try decode(type as UInt.Type, key) }
+    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try decode(type as UInt8.Type, key) }
+    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try decode(type as UInt16.Type, key) }
+    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try decode(type as UInt32.Type, key) }
+    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try decode(type as UInt64.Type, key) }
+
+    /// The concrete overloads above, through the generic one.
+    private func decode<T: Decodable>(_ type: T.Type, _ key: Key) throws -> T {
+        let generic: (T.Type, Key) throws -> T = { try self.decode($0, forKey: $1) }
+        return try generic(type, key)
+    }
+
+    func nestedContainer<NestedKey: CodingKey>(
+        keyedBy type: NestedKey.Type,
+        forKey key: Key
+    ) throws -> KeyedDecodingContainer<NestedKey> {
+        try base.nestedContainer(keyedBy: type, forKey: key)
+    }
+
+    func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer {
+        try base.nestedUnkeyedContainer(forKey: key)
+    }
+
+    func superDecoder() throws -> any Decoder { try base.superDecoder() }
+    func superDecoder(forKey key: Key) throws -> any Decoder { try base.superDecoder(forKey: key) }
 }
 
 /// JSON responses.

@@ -1,16 +1,7 @@
 import Foundation
 
-/// Any JSON value, to add a key to a body before decoding it.
+/// Any JSON value, for a field that takes more than one type (dem-em's AllowAnyHost).
 public enum JSONAny: Codable, Sendable {
-    /// `object` decoded as `type`, a decoding error answered as a 400 naming the field.
-    public static func decode<T: Decodable>(_ type: T.Type, from object: [String: JSONAny]) throws -> T {
-        do {
-            return try JSONDecoder().decode(type, from: JSONEncoder().encode(object))
-        } catch let error as DecodingError {
-            throw APIBody.apiError(error)
-        }
-    }
-
     case string(String)
     case number(Double)
     case bool(Bool)

@@ -37,7 +37,9 @@ struct InstallTests {
     func stagedInstall() async throws {
         let stage = temporaryDirectory("dem-install")
         let bin = URL(fileURLWithPath: DEMProcess.executable).deletingLastPathComponent().path
-        let (status, output) = try await shell("scripts/install --bin-dir '\(bin)' --destdir '\(stage)' --prefix /opt/dem")
+        let (status, output) = try await shell(
+            "scripts/install --bin-dir '\(bin)' --destdir '\(stage)' --prefix /opt/dem"
+        )
         #expect(status == 0, "\(output)")
         let manager = FileManager.default
         for program in ["dem", "dem-em", "dem-ac", "dem-dm", "dem-cli"] {

@@ -19,7 +19,7 @@ public struct EndpointConfiguration: Codable, Sendable, Hashable {
     /// Subsystems, ordered by SUBNQN.
     public var subsystems: [EndpointSubsystem]
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case version = "Version"
         case ports = "PortIDs"
         case hosts = "Hosts"
@@ -430,7 +430,7 @@ public struct EndpointJoin: Codable, Sendable, Hashable {
     public var interface: ManagementInterface
     public var inventory: EndpointInventory
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case alias = "Alias"
         case interface = "Interface"
         case inventory = "Inventory"

@@ -10,7 +10,7 @@ public struct Fabric: Codable, Sendable, Hashable {
     public private(set) var hosts: [FabricHost]
     public private(set) var groups: [FabricGroup]
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case targets = "Targets"
         case hosts = "Hosts"
         case groups = "Groups"

@@ -145,7 +145,7 @@ public struct FabricPort: Codable, Sendable, Hashable {
     /// TSAS for TCP: `none` or `tls1.3`.
     public var securityType: String?
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case portID = "PORTID"
         case transportType = "TRTYPE"
         case addressFamily = "ADRFAM"
@@ -197,7 +197,7 @@ public struct FabricNamespace: Codable, Sendable, Hashable {
     public var uuid: String?
     public var nguid: String?
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case namespaceID = "NSID"
         case deviceID = "DeviceID"
         case deviceNamespaceID = "DeviceNSID"
@@ -247,7 +247,7 @@ public struct FabricSubsystem: Codable, Sendable, Hashable {
     /// The access list: host aliases, sorted.
     public var hosts: [String]
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case nqn = "SUBNQN"
         case allowAnyHost = "AllowAnyHost"
         case serial = "Serial"
@@ -391,7 +391,7 @@ public struct FabricTarget: Codable, Sendable, Hashable {
     public var reportedDevices: [ReportedDevice]
     public var reportedInterfaces: [ReportedInterface]
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case alias = "Alias"
         case refresh = "Refresh"
         case managementMode = "MgmtMode"
@@ -445,7 +445,7 @@ public struct FabricHost: Codable, Sendable, Hashable {
     /// HOSTID (a UUID), optional.
     public var hostID: String?
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case alias = "Alias"
         case nqn = "HOSTNQN"
         case hostID = "HOSTID"

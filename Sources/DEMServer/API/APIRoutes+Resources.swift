@@ -5,28 +5,35 @@ import Hummingbird
 
 // The resource routes of nvme-dem's API: /target, /target/<t>/subsystem, /host, /group.
 
-struct TargetChangesBody: Decodable {
+struct TargetChangesBody: RequestFields {
     var Alias: String?
     var Refresh: Int?
     var MgmtMode: ManagementMode?
     var Interface: ManagementInterface?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case Alias, Refresh, MgmtMode, Interface }
+    static let fieldNames = names(CodingKeys.self)
 
     var changes: Fabric.TargetChanges {
         .init(alias: Alias, refresh: Refresh, managementMode: MgmtMode, interface: Interface)
     }
 }
 
-struct InterfaceBody: Decodable {
+struct InterfaceBody: RequestFields {
     var Interface: ManagementInterface
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case Interface }
+    static let fieldNames = names(CodingKeys.self)
 }
 
-struct SubsystemChangesBody: Decodable {
+struct SubsystemChangesBody: RequestFields {
     var SUBNQN: String?
     var AllowAnyHost: Bool?
     var Serial: String?
     var Model: String?
 
-    enum CodingKeys: String, CodingKey { case SUBNQN, AllowAnyHost, Serial, Model }
+    enum CodingKeys: String, CodingKey, CaseIterable { case SUBNQN, AllowAnyHost, Serial, Model }
+    static let fieldNames = names(CodingKeys.self)
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -41,18 +48,35 @@ struct SubsystemChangesBody: Decodable {
     }
 }
 
-struct AliasBody: Decodable {
+/// A change of an existing subsystem, in a body that may name any of a subsystem's fields (those
+/// it cannot change are refused by name).
+struct SubsystemUpdateBody: RequestFields {
+    var changes: SubsystemChangesBody
+    static let fieldNames = FabricSubsystem.fieldNames
+    init(from decoder: any Decoder) throws { changes = try SubsystemChangesBody(from: decoder) }
+}
+
+struct AliasBody: RequestFields {
     var Alias: String
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case Alias }
+    static let fieldNames = names(CodingKeys.self)
 }
 
-struct NameBody: Decodable {
+struct NameBody: RequestFields {
     var Name: String
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case Name }
+    static let fieldNames = names(CodingKeys.self)
 }
 
-struct HostChangesBody: Decodable {
+struct HostChangesBody: RequestFields {
     var Alias: String?
     var HOSTNQN: String?
     var HOSTID: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case Alias, HOSTNQN, HOSTID }
+    static let fieldNames = names(CodingKeys.self)
 
     var changes: Fabric.HostChanges { .init(alias: Alias, nqn: HOSTNQN, hostID: HOSTID) }
 }
@@ -84,15 +108,8 @@ struct TargetUsage: Encodable {
 }
 
 extension APIRoutes {
-    static let targetKeys: Set<String> = [
-        "Alias", "Refresh", "MgmtMode", "Interface", "PortIDs", "Subsystems", "NSDevices", "Interfaces",
-    ]
-    static let targetChangeKeys: Set<String> = ["Alias", "Refresh", "MgmtMode", "Interface"]
-    static let portKeys: Set<String> = ["PORTID", "TRTYPE", "ADRFAM", "TRADDR", "TRSVCID", "TREQ", "TSAS"]
-    static let subsystemKeys: Set<String> = ["SUBNQN", "AllowAnyHost", "Serial", "Model", "NSIDs", "Hosts"]
-    static let subsystemChangeKeys: Set<String> = ["SUBNQN", "AllowAnyHost", "Serial", "Model"]
-    static let namespaceKeys: Set<String> = ["NSID", "DeviceID", "DeviceNSID", "DevicePath", "UUID", "NGUID"]
-    static let hostKeys: Set<String> = ["Alias", "HOSTNQN", "HOSTID"]
+    /// What a change of an existing subsystem may set (not its namespaces or hosts).
+    static let subsystemChangeKeys: Set<String> = Set(SubsystemChangesBody.fieldNames)
 
     // MARK: /target
 
@@ -111,7 +128,7 @@ extension APIRoutes {
             return try APIResponse.json(["Targets": targets.map(\.alias)])
         }
         router.put("/target") { request, context in
-            guard let body = try await APIBody.read(request, context: context, allowed: Self.targetKeys) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, field: "Alias", "Alias is required")
             }
             let target = try body.decode(FabricTarget.self)
@@ -120,18 +137,10 @@ extension APIRoutes {
         router.post("/target/:t") { request, context in
             let alias = try context.parameters.decoded("t")
             var target = FabricTarget(alias: alias)
-            if let body = try await APIBody.read(request, context: context, allowed: Self.targetKeys) {
-                if body.keys.contains("Alias") {
-                    target = try body.decode(FabricTarget.self)
-                    guard target.alias == alias else {
-                        throw APIError(
-                            .badRequest,
-                            field: "Alias",
-                            "differs from the alias in the path; rename with PATCH"
-                        )
-                    }
-                } else {
-                    target = try body.decode(FabricTarget.self, filling: "Alias", with: .string(alias))
+            if let body = try await APIBody.read(request, context: context) {
+                target = try body.decode(FabricTarget.self, filling: "Alias", with: .string(alias))
+                guard target.alias == alias else {
+                    throw APIError(.badRequest, field: "Alias", "differs from the alias in the path; rename with PATCH")
                 }
             }
             return try await createTarget(target)
@@ -142,7 +151,7 @@ extension APIRoutes {
         }
         let update: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
             let alias = try context.parameters.decoded("t")
-            guard let body = try await APIBody.read(request, context: context, allowed: Self.targetChangeKeys) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, "the body must name at least one of Alias, Refresh, MgmtMode, Interface")
             }
             let changes = try body.decode(TargetChangesBody.self).changes
@@ -163,7 +172,7 @@ extension APIRoutes {
         }
         router.put("/target/:t/interface") { request, context in
             let alias = try context.parameters.decoded("t")
-            guard let body = try await APIBody.read(request, context: context, allowed: ["Interface"]) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, field: "Interface", "Interface is required")
             }
             let interface = try body.decode(InterfaceBody.self).Interface
@@ -250,7 +259,7 @@ extension APIRoutes {
         // Ports.
         router.put("/target/:t/portid") { request, context in
             let alias = try context.parameters.decoded("t")
-            guard let body = try await APIBody.read(request, context: context, allowed: Self.portKeys) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, field: "PORTID", "the body must be a port")
             }
             let port = try body.decode(FabricPort.self)
@@ -266,21 +275,14 @@ extension APIRoutes {
         router.put("/target/:t/portid/:p") { request, context in
             let alias = try context.parameters.decoded("t")
             let portID = try context.parameters.integer("p", field: "PORTID")
-            guard let body = try await APIBody.read(request, context: context, allowed: Self.portKeys) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, "the body must be a port")
             }
-            var port: FabricPort
-            if body.keys.contains("PORTID") {
-                port = try body.decode(FabricPort.self)
-            } else {
-                port = try body.decode(FabricPort.self, filling: "PORTID", with: .number(Double(portID)))
-            }
-            let final = port
+            let final = try body.decode(FabricPort.self, filling: "PORTID", with: .integer(portID))
             try await change(.updated, Self.path("target", alias, "portid", String(portID))) {
                 fabric throws(ModelError) in try fabric.setPort(target: alias, final, replacing: portID)
             }
-            port = final
-            return try APIResponse.json(port)
+            return try APIResponse.json(final)
         }
         router.get("/target/:t/portid/:p") { _, context in
             let alias = try context.parameters.decoded("t")
@@ -316,16 +318,16 @@ extension APIRoutes {
     func addSubsystemRoutes(_ router: Router<APIRequestContext>) {
         router.put("/target/:t/subsystem") { request, context in
             let alias = try context.parameters.decoded("t")
-            guard let body = try await APIBody.read(request, context: context, allowed: Self.subsystemKeys) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, field: "SUBNQN", "SUBNQN is required")
             }
-            let subsystem = try body.decode(FabricSubsystem.self)
-            return try await upsertSubsystem(target: alias, subsystem, keys: body.keys)
+            let (subsystem, keys) = try body.decodeFields(FabricSubsystem.self)
+            return try await upsertSubsystem(target: alias, subsystem, keys: keys)
         }
         router.post("/target/:t/subsystem/:n") { request, context in
             let alias = try context.parameters.decoded("t")
             let nqn = try context.parameters.decoded("n")
-            let body = try await APIBody.read(request, context: context, allowed: Self.subsystemKeys)
+            let body = try await APIBody.read(request, context: context)
             let exists = (try? service.fabric.subsystem(target: alias, nqn: nqn)) != nil
             if exists, let body {
                 return try await updateSubsystem(target: alias, nqn: nqn, body: body)
@@ -361,7 +363,7 @@ extension APIRoutes {
         let update: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
             let alias = try context.parameters.decoded("t")
             let nqn = try context.parameters.decoded("n")
-            guard let body = try await APIBody.read(request, context: context, allowed: Self.subsystemChangeKeys) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, "the body must name at least one of SUBNQN, AllowAnyHost, Serial, Model")
             }
             return try await updateSubsystem(target: alias, nqn: nqn, body: body)
@@ -380,16 +382,16 @@ extension APIRoutes {
         let setNamespace: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
             let alias = try context.parameters.decoded("t")
             let nqn = try context.parameters.decoded("n")
-            guard let body = try await APIBody.read(request, context: context, allowed: Self.namespaceKeys) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, field: "NSID", "the body must be a namespace")
             }
             var namespace: FabricNamespace
-            if body.keys.contains("NSID") {
-                namespace = try body.decode(FabricNamespace.self)
-            } else if let id = context.parameters.get("id").flatMap({ Int($0) }) {
-                namespace = try body.decode(FabricNamespace.self, filling: "NSID", with: .number(Double(id)))
+            if let id = context.parameters.get("id").flatMap({ Int($0) }) {
+                namespace = try body.decode(FabricNamespace.self, filling: "NSID", with: .integer(id))
             } else {
-                throw APIError(.badRequest, field: "NSID", "NSID is required")
+                let (decoded, keys) = try body.decodeFields(FabricNamespace.self)
+                guard keys.contains("NSID") else { throw APIError(.badRequest, field: "NSID", "NSID is required") }
+                namespace = decoded
             }
             let final = namespace
             let path = Self.path("target", alias, "subsystem", nqn, "nsid", String(final.namespaceID))
@@ -419,7 +421,7 @@ extension APIRoutes {
                 host = try context.parameters.decoded("h")
                 _ = fromPath
             } else {
-                guard let body = try await APIBody.read(request, context: context, allowed: ["Alias"]) else {
+                guard let body = try await APIBody.read(request, context: context) else {
                     throw APIError(.badRequest, field: "Alias", "Alias is required")
                 }
                 host = try body.decode(AliasBody.self).Alias
@@ -480,10 +482,11 @@ extension APIRoutes {
     }
 
     func updateSubsystem(target alias: String, nqn: String, body: APIBody) async throws -> Response {
-        for key in body.keys where !Self.subsystemChangeKeys.contains(key) {
+        let (update, keys) = try body.decodeFields(SubsystemUpdateBody.self)
+        for key in keys.sorted() where !Self.subsystemChangeKeys.contains(key) {
             throw APIError(.badRequest, field: key, "cannot be changed here; use the NSIDs and host routes")
         }
-        let changes = try body.decode(SubsystemChangesBody.self).changes
+        let changes = update.changes.changes
         try await change(.updated, Self.path("target", alias, "subsystem", nqn)) { fabric throws(ModelError) in
             try fabric.updateSubsystem(target: alias, nqn: nqn, changes)
         }
@@ -499,14 +502,14 @@ extension APIRoutes {
             try APIResponse.json(["Hosts": service.fabric.hosts.map(\.alias)])
         }
         router.put("/host") { request, context in
-            guard let body = try await APIBody.read(request, context: context, allowed: Self.hostKeys) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, field: "Alias", "Alias is required")
             }
             return try await createHost(try body.decode(FabricHost.self))
         }
         router.post("/host/:h") { request, context in
             let alias = try context.parameters.decoded("h")
-            let body = try await APIBody.read(request, context: context, allowed: Self.hostKeys)
+            let body = try await APIBody.read(request, context: context)
             if (try? service.fabric.host(alias)) != nil {
                 guard let body else { throw APIError(.conflict, field: "Alias", "host \"\(alias)\" already exists") }
                 return try await updateHost(alias, try body.decode(HostChangesBody.self).changes)
@@ -527,7 +530,7 @@ extension APIRoutes {
         }
         let update: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
             let alias = try context.parameters.decoded("h")
-            guard let body = try await APIBody.read(request, context: context, allowed: Self.hostKeys) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, "the body must name at least one of Alias, HOSTNQN, HOSTID")
             }
             return try await updateHost(alias, try body.decode(HostChangesBody.self).changes)
@@ -611,14 +614,14 @@ extension APIRoutes {
             try APIResponse.json(["Groups": service.fabric.groups.map(\.name)])
         }
         router.put("/group") { request, context in
-            guard let body = try await APIBody.read(request, context: context, allowed: ["Name"]) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, field: "Name", "Name is required")
             }
             return try await createGroup(try body.decode(NameBody.self).Name)
         }
         router.post("/group/:g") { request, context in
             let name = try context.parameters.decoded("g")
-            if let body = try await APIBody.read(request, context: context, allowed: ["Name"]),
+            if let body = try await APIBody.read(request, context: context),
                 try body.decode(NameBody.self).Name != name
             {
                 throw APIError(.badRequest, field: "Name", "differs from the name in the path; rename with PATCH")
@@ -631,7 +634,7 @@ extension APIRoutes {
         }
         let rename: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
             let name = try context.parameters.decoded("g")
-            guard let body = try await APIBody.read(request, context: context, allowed: ["Name"]) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, field: "Name", "Name is required")
             }
             let newName = try body.decode(NameBody.self).Name
@@ -656,7 +659,7 @@ extension APIRoutes {
                 if context.parameters.get("m") != nil {
                     member = try context.parameters.decoded("m")
                 } else {
-                    guard let body = try await APIBody.read(request, context: context, allowed: ["Alias"]) else {
+                    guard let body = try await APIBody.read(request, context: context) else {
                         throw APIError(.badRequest, field: "Alias", "Alias is required")
                     }
                     member = try body.decode(AliasBody.self).Alias

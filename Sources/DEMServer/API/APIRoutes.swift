@@ -157,9 +157,12 @@ public struct APIRoutes: Sendable {
         }
     }
 
-    struct TokenRequest: Decodable {
+    struct TokenRequest: RequestFields {
         var Name: String
         var Role: String?
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case Name, Role }
+        static let fieldNames = names(CodingKeys.self)
     }
 
     func addServiceRoutes(_ router: Router<APIRequestContext>) {
@@ -228,7 +231,7 @@ public struct APIRoutes: Sendable {
         // dem-em announces itself: the target is created (or updated) as OutOfBandMgmt with the
         // address and inventory it sends. Authenticated with the fabric credential.
         router.post("/dem/join") { request, context in
-            let body = try await APIBody.read(request, context: context, allowed: ["Alias", "Interface", "Inventory"])
+            let body = try await APIBody.read(request, context: context)
             guard let body else { throw APIError(.badRequest, "the body must be a join request") }
             let join = try body.decode(EndpointJoin.self)
             guard join.interface.address?.isEmpty == false else {
@@ -275,7 +278,7 @@ public struct APIRoutes: Sendable {
             try APIResponse.json(service.fabric)
         }
         router.put("/dem/config") { request, context in
-            guard let body = try await APIBody.read(request, context: context, allowed: ["Targets", "Hosts", "Groups"])
+            guard let body = try await APIBody.read(request, context: context)
             else {
                 throw APIError(.badRequest, "the body must be a configuration {\"Targets\":…,\"Hosts\":…,\"Groups\":…}")
             }
@@ -304,7 +307,7 @@ public struct APIRoutes: Sendable {
             try APIResponse.json(["Tokens": service.tokens.map { TokenView($0, secret: false) }])
         }
         router.post("/dem/tokens") { request, context in
-            guard let body = try await APIBody.read(request, context: context, allowed: ["Name", "Role"]) else {
+            guard let body = try await APIBody.read(request, context: context) else {
                 throw APIError(.badRequest, field: "Name", "Name is required")
             }
             let tokenRequest = try body.decode(TokenRequest.self)
