@@ -97,22 +97,20 @@ public struct EndpointApplication: Sendable {
             Task { await group.triggerGracefulShutdown() }
         }
         let bound = BoundPort()
-        let api = Application(
-            router: routes.router(),
-            server: .http1(
-                configuration: .init(
-                    additionalChannelHandlers: [HTTPConnectionGuard(gate: apiGate, timeout: options.httpTimeout)]
-                )
+        let httpTimeout = options.httpTimeout
+        let api = HTTPServer(
+            responder: routes.router().buildResponder(),
+            configuration: .init(
+                address: options.apiAddress,
+                port: options.apiPort,
+                serverName: "dem-em",
+                gate: apiGate,
+                requestTimeout: httpTimeout,
+                listenerHandlers: { [AcceptBackoff(name: apiGate.name, gate: apiGate, logger: logger)] }
             ),
-            configuration: ApplicationConfiguration(
-                address: .hostname(options.apiAddress, port: options.apiPort),
-                serverName: "dem-em"
-            ),
+            group: group,
+            logger: logger,
             onServerRunning: { channel in
-                try? await channel.pipeline.addHandler(
-                    AcceptBackoff(name: apiGate.name, gate: apiGate, logger: logger),
-                    position: .first
-                )
                 let port = channel.localAddress?.port ?? options.apiPort
                 bound.bound(port)
                 logger.notice(
@@ -121,9 +119,7 @@ public struct EndpointApplication: Sendable {
                         "address": "\(options.apiAddress)", "port": "\(port)", "nvmet-root": "\(options.nvmetRoot)",
                     ]
                 )
-            },
-            eventLoopGroupProvider: .shared(group),
-            logger: logger
+            }
         )
         let keeper = DesiredStateKeeper(
             service: service,

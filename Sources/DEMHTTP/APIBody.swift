@@ -1,6 +1,7 @@
 import DEMCore
 import Foundation
 import Hummingbird
+import Synchronization
 
 /// A JSON request body, read whole (up to ``maximumSize``) and decoded once: the decoder refuses
 /// a key the type's own CodingKeys do not name (``RequestFields``) and answers every decoding
@@ -241,12 +242,52 @@ public enum APIResponse {
     }
 
     public static let noContent = Response(status: .noContent)
+
+    /// A JSON answer from bytes already encoded.
+    public static func json(encoded: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: encoded))
+    }
+}
+
+/// JSON answers encoded once per revision of what they show: a read of the same resource asked
+/// again before the next change reuses the bytes. Entries of an older revision are dropped as
+/// soon as a newer one is asked for; at most `capacity` are kept.
+public final class EncodedAnswers: Sendable {
+    private let state = Mutex<(revision: UInt64, answers: [String: ByteBuffer])>((0, [:]))
+    private let capacity: Int
+
+    public init(capacity: Int = 1024) { self.capacity = capacity }
+
+    /// The answer kept for `key` at `revision`, or `encode`'s, kept for the next asker.
+    public func answer(
+        _ key: String,
+        revision: UInt64,
+        encode: () throws -> ByteBuffer
+    ) throws -> ByteBuffer {
+        let kept: ByteBuffer? = state.withLock { state in
+            state.revision == revision ? state.answers[key] : nil
+        }
+        if let kept { return kept }
+        let encoded = try encode()
+        state.withLock { state in
+            if state.revision != revision {
+                // An answer of an older revision than the one kept is not kept.
+                guard revision > state.revision else { return }
+                state = (revision, [:])
+            }
+            if state.answers.count >= capacity { state.answers.removeAll(keepingCapacity: true) }
+            state.answers[key] = encoded
+        }
+        return encoded
+    }
 }
 
 extension Parameters {
     /// A path parameter, percent-decoded.
     public func decoded(_ name: String) throws -> String {
         let raw = try require(name)
+        // Most segments have nothing to decode (Foundation's decoder is the slow part of a read).
+        if !raw.isEmpty, !raw.utf8.contains(UInt8(ascii: "%")) { return raw }
         guard let value = raw.removingPercentEncoding, !value.isEmpty else {
             throw APIError(.badRequest, field: name, "\"\(raw)\" is not a valid path segment")
         }

@@ -271,23 +271,20 @@ public struct DEMApplication: Sendable {
             let apiAddress = APIServerAddress()
             let discovery = listeners.boundAddresses
             let httpTimeout = options.httpTimeout
-            let api = Application(
-                router: routes.router(),
-                server: .http1(
-                    configuration: .init(
-                        additionalChannelHandlers: [HTTPConnectionGuard(gate: apiGate, timeout: httpTimeout)]
-                    )
-                ),
-                configuration: ApplicationConfiguration(
-                    address: .hostname(options.apiAddress, port: options.apiPort),
-                    serverName: "dem"
-                ),
-                onServerRunning: { [adminToken] channel in
+            let api = HTTPServer(
+                responder: routes.router().buildResponder(),
+                configuration: .init(
+                    address: options.apiAddress,
+                    port: options.apiPort,
+                    serverName: "dem",
+                    gate: apiGate,
+                    requestTimeout: httpTimeout,
                     // An accept that fails for want of descriptors must pause, not spin.
-                    try? await channel.pipeline.addHandler(
-                        AcceptBackoff(name: apiGate.name, gate: apiGate, logger: logger),
-                        position: .first
-                    )
+                    listenerHandlers: { [AcceptBackoff(name: apiGate.name, gate: apiGate, logger: logger)] }
+                ),
+                group: group,
+                logger: logger,
+                onServerRunning: { [adminToken] channel in
                     let port = channel.localAddress?.port ?? options.apiPort
                     apiAddress.bound(port)
                     // Said once every listener is up: a port in use fails the start before.
@@ -313,9 +310,7 @@ public struct DEMApplication: Sendable {
                             "try": "dem-cli -s \(options.apiAddress) -p \(port) list target",
                         ]
                     )
-                },
-                eventLoopGroupProvider: .shared(group),
-                logger: logger
+                }
             )
             var watcher: DiscoverySourceWatcher? = nil
             if let source {

@@ -66,6 +66,10 @@ public final class FabricService: Sendable {
     /// The current model.
     public var fabric: Fabric { state.withLock { $0.fabric } }
 
+    /// The current model and its revision: the number of events published since dem started
+    /// (every change is one), so the same revision is the same model.
+    public var snapshot: (fabric: Fabric, revision: UInt64) { state.withLock { ($0.fabric, $0.sequence) } }
+
     /// Applies `change` to the model and commits it. When the model does not change (a PUT of
     /// what is already there), nothing is written or published.
     ///

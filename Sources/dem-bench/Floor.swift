@@ -114,10 +114,10 @@ enum FloorCapture {
     static func capture(host: String, port: Int, group: any EventLoopGroup) async throws -> CannedSession {
         let recording = Recording()
         let proxy = try await ServerBootstrap(group: group)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { child in
                 ClientBootstrap(group: child.eventLoop)
-                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .channelInitializer { upstream in
                         upstream.eventLoop.makeCompletedFuture {
                             try upstream.pipeline.syncOperations.addHandlers(
@@ -250,7 +250,7 @@ enum FloorServer {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

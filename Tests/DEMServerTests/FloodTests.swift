@@ -109,14 +109,28 @@ final class FloodSockets: @unchecked Sendable {
 /// dem's API is flooded) run on a thread of their own: on Swift concurrency's few threads they
 /// would stall every other test running meanwhile.
 func httpGet(port: Int, path: String, token: String? = nil, seconds: Int = 5) async -> (status: Int, body: String)? {
+    var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    if let token { request += "Authorization: Bearer \(token)\r\n" }
+    request += "\r\n"
+    guard let text = await rawHTTPExchange(port: port, sending: request, seconds: seconds),
+        text.hasPrefix("HTTP/1.1 "), let status = Int(text.dropFirst(9).prefix(3))
+    else { return nil }
+    let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
+    return (status, body)
+}
+
+/// Sends `request` as it is to 127.0.0.1:`port` and returns everything read until the server
+/// closes (or `seconds` pass without a byte); nil if it cannot connect or send. Blocks on a
+/// thread of its own, not on Swift concurrency's.
+func rawHTTPExchange(port: Int, sending request: String, seconds: Int = 5) async -> String? {
     await withCheckedContinuation { continuation in
         Thread.detachNewThread {
-            continuation.resume(returning: blockingHTTPGet(port: port, path: path, token: token, seconds: seconds))
+            continuation.resume(returning: blockingExchange(port: port, request: request, seconds: seconds))
         }
     }
 }
 
-private func blockingHTTPGet(port: Int, path: String, token: String?, seconds: Int) -> (status: Int, body: String)? {
+private func blockingExchange(port: Int, request: String, seconds: Int) -> String? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
@@ -133,9 +147,6 @@ private func blockingHTTPGet(port: Int, path: String, token: String?, seconds: I
         }
     }
     guard connected == 0 else { return nil }
-    var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-    if let token { request += "Authorization: Bearer \(token)\r\n" }
-    request += "\r\n"
     guard Array(request.utf8).withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) > 0
     else { return nil }
     var response: [UInt8] = []
@@ -145,10 +156,7 @@ private func blockingHTTPGet(port: Int, path: String, token: String?, seconds: I
         if count <= 0 { break }
         response += buffer[0..<count]
     }
-    let text = String(decoding: response, as: UTF8.self)
-    guard text.hasPrefix("HTTP/1.1 "), let status = Int(text.dropFirst(9).prefix(3)) else { return nil }
-    let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
-    return (status, body)
+    return String(decoding: response, as: UTF8.self)
 }
 
 /// The value of series `name` with label `port` in a Prometheus text.

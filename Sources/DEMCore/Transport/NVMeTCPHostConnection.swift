@@ -122,7 +122,7 @@ public final class NVMeTCPHostConnection: NVMeHostConnection {
     ) async throws -> NVMeTCPHostConnection {
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(

@@ -38,8 +38,11 @@ struct AuthenticationMiddleware: RouterMiddleware {
             return try await next(request, context)
         }
         let offered: String? = request.headers[.authorization].flatMap { header in
-            guard header.count > 7, header.prefix(7).lowercased() == "bearer " else { return nil }
-            return header.dropFirst(7).trimmingCharacters(in: .whitespaces)
+            let bytes = header.utf8
+            guard bytes.count > 7, bytes.prefix(7).map({ $0 | 0x20 }).elementsEqual("bearer ".utf8) else { return nil }
+            let blank: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+            let token = bytes.dropFirst(7).drop(while: blank).reversed().drop(while: blank).reversed()
+            return String(decoding: token, as: UTF8.self)
         }
         if request.uri.path == "/dem/join" {
             guard let offered, let fabricCredential, FabricCredential.matches(offered, fabricCredential) else {
@@ -87,28 +90,48 @@ public final class DEMMetrics: Sendable {
             .replacingOccurrences(of: "\n", with: "\\n")
     }
 
+    /// A REST call's series: its counter by method, route and status, its histogram by method
+    /// and route.
+    private struct CallKey: Hashable {
+        var method: String
+        var route: String
+        var status: Int
+    }
+    private let callSeries = Mutex<[CallKey: (calls: Counter, duration: DurationHistogram)]>([:])
+
     /// Records one REST call.
     func apiCall(method: String, route: String, status: Int, duration: Duration) {
-        let labels = [("method", method), ("route", route), ("status", String(status))]
-        registry.makeCounter(
-            descriptor: .init(
-                namespace: "dem",
-                metricName: "api_requests",
-                unitName: "total",
-                helpText: "REST API calls"
-            ),
-            labels: labels
-        ).increment()
-        registry.makeDurationHistogram(
-            descriptor: .init(
-                namespace: "dem",
-                metricName: "api_request_duration",
-                unitName: "seconds",
-                helpText: "REST API call latency"
-            ),
-            labels: [("method", method), ("route", route)],
-            buckets: Self.latencyBuckets
-        ).record(duration)
+        let key = CallKey(method: method, route: route, status: status)
+        // The registry's series are looked up once per kind of call, not on every call.
+        let series =
+            callSeries.withLock { $0[key] }
+            ?? {
+                let made = (
+                    calls: registry.makeCounter(
+                        descriptor: .init(
+                            namespace: "dem",
+                            metricName: "api_requests",
+                            unitName: "total",
+                            helpText: "REST API calls"
+                        ),
+                        labels: [("method", method), ("route", route), ("status", String(status))]
+                    ),
+                    duration: registry.makeDurationHistogram(
+                        descriptor: .init(
+                            namespace: "dem",
+                            metricName: "api_request_duration",
+                            unitName: "seconds",
+                            helpText: "REST API call latency"
+                        ),
+                        labels: [("method", method), ("route", route)],
+                        buckets: Self.latencyBuckets
+                    )
+                )
+                callSeries.withLock { $0[key] = made }
+                return made
+            }()
+        series.calls.increment()
+        series.duration.record(duration)
     }
 
     /// Records one store commit.
@@ -215,8 +238,14 @@ struct MetricsMiddleware: RouterMiddleware {
         let start = ContinuousClock.now
         let response = try await next(request, context)
         let route = context.endpointPath ?? "unmatched"
+        // A method no route takes is counted as "other": a client cannot add series at will.
+        let method: String
+        switch request.method {
+        case .get, .head, .put, .post, .patch, .delete, .options: method = request.method.rawValue
+        default: method = "other"
+        }
         metrics.apiCall(
-            method: request.method.rawValue,
+            method: method,
             route: route,
             status: response.status.code,
             duration: ContinuousClock.now - start

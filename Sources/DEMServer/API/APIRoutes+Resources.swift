@@ -147,7 +147,7 @@ extension APIRoutes {
         }
         router.get("/target/:t") { _, context in
             let alias = try context.parameters.decoded("t")
-            return try APIResponse.json(try read { fabric throws(ModelError) in try fabric.target(alias) })
+            return try readJSON("target \(alias)") { fabric throws(ModelError) in try fabric.target(alias) }
         }
         let update: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
             let alias = try context.parameters.decoded("t")
@@ -356,9 +356,9 @@ extension APIRoutes {
         router.get("/target/:t/subsystem/:n") { _, context in
             let alias = try context.parameters.decoded("t")
             let nqn = try context.parameters.decoded("n")
-            return try APIResponse.json(
-                try read { fabric throws(ModelError) in try fabric.subsystem(target: alias, nqn: nqn) }
-            )
+            return try readJSON("subsystem \(alias) \(nqn)") { fabric throws(ModelError) in
+                try fabric.subsystem(target: alias, nqn: nqn)
+            }
         }
         let update: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
             let alias = try context.parameters.decoded("t")
@@ -522,11 +522,10 @@ extension APIRoutes {
         }
         router.get("/host/:h") { _, context in
             let alias = try context.parameters.decoded("h")
-            let view = try read { fabric throws(ModelError) in
+            return try readJSON("host \(alias)") { fabric throws(ModelError) in
                 let visible = try fabric.subsystems(visibleTo: alias)
                 return HostView(host: try fabric.host(alias), shared: visible.shared, restricted: visible.restricted)
             }
-            return try APIResponse.json(view)
         }
         let update: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
             let alias = try context.parameters.decoded("h")
@@ -630,7 +629,7 @@ extension APIRoutes {
         }
         router.get("/group/:g") { _, context in
             let name = try context.parameters.decoded("g")
-            return try APIResponse.json(try read { fabric throws(ModelError) in try fabric.group(name) })
+            return try readJSON("group \(name)") { fabric throws(ModelError) in try fabric.group(name) }
         }
         let rename: @Sendable (Request, APIRequestContext) async throws -> Response = { request, context in
             let name = try context.parameters.decoded("g")

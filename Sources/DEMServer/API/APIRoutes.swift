@@ -20,6 +20,8 @@ public struct APIRoutes: Sendable {
     let monitor: TargetMonitor?
     /// The fabric credential dem-em joins with; nil refuses joins.
     let fabricCredential: String?
+    /// Answers of the model's reads, encoded once per revision.
+    let answers = EncodedAnswers()
 
     var catalog: DiscoveryCatalog { feed.catalog }
 
@@ -91,6 +93,22 @@ public struct APIRoutes: Sendable {
         } catch {
             throw APIError(error)
         }
+    }
+
+    /// The model's answer to a lookup as JSON, encoded once per model revision (`key` names
+    /// what is looked up); a failed lookup is an API error, as in ``read(_:)``.
+    func readJSON(_ key: String, _ body: (Fabric) throws(ModelError) -> some Encodable) throws -> Response {
+        let (fabric, revision) = service.snapshot
+        let encoded = try answers.answer(key, revision: revision) {
+            let value: any Encodable
+            do throws(ModelError) {
+                value = try body(fabric)
+            } catch {
+                throw APIError(error)
+            }
+            return ByteBuffer(bytes: try APIResponse.encoder().encode(value))
+        }
+        return APIResponse.json(encoded: encoded)
     }
 
     static func path(_ segments: String...) -> String {
@@ -275,7 +293,7 @@ public struct APIRoutes: Sendable {
             )
         }
         router.get("/dem/config") { _, _ in
-            try APIResponse.json(service.fabric)
+            try readJSON("configuration") { fabric in fabric }
         }
         router.put("/dem/config") { request, context in
             guard let body = try await APIBody.read(request, context: context)
