@@ -167,6 +167,16 @@ struct ActionChecker {
             } else {
                 openTransfers[cid] = data.dataOffset + UInt32(data.data.readableBytes)
             }
+        case .readyToTransfer(let request):
+            // An R2T asks for the whole of a command's data, of a command the host sent.
+            if !commandIdentifiers.contains(request.commandIdentifier) {
+                issue("R2T for CID \(request.commandIdentifier), never sent")
+            }
+            if request.offset != 0 || request.length == 0
+                || Int(request.length) > DiscoveryControllerConfiguration(uniqueNQN: "x").maximumHostDataLength
+            {
+                issue("R2T for \(request.length) bytes at \(request.offset)")
+            }
         default:
             issue("the controller sent a \(pdu.type)")
         }

@@ -393,3 +393,172 @@ struct InBandControllerTests {
         #expect(try InBandResponse(decoding: response.encoded()) == response)
     }
 }
+
+/// Host data a command names in a transport data block instead of sending it in the capsule:
+/// the NVMe/TCP binding asks for it with an R2T and hands the command to the controller with the
+/// H2CData PDUs' bytes.
+@Suite("NVMe/TCP R2T and H2CData")
+struct ReadyToTransferTests {
+    typealias Channel = InBandControllerTests
+
+    /// A request segment whose data is fetched with an R2T.
+    static func segment(cid: UInt16, message: [UInt8]) -> NVMeTCPPDU {
+        var entry = InBandCommand(
+            opcode: AdminOpcode.nvmeMISend,
+            operation: InBandManagement.Opcode.requestSegment,
+            tag: 7,
+            offset: 0,
+            messageLength: UInt32(message.count)
+        ).submissionQueueEntry(commandIdentifier: cid, dataLength: message.count)
+        entry.dataPointer = .transport(length: UInt32(message.count))
+        return HostPDU.command(entry, data: nil)
+    }
+
+    static func data(cid: UInt16, tag: UInt16, offset: Int, _ bytes: ArraySlice<UInt8>, last: Bool) -> NVMeTCPPDU {
+        .hostToControllerData(
+            HostToControllerData(
+                commandIdentifier: cid,
+                transferTag: tag,
+                dataOffset: UInt32(offset),
+                data: ByteBuffer(bytes: Array(bytes)),
+                isLast: last
+            )
+        )
+    }
+
+    static let message = Array(
+        InBandRequest(method: .put, path: "/config", body: ByteBuffer(string: String(repeating: "x", count: 300)))
+            .encoded().readableBytesView
+    )
+
+    /// A management channel, authenticated, and the R2T its segment got.
+    static func requested() -> (NVMeTCPControllerBinding, ReadyToTransfer) {
+        var (machine, _) = Channel.connected()
+        _ = Channel.authenticate(&machine)
+        let actions = machine.pduReceived(segment(cid: 30, message: message), now: TestValues.start)
+        guard case .send(.readyToTransfer(let r2t)) = actions.first, actions.count == 1 else {
+            Issue.record("expected one R2T, got \(actions)")
+            return (machine, ReadyToTransfer(commandIdentifier: 0, transferTag: 0, offset: 0, length: 0))
+        }
+        return (machine, r2t)
+    }
+
+    @Test("the segment's data is asked for with one R2T, arrives in two H2CData PDUs and reaches the controller")
+    func transfer() {
+        var (machine, r2t) = Self.requested()
+        #expect(r2t.commandIdentifier == 30)
+        #expect(r2t.offset == 0)
+        #expect(Int(r2t.length) == Self.message.count)
+        #expect(machine.pendingTransfers == 1)
+        let half = Self.message.count / 2
+        let first = machine.pduReceived(
+            Self.data(cid: 30, tag: r2t.transferTag, offset: 0, Self.message[..<half], last: false),
+            now: TestValues.start
+        )
+        #expect(first.isEmpty)
+        let last = machine.pduReceived(
+            Self.data(cid: 30, tag: r2t.transferTag, offset: half, Self.message[half...], last: true),
+            now: TestValues.start
+        )
+        guard case .session(.performManagementRequest(let request, _)) = last.first else {
+            Issue.record("expected the request to be passed out: \(last)")
+            return
+        }
+        #expect(Array(request.readableBytesView) == Self.message)
+        #expect(machine.pendingTransfers == 0)
+        // The tag is free again: the same data through a new R2T is a new transfer.
+    }
+
+    @Test(
+        "H2CData that does not continue the transfer ends the connection with the status that names it",
+        arguments: [
+            (
+                "unknown TTAG", 1 as UInt16, 30 as UInt16, 0, 16, true, NVMeTCPFatalErrorStatus.invalidHeaderField,
+                10 as UInt32
+            ),
+            ("CCCID of another command", 0, 31, 0, 16, false, .invalidHeaderField, 8),
+            ("offset past what arrived", 0, 30, 8, 16, false, .dataTransferOutOfRange, 12),
+            ("more than the R2T asked", 0, 30, 0, 4096, true, .dataTransferOutOfRange, 12),
+            ("LAST_PDU before the end", 0, 30, 0, 16, true, .pduSequenceError, 0),
+            ("the end without LAST_PDU", 0, 30, 0, -1, false, .pduSequenceError, 0),
+        ]
+    )
+    func badData(
+        _ name: String,
+        _ tagDelta: UInt16,
+        _ cid: UInt16,
+        _ offset: Int,
+        _ count: Int,
+        _ last: Bool,
+        _ status: NVMeTCPFatalErrorStatus,
+        _ fei: UInt32
+    ) {
+        var (machine, r2t) = Self.requested()
+        let length = count < 0 ? Self.message.count : count
+        let bytes = ArraySlice([UInt8](repeating: 0x55, count: length))
+        let actions = machine.pduReceived(
+            Self.data(cid: cid, tag: r2t.transferTag &+ tagDelta, offset: offset, bytes, last: last),
+            now: TestValues.start
+        )
+        expectTermination(actions, status, fei: fei)
+    }
+
+    @Test("a command naming more host data than a command may bring is refused without an R2T; the queue serves on")
+    func tooLong() {
+        var (machine, _) = Channel.connected()
+        _ = Channel.authenticate(&machine)
+        var entry = InBandCommand(
+            opcode: AdminOpcode.nvmeMISend,
+            operation: InBandManagement.Opcode.requestSegment,
+            tag: 7,
+            offset: 0,
+            messageLength: 1 << 20
+        ).submissionQueueEntry(commandIdentifier: 40, dataLength: 1 << 20)
+        entry.dataPointer = .transport(length: 1 << 20)
+        let actions = machine.pduReceived(HostPDU.command(entry, data: nil), now: TestValues.start)
+        expectCompletion(actions, cid: 40, status: .dataSGLLengthInvalid.withDoNotRetry)
+        #expect(machine.pendingTransfers == 0)
+        #expect(!machine.isClosed)
+    }
+
+    @Test("H2CData whose data digest does not match: the command completes with Transient Transport Error")
+    func digestMismatch() {
+        var (machine, r2t) = Self.requested()
+        var pdu = HostToControllerData(
+            commandIdentifier: 30,
+            transferTag: r2t.transferTag,
+            dataOffset: 0,
+            data: ByteBuffer(bytes: Self.message),
+            isLast: true
+        )
+        pdu.dataDigestMismatch = true
+        let actions = machine.pduReceived(.hostToControllerData(pdu), now: TestValues.start)
+        expectCompletion(actions, cid: 30, status: .transientTransportError)
+        #expect(!machine.isClosed)
+    }
+
+    @Test("a discovery controller asks for the data too, then refuses the command it cannot use (Invalid Field)")
+    func discoveryController() {
+        var session = ControllerSession()
+        session.connectAndEnable()
+        var entry = SubmissionQueueEntry(opcode: 0x09, commandIdentifier: 5, cdw10: 0x80)
+        entry.dataPointer = .transport(length: 16)
+        let asked = session.receive(HostPDU.command(entry))
+        guard case .send(.readyToTransfer(let r2t)) = asked.first else {
+            Issue.record("expected an R2T, got \(asked)")
+            return
+        }
+        let done = session.receive(
+            .hostToControllerData(
+                HostToControllerData(
+                    commandIdentifier: 5,
+                    transferTag: r2t.transferTag,
+                    dataOffset: 0,
+                    data: ByteBuffer(repeating: 0, count: 16),
+                    isLast: true
+                )
+            )
+        )
+        expectCompletion(done, cid: 5, status: .invalidField.withDoNotRetry)
+    }
+}

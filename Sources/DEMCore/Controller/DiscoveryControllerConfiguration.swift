@@ -85,6 +85,10 @@ public struct DiscoveryControllerConfiguration: Sendable, Hashable {
     public var maximumC2HDataLength: Int = 32_768
     /// The most in-capsule data bytes accepted in a command capsule (8 KiB for an admin queue).
     public var maximumInCapsuleDataLength: Int = 8192
+    /// The most data one command may bring from the host, in its capsule or fetched by the
+    /// transport (an R2T over NVMe/TCP, an RDMA READ over NVMe/RDMA); a command announcing more
+    /// is completed with Data SGL Length Invalid.
+    public var maximumHostDataLength: Int = 65_536
     /// The largest Get Log Page transfer served, in bytes (reported as MDTS).
     public var maximumTransferLength: Int = 16 << 20
     /// Whether commands may carry Keyed SGL Data Blocks (NVMe/RDMA): reported in Identify's

@@ -6,11 +6,13 @@ import NIOCore
 /// a clock (``NVMeTCPControllerHandler`` carries the actions out).
 ///
 /// The binding (NVMe/TCP 1.0): ICReq/ICResp opens the connection and negotiates digests and the
-/// host's data alignment; a command capsule carries the SQE and any in-capsule data (no R2T: no
-/// command of these controllers takes more host data than fits in a capsule); data for the host
-/// goes in C2HData PDUs of at most ``DiscoveryControllerConfiguration/maximumC2HDataLength``
-/// bytes before the CapsuleResp; a transport error ends the connection with a C2HTermReq, a
-/// host's H2CTermReq ends it at once.
+/// host's data alignment; a command capsule carries the SQE and its in-capsule data, or names a
+/// transport data block, whose data the binding asks for with one R2T and collects from the
+/// host's H2CData PDUs (in order, each within MAXH2CDATA, the last one marked) before the
+/// command goes to the controller, as NVMe/RDMA's binding reads a keyed block first; data for
+/// the host goes in C2HData PDUs of at most
+/// ``DiscoveryControllerConfiguration/maximumC2HDataLength`` bytes before the CapsuleResp; a
+/// transport error ends the connection with a C2HTermReq, a host's H2CTermReq ends it at once.
 public struct NVMeTCPControllerBinding {
     /// What the caller must do, in order.
     public enum Action: Sendable, Hashable {
@@ -29,6 +31,20 @@ public struct NVMeTCPControllerBinding {
     public private(set) var digests: NVMeTCPDigests = []
     /// The data alignment the host asked for in HPDA, in bytes.
     public private(set) var hostDataAlignment: Int = 4
+
+    /// A command whose data is being collected after an R2T.
+    private struct Transfer {
+        var command: SubmissionQueueEntry
+        var length: Int
+        var received: ByteBuffer
+        var dataDigestMismatch = false
+    }
+    /// Transfers under way, by TTAG.
+    private var transfers: [UInt16: Transfer] = [:]
+    private var nextTransferTag: UInt16 = 0
+
+    /// Commands whose data is being collected after an R2T.
+    public var pendingTransfers: Int { transfers.count }
 
     /// - Parameters:
     ///   - configuration: the controller's fixed parameters.
@@ -111,6 +127,17 @@ public struct NVMeTCPControllerBinding {
             if let data = capsule.data, data.readableBytes > configuration.maximumInCapsuleDataLength {
                 return terminate(.invalidHeaderField, 4, "in-capsule data of \(data.readableBytes) bytes", pdu)
             }
+            let command = capsule.command
+            // Connect's data comes in its capsule (AssociationSetup refuses any other descriptor).
+            let isConnect =
+                command.opcode == AdminOpcode.fabrics
+                && UInt8(truncatingIfNeeded: command.namespaceIdentifier) == FabricsCommandType.connect
+            if command.dataPointer.isTransportDataBlock, command.dataPointer.length > 0,
+                (capsule.data?.readableBytes ?? 0) == 0, !isConnect,
+                NVMeRDMA.dataDirection(of: command) == .hostToController
+            {
+                return requestData(for: command)
+            }
             return translate(machine.commandReceived(capsule, now: now))
         case .hostToControllerTerminationRequest(let request):
             machine.channelClosed()
@@ -119,8 +146,8 @@ public struct NVMeTCPControllerBinding {
             ]
         case .initializeConnectionRequest:
             return terminate(.pduSequenceError, 0, "second ICReq", pdu)
-        case .hostToControllerData:
-            return terminate(.pduSequenceError, 0, "H2CData without an R2T", pdu)
+        case .hostToControllerData(let data):
+            return hostDataReceived(data, pdu, now: now)
         case .initializeConnectionResponse, .controllerToHostTerminationRequest, .capsuleResponse,
             .controllerToHostData, .readyToTransfer:
             return terminate(.invalidHeaderField, 0, "\(pdu.type) is a controller-to-host PDU", pdu)
@@ -155,6 +182,7 @@ public struct NVMeTCPControllerBinding {
     /// The connection closed.
     public mutating func channelClosed() {
         machine.channelClosed()
+        transfers.removeAll()
     }
 
     // MARK: - The binding
@@ -175,6 +203,104 @@ public struct NVMeTCPControllerBinding {
         // The ICResp itself never carries digests; the negotiated ones apply from the next PDU.
         digests = negotiated
         return [.send(.initializeConnectionResponse(response))] + translate(machine.transportEstablished(now: now))
+    }
+
+    /// One R2T for the whole of `command`'s data (MAXR2T is at least one), or Data SGL Length
+    /// Invalid when it announces more than a command may bring.
+    private mutating func requestData(for command: SubmissionQueueEntry) -> [Action] {
+        let length = Int(command.dataPointer.length)
+        guard length <= configuration.maximumHostDataLength else {
+            let completion = CompletionQueueEntry(
+                commandIdentifier: command.commandIdentifier,
+                status: .dataSGLLengthInvalid.withDoNotRetry
+            )
+            return [.send(.capsuleResponse(CapsuleResponse(completion: completion)))]
+        }
+        // A tag not in use (a host has at most its queue's depth of commands outstanding).
+        while transfers[nextTransferTag] != nil { nextTransferTag &+= 1 }
+        let tag = nextTransferTag
+        nextTransferTag &+= 1
+        transfers[tag] = Transfer(command: command, length: length, received: ByteBuffer())
+        let request = ReadyToTransfer(
+            commandIdentifier: command.commandIdentifier,
+            transferTag: tag,
+            offset: 0,
+            length: UInt32(length)
+        )
+        return [.send(.readyToTransfer(request))]
+    }
+
+    /// An H2CData PDU: the next part of a transfer; the command goes to the controller with the
+    /// last one. A PDU that does not continue a transfer in order ends the connection.
+    private mutating func hostDataReceived(
+        _ data: HostToControllerData,
+        _ pdu: NVMeTCPPDU,
+        now: NIODeadline
+    ) -> [Action] {
+        guard !transfers.isEmpty else {
+            return terminate(.pduSequenceError, 0, "H2CData without an R2T", pdu)
+        }
+        guard var transfer = transfers[data.transferTag] else {
+            return terminate(.invalidHeaderField, 10, "H2CData for TTAG \(data.transferTag), which no R2T gave", pdu)
+        }
+        guard transfer.command.commandIdentifier == data.commandIdentifier else {
+            return terminate(
+                .invalidHeaderField,
+                8,
+                "H2CData for CCCID \(data.commandIdentifier) under the TTAG of CID \(transfer.command.commandIdentifier)",
+                pdu
+            )
+        }
+        guard data.data.readableBytes <= Int(configuration.maximumH2CDataLength) else {
+            return terminate(
+                .dataTransferLimitExceeded,
+                0,
+                "H2CData of \(data.data.readableBytes) bytes, above MAXH2CDATA \(configuration.maximumH2CDataLength)",
+                pdu
+            )
+        }
+        guard Int(data.dataOffset) == transfer.received.readableBytes,
+            transfer.received.readableBytes + data.data.readableBytes <= transfer.length
+        else {
+            return terminate(
+                .dataTransferOutOfRange,
+                12,
+                "H2CData at offset \(data.dataOffset) with \(data.data.readableBytes) bytes; expected offset \(transfer.received.readableBytes) of \(transfer.length)",
+                pdu
+            )
+        }
+        var part = data.data
+        transfer.received.writeBuffer(&part)
+        transfer.dataDigestMismatch = transfer.dataDigestMismatch || data.dataDigestMismatch
+        let complete = transfer.received.readableBytes == transfer.length
+        guard complete == data.isLast else {
+            return terminate(
+                .pduSequenceError,
+                0,
+                complete
+                    ? "the H2CData completing the transfer is not marked LAST_PDU"
+                    : "H2CData marked LAST_PDU at \(transfer.received.readableBytes) of \(transfer.length) bytes",
+                pdu
+            )
+        }
+        guard complete else {
+            transfers[data.transferTag] = transfer
+            return []
+        }
+        transfers[data.transferTag] = nil
+        // The controller sees the data as NVMe/RDMA's binding presents what it read: in the capsule.
+        var command = transfer.command
+        command.dataPointer = .inCapsule(length: UInt32(transfer.length))
+        return translate(
+            machine.commandReceived(
+                CapsuleCommand(
+                    command: command,
+                    data: transfer.received,
+                    dataDigestMismatch: transfer.dataDigestMismatch
+                ),
+                now: now
+            )
+        )
     }
 
     private func translate(_ actions: [ControllerStateMachine.Action]) -> [Action] {

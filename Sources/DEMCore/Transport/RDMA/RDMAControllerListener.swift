@@ -152,7 +152,7 @@ final class RDMAControllerListener: RDMAConnectionManagerClient, @unchecked Send
             binding: NVMeRDMAControllerBinding(
                 configuration: configuration,
                 serving: service,
-                maximumReadLength: configuration.maximumInCapsuleDataLength,
+                maximumReadLength: configuration.maximumHostDataLength,
                 localAddress: local,
                 remoteAddress: remote
             ),
