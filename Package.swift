@@ -232,6 +232,7 @@ let package = Package(
             name: "DEMCLITests",
             dependencies: [
                 "dem-cli",
+                "DEMCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]

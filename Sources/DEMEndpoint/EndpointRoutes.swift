@@ -238,7 +238,7 @@ public struct EndpointRoutes: Sendable {
             let body = try await APIBody.read(request, context: context)
             struct Fields: RequestFields {
                 var SUBNQN: String?
-                var AllowAnyHost: JSONAny?
+                var AllowAnyHost: JSONValue?
                 var Serial: String?
                 var Model: String?
 
@@ -252,7 +252,7 @@ public struct EndpointRoutes: Sendable {
             let allowAny: Bool?
             switch fields?.AllowAnyHost {
             case .bool(let value)?: allowAny = value
-            case .number(let value)?: allowAny = value != 0
+            case .number(let text)?: allowAny = (Double(text) ?? 0) != 0
             case .string(let value)?: allowAny = value == "1" || value == "true"
             case nil, .null?: allowAny = nil
             default: throw APIError(.badRequest, field: "AllowAnyHost", "must be 0, 1, true or false")

@@ -149,7 +149,7 @@ public enum DiscoveryChangeReporter {
                 if case .string(let text) = value {
                     list.append((key, text))
                 } else {
-                    list.append((key, value.rendered()))
+                    list.append((key, value.serialized(pretty: false)))
                 }
             }
             if case .raw(let bytes) = e.transportSpecificAddressSubtype {
@@ -182,11 +182,11 @@ public enum DiscoveryChangeReporter {
         controller: DiscoveryControllerAddress,
         at time: Date
     ) -> String {
-        var members: [(String, JSONText)] = [
+        var members: [(String, JSONValue)] = [
             ("time", .string(timestamp(time))),
             (
                 "controller",
-                .object([
+                .members([
                     ("traddr", .string(controller.transportAddress)),
                     ("trsvcid", .string(controller.transportServiceIdentifier)),
                     ("trtype", .string(NVMeCLIWords.transport(controller.transportType))),
@@ -205,10 +205,10 @@ public enum DiscoveryChangeReporter {
         case .back:
             break
         case .page(let page):
-            members.append(("genctr", .unsigned(page.generationCounter)))
+            members.append(("genctr", .integer(page.generationCounter)))
             members.append(("records", .array(page.entries.map(DiscoveryRecordJSON.object))))
         }
-        return JSONText.object(members).rendered()
+        return JSONValue.members(members).serialized(pretty: false)
     }
 
     // MARK: Helpers

@@ -6,29 +6,29 @@ import DEMCore
 public enum DiscoveryRecordJSON {
     /// One entry as a one-line JSON object.
     public static func record(_ entry: DiscoveryLogEntry) -> String {
-        object(entry).rendered()
+        object(entry).serialized(pretty: false)
     }
 
     /// A page as `{"genctr":N,"records":[...]}`: one line, or indented by two spaces when
     /// `pretty`.
     public static func page(_ page: DiscoveryLogPage, pretty: Bool = false) -> String {
-        object(page).rendered(indent: pretty ? 2 : 0)
+        object(page).serialized(pretty: pretty)
     }
 
-    static func object(_ page: DiscoveryLogPage) -> JSONText {
-        .object([
-            ("genctr", .unsigned(page.generationCounter)),
+    static func object(_ page: DiscoveryLogPage) -> JSONValue {
+        .members([
+            ("genctr", .integer(page.generationCounter)),
             ("records", .array(page.entries.map(object))),
         ])
     }
 
-    static func object(_ e: DiscoveryLogEntry) -> JSONText {
-        var members: [(String, JSONText)] = [
+    static func object(_ e: DiscoveryLogEntry) -> JSONValue {
+        var members: [(String, JSONValue)] = [
             ("trtype", .string(NVMeCLIWords.transport(e.transportType))),
             ("adrfam", .string(NVMeCLIWords.addressFamily(e.addressFamily))),
             ("subtype", .string(NVMeCLIWords.subtype(e.subsystemType))),
             ("treq", .string(NVMeCLIWords.transportRequirements(e.transportRequirements))),
-            ("portid", .integer(Int64(e.portIdentifier))),
+            ("portid", .integer(e.portIdentifier)),
             ("trsvcid", .string(e.transportServiceIdentifier)),
             ("subnqn", .string(e.subsystemNQN)),
             ("traddr", .string(e.transportAddress)),
@@ -37,12 +37,12 @@ public enum DiscoveryRecordJSON {
         for (key, value) in tsasFields(e.transportSpecificAddressSubtype) {
             members.append((key, value))
         }
-        return .object(members)
+        return .members(members)
     }
 
     /// The TSAS fields of an entry: `sectype` for TCP, the `rdma_*` fields for RDMA, none for
     /// other transports.
-    static func tsasFields(_ tsas: TransportSpecificAddressSubtype) -> [(String, JSONText)] {
+    static func tsasFields(_ tsas: TransportSpecificAddressSubtype) -> [(String, JSONValue)] {
         switch tsas {
         case .tcp(let sectype):
             [("sectype", .string(NVMeCLIWords.securityType(sectype)))]
@@ -51,7 +51,7 @@ public enum DiscoveryRecordJSON {
                 ("rdma_prtype", .string(NVMeCLIWords.rdmaProviderType(prtype))),
                 ("rdma_qptype", .string(NVMeCLIWords.rdmaQueuePairType(qptype))),
                 ("rdma_cms", .string(NVMeCLIWords.rdmaConnectionManagement(cms))),
-                ("rdma_pkey", .integer(Int64(pkey))),
+                ("rdma_pkey", .integer(pkey)),
             ]
         case .raw: []
         }

@@ -1,3 +1,4 @@
+import DEMCore
 import NIOHTTP1
 
 // The pure half of dem-cli: argv in, the HTTP requests to send (or a usage error) out.
@@ -1161,10 +1162,6 @@ enum CommandTable {
 }
 
 // MARK: - Argument values
-
-extension JSONValue: ExpressibleByStringLiteral {
-    init(stringLiteral value: String) { self = .string(value) }
-}
 
 /// `text` as a decimal integer in `range`, or a usage error naming the argument.
 func integer(_ text: String, named name: String, in range: ClosedRange<Int>) throws(UsageError) -> Int {

@@ -1,3 +1,5 @@
+import DEMCore
+
 // The pure half of dem-cli's output: an HTTP answer in, the text to print and the exit status out.
 
 /// dem-cli's exit statuses (also in `--help` and dem-cli(8)).

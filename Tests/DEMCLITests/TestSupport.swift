@@ -1,3 +1,4 @@
+import DEMCore
 import Testing
 
 @testable import dem_cli

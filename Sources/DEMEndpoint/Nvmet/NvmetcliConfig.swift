@@ -14,7 +14,7 @@ public enum NvmetcliConfig {
     public static func decode(_ data: Data) throws(NvmetcliConfigError) -> EndpointConfiguration {
         let root: JSONValue
         do {
-            root = try JSONDecoder().decode(JSONValue.self, from: data)
+            root = try JSONValue(parsing: data)
         } catch {
             throw NvmetcliConfigError(path: "", message: "not JSON: \(error)")
         }
@@ -221,40 +221,13 @@ public struct NvmetcliConfigError: Error, Sendable, Hashable, CustomStringConver
     public var description: String { path.isEmpty ? message : "\(path): \(message)" }
 }
 
-/// Any JSON value, decoded without a schema so errors can name their own paths.
-private enum JSONValue: Decodable {
-    case null
-    case bool(Bool)
-    case int(Int)
-    case double(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() {
-            self = .null
-        } else if let value = try? c.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? c.decode(Int.self) {
-            self = .int(value)
-        } else if let value = try? c.decode(Double.self) {
-            self = .double(value)
-        } else if let value = try? c.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? c.decode([JSONValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try c.decode([String: JSONValue].self))
-        }
-    }
-
-    var kind: String {
+extension JSONValue {
+    /// What this is, for an error that says what was found instead.
+    fileprivate var kind: String {
         switch self {
         case .null: "null"
         case .bool: "a boolean"
-        case .int, .double: "a number"
+        case .number: "a number"
         case .string: "a string"
         case .array: "an array"
         case .object: "an object"
@@ -276,7 +249,7 @@ private struct Node {
         error("expected \(expected), found \(value?.kind ?? "nothing")")
     }
 
-    func object() throws(NvmetcliConfigError) -> [String: JSONValue] {
+    func object() throws(NvmetcliConfigError) -> [JSONMember] {
         guard case .object(let fields) = value else { throw mismatch("an object") }
         return fields
     }
@@ -284,7 +257,7 @@ private struct Node {
     /// The member `key`; absent when this is not an object or has no such key.
     func child(_ key: String) -> Node {
         var member: JSONValue?
-        if case .object(let fields) = value { member = fields[key] }
+        if case .object(let fields) = value { member = fields.first { $0.key == key }?.value }
         return Node(value: member, path: path.isEmpty ? key : "\(path).\(key)")
     }
 
@@ -325,7 +298,7 @@ private struct Node {
         switch value {
         case nil, .null?: nil
         case .string(let text)?: text
-        case .int(let number)?: String(number)
+        case .number(let text)? where Int(text) != nil: text
         default: throw mismatch("a string or a number")
         }
     }
@@ -333,7 +306,9 @@ private struct Node {
     /// A whole number, or a string of digits.
     func int() throws(NvmetcliConfigError) -> Int {
         switch value {
-        case .int(let number)?: return number
+        case .number(let text)?:
+            guard let number = Int(text) else { throw mismatch("an integer") }
+            return number
         case .string(let text)?:
             guard let number = Int(text.nvmetTrimmed) else { throw mismatch("an integer") }
             return number
@@ -346,7 +321,7 @@ private struct Node {
         switch value {
         case nil, .null?: return nil
         case .bool(let flag)?: return flag
-        case .int(let number)? where number == 0 || number == 1: return number == 1
+        case .number(let text)? where text == "0" || text == "1": return text == "1"
         case .string(let text)?:
             guard let flag = NvmetTree.parseFlag(text) else { throw mismatch("0 or 1") }
             return flag

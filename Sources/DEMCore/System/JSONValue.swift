@@ -1,6 +1,10 @@
-/// A JSON value as dem-cli reads and writes it: objects keep the order of their keys and numbers
-/// keep their text, so `-j` prints what the server sent, only re-indented.
-enum JSONValue: Equatable, Sendable {
+/// A JSON value, the package's one: objects keep the order of their keys and numbers keep their
+/// text, so what is read is written back as it was, only re-indented (dem-cli's `-j`), and what
+/// is built is written in the order it was built (nvme-cli's key order in dem-ac's and dem-dm's
+/// JSON). It reads and writes JSON text itself (RFC 8259); it is also `Codable`, for a field
+/// that takes more than one type in a body read with `JSONDecoder` (that path cannot see the
+/// order of an object's keys).
+public enum JSONValue: Equatable, Hashable, Sendable {
     case null
     case bool(Bool)
     /// A number in its JSON text (`-1`, `4420`, `1.5e3`).
@@ -10,39 +14,47 @@ enum JSONValue: Equatable, Sendable {
     case object([JSONMember])
 
     /// An integer number.
-    static func int(_ value: Int) -> JSONValue { .number(String(value)) }
+    public static func int(_ value: Int) -> JSONValue { .number(String(value)) }
+
+    /// An integer number of any width.
+    public static func integer(_ value: some BinaryInteger) -> JSONValue { .number(String(value)) }
 
     /// An object with these members, in this order.
-    static func members(_ pairs: KeyValuePairs<String, JSONValue>) -> JSONValue {
+    public static func members(_ pairs: KeyValuePairs<String, JSONValue>) -> JSONValue {
         .object(pairs.map { JSONMember(key: $0.key, value: $0.value) })
     }
 
+    /// An object with these members, in this order.
+    public static func members(_ pairs: [(String, JSONValue)]) -> JSONValue {
+        .object(pairs.map { JSONMember(key: $0.0, value: $0.1) })
+    }
+
     /// The value of the first member called `key` when this is an object.
-    subscript(key: String) -> JSONValue? {
+    public subscript(key: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
         return members.first { $0.key == key }?.value
     }
 
     /// The members when this is an object.
-    var objectMembers: [JSONMember]? {
+    public var objectMembers: [JSONMember]? {
         if case .object(let members) = self { return members }
         return nil
     }
 
     /// The elements when this is an array.
-    var arrayValue: [JSONValue]? {
+    public var arrayValue: [JSONValue]? {
         if case .array(let elements) = self { return elements }
         return nil
     }
 
     /// The string when this is a string.
-    var stringValue: String? {
+    public var stringValue: String? {
         if case .string(let text) = self { return text }
         return nil
     }
 
     /// The integer when this is an integral number, or a string holding one.
-    var intValue: Int? {
+    public var intValue: Int? {
         switch self {
         case .number(let text), .string(let text): return Int(text)
         default: return nil
@@ -50,7 +62,7 @@ enum JSONValue: Equatable, Sendable {
     }
 
     /// Whether this is an array or an object.
-    var isContainer: Bool {
+    public var isContainer: Bool {
         switch self {
         case .array, .object: return true
         default: return false
@@ -59,7 +71,7 @@ enum JSONValue: Equatable, Sendable {
 
     /// The value as a person reads it in a table: strings without quotes, numbers as sent, `null`
     /// as an empty cell, arrays and objects as compact JSON.
-    var displayText: String {
+    public var displayText: String {
         switch self {
         case .null: return ""
         case .bool(let flag): return flag ? "true" : "false"
@@ -71,9 +83,14 @@ enum JSONValue: Equatable, Sendable {
 }
 
 /// One `"key": value` member of a JSON object.
-struct JSONMember: Equatable, Sendable {
-    var key: String
-    var value: JSONValue
+public struct JSONMember: Equatable, Hashable, Sendable {
+    public var key: String
+    public var value: JSONValue
+
+    public init(key: String, value: JSONValue) {
+        self.key = key
+        self.value = value
+    }
 }
 
 // MARK: - Writing
@@ -81,7 +98,7 @@ struct JSONMember: Equatable, Sendable {
 extension JSONValue {
     /// The JSON text of this value: compact, or indented by two spaces per level with one member
     /// or element per line (empty arrays and objects stay `[]` and `{}`).
-    func serialized(pretty: Bool) -> String {
+    public func serialized(pretty: Bool) -> String {
         var output = ""
         write(into: &output, pretty: pretty, level: 0)
         return output
@@ -129,7 +146,9 @@ extension JSONValue {
         output += String(repeating: "  ", count: level)
     }
 
-    private static func writeString(_ text: String, into output: inout String) {
+    /// `text` as a JSON string: quotes, backslashes and control characters (and DEL, U+2028 and
+    /// U+2029, which some readers take for line ends) escaped, everything else as is.
+    public static func writeString(_ text: String, into output: inout String) {
         output += "\""
         for scalar in text.unicodeScalars {
             switch scalar {
@@ -140,8 +159,10 @@ extension JSONValue {
             case "\t": output += "\\t"
             case "\u{08}": output += "\\b"
             case "\u{0C}": output += "\\f"
+            case "\u{2028}": output += "\\u2028"
+            case "\u{2029}": output += "\\u2029"
             default:
-                if scalar.value < 0x20 {
+                if scalar.value < 0x20 || scalar.value == 0x7F {
                     let hex = String(scalar.value, radix: 16)
                     output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
                 } else {
@@ -156,16 +177,21 @@ extension JSONValue {
 // MARK: - Reading
 
 /// Why a text is not JSON, and the byte offset where that was found.
-struct JSONParseError: Error, Equatable, CustomStringConvertible {
-    var offset: Int
-    var reason: String
+public struct JSONParseError: Error, Equatable, CustomStringConvertible {
+    public var offset: Int
+    public var reason: String
 
-    var description: String { "\(reason) at byte \(offset)" }
+    public init(offset: Int, reason: String) {
+        self.offset = offset
+        self.reason = reason
+    }
+
+    public var description: String { "\(reason) at byte \(offset)" }
 }
 
 extension JSONValue {
     /// Parses one JSON value (RFC 8259), with nothing but white space after it.
-    init(parsing bytes: some Collection<UInt8>) throws(JSONParseError) {
+    public init(parsing bytes: some Collection<UInt8>) throws(JSONParseError) {
         var parser = JSONParser(bytes: Array(bytes))
         parser.skipWhitespace()
         let value = try parser.parseValue(depth: 0)
@@ -175,7 +201,7 @@ extension JSONValue {
     }
 
     /// Parses one JSON value from a string.
-    init(parsing text: String) throws(JSONParseError) {
+    public init(parsing text: String) throws(JSONParseError) {
         try self.init(parsing: Array(text.utf8))
     }
 }
@@ -384,5 +410,82 @@ private struct JSONParser {
             index += 1
         }
         return value
+    }
+}
+
+extension JSONValue: ExpressibleByStringLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+}
+
+// MARK: - Codable
+
+extension JSONValue: Codable {
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    /// Decodes any value; a number keeps the text of the integer or double it was read as, and
+    /// an object's keys come in the order the decoder lists them.
+    public init(from decoder: any Decoder) throws {
+        if let object = try? decoder.container(keyedBy: Key.self) {
+            self = .object(
+                try object.allKeys.map {
+                    JSONMember(key: $0.stringValue, value: try object.decode(JSONValue.self, forKey: $0))
+                }
+            )
+            return
+        }
+        if var array = try? decoder.unkeyedContainer() {
+            var elements: [JSONValue] = []
+            while !array.isAtEnd { elements.append(try array.decode(JSONValue.self)) }
+            self = .array(elements)
+            return
+        }
+        let value = try decoder.singleValueContainer()
+        if value.decodeNil() {
+            self = .null
+        } else if let flag = try? value.decode(Bool.self) {
+            self = .bool(flag)
+        } else if let integer = try? value.decode(Int64.self) {
+            self = .integer(integer)
+        } else if let integer = try? value.decode(UInt64.self) {
+            self = .integer(integer)
+        } else if let number = try? value.decode(Double.self) {
+            self = .number(String(number))
+        } else {
+            self = .string(try value.decode(String.self))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        switch self {
+        case .null:
+            var value = encoder.singleValueContainer()
+            try value.encodeNil()
+        case .bool(let flag):
+            var value = encoder.singleValueContainer()
+            try value.encode(flag)
+        case .number(let text):
+            var value = encoder.singleValueContainer()
+            if let integer = Int64(text) {
+                try value.encode(integer)
+            } else if let integer = UInt64(text) {
+                try value.encode(integer)
+            } else {
+                try value.encode(Double(text) ?? .nan)
+            }
+        case .string(let text):
+            var value = encoder.singleValueContainer()
+            try value.encode(text)
+        case .array(let elements):
+            var array = encoder.unkeyedContainer()
+            for element in elements { try array.encode(element) }
+        case .object(let members):
+            var object = encoder.container(keyedBy: Key.self)
+            for member in members { try object.encode(member.value, forKey: Key(stringValue: member.key)) }
+        }
     }
 }
