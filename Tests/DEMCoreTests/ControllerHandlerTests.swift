@@ -153,6 +153,23 @@ struct ControllerHandlerTests {
         #expect(!channel.isActive)
     }
 
+    @Test("a PDU that arrives in pieces, the last of them ending it, does not count as stalled afterwards")
+    func pduInPieces() throws {
+        let channel = try makeChannel(setupTimeout: .seconds(3))
+        try connect(channel, kato: 60_000)
+        _ = try received(channel)
+        var keepAlive = ByteBuffer()
+        keepAlive.writeNVMeTCPPDU(
+            .capsuleCommand(CapsuleCommand(command: SubmissionQueueEntry(opcode: 0x18, commandIdentifier: 9)))
+        )
+        let length = keepAlive.readableBytes
+        try channel.writeInbound(keepAlive.getSlice(at: 0, length: 30)!)
+        try channel.writeInbound(keepAlive.getSlice(at: 30, length: length - 30)!)
+        #expect(try received(channel).count == 1, "the keep-alive is answered")
+        channel.embeddedEventLoop.advanceTime(by: .seconds(5))
+        #expect(channel.isActive, "no PDU is partly received any more")
+    }
+
     @Test("a framing error (PLEN beyond the limit) gets a C2HTermReq and a close")
     func framingError() throws {
         let channel = try makeChannel()

@@ -45,6 +45,12 @@ public struct NVMeTCPFrameDecoder: ByteToMessageDecoder {
             return .needMoreData
         }
         context.fireChannelRead(Self.wrapInboundOut(frame))
+        // A PDU that ends exactly where the bytes received end: the handler does not call
+        // decode again on an empty buffer, so the PDU that was begun is reported ended here.
+        if reportsPartialPDUs, partial, buffer.readableBytes == 0 {
+            partial = false
+            context.fireUserInboundEventTriggered(PartialPDU.none)
+        }
         return .continue
     }
 

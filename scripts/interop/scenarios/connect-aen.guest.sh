@@ -78,6 +78,24 @@ else
 fi
 discover_json rediscover-hides-removed /tmp/base.want /tmp/added.want -- $DC
 
+# host data beyond the admin queue's 8 KiB of in-capsule data: the kernel host names a transport
+# data block, dem asks for the data with an R2T and the host sends it in H2CData PDUs; the
+# discovery controller takes no host data, so the command ends with Invalid Field and the
+# controller stays live (a transport error would have reset it)
+head -c 16384 /dev/zero > /tmp/h2c.bin
+if [ -n "$ctrl" ]; then
+    run nvme admin-passthru /dev/$ctrl --opcode=0x09 --cdw10=0x80 --data-len=16384 --write --input-file=/tmp/h2c.bin
+    rc=$?
+    st=$(cat /sys/class/nvme/$ctrl/state 2>/dev/null)
+    if [ $rc != 0 ] && [ $rc != 143 ] && grep -qi 'invalid.field' /tmp/out /tmp/err && [ "$st" = live ]; then
+        pass r2t-host-data
+    else
+        fail r2t-host-data "state '${st:-gone}'; $(why $rc)"
+    fi
+else
+    fail r2t-host-data "no persistent discovery controller"
+fi
+
 # the persistent controller survives at least 2 x KATO (keep-alive answered)
 while [ "$(awk -v a="$t_connect" -v b="$(cut -d' ' -f1 /proc/uptime)" -v k=$KATO 'BEGIN{print (b-a < 2*k+1)}')" = 1 ]; do sleep 0.5; done
 nvme_state

@@ -6,7 +6,10 @@
 #     notices the change on disk) and the guest kernel must raise the discovery-log-changed
 #     AEN (uevent NVME_AEN=0x70f002); the new entry shows on a fresh discover and on a
 #     re-read over the persistent controller; then the entry is removed again (file edit +
-#     SIGHUP) and a second AEN must follow; the persistent controller stays live (keep-alive).
+#     SIGHUP) and a second AEN must follow; the persistent controller stays live (keep-alive);
+#   - 16 KiB of host data to the persistent controller (nvme admin-passthru, beyond the admin
+#     queue's 8 KiB in-capsule): dem's R2T, the kernel's H2CData, Invalid Field, still live;
+#     tshark decodes the R2T and the H2CData.
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../host/lib.sh
 . "$HERE/../host/lib.sh"
@@ -14,7 +17,7 @@ scenario_begin connect-aen
 
 GUEST_CHECKS="connect-target-setup connect-all connect-all-namespace direct-io disconnect-all
  persistent-discover aen-on-add rediscover-shows-added persistent-reread-shows-added
- aen-on-remove rediscover-hides-removed persistent-dc-alive"
+ aen-on-remove rediscover-hides-removed r2t-host-data persistent-dc-alive"
 
 NULLB=nqn.2024-01.io.example:interop-nullb0
 ADDED=nqn.2024-01.io.example:interop-aen-added
@@ -39,4 +42,16 @@ else
 fi
 capture_stop
 tshark_checks
+# The R2T dem sent and the H2CData the kernel answered it with, as tshark decodes them.
+if [ -s "$OUT/lo.pcapng" ]; then
+    r2t=$(tshark -r "$OUT/lo.pcapng" $TSHARK_DEC -Y 'nvme-tcp.type == 9' -T fields -e frame.number 2> /dev/null | wc -l)
+    h2c=$(tshark -r "$OUT/lo.pcapng" $TSHARK_DEC -Y 'nvme-tcp.type == 6' -T fields -e frame.number 2> /dev/null | wc -l)
+    if [ "$r2t" -ge 1 ] && [ "$h2c" -ge 1 ]; then
+        record PASS "tshark-$SCEN-r2t"
+    else
+        record FAIL "tshark-$SCEN-r2t" "decoded $r2t R2T and $h2c H2CData PDUs"
+    fi
+else
+    record FAIL "tshark-$SCEN-r2t" "no capture file"
+fi
 scenario_end
