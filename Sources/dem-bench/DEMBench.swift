@@ -49,6 +49,12 @@ struct Sessions: AsyncParsableCommand {
     @Option(help: "Entries in the entries file dem serves.")
     var entries: Int = 8
 
+    @Flag(
+        help:
+            "Each client connects once and then reads the log page again and again (header, entries, header), as a host does after a change notice, instead of running whole sessions."
+    )
+    var rereads = false
+
     @Option(help: "The dem executable (default: dem next to dem-bench).")
     var dem: String?
 
@@ -75,7 +81,8 @@ struct Sessions: AsyncParsableCommand {
                     entries: entries,
                     demPath: dem,
                     maximumOtherLoad: maximumOtherLoad,
-                    retries: retries
+                    retries: retries,
+                    rereads: rereads
                 )
             )
         } catch {

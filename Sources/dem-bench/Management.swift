@@ -263,7 +263,8 @@ enum ManagementBenchmark {
                         serial: &serial
                     )
                     if kinds[index].resetAfter {
-                        let (status, _) = try await execute(client, request("PUT", "/dem/config", seedJSON))
+                        // The hosts the run added are removed: a replacement that removes says so.
+                        let (status, _) = try await execute(client, request("PUT", "/dem/config?replace=1", seedJSON))
                         guard status == 200 else { throw BenchError("PUT /dem/config answered \(status)") }
                     }
                 }
