@@ -48,13 +48,17 @@ public struct APIError: HTTPResponseError, Sendable {
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let body = Body(status: status.code, error: status.reasonPhrase, field: field, message: message)
         var headers = self.headers
         headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: try encodedBody()))
+    }
+
+    /// The JSON body every API error has: `{"error","field","message","status"}`.
+    public func encodedBody() throws -> ByteBuffer {
+        let body = Body(status: status.code, error: status.reasonPhrase, field: field, message: message)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let data = try encoder.encode(body)
-        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        return ByteBuffer(bytes: try encoder.encode(body))
     }
 }
 

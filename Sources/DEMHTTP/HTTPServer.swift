@@ -328,9 +328,8 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
             context.close(promise: nil)
             return
         }
-        let body = context.channel.allocator.buffer(
-            string: "{\"error\":\"Bad Request\",\"message\":\"\(why)\",\"status\":400}"
-        )
+        // The API's own error body, as a route's 400 would have it.
+        let body = (try? APIError(.badRequest, why).encodedBody()) ?? ByteBuffer()
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(body.readableBytes))
