@@ -43,6 +43,13 @@ let package = Package(
             path: "Sources/CRDMA",
             providers: [.apt(["librdmacm-dev", "libibverbs-dev"])]
         ),
+        // OpenSSL's libcrypto: the RFC 7919 Diffie-Hellman groups of DH-HMAC-CHAP.
+        .systemLibrary(
+            name: "COpenSSL",
+            path: "Sources/COpenSSL",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
         // The executables' configuration: flags over environment over a JSON file over defaults
         // (swift-configuration), the option table read off each command's help.
         .target(
@@ -63,6 +70,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                "COpenSSL",
                 .target(name: "CRDMA", condition: .when(traits: ["RDMA"])),
             ]
         ),
