@@ -51,6 +51,9 @@ public struct DEMOptions: Sendable {
     public var targetTimeout: Duration = .seconds(10)
     /// What happens to the entries of a target that stops answering.
     public var unreachablePolicy: UnreachablePolicy = .withdraw
+    /// Whether hosts without a DH-HMAC-CHAP key may use the discovery controller (hosts with
+    /// one must always authenticate).
+    public var authentication: HostKeyring.Requirement = .optional
     /// How long a target that was answering may fail before it is marked unreachable.
     public var unreachableAfter: Duration = .seconds(15)
     /// Connections the discovery controller takes (its NVMe/TCP listeners together), before
@@ -174,7 +177,8 @@ public struct DEMApplication: Sendable {
             }
         }
         // The first page a host sees from a new store has GENCTR 1.
-        let catalog = DiscoveryCatalog(uniqueNQN: options.uniqueNQN, listeners: [], entries: entries)
+        let keyring = HostKeyring(requirement: options.authentication)
+        let catalog = DiscoveryCatalog(uniqueNQN: options.uniqueNQN, listeners: [], entries: entries, keyring: keyring)
         do {
             try StateDirectory.prepare(options.dataDirectory)
         } catch {
@@ -226,6 +230,16 @@ public struct DEMApplication: Sendable {
         do {
             let feed = DiscoveryModelFeed(catalog: catalog, coalescing: options.coalescing, logger: logger)
             let service = try FabricService(store: store, logger: logger) { fabric in feed.changed(fabric) }
+            service.attach(keyring)
+            logger.notice(
+                "host authentication (DH-HMAC-CHAP)",
+                metadata: [
+                    "auth": "\(options.authentication.rawValue)",
+                    "hosts-with-keys": "\(keyring.count)",
+                    "meaning":
+                        "\(options.authentication == .required ? "every host must have a key and authenticate" : "hosts with a key must authenticate; hosts without one connect unauthenticated")",
+                ]
+            )
             let credentialPath =
                 options.fabricCredentialPath ?? options.dataDirectory + "/" + FabricCredential.fileName
             if !FileManager.default.fileExists(atPath: credentialPath), DataDirectory.hasRun(options.dataDirectory) {

@@ -222,8 +222,17 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
     ///   - uniqueNQN: the DC's unique NQN.
     ///   - listeners: dem's discovery listeners (the SUBTYPE 3 entries), in PORTID order from 1.
     ///   - entries: the initial entries.
-    public init(uniqueNQN: String, listeners: [DiscoveryListenerAddress], entries: [SourceEntry] = []) {
+    /// Which hosts must authenticate (DH-HMAC-CHAP), and with which keys; none when nil.
+    public let keyring: HostKeyring?
+
+    public init(
+        uniqueNQN: String,
+        listeners: [DiscoveryListenerAddress],
+        entries: [SourceEntry] = [],
+        keyring: HostKeyring? = nil
+    ) {
         self.uniqueNQN = uniqueNQN
+        self.keyring = keyring
         var initial = State(entries: entries, listeners: listeners)
         initial.entriesBySource[.file] = entries
         initial.index = Self.index(entries, previous: nil)
@@ -305,6 +314,18 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
     public var generation: UInt64 { state.withLock { $0.generation } }
 
     // MARK: DiscoveryControllerService
+
+    public func authentication(for host: DiscoveryHostContext) -> HostAuthentication {
+        keyring?.authentication(for: host) ?? .notRequired
+    }
+
+    public func hostAuthenticated(_ host: DiscoveryHostContext, keyIndex: Int) {
+        keyring?.hostAuthenticated(host, keyIndex: keyIndex)
+    }
+
+    public func authenticationFailed(_ host: DiscoveryHostContext, reason: String) {
+        keyring?.authenticationFailed(host, reason: reason)
+    }
 
     public func discoveryLogPage(for host: DiscoveryHostContext) -> ByteBuffer {
         state.withLock { state in

@@ -39,6 +39,9 @@ public final class FabricService: Sendable {
     private struct State {
         var fabric: Fabric
         var tokensBySecret: [String: APIToken]
+        /// DH-HMAC-CHAP keys by host alias.
+        var hostKeys: [String: HostKey] = [:]
+        var keyring: HostKeyring?
         var sequence: UInt64 = 0
         var subscribers: [UInt64: AsyncStream<ChangeEvent>.Continuation] = [:]
         var nextSubscriber: UInt64 = 1
@@ -60,7 +63,132 @@ public final class FabricService: Sendable {
         let fabric = try store.loadFabric()
         var tokens: [String: APIToken] = [:]
         for token in try store.loadTokens() { tokens[token.secret] = token }
-        state = Mutex(State(fabric: fabric, tokensBySecret: tokens))
+        var initial = State(fabric: fabric, tokensBySecret: tokens)
+        initial.hostKeys = try store.loadHostKeys()
+        state = Mutex(initial)
+    }
+
+    // MARK: Host keys
+
+    /// Makes `keyring` follow the hosts' keys from now on.
+    public func attach(_ keyring: HostKeyring) {
+        let (fabric, keys) = state.withLock { state in
+            state.keyring = keyring
+            return (state.fabric, state.hostKeys)
+        }
+        keyring.update(policies(fabric, keys))
+        keyring.onAuthenticated { [weak self] host, keyIndex in
+            if keyIndex == 0 { self?.retirePreviousKey(hostNQN: host.hostNQN) }
+        }
+    }
+
+    /// Host `alias`'s keys, if it has any.
+    public func hostKey(_ alias: String) -> HostKey? { state.withLock { $0.hostKeys[alias] } }
+
+    /// Sets (nil: removes) host `alias`'s keys; the host must exist. When `key` replaces the
+    /// host's secret, the old one stays accepted until the host authenticates with the new one.
+    /// - Returns: the keys as stored.
+    public func setHostKey(_ alias: String, _ key: HostKey?) async throws(ChangeError) -> HostKey? {
+        let outcome: Swift.Result<HostKey?, ChangeError> = await withCheckedContinuation { continuation in
+            writer.async {
+                continuation.resume(returning: self.storeHostKey(alias, key))
+            }
+        }
+        return try outcome.get()
+    }
+
+    private func storeHostKey(_ alias: String, _ key: HostKey?) -> Swift.Result<HostKey?, ChangeError> {
+        let (fabric, old) = state.withLock { ($0.fabric, $0.hostKeys[alias]) }
+        do {
+            _ = try fabric.host(alias)
+        } catch {
+            return .failure(.model(error))
+        }
+        var stored = key
+        if var new = key, let old, new.previousSecret == nil, old.secret != new.secret {
+            new.previousSecret = old.previousSecret ?? old.secret
+            stored = new
+        }
+        if let stored {
+            do {
+                _ = try stored.policy()
+            } catch {
+                return .failure(.model(ModelError(.invalid, field: "Secret", error.description)))
+            }
+        }
+        guard stored != old else { return .success(stored) }
+        do {
+            try store.setHostKey(stored, alias: alias)
+        } catch {
+            return .failure(.store("\(error)"))
+        }
+        let (keys, keyring) = state.withLock { state in
+            state.hostKeys[alias] = stored
+            return (state.hostKeys, state.keyring)
+        }
+        keyring?.update(policies(fabric, keys))
+        publish(stored == nil ? .deleted : (old == nil ? .created : .updated), path: "/host/\(alias)/dhchap")
+        logger.info("host key changed", metadata: ["host": "\(alias)", "removed": "\(stored == nil)"])
+        return .success(stored)
+    }
+
+    /// Host `hostNQN` authenticated with its current secret: its previous one is retired.
+    public func retirePreviousKey(hostNQN: String) {
+        writer.async {
+            let (fabric, keys) = self.state.withLock { ($0.fabric, $0.hostKeys) }
+            guard let alias = fabric.hosts.first(where: { $0.nqn == hostNQN })?.alias, var key = keys[alias],
+                key.previousSecret != nil
+            else { return }
+            key.previousSecret = nil
+            _ = self.storeHostKey(alias, key)
+            self.logger.notice(
+                "host switched to its new key; the previous key is retired",
+                metadata: ["host": "\(alias)"]
+            )
+        }
+    }
+
+    /// The keys follow hosts that are renamed (same HOSTNQN) and go with hosts that are deleted.
+    private func hostsChanged(from old: Fabric, to new: Fabric) {
+        let keys = state.withLock { $0.hostKeys }
+        guard !keys.isEmpty else { return }
+        var moved = keys
+        for (alias, key) in keys where (try? new.host(alias)) == nil {
+            moved[alias] = nil
+            let nqn = (try? old.host(alias))?.nqn
+            let renamed = nqn.flatMap { nqn in new.hosts.first(where: { $0.nqn == nqn })?.alias }
+            do {
+                try store.setHostKey(nil, alias: alias)
+                if let renamed {
+                    try store.setHostKey(key, alias: renamed)
+                    moved[renamed] = key
+                }
+            } catch {
+                logger.error(
+                    "host keys could not follow a host change",
+                    metadata: ["host": "\(alias)", "error": "\(error)"]
+                )
+            }
+        }
+        let keyring = state.withLock { state in
+            state.hostKeys = moved
+            return state.keyring
+        }
+        keyring?.update(policies(new, moved))
+    }
+
+    /// Each keyed host's policy by HOSTNQN.
+    private func policies(_ fabric: Fabric, _ keys: [String: HostKey]) -> [String: DHCHAPPolicy] {
+        var byNQN: [String: DHCHAPPolicy] = [:]
+        for (alias, key) in keys {
+            guard let nqn = (try? fabric.host(alias))?.nqn else { continue }
+            do {
+                byNQN[nqn] = try key.policy()
+            } catch {
+                logger.error("a stored host key cannot be read", metadata: ["host": "\(alias)", "error": "\(error)"])
+            }
+        }
+        return byNQN
     }
 
     /// The current model.
@@ -122,6 +250,7 @@ public final class FabricService: Sendable {
             return event
         }
         logger.info("fabric changed", metadata: ["action": "\(event.action.rawValue)", "path": "\(path)"])
+        if new.hosts != old.hosts { hostsChanged(from: old, to: new) }
         published(new)
         return .success(result)
     }

@@ -122,6 +122,7 @@ struct UsageError: Error, Equatable, Sendable {
 /// A dem-cli verb. It matches its full name or any prefix of three letters or more (`del`).
 enum Verb: String, CaseIterable, Sendable {
     case list, add, set, get, delete, rename, link, unlink, edit, refresh, reconfigure, usage, config, shutdown
+    case show
     case logpage
 
     /// The verb `word` names, if any.
@@ -161,6 +162,8 @@ func parseCommandLine(_ arguments: [String]) throws(UsageError) -> CLICommand {
     var sawJSON = false
     var sawRaw = false
     var completion: CompletionShell?
+    var keyMembers: [JSONMember] = []
+    var removeKey = false
 
     func note(_ error: UsageError) { if firstError == nil { firstError = error } }
 
@@ -237,6 +240,16 @@ func parseCommandLine(_ arguments: [String]) throws(UsageError) -> CLICommand {
             case .tokenFile: options.tokenFile = value!
             case .help: wantsHelp = true
             case .version: wantsVersion = true
+            case .dhchapSecret:
+                if value == "none" {
+                    removeKey = true
+                } else {
+                    keyMembers.append(JSONMember(key: "Secret", value: .string(value!)))
+                }
+            case .dhchapControllerSecret:
+                keyMembers.append(JSONMember(key: "ControllerSecret", value: .string(value == "none" ? "" : value!)))
+            case .dhchapHash: keyMembers.append(JSONMember(key: "Hash", value: .string(value!)))
+            case .dhchapGroup: keyMembers.append(JSONMember(key: "DHGroup", value: .string(value!)))
             case .completionScript:
                 if let shell = CompletionShell(rawValue: value!) {
                     completion = shell
@@ -253,12 +266,34 @@ func parseCommandLine(_ arguments: [String]) throws(UsageError) -> CLICommand {
     if let completion { return .completionScript(completion) }
     if sawJSON && sawRaw { throw UsageError("-j/--json and -r/--raw cannot be used together") }
     options.format = sawRaw ? .raw : sawJSON ? .json : .text
-    return .run(options, try CommandTable.requests(for: words))
+    guard !keyMembers.isEmpty || removeKey else { return .run(options, try CommandTable.requests(for: words)) }
+    // DH-HMAC-CHAP keys go with `set host <alias> [<hostnqn> [hostid]]`.
+    guard words.count >= 3, Verb.match(words[0]) == .set, CLIObject.match(words[1]) == .host else {
+        throw UsageError("--dhchap-* options go with 'dem-cli set host <alias> [<hostnqn> [hostid]]'")
+    }
+    if removeKey && !keyMembers.isEmpty {
+        throw UsageError("--dhchap-secret none removes the host's keys; it takes no other --dhchap-* option")
+    }
+    let alias = words[2]
+    var requests = words.count > 3 ? try CommandTable.requests(for: words) : []
+    if removeKey {
+        requests.append(
+            CLIRequest(
+                .DELETE,
+                path("host", alias, "dhchap"),
+                rendering: .done("Host '\(alias)' has no DH-HMAC-CHAP key now")
+            )
+        )
+    } else {
+        requests.append(CLIRequest(.PUT, path("host", alias, "dhchap"), body: .object(keyMembers), rendering: .generic))
+    }
+    return .run(options, requests)
 }
 
 /// dem-cli's options, once: the parser, `--help` and the shell completions read them from here.
 enum OptionName: CaseIterable, Sendable {
     case server, port, json, raw, force, token, tokenFile, help, version, completionScript
+    case dhchapSecret, dhchapControllerSecret, dhchapHash, dhchapGroup
 
     /// Every spelling, short ones first.
     var spellings: [String] {
@@ -273,6 +308,10 @@ enum OptionName: CaseIterable, Sendable {
         case .help: ["-h", "--help"]
         case .version: ["--version"]
         case .completionScript: ["--generate-completion-script"]
+        case .dhchapSecret: ["--dhchap-secret"]
+        case .dhchapControllerSecret: ["--dhchap-ctrl-secret"]
+        case .dhchapHash: ["--dhchap-hash"]
+        case .dhchapGroup: ["--dhchap-dhgroup"]
         }
     }
 
@@ -284,6 +323,9 @@ enum OptionName: CaseIterable, Sendable {
         case .token: "TOKEN"
         case .tokenFile: "FILE"
         case .completionScript: "SHELL"
+        case .dhchapSecret, .dhchapControllerSecret: "SECRET"
+        case .dhchapHash: "HASH"
+        case .dhchapGroup: "GROUP"
         case .json, .raw, .force, .help, .version: nil
         }
     }
@@ -301,6 +343,12 @@ enum OptionName: CaseIterable, Sendable {
         case .help: "print this help"
         case .version: "print dem-cli's version"
         case .completionScript: "print the bash or zsh completion script"
+        case .dhchapSecret:
+            "set host: the host's DH-HMAC-CHAP secret (generate, DHHC-1:hh:…:, or none to remove its keys)"
+        case .dhchapControllerSecret:
+            "set host: dem's secret for two-way authentication (generate, DHHC-1:hh:…:, or none)"
+        case .dhchapHash: "set host: the hash dem picks (sha256, sha384, sha512)"
+        case .dhchapGroup: "set host: the DH group dem picks (null, ffdhe2048 … ffdhe8192)"
         }
     }
 
@@ -1048,6 +1096,14 @@ enum CommandTable {
             summary: "show a host and the subsystems it may use"
         ) { a in
             [CLIRequest(.GET, path("host", a[0]), rendering: .host)]
+        },
+        CommandSpec(
+            verb: .show,
+            object: .host,
+            arguments: ["<alias>"],
+            summary: "show host-key: the host's DH-HMAC-CHAP secrets, to install on it (admin token)"
+        ) { a in
+            [CLIRequest(.GET, path("host", a[0], "dhchap"), rendering: .generic)]
         },
         CommandSpec(verb: .add, object: .host, arguments: ["<alias>"], summary: "create a host (no NQN yet)") { a in
             [CLIRequest(.POST, path("host", a[0]), rendering: .done("Host '\(a[0])' added"))]

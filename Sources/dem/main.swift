@@ -164,6 +164,13 @@ struct ServeFlags: ParsableArguments {
     var targetTimeout: Double = 10
 
     @Option(
+        name: .customLong("auth"),
+        help:
+            "Hosts without a DH-HMAC-CHAP key: optional (they connect unauthenticated) or required (refused). Hosts with a key always authenticate."
+    )
+    var auth: String = HostKeyring.Requirement.optional.rawValue
+
+    @Option(
         name: .customLong("unreachable"),
         help: "Entries of a target that stops answering: withdraw (hosts are notified) or keep."
     )
@@ -235,6 +242,9 @@ struct ServeFlags: ParsableArguments {
         if let hostNQN, !NQN.isValid(hostNQN) {
             throw ValidationError("--hostnqn \"\(hostNQN)\" is not a valid NQN")
         }
+        guard HostKeyring.Requirement(rawValue: auth) != nil else {
+            throw ValidationError("--auth must be optional or required, not \"\(auth)\"")
+        }
         guard UnreachablePolicy(rawValue: unreachable) != nil else {
             throw ValidationError("--unreachable must be withdraw or keep, not \"\(unreachable)\"")
         }
@@ -265,6 +275,7 @@ struct ServeFlags: ParsableArguments {
         options.probeInterval = .milliseconds(Int(probeInterval * 1000))
         options.targetTimeout = .milliseconds(Int(targetTimeout * 1000))
         options.unreachablePolicy = UnreachablePolicy(rawValue: unreachable) ?? .withdraw
+        options.authentication = HostKeyring.Requirement(rawValue: auth) ?? .optional
         options.unreachableAfter = .milliseconds(Int(unreachableAfter * 1000))
         options.discoveryLimits = ConnectionLimits(total: maxConnections, perSource: maxConnectionsPerSource)
         options.apiLimits = ConnectionLimits(total: apiMaxConnections, perSource: apiMaxConnectionsPerSource)

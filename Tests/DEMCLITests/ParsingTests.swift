@@ -60,6 +60,19 @@ struct CommandTableTests {
         // link/unlink: the alias comes first, the group second, and the group leads the path
         .init("link target t1 lab", "POST", "/group/lab/target/t1"),
         .init("unl t t1 lab", "DELETE", "/group/lab/target/t1"),
+        .init("show host-key h1", "GET", "/host/h1/dhchap"),
+        .init(
+            [
+                "set", "host", "h1", "--dhchap-secret", "generate", "--dhchap-ctrl-secret=generate", "--dhchap-hash",
+                "sha512",
+            ],
+            Sent("PUT", "/host/h1/dhchap", ["Secret": "generate", "ControllerSecret": "generate", "Hash": "sha512"])
+        ),
+        .init(
+            ["set", "host", "h1", h1NQN, "--dhchap-secret", "DHHC-1:00:x:", "--dhchap-dhgroup", "null"],
+            Sent("PUT", "/host", ["Alias": "h1", "HOSTNQN": .string(h1NQN)]),
+            Sent("PUT", "/host/h1/dhchap", ["Secret": "DHHC-1:00:x:", "DHGroup": "null"])
+        ),
         .init("link host h1 lab", "POST", "/group/lab/host/h1"),
         .init("unlink host h1 lab", "DELETE", "/group/lab/host/h1"),
         // targets

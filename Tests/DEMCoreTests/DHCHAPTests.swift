@@ -588,3 +588,184 @@ struct DHCHAPExchangeTests {
         #expect(made.text.hasPrefix("DHHC-1:03:"))
     }
 }
+
+/// A discovery service whose hosts must all authenticate with one policy (or are refused).
+final class KeyedDiscoveryService: DiscoveryControllerService {
+    let base = FakeDiscoveryService()
+    let decision: HostAuthentication
+    let outcomes = Mutex<[String]>([])
+
+    init(_ decision: HostAuthentication) { self.decision = decision }
+
+    func discoveryLogPage(for host: DiscoveryHostContext) -> ByteBuffer { base.discoveryLogPage(for: host) }
+    func allocateControllerIdentifier() -> UInt16 { base.allocateControllerIdentifier() }
+    func authentication(for host: DiscoveryHostContext) -> HostAuthentication { decision }
+    func hostAuthenticated(_ host: DiscoveryHostContext, keyIndex: Int) {
+        outcomes.withLock { $0.append("ok \(keyIndex)") }
+    }
+    func authenticationFailed(_ host: DiscoveryHostContext, reason: String) {
+        outcomes.withLock { $0.append("failed") }
+    }
+}
+
+@Suite("Controller core: a host with a key authenticates before anything else")
+struct ControllerAuthenticationTests {
+    let hostKey = try! DHCHAPSecret.generate()
+
+    func capsule(_ pdu: NVMeTCPPDU) -> CapsuleCommand {
+        guard case .capsuleCommand(let capsule) = pdu else { preconditionFailure("not a command") }
+        return capsule
+    }
+
+    func completion(_ actions: [ControllerStateMachine.Action]) -> (CompletionQueueEntry, ByteBuffer?)? {
+        for action in actions {
+            if case .complete(let entry, let data) = action { return (entry, data) }
+        }
+        return nil
+    }
+
+    func send(
+        _ core: inout ControllerStateMachine,
+        _ message: AuthenticationMessage,
+        cid: UInt16
+    ) -> [ControllerStateMachine.Action] {
+        let bytes = message.bytes
+        let entry = AuthenticationCommand.sendEntry(commandIdentifier: cid, length: bytes.readableBytes)
+        return core.commandReceived(capsule(HostPDU.command(entry, data: bytes)), now: TestValues.start)
+    }
+
+    func receive(
+        _ core: inout ControllerStateMachine,
+        cid: UInt16,
+        length: Int = 4096
+    ) -> [ControllerStateMachine.Action] {
+        let entry = AuthenticationCommand.receiveEntry(commandIdentifier: cid, length: length)
+        return core.commandReceived(capsule(HostPDU.command(entry)), now: TestValues.start)
+    }
+
+    func connected(_ service: KeyedDiscoveryService) -> (ControllerStateMachine, [ControllerStateMachine.Action]) {
+        var core = ControllerStateMachine(
+            configuration: TestValues.configuration(),
+            serving: .discovery(service),
+            transportSetupStep: nil
+        )
+        _ = core.connectionOpened(now: TestValues.start)
+        let actions = core.commandReceived(capsule(HostPDU.connect(cid: 1)), now: TestValues.start)
+        return (core, actions)
+    }
+
+    @Test("AUTHREQ in the Connect response; 191h before authentication; the page after it (two-way)")
+    func authenticates() throws {
+        let controllerKey = try DHCHAPSecret.generate()
+        let service = KeyedDiscoveryService(.required(DHCHAPPolicy(hostKeys: [hostKey], controllerKey: controllerKey)))
+        var (core, connect) = connected(service)
+        let (response, _) = try #require(completion(connect))
+        #expect(response.status == .success)
+        #expect(response.result >> 16 == 0x2, "AUTHREQ.ATR")
+        let host = try #require(core.host)
+
+        // Identify before authenticating: Authentication Required.
+        let early = core.commandReceived(capsule(HostPDU.identify(cid: 2)), now: TestValues.start)
+        #expect(completion(early)?.0.status == .authenticationRequired.withDoNotRetry)
+
+        var exchange = DHCHAPHostExchange(
+            hostNQN: host.hostNQN,
+            subsystemNQN: host.subsystemNQN,
+            hostKey: hostKey,
+            controllerKey: controllerKey
+        )
+        #expect(completion(send(&core, exchange.start(), cid: 3))?.0.status == .success)
+        var cid: UInt16 = 4
+        var done = false
+        while !done, cid < 12 {
+            let (received, data) = try #require(completion(receive(&core, cid: cid)))
+            #expect(received.status == .success)
+            #expect(data?.readableBytes == 4096, "the whole allocation, as nvmet returns it")
+            cid += 1
+            switch exchange.received(try #require(data)) {
+            case .send(let message):
+                #expect(completion(send(&core, message, cid: cid))?.0.status == .success)
+            case .sendAndFinish(let message):
+                let last = send(&core, message, cid: cid)
+                #expect(completion(last)?.0.status == .success)
+                #expect(last.contains(.session(.hostAuthenticated(host, keyIndex: 0))))
+                done = true
+            case .finished, .failed:
+                Issue.record("unexpected end")
+                done = true
+            }
+            cid += 1
+        }
+        _ = core.commandReceived(capsule(HostPDU.enable(cid: 20)), now: TestValues.start)
+        let identify = core.commandReceived(capsule(HostPDU.identify(cid: 21)), now: TestValues.start)
+        #expect(completion(identify)?.0.status == .success)
+    }
+
+    @Test("a wrong key: AUTH_Failure1, then the association ends; the service hears of it")
+    func wrongKey() throws {
+        let service = KeyedDiscoveryService(.required(DHCHAPPolicy(hostKeys: [hostKey], group: .null)))
+        var (core, _) = connected(service)
+        let host = try #require(core.host)
+        var exchange = DHCHAPHostExchange(
+            hostNQN: host.hostNQN,
+            subsystemNQN: host.subsystemNQN,
+            hostKey: try DHCHAPSecret.generate()
+        )
+        _ = send(&core, exchange.start(), cid: 2)
+        let (_, challenge) = try #require(completion(receive(&core, cid: 3)))
+        guard case .send(let reply) = exchange.received(try #require(challenge)) else {
+            Issue.record("no reply")
+            return
+        }
+        _ = send(&core, reply, cid: 4)
+        let failure = receive(&core, cid: 5)
+        let (_, data) = try #require(completion(failure))
+        guard case .failure1(let message) = try AuthenticationMessage(parsing: try #require(data)) else {
+            Issue.record("no AUTH_Failure1")
+            return
+        }
+        #expect(message.reason == .failed)
+        #expect(failure.contains { if case .close = $0 { true } else { false } })
+        #expect(core.isClosed)
+        #expect(failure.contains { if case .session(.authenticationFailed(host, _)) = $0 { true } else { false } })
+    }
+
+    @Test("a host without a key under --auth required: Connect Invalid Host")
+    func refused() throws {
+        let (_, connect) = connected(KeyedDiscoveryService(.refused("no key")))
+        #expect(completion(connect)?.0.status == .connectInvalidHost.withDoNotRetry)
+        #expect(connect.contains(.session(.connectRefused(reason: "no key"))))
+    }
+
+    @Test("no authentication within the setup timeout ends the association")
+    func timeout() throws {
+        var (core, _) = connected(KeyedDiscoveryService(.required(DHCHAPPolicy(hostKeys: [hostKey]))))
+        let later = core.keepAliveTimerFired(now: TestValues.start + .seconds(11))
+        #expect(later.contains { if case .close(let why) = $0 { why.contains("DH-HMAC-CHAP") } else { false } })
+    }
+
+    @Test("bad Authentication Send/Receive fields get Invalid Field, and the controller serves on")
+    func badFields() throws {
+        var (core, _) = connected(KeyedDiscoveryService(.required(DHCHAPPolicy(hostKeys: [hostKey]))))
+        var entry = AuthenticationCommand.receiveEntry(commandIdentifier: 2, length: 4096)
+        entry.cdw10 = 0xEA01_0100  // SECP EAh
+        #expect(
+            completion(core.commandReceived(capsule(HostPDU.command(entry)), now: TestValues.start))?.0.status
+                == .invalidField.withDoNotRetry
+        )
+        let huge = AuthenticationCommand.receiveEntry(commandIdentifier: 3, length: 1 << 20)
+        #expect(
+            completion(core.commandReceived(capsule(HostPDU.command(huge)), now: TestValues.start))?.0.status
+                == .invalidField.withDoNotRetry
+        )
+        // A Send whose TL differs from the data it carries.
+        var short = AuthenticationCommand.sendEntry(commandIdentifier: 4, length: 72)
+        short.cdw11 = 10
+        let negotiate = AuthenticationMessage.negotiate(.init(transactionIdentifier: 0, protocols: [])).bytes
+        #expect(
+            completion(core.commandReceived(capsule(HostPDU.command(short, data: negotiate)), now: TestValues.start))?.0
+                .status == .dataSGLLengthInvalid.withDoNotRetry
+        )
+        #expect(!core.isClosed)
+    }
+}

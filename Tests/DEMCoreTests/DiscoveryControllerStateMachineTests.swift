@@ -810,10 +810,6 @@ struct KeepAliveAndErrorTests {
             ("vendor specific C0h", SubmissionQueueEntry(opcode: 0xC0, commandIdentifier: 1)),
             ("Discovery Information Management (21h)", SubmissionQueueEntry(opcode: 0x21, commandIdentifier: 1)),
             ("Fabrics FCTYPE 7Eh", SubmissionQueueEntry(opcode: 0x7F, commandIdentifier: 1, namespaceIdentifier: 0x7E)),
-            (
-                "Fabrics Authentication Send",
-                SubmissionQueueEntry(opcode: 0x7F, commandIdentifier: 1, namespaceIdentifier: 0x05)
-            ),
         ]
     )
     func unknownOpcode(_ name: String, _ entry: SubmissionQueueEntry) {
@@ -823,6 +819,23 @@ struct KeepAliveAndErrorTests {
             session.receive(HostPDU.command(entry)),
             cid: 1,
             status: NVMeStatus.invalidOpcode.withDoNotRetry
+        )
+    }
+
+    @Test("Authentication Send from a host that was not asked to authenticate: Command Sequence Error with DNR")
+    func unaskedAuthentication() {
+        var session = ControllerSession()
+        session.connectAndEnable()
+        let negotiate = AuthenticationMessage.negotiate(.init(transactionIdentifier: 0, protocols: [])).bytes
+        expectCompletion(
+            session.receive(
+                HostPDU.command(
+                    AuthenticationCommand.sendEntry(commandIdentifier: 1, length: negotiate.readableBytes),
+                    data: negotiate
+                )
+            ),
+            cid: 1,
+            status: NVMeStatus.commandSequenceError.withDoNotRetry
         )
     }
 

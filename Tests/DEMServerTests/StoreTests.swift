@@ -49,6 +49,7 @@ struct StoreTests {
         #expect(
             try store.appliedMigrations() == [
                 "v1: targets, subsystems, hosts, groups, tokens", "v2: discovery generation counters reserved",
+                "v3: host DH-HMAC-CHAP keys",
             ]
         )
         #expect(try store.integrityCheck() == "ok")

@@ -1,15 +1,17 @@
 import NIOCore
 
 /// The Connect on the admin queue, checked: which host, which subsystem, which queue size. Pure;
-/// the ``ControllerStateMachine`` makes the association when it is accepted. (An authentication
-/// step, DH-HMAC-CHAP, follows an accepted Connect before the first admin command.)
+/// the ``ControllerStateMachine`` makes the association when it is accepted. The service says
+/// whether the host must then authenticate (DH-HMAC-CHAP) before its first admin command.
 struct AssociationSetup {
     /// What becomes of a Connect.
     enum Outcome {
-        /// The association may be made, for this host.
-        case accepted(DiscoveryHostContext)
-        /// Refused with this status and DW0 (the invalid parameter's place).
-        case refused(NVMeStatus, result: UInt32)
+        /// The association may be made, for this host, which must then authenticate with this
+        /// policy when there is one.
+        case accepted(DiscoveryHostContext, authentication: DHCHAPPolicy?)
+        /// Refused with this status and DW0 (the invalid parameter's place); `reason` is said
+        /// in the log when the refusal is a policy's, not a malformed Connect's.
+        case refused(NVMeStatus, result: UInt32, reason: String? = nil)
     }
 
     let configuration: DiscoveryControllerConfiguration
@@ -72,14 +74,20 @@ struct AssociationSetup {
         if case .management(let management) = service, !management.hostAllowed(connectData.hostNQN) {
             return .refused(.connectInvalidHost.withDoNotRetry, result: 0)
         }
-        return .accepted(
-            DiscoveryHostContext(
-                hostNQN: connectData.hostNQN,
-                hostIdentifier: connectData.hostIdentifier,
-                subsystemNQN: connectData.subsystemNQN,
-                localAddress: localAddress,
-                remoteAddress: remoteAddress
-            )
+        let host = DiscoveryHostContext(
+            hostNQN: connectData.hostNQN,
+            hostIdentifier: connectData.hostIdentifier,
+            subsystemNQN: connectData.subsystemNQN,
+            localAddress: localAddress,
+            remoteAddress: remoteAddress
         )
+        switch service.authentication.authentication(for: host) {
+        case .notRequired:
+            return .accepted(host, authentication: nil)
+        case .required(let policy):
+            return .accepted(host, authentication: policy)
+        case .refused(let reason):
+            return .refused(.connectInvalidHost.withDoNotRetry, result: 0, reason: reason)
+        }
     }
 }

@@ -13,6 +13,12 @@ public enum ControllerSessionAction: Sendable, Hashable {
     case asynchronousEventSent
     /// A discovery log page was read (for metrics).
     case logPageRead(offset: UInt64, length: UInt64)
+    /// A Connect was refused by the service's policy (not for being malformed), for the log.
+    case connectRefused(reason: String)
+    /// The host proved itself with DH-HMAC-CHAP (with its policy's `hostKeys[keyIndex]`).
+    case hostAuthenticated(DiscoveryHostContext, keyIndex: Int)
+    /// The host failed DH-HMAC-CHAP; the association ends.
+    case authenticationFailed(DiscoveryHostContext, reason: String)
     /// An authenticated host's in-band request message is complete: carry it out with
     /// ``ManagementControllerService/perform(_:host:)`` and pass the response message to the
     /// controller's `managementRequestCompleted(_:)`.
@@ -27,7 +33,8 @@ public enum ControllerSessionAction: Sendable, Hashable {
 ///
 /// It is composed of parts, each with its own state:
 /// - association setup (``AssociationSetup``): the Connect is checked, the association made;
-///   an authentication step (DH-HMAC-CHAP) goes between the Connect and the first admin command;
+///   when the service demands it, DH-HMAC-CHAP (``DHCHAPControllerExchange``) in Authentication
+///   Send/Receive between the Connect and any other admin command;
 /// - the commands every controller answers here: properties, Identify, Keep Alive, features,
 ///   Disconnect;
 /// - the controller's own commands, one of two chosen at creation: the discovery controller
@@ -64,6 +71,13 @@ public struct ControllerStateMachine {
         var submissionQueueSize: UInt16
         var submissionQueueHead: UInt16
         var personality: Personality
+        /// The host's DH-HMAC-CHAP transaction, when the controller demands one.
+        var authentication: DHCHAPControllerExchange?
+        /// Until the host has authenticated: when it must have.
+        var authenticationDeadline: NIODeadline?
+
+        /// Whether the host may use the controller (authenticated, or not asked to).
+        var isAuthenticated: Bool { authentication?.isAuthenticated ?? true }
 
         var status: UInt32 {
             // RDY follows EN until a shutdown completes (SHST 2h), as nvmet reports it.
@@ -225,12 +239,19 @@ public struct ControllerStateMachine {
             state = .closed
             return [.close(reason: "no \(step) within the setup timeout of \(configuration.setupTimeout)")]
         case .connected(let association):
+            if let deadline = association.authenticationDeadline {
+                if now >= deadline {
+                    state = .closed
+                    return [.close(reason: "no DH-HMAC-CHAP authentication within \(configuration.setupTimeout)")]
+                }
+            }
             let expiry = association.lastActivity + association.keepAliveTimeout
             if now >= expiry {
                 state = .closed
                 return [.close(reason: "keep-alive timeout of \(association.keepAliveTimeout) expired")]
             }
-            return [.session(.scheduleKeepAliveCheck(after: expiry - now))]
+            let next = min(expiry, association.authenticationDeadline ?? expiry)
+            return [.session(.scheduleKeepAliveCheck(after: next - now))]
         case .closed, .modifying:
             return []
         }
@@ -282,7 +303,10 @@ public struct ControllerStateMachine {
             return fail(.transientTransportError)
         }
         if command.opcode == AdminOpcode.fabrics {
-            return fabricsCommand(command, &association)
+            return fabricsCommand(capsule, &association)
+        }
+        guard association.isAuthenticated else {
+            return fail(.authenticationRequired.withDoNotRetry)
         }
         if let data = capsule.data, data.readableBytes > 0, !ManagementChannel.takesHostData(command, association) {
             // No other admin command of these controllers takes host data.
@@ -342,8 +366,8 @@ public struct ControllerStateMachine {
         }
     }
 
-    private mutating func fabricsCommand(_ command: SubmissionQueueEntry, _ association: inout Association) -> [Action]
-    {
+    private mutating func fabricsCommand(_ capsule: CapsuleCommand, _ association: inout Association) -> [Action] {
+        let command = capsule.command
         switch FabricsCommand(command) {
         case .connect:
             return [association.complete(command, status: .commandSequenceError.withDoNotRetry)]
@@ -383,8 +407,76 @@ public struct ControllerStateMachine {
             let done = association.complete(command)
             state = .closed
             return [done, .close(reason: "host sent Disconnect")]
-        case .authentication, .unknown:
+        case .authentication(let type):
+            return authenticationCommand(type, capsule, &association)
+        case .unknown:
             return [association.complete(command, status: .invalidOpcode.withDoNotRetry)]
+        }
+    }
+
+    /// The most an Authentication Receive may ask for (a Challenge in ffdhe8192 with SHA-512 is
+    /// 1104 bytes; Linux asks for 4096).
+    static let maximumAuthenticationReceiveLength = 65_536
+
+    /// Authentication Send or Receive: a step of the host's DH-HMAC-CHAP transaction.
+    private mutating func authenticationCommand(
+        _ type: UInt8,
+        _ capsule: CapsuleCommand,
+        _ association: inout Association
+    ) -> [Action] {
+        let command = capsule.command
+        func fail(_ status: NVMeStatus) -> [Action] { [association.complete(command, status: status)] }
+        let fields = AuthenticationCommand(command)
+        guard fields.isDHCHAP else { return fail(.invalidField.withDoNotRetry) }
+        guard var exchange = association.authentication else {
+            // The host was not asked to authenticate.
+            return fail(.commandSequenceError.withDoNotRetry)
+        }
+        let progress: DHCHAPControllerExchange.Progress
+        var data: ByteBuffer?
+        if type == FabricsCommandType.authenticationSend {
+            guard fields.length > 0 else { return fail(.invalidField.withDoNotRetry) }
+            guard let message = capsule.data, message.readableBytes == Int(fields.length),
+                command.dataPointer.length == fields.length
+            else { return fail(.dataSGLLengthInvalid.withDoNotRetry) }
+            progress = exchange.sendReceived(message)
+        } else {
+            let length = Int(fields.length)
+            guard length > 0, length <= Self.maximumAuthenticationReceiveLength else {
+                return fail(.invalidField.withDoNotRetry)
+            }
+            guard command.dataPointer.isTransportDataBlock else {
+                return fail(.sglDescriptorTypeInvalid.withDoNotRetry)
+            }
+            guard command.dataPointer.length >= fields.length else { return fail(.dataSGLLengthInvalid.withDoNotRetry) }
+            guard let answer = exchange.receiveRequested(allocationLength: length) else {
+                return fail(.invalidField.withDoNotRetry)
+            }
+            var message = answer.message
+            // As nvmet: the whole allocation, the message first and zeros after it.
+            message.writeZeros(length - message.readableBytes)
+            data = message
+            progress = answer.progress
+        }
+        association.authentication = exchange
+        let done = association.complete(command, data: data)
+        switch progress {
+        case .continuing:
+            return [done]
+        case .authenticated(let keyIndex):
+            association.authenticationDeadline = nil
+            return [
+                done,
+                .session(.hostAuthenticated(association.host, keyIndex: keyIndex)),
+                .session(.scheduleKeepAliveCheck(after: association.keepAliveTimeout)),
+            ]
+        case .failed(let reason):
+            state = .closed
+            return [
+                done,
+                .session(.authenticationFailed(association.host, reason: reason)),
+                .close(reason: "DH-HMAC-CHAP failed: \(reason)"),
+            ]
         }
     }
 
@@ -400,9 +492,11 @@ public struct ControllerStateMachine {
             remoteAddress: remoteAddress
         )
         switch setup.connect(connect, capsule) {
-        case .refused(let status, let result):
-            return [Self.complete(capsule.command, head: 0, status: status, result: result)]
-        case .accepted(let host):
+        case .refused(let status, let result, let reason):
+            var actions = [Self.complete(capsule.command, head: 0, status: status, result: result)]
+            if let reason { actions.append(.session(.connectRefused(reason: reason))) }
+            return actions
+        case .accepted(let host, let policy):
             let controllerIdentifier: UInt16
             let personality: Personality
             switch service {
@@ -413,7 +507,7 @@ public struct ControllerStateMachine {
                 controllerIdentifier = management.allocateControllerIdentifier()
                 personality = .management(ManagementChannel())
             }
-            let association = Association(
+            var association = Association(
                 host: host,
                 controllerIdentifier: controllerIdentifier,
                 keepAliveTimeout: keepAliveTimeout(milliseconds: connect.keepAliveTimeout),
@@ -422,14 +516,29 @@ public struct ControllerStateMachine {
                 submissionQueueHead: UInt16(1 % (Int(connect.submissionQueueSize) + 1)),
                 personality: personality
             )
+            var requirements: UInt16 = 0
+            var firstCheck = association.keepAliveTimeout
+            if let policy {
+                association.authentication = DHCHAPControllerExchange(
+                    policy: policy,
+                    hostNQN: host.hostNQN,
+                    subsystemNQN: host.subsystemNQN
+                )
+                association.authenticationDeadline = now + configuration.setupTimeout
+                requirements = DHCHAP.authenticationRequired
+                firstCheck = min(firstCheck, configuration.setupTimeout)
+            }
             state = .connected(association)
             return [
                 association.complete(
                     capsule.command,
-                    result: ConnectResponse.success(controllerIdentifier: controllerIdentifier)
+                    result: ConnectResponse.success(
+                        controllerIdentifier: controllerIdentifier,
+                        authenticationRequirements: requirements
+                    )
                 ),
                 .session(.controllerCreated(host, controllerIdentifier: controllerIdentifier)),
-                .session(.scheduleKeepAliveCheck(after: association.keepAliveTimeout)),
+                .session(.scheduleKeepAliveCheck(after: firstCheck)),
             ]
         }
     }

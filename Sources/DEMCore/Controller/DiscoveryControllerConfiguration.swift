@@ -28,9 +28,39 @@ public struct DiscoveryHostContext: Sendable, Hashable {
     }
 }
 
+/// What a controller demands of a host that connected.
+public enum HostAuthentication: Sendable, Hashable {
+    /// Nothing: the host is whoever its Connect says.
+    case notRequired
+    /// DH-HMAC-CHAP with this policy before any other command (AUTHREQ in the Connect response).
+    case required(DHCHAPPolicy)
+    /// The Connect is refused (Connect Invalid Host): keys are required and the host has none.
+    case refused(String)
+}
+
+/// How a controller learns what to demand of each host, and tells of the outcome. Shared by
+/// every connection and thread-safe; the calls are synchronous and must be quick.
+public protocol HostAuthenticationService: Sendable {
+    /// What the controller demands of `host`, asked once per Connect.
+    func authentication(for host: DiscoveryHostContext) -> HostAuthentication
+    /// `host` proved itself with its policy's `hostKeys[keyIndex]`.
+    func hostAuthenticated(_ host: DiscoveryHostContext, keyIndex: Int)
+    /// `host` failed to authenticate (the association ends).
+    func authenticationFailed(_ host: DiscoveryHostContext, reason: String)
+}
+
+extension HostAuthenticationService {
+    /// No authentication.
+    public func authentication(for host: DiscoveryHostContext) -> HostAuthentication { .notRequired }
+    /// Nothing to record.
+    public func hostAuthenticated(_ host: DiscoveryHostContext, keyIndex: Int) {}
+    /// Nothing to record.
+    public func authenticationFailed(_ host: DiscoveryHostContext, reason: String) {}
+}
+
 /// What a discovery controller asks of the service around it. Implementations are shared by
 /// every connection and must be thread-safe; the calls are synchronous and must be quick.
-public protocol DiscoveryControllerService: Sendable {
+public protocol DiscoveryControllerService: HostAuthenticationService {
     /// The discovery log page (header and entries, encoded) that `host` may see now.
     func discoveryLogPage(for host: DiscoveryHostContext) -> ByteBuffer
     /// A fresh controller ID for the dynamic controller model (1...FFEFh).
@@ -62,7 +92,7 @@ extension DiscoveryControllerService {
 /// What the administrative controller of dem-em's in-band channel asks of the service around it
 /// (``InBandManagement``). Shared by every connection and thread-safe; only ``perform(_:host:)``
 /// may take time, and it is called off the event loop.
-public protocol ManagementControllerService: Sendable {
+public protocol ManagementControllerService: HostAuthenticationService {
     /// Whether `hostNQN` may connect at all (the allow-list); others get Connect Invalid Host.
     func hostAllowed(_ hostNQN: String) -> Bool
     /// The shared fabric credential challenges are answered with.
@@ -127,4 +157,12 @@ public struct DiscoveryControllerConfiguration: Sendable, Hashable {
 public enum ControllerService: Sendable {
     case discovery(any DiscoveryControllerService)
     case management(any ManagementControllerService)
+
+    /// Who decides what hosts must prove.
+    public var authentication: any HostAuthenticationService {
+        switch self {
+        case .discovery(let service): service
+        case .management(let service): service
+        }
+    }
 }

@@ -126,6 +126,14 @@ public final class ControllerSessionDriver: @unchecked Sendable {
             if case .discovery(let discovery) = service { discovery.asynchronousEventSent() }
         case .logPageRead(let offset, let length):
             if case .discovery(let discovery) = service { discovery.logPageRead(offset: offset, length: length) }
+        case .connectRefused(let reason):
+            logger.notice("Connect refused", metadata: metadata(["reason": "\(reason)"]))
+        case .hostAuthenticated(let host, let keyIndex):
+            logger.debug("host authenticated (DH-HMAC-CHAP)", metadata: metadata(["key": "\(keyIndex)"]))
+            service.authentication.hostAuthenticated(host, keyIndex: keyIndex)
+        case .authenticationFailed(let host, let reason):
+            logger.notice("host failed DH-HMAC-CHAP authentication", metadata: metadata(["reason": "\(reason)"]))
+            service.authentication.authenticationFailed(host, reason: reason)
         case .performManagementRequest(let message, let host):
             guard case .management(let management) = service else { return }
             let loop = loop

@@ -281,6 +281,8 @@ public struct NVMeStatus: Sendable, Hashable, CustomStringConvertible {
     public static let connectInvalidParameters = commandSpecific(0x82)
     /// 01h/84h Connect Invalid Host (Fabrics).
     public static let connectInvalidHost = commandSpecific(0x84)
+    /// 01h/91h Authentication Required: the queue has not authenticated yet.
+    public static let authenticationRequired = commandSpecific(0x91)
     /// 02h/86h Access Denied.
     public static let accessDenied = NVMeStatus(statusCodeType: 2, statusCode: 0x86)
 
@@ -303,6 +305,7 @@ public struct NVMeStatus: Sendable, Hashable, CustomStringConvertible {
         case .connectIncompatibleFormat: name = "connect incompatible format"
         case .connectInvalidParameters: name = "connect invalid parameters"
         case .connectInvalidHost: name = "connect invalid host"
+        case .authenticationRequired: name = "authentication required"
         case .accessDenied: name = "access denied"
         default: name = "status"
         }

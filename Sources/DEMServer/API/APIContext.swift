@@ -58,7 +58,10 @@ struct AuthenticationMiddleware: RouterMiddleware {
         }
         if token.role != .admin {
             let reading = request.method == .get || request.method == .head
-            if !reading || request.uri.path.hasPrefix("/dem/tokens") { throw APIError.forbidden }
+            // Secrets are for admin tokens only: the tokens, and hosts' DH-HMAC-CHAP keys.
+            if !reading || request.uri.path.hasPrefix("/dem/tokens") || request.uri.path.hasSuffix("/dhchap") {
+                throw APIError.forbidden
+            }
         }
         var context = context
         context.token = token

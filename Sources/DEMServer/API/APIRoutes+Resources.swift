@@ -81,6 +81,61 @@ struct HostChangesBody: RequestFields {
     var changes: Fabric.HostChanges { .init(alias: Alias, nqn: HOSTNQN, hostID: HOSTID) }
 }
 
+/// `PUT /host/<h>/dhchap`: the host's DH-HMAC-CHAP keys. A secret is `generate` or a
+/// `DHHC-1:…` text; an empty ControllerSecret removes it.
+struct HostKeyBody: RequestFields {
+    var Secret: String?
+    var ControllerSecret: String?
+    var Hash: String?
+    var DHGroup: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case Secret, ControllerSecret, Hash, DHGroup }
+    static let fieldNames = names(CodingKeys.self)
+
+    /// The keys `current` becomes.
+    func applied(to current: HostKey?) throws -> HostKey {
+        let hashName = Hash ?? current?.hash ?? "sha256"
+        guard let hash = DHCHAP.Hash(name: hashName) else {
+            throw APIError(
+                .unprocessableContent,
+                field: "Hash",
+                "must be sha256, sha384 or sha512, not \"\(hashName)\""
+            )
+        }
+        let groupName = DHGroup ?? current?.group ?? "ffdhe2048"
+        guard let group = DHCHAP.Group(name: groupName) else {
+            throw APIError(
+                .unprocessableContent,
+                field: "DHGroup",
+                "must be null, ffdhe2048, ffdhe3072, ffdhe4096, ffdhe6144 or ffdhe8192, not \"\(groupName)\""
+            )
+        }
+        func secret(_ text: String, field: String) throws -> String {
+            if text == "generate" { return try DHCHAPSecret.generate(length: hash.length).text }
+            do {
+                return try DHCHAPSecret(parsing: text).text
+            } catch {
+                throw APIError(.unprocessableContent, field: field, error.description)
+            }
+        }
+        guard let secretText = Secret.map({ $0 }) ?? current?.secret else {
+            throw APIError(.badRequest, field: "Secret", "Secret is required (generate, or a DHHC-1:hh:…: secret)")
+        }
+        var key = HostKey(
+            secret: Secret == nil ? secretText : try secret(secretText, field: "Secret"),
+            controllerSecret: current?.controllerSecret,
+            previousSecret: current?.previousSecret,
+            hash: hash.description,
+            group: group.description
+        )
+        if let ControllerSecret {
+            key.controllerSecret =
+                ControllerSecret.isEmpty ? nil : try secret(ControllerSecret, field: "ControllerSecret")
+        }
+        return key
+    }
+}
+
 struct HostView: Encodable {
     var host: FabricHost
     var shared: [SubsystemReference]
@@ -540,6 +595,41 @@ extension APIRoutes {
             let alias = try context.parameters.decoded("h")
             try await change(.deleted, Self.path("host", alias)) { fabric throws(ModelError) in
                 try fabric.deleteHost(alias)
+            }
+            return APIResponse.noContent
+        }
+        router.get("/host/:h/dhchap") { _, context in
+            let alias = try context.parameters.decoded("h")
+            _ = try read { fabric throws(ModelError) in try fabric.host(alias) }
+            guard let key = service.hostKey(alias) else {
+                throw APIError(.notFound, field: "Secret", "host \"\(alias)\" has no DH-HMAC-CHAP key")
+            }
+            return try APIResponse.json(key)
+        }
+        router.put("/host/:h/dhchap") { request, context in
+            let alias = try context.parameters.decoded("h")
+            guard let body = try await APIBody.read(request, context: context) else {
+                throw APIError(.badRequest, field: "Secret", "Secret is required (generate, or a DHHC-1:hh:…: secret)")
+            }
+            let current = service.hostKey(alias)
+            let key = try body.decode(HostKeyBody.self).applied(to: current)
+            let stored: HostKey?
+            do throws(FabricService.ChangeError) {
+                stored = try await service.setHostKey(alias, key)
+            } catch {
+                throw APIError(error)
+            }
+            return try APIResponse.json(stored, status: current == nil ? .created : .ok)
+        }
+        router.delete("/host/:h/dhchap") { _, context in
+            let alias = try context.parameters.decoded("h")
+            guard service.hostKey(alias) != nil else {
+                throw APIError(.notFound, field: "Secret", "host \"\(alias)\" has no DH-HMAC-CHAP key")
+            }
+            do throws(FabricService.ChangeError) {
+                _ = try await service.setHostKey(alias, nil)
+            } catch {
+                throw APIError(error)
             }
             return APIResponse.noContent
         }

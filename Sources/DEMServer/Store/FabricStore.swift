@@ -56,6 +56,10 @@ public protocol FabricStore: Sendable {
     func addToken(_ token: APIToken) throws
     /// Deletes a token. - Returns: whether it existed.
     func deleteToken(id: String) throws -> Bool
+    /// Every host's DH-HMAC-CHAP keys, by host alias.
+    func loadHostKeys() throws -> [String: HostKey]
+    /// Stores (or with nil deletes) the keys of host `alias`.
+    func setHostKey(_ key: HostKey?, alias: String) throws
     /// Durably reserves the next `count` discovery generation counters (GENCTR): never handed
     /// out before by this store, so a host never sees one GENCTR for two pages across restarts.
     func reserveGenerations(_ count: UInt64) throws -> ClosedRange<UInt64>

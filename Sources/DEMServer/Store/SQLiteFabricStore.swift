@@ -140,6 +140,9 @@ public final class SQLiteFabricStore: FabricStore {
                     """
             )
         }
+        migrator.registerMigration("v3: host DH-HMAC-CHAP keys") { db in
+            try db.execute(sql: "CREATE TABLE host_key (alias TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);")
+        }
         return migrator
     }
 
@@ -336,6 +339,32 @@ public final class SQLiteFabricStore: FabricStore {
                     token.id, token.name, token.role.rawValue, token.secret, token.created.timeIntervalSince1970,
                 ]
             )
+        }
+    }
+
+    public func loadHostKeys() throws -> [String: HostKey] {
+        try pool.read { db in
+            var keys: [String: HostKey] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT alias, body FROM host_key") {
+                let body: String = row["body"]
+                keys[row["alias"]] = try JSONDecoder().decode(HostKey.self, from: Data(body.utf8))
+            }
+            return keys
+        }
+    }
+
+    public func setHostKey(_ key: HostKey?, alias: String) throws {
+        let body = try key.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        try pool.write { db in
+            if let body {
+                try db.execute(
+                    sql:
+                        "INSERT INTO host_key (alias, body) VALUES (?, ?) ON CONFLICT(alias) DO UPDATE SET body = excluded.body",
+                    arguments: [alias, body]
+                )
+            } else {
+                try db.execute(sql: "DELETE FROM host_key WHERE alias = ?", arguments: [alias])
+            }
         }
     }
 
