@@ -83,6 +83,7 @@ public struct EndpointApplication: Sendable {
             sysfsRoot: options.sysfsRoot,
             allowedDevices: options.allowedDevices,
             legacyInterfaces: options.legacyInterfaces,
+            credential: credential,
             logger: logger
         )
         let fitted = DescriptorLimit.fit(

@@ -104,11 +104,17 @@ public final class EndpointService: Sendable {
         sysfsRoot: String = "/sys",
         allowedDevices: [String] = [],
         legacyInterfaces: [LegacyInterface] = [],
+        credential: String? = nil,
         logger: Logger
     ) throws -> EndpointService {
         try StateDirectory.prepare(dataDirectory)
         // A folder standing in for configfs gets its ports/, subsystems/ and hosts/ made.
-        let backend = try NvmetBackend(root: nvmetRoot, ledgerPath: dataDirectory + "/owned.json", logger: logger)
+        let backend = try NvmetBackend(
+            root: nvmetRoot,
+            ledgerPath: dataDirectory + "/owned.json",
+            logger: logger,
+            credential: credential
+        )
         return try EndpointService(
             dataDirectory: dataDirectory,
             backend: backend,
@@ -170,7 +176,8 @@ public final class EndpointService: Sendable {
             configuration = EndpointConfiguration(
                 ports: configuration.ports,
                 hosts: configuration.hosts,
-                subsystems: configuration.subsystems
+                subsystems: configuration.subsystems,
+                hostKeys: configuration.hostKeys
             )
             if let problem = configuration.problem() { return .failure(problem) }
             let held = self.state.withLock { $0.hold != nil }

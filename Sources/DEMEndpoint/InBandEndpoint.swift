@@ -28,14 +28,15 @@ public struct InBandOptions: Sendable {
 /// offers exactly the same operations, bodies and errors.
 public final class InBandEndpoint: ManagementControllerService {
     private let responder: RouterResponder<EndpointRequestContext>
-    private let fabricCredential: String
+    /// Two-way DH-HMAC-CHAP with keys derived from the fabric credential.
+    private let policy: DHCHAPPolicy
     private let allowed: Set<String>
     private let logger: Logger
     private let controllerIdentifiers = Mutex<UInt16>(0)
 
     public init(routes: EndpointRoutes, credential: String, allowedHosts: [String], logger: Logger) {
         self.responder = routes.router().buildResponder()
-        self.fabricCredential = credential
+        self.policy = InBandManagement.policy(credential: credential)
         self.allowed = Set(allowedHosts)
         self.logger = logger
     }
@@ -48,11 +49,16 @@ public final class InBandEndpoint: ManagementControllerService {
         return allowed
     }
 
-    public func credential() -> String { fabricCredential }
+    /// Every host proves it holds the fabric credential with two-way DH-HMAC-CHAP.
+    public func authentication(for host: DiscoveryHostContext) -> HostAuthentication {
+        .required(policy)
+    }
 
-    public func makeChallenge() -> [UInt8] {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<InBandManagement.challengeLength).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    public func authenticationFailed(_ host: DiscoveryHostContext, reason: String) {
+        logger.warning(
+            "in-band connection refused: DH-HMAC-CHAP failed (is fabric.key the same as dem's?)",
+            metadata: ["hostnqn": "\(host.hostNQN)", "reason": "\(reason)"]
+        )
     }
 
     public func allocateControllerIdentifier() -> UInt16 {

@@ -1,3 +1,5 @@
+import DEMCore
+
 /// What the kernel's host is asked to connect: the options string written to
 /// `/dev/nvme-fabrics`.
 public struct ConnectOptions: Sendable, Hashable, Codable {
@@ -23,6 +25,16 @@ public struct ConnectOptions: Sendable, Hashable, Codable {
     public var keepAliveTimeout: Int?
     /// `nr_io_queues=`.
     public var nrIOQueues: Int?
+    /// `dhchap_secret=`: the host's DH-HMAC-CHAP secret (never encoded, logged or described).
+    public var dhchapSecret: DHCHAPSecret?
+    /// `dhchap_ctrl_secret=`: the controller's secret, for two-way authentication.
+    public var dhchapControllerSecret: DHCHAPSecret?
+
+    // The secrets are not encoded: what is recorded of a connection holds no key.
+    enum CodingKeys: String, CodingKey {
+        case transport, traddr, trsvcid, nqn, hostNQN, hostID, hostTraddr, hostIface, ctrlLossTimeout
+        case keepAliveTimeout, nrIOQueues
+    }
 
     public init(
         transport: String,
@@ -35,8 +47,12 @@ public struct ConnectOptions: Sendable, Hashable, Codable {
         hostIface: String? = nil,
         ctrlLossTimeout: Int? = nil,
         keepAliveTimeout: Int? = nil,
-        nrIOQueues: Int? = nil
+        nrIOQueues: Int? = nil,
+        dhchapSecret: DHCHAPSecret? = nil,
+        dhchapControllerSecret: DHCHAPSecret? = nil
     ) {
+        self.dhchapSecret = dhchapSecret
+        self.dhchapControllerSecret = dhchapControllerSecret
         self.transport = transport
         self.traddr = traddr
         self.trsvcid = trsvcid
@@ -52,7 +68,7 @@ public struct ConnectOptions: Sendable, Hashable, Codable {
 
     /// The string written to `/dev/nvme-fabrics`:
     /// `nqn=…,transport=…,traddr=…,trsvcid=…,hostnqn=…,hostid=…[,host_traddr=…][,host_iface=…]`
-    /// `[,ctrl_loss_tmo=N][,keep_alive_tmo=N][,nr_io_queues=N]`.
+    /// `[,ctrl_loss_tmo=N][,keep_alive_tmo=N][,nr_io_queues=N][,dhchap_secret=…][,dhchap_ctrl_secret=…]`.
     public var optionsString: String {
         var parts = ["nqn=\(nqn)", "transport=\(transport)", "traddr=\(traddr)"]
         if !trsvcid.isEmpty { parts.append("trsvcid=\(trsvcid)") }
@@ -63,6 +79,8 @@ public struct ConnectOptions: Sendable, Hashable, Codable {
         if let ctrlLossTimeout { parts.append("ctrl_loss_tmo=\(ctrlLossTimeout)") }
         if let keepAliveTimeout { parts.append("keep_alive_tmo=\(keepAliveTimeout)") }
         if let nrIOQueues { parts.append("nr_io_queues=\(nrIOQueues)") }
+        if let dhchapSecret { parts.append("dhchap_secret=\(dhchapSecret.text)") }
+        if let dhchapControllerSecret { parts.append("dhchap_ctrl_secret=\(dhchapControllerSecret.text)") }
         return parts.joined(separator: ",")
     }
 

@@ -26,6 +26,9 @@ public struct HostConnectParameters: Sendable, Hashable {
     public var ctrlLossTimeout: Int?
     public var keepAliveTimeout: Int?
     public var nrIOQueues: Int?
+    /// The host's DH-HMAC-CHAP secrets, passed to the kernel on every connect.
+    public var dhchapSecret: DHCHAPSecret?
+    public var dhchapControllerSecret: DHCHAPSecret?
 
     public init(
         hostNQN: String,
@@ -63,6 +66,8 @@ public struct HostConnectParameters: Sendable, Hashable {
             keepAliveTimeout: keepAliveTimeout,
             nrIOQueues: nrIOQueues
         )
+        dhchapSecret = identity.dhchapSecret
+        dhchapControllerSecret = identity.dhchapControllerSecret
     }
 }
 
@@ -185,7 +190,9 @@ public enum ConnectionPlanner {
             hostIface: host.hostIface,
             ctrlLossTimeout: host.ctrlLossTimeout,
             keepAliveTimeout: host.keepAliveTimeout,
-            nrIOQueues: host.nrIOQueues
+            nrIOQueues: host.nrIOQueues,
+            dhchapSecret: host.dhchapSecret,
+            dhchapControllerSecret: host.dhchapControllerSecret
         )
     }
 

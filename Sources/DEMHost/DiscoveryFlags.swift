@@ -1,6 +1,7 @@
 import ArgumentParser
 import DEMConfig
 import DEMCore
+import Foundation
 import Logging
 
 /// The discovery controllers and host identity dem-ac and dem-dm share.
@@ -42,6 +43,28 @@ public struct DiscoveryFlags: ParsableArguments {
 
     @Option(name: .customLong("hostid-file"), help: "Where the host ID is kept.")
     public var hostIDFile: String = HostIdentity.defaultHostIDPath
+
+    @Option(
+        name: .customLong("dhchap-secret"),
+        help:
+            "The host's DH-HMAC-CHAP secret (DHHC-1:hh:…:), for discovery and I/O controllers that ask (default: --dhchap-secret-file, else the host's dhchap_key in nvme-cli's config.json)."
+    )
+    public var dhchapSecret: String?
+
+    @Option(name: .customLong("dhchap-secret-file"), help: "A file holding the host's DH-HMAC-CHAP secret.")
+    public var dhchapSecretFile: String?
+
+    @Option(
+        name: .customLong("dhchap-ctrl-secret"),
+        help: "The controllers' DH-HMAC-CHAP secret: they must prove themselves too (two-way)."
+    )
+    public var dhchapControllerSecret: String?
+
+    @Option(name: .customLong("dhchap-ctrl-secret-file"), help: "A file holding the controllers' secret.")
+    public var dhchapControllerSecretFile: String?
+
+    @Option(name: .customLong("nvme-config"), help: "nvme-cli's JSON configuration (a missing file is fine).")
+    public var nvmeConfiguration: String = "/etc/nvme/config.json"
 
     @Option(
         name: .customLong("kato"),
@@ -127,8 +150,9 @@ public struct DiscoveryFlags: ParsableArguments {
     }
 
     public func identity() throws -> HostIdentity {
+        var identity: HostIdentity
         do {
-            return try HostIdentity.load(
+            identity = try HostIdentity.load(
                 hostNQN: hostNQN,
                 hostID: hostID,
                 hostNQNPath: hostNQNFile,
@@ -137,6 +161,59 @@ public struct DiscoveryFlags: ParsableArguments {
         } catch {
             throw ValidationError("\(error)")
         }
+        identity.dhchapSecret = try Self.secret(
+            dhchapSecret,
+            file: dhchapSecretFile,
+            flag: "--dhchap-secret",
+            fallback: {
+                Self.configuredKey(path: nvmeConfiguration, hostNQN: identity.hostNQN.value, field: "dhchap_key")
+            }
+        )
+        identity.dhchapControllerSecret = try Self.secret(
+            dhchapControllerSecret,
+            file: dhchapControllerSecretFile,
+            flag: "--dhchap-ctrl-secret",
+            fallback: { nil }
+        )
+        if identity.dhchapControllerSecret != nil && identity.dhchapSecret == nil {
+            throw ValidationError("--dhchap-ctrl-secret needs the host's own secret too (--dhchap-secret)")
+        }
+        return identity
+    }
+
+    /// A secret from its flag, else its file, else `fallback`; an unreadable one names its source.
+    static func secret(
+        _ text: String?,
+        file: String?,
+        flag: String,
+        fallback: () -> (text: String, source: String)?
+    ) throws -> DHCHAPSecret? {
+        if text != nil && file != nil { throw ValidationError("give \(flag) or \(flag)-file, not both") }
+        var value: (text: String, source: String)?
+        if let text { value = (text, flag) }
+        if let file {
+            guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ValidationError("\(flag)-file: cannot read \(file)")
+            }
+            value = (contents.trimmingCharacters(in: .whitespacesAndNewlines), "\(flag)-file \(file)")
+        }
+        guard let value = value ?? fallback() else { return nil }
+        do {
+            return try DHCHAPSecret(parsing: value.text)
+        } catch {
+            throw ValidationError("\(value.source): \(error)")
+        }
+    }
+
+    /// The host's secret in nvme-cli's config.json (`hosts[].dhchap_key` of this host NQN).
+    static func configuredKey(path: String, hostNQN: String, field: String) -> (text: String, source: String)? {
+        guard let data = FileManager.default.contents(atPath: path),
+            let configuration = try? JSONValue(parsing: Array(data)),
+            let hosts = configuration["hosts"]?.arrayValue,
+            let key = hosts.first(where: { $0["hostnqn"]?.stringValue == hostNQN })?[field]?.stringValue,
+            !key.isEmpty
+        else { return nil }
+        return (key, "\(path) (\(field) of \(hostNQN))")
     }
 
     public var watchConfiguration: DiscoveryWatch.Configuration {

@@ -132,6 +132,31 @@ public final class FabricService: Sendable {
         return .success(stored)
     }
 
+    /// `configuration` (a target's slice) with the keys of its hosts, sealed under `credential`
+    /// for the target's dem-em (the current secret: nvmet holds one).
+    public func addingHostKeys(to configuration: EndpointConfiguration, credential: String) -> EndpointConfiguration {
+        let (fabric, keys) = state.withLock { ($0.fabric, $0.hostKeys) }
+        guard !keys.isEmpty else { return configuration }
+        var result = configuration
+        for nqn in configuration.hosts {
+            guard let alias = fabric.hosts.first(where: { $0.nqn == nqn })?.alias, let key = keys[alias],
+                let policy = try? key.policy()
+            else { continue }
+            result.hostKeys.append(
+                EndpointHostKey(
+                    hostNQN: nqn,
+                    sealedSecret: HostKeySeal.seal(policy.hostKeys[0], hostNQN: nqn, credential: credential),
+                    sealedControllerSecret: policy.controllerKey.map {
+                        HostKeySeal.seal($0, hostNQN: nqn, credential: credential)
+                    },
+                    hash: policy.hash.description,
+                    group: policy.group.description
+                )
+            )
+        }
+        return result
+    }
+
     /// Host `hostNQN` authenticated with its current secret: its previous one is retired.
     public func retirePreviousKey(hostNQN: String) {
         writer.async {

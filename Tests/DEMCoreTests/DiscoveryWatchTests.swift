@@ -595,7 +595,8 @@ struct DiscoveryWatcherLoopbackTests {
         let collector = log.collect(watcher)
         let running = Task { await watcher.run() }
 
-        #expect(try await waitFor { log.all.count >= 2 })
+        // Up to 30 s: the whole suite runs in one process, beside the connection flood tests.
+        #expect(try await waitFor(30) { log.all.count >= 2 })
         #expect(log.all == [.connected, .page(entries: page1.entries, generation: 1)])
 
         service.setPage(page2)

@@ -239,6 +239,7 @@ struct SessionFuzzer {
     static let interesting16: [UInt16] = [
         0, 1, 2, 0x1F, 0x7F, 0x80, 0xFF, 0x3FF, 0x400, 0x7FFF, 0x8000, 0xFFFE, 0xFFFF,
     ]
+    static let fuzzKey = try! DHCHAPSecret(key: Array(repeating: 0x5A, count: 32))
     static let interesting32: [UInt32] = [
         0, 1, 3, 4, 7, 8, 0x3FF, 0x400, 0x1000, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFE, 0xFFFF_FFFF,
     ]
@@ -260,7 +261,64 @@ struct SessionFuzzer {
         if chance(90) { pdus.append(HostPDU.enable(cid: UInt16(int(0...15)))) }
         for _ in 0..<int(2...25) {
             let cid = UInt16(int(0...31))
-            switch int(0...13) {
+            switch int(0...16) {
+            case 14, 15:
+                // Authentication Send: a plausible message, or noise.
+                var message: [UInt8]
+                switch int(0...5) {
+                case 0:
+                    message = Array(
+                        AuthenticationMessage.negotiate(
+                            .init(
+                                transactionIdentifier: UInt16(int(0...2)),
+                                secureChannelConcatenation: chance(90) ? 0 : byte(),
+                                protocols: [
+                                    .init(
+                                        identifier: chance(90) ? 1 : byte(),
+                                        hashIdentifiers: chance(80) ? [1, 2, 3] : [byte()],
+                                        groupIdentifiers: chance(80) ? [0, 1, 2] : [byte(), byte()]
+                                    )
+                                ]
+                            )
+                        ).bytes.readableBytesView
+                    )
+                case 1:
+                    message = Array(
+                        AuthenticationMessage.reply(
+                            .init(
+                                transactionIdentifier: UInt16(int(0...2)),
+                                response: (0..<pick([32, 32, 48, 0, 255])).map { _ in byte() },
+                                challenge: chance(50) ? (0..<32).map { _ in byte() } : nil,
+                                sequenceNumber: UInt32(int(0...3)),
+                                dhValue: (0..<pick([0, 0, 256, 300, 1])).map { _ in byte() }
+                            )
+                        ).bytes.readableBytesView
+                    )
+                case 2:
+                    message = Array(
+                        AuthenticationMessage.success2(transactionIdentifier: UInt16(int(0...2))).bytes
+                            .readableBytesView
+                    )
+                case 3:
+                    message = Array(
+                        AuthenticationMessage.failure2(.init(transactionIdentifier: 0, reason: .failed)).bytes
+                            .readableBytesView
+                    )
+                default:
+                    message = (0..<int(0...100)).map { _ in byte() }
+                }
+                if message.isEmpty { message = [byte()] }
+                var entry = AuthenticationCommand.sendEntry(commandIdentifier: cid, length: message.count)
+                if chance(10) { entry.cdw10 = UInt32(byte()) << 24 | 0x0101_00 }
+                if chance(10) { entry.cdw11 = UInt32(pick([0, 1, 8, 4096])) }
+                pdus.append(HostPDU.command(entry, data: ByteBuffer(bytes: message)))
+            case 16:
+                var entry = AuthenticationCommand.receiveEntry(
+                    commandIdentifier: cid,
+                    length: pick([4096, 4096, 4096, 8, 16, 48, 0, 70_000])
+                )
+                if chance(10) { entry.cdw10 = UInt32(byte()) << 24 | 0x0101_00 }
+                pdus.append(HostPDU.command(entry))
             case 0:
                 pdus.append(
                     HostPDU.propertyGet(cid: cid, offset: pick([0x00, 0x08, 0x14, 0x1C, 0x20]), size8: chance(50))
@@ -417,7 +475,19 @@ struct SessionFuzzer {
         var result = Result()
         while result.pdus < minimumPDUs {
             result.sessions += 1
-            let service = FakeDiscoveryService()
+            // A third of the sessions are with a controller that demands DH-HMAC-CHAP.
+            let service =
+                chance(33)
+                ? FakeDiscoveryService(
+                    authentication: .required(
+                        DHCHAPPolicy(
+                            hostKeys: [Self.fuzzKey],
+                            controllerKey: Self.fuzzKey,
+                            group: chance(80) ? .null : .ffdhe2048
+                        )
+                    )
+                )
+                : FakeDiscoveryService()
             var harness = ControllerHarness(configuration: configuration, service: service)
             var checker = ActionChecker(maximumC2HDataLength: configuration.maximumC2HDataLength)
             let bytes = sessionBytes()

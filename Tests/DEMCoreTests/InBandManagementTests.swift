@@ -3,67 +3,28 @@ import NIOCore
 import Synchronization
 import Testing
 
-@Suite("the in-band channel's challenge answer")
-struct InBandAnswerTests {
+@Suite("the in-band channel's keys")
+struct InBandKeyTests {
     static let credential = "demfabric_0123456789abcdef0123456789abcdef"
-    static let host = "nqn.2014-08.org.nvmexpress:uuid:host"
-    static let management = "nqn.2014-08.org.nvmexpress.dem:em:t1"
 
-    /// The expected bytes come from Python's hmac module over the documented message
-    /// ("DEM-INBAND-1", challenge, host NQN, NUL, management NQN), not from our own code.
-    @Test("the answer is HMAC-SHA-256 of the documented message, as Python's hmac computes it")
-    func knownAnswer() {
-        let answer = InBandManagement.answer(
-            credential: Self.credential,
-            challenge: Array(0..<32),
-            hostNQN: Self.host,
-            subsystemNQN: Self.management
+    /// The expected keys come from Python's hmac module over the documented labels, not from
+    /// our own code.
+    @Test("the keys are HMAC-SHA-256 of the documented labels under the credential, as Python's hmac computes them")
+    func knownKeys() {
+        let keys = InBandManagement.keys(credential: Self.credential)
+        #expect(
+            keys.host.key.map { String(format: "%02x", $0) }.joined()
+                == "30d2fc886dfb6d824f87bf0fd1ad42a350fbd04fa42d9319651e5efd07da108b"
         )
         #expect(
-            answer.map { String(format: "%02x", $0) }.joined()
-                == "52ff6dbebe989c8b9b9b9ad146245047322edf62dca8717a69ed2abe2836a11c"
+            keys.controller.key.map { String(format: "%02x", $0) }.joined()
+                == "036843de8f1ea2d6dd110d636018f213b16957267932c8e69f357a4fb2a47bb2"
         )
-        #expect(
-            InBandManagement.isAnswer(
-                answer,
-                credential: Self.credential,
-                challenge: Array(0..<32),
-                hostNQN: Self.host,
-                subsystemNQN: Self.management
-            )
-        )
-    }
-
-    @Test("an answer is good for one challenge, one host, one target and one credential")
-    func boundAnswer() {
-        let answer = InBandManagement.answer(
-            credential: Self.credential,
-            challenge: Array(0..<32),
-            hostNQN: Self.host,
-            subsystemNQN: Self.management
-        )
-        func valid(_ credential: String, _ challenge: [UInt8], _ host: String, _ management: String) -> Bool {
-            InBandManagement.isAnswer(
-                answer,
-                credential: credential,
-                challenge: challenge,
-                hostNQN: host,
-                subsystemNQN: management
-            )
-        }
-        #expect(!valid(Self.credential, Array(1...32), Self.host, Self.management))
-        #expect(!valid(Self.credential, Array(0..<32), Self.host + "x", Self.management))
-        #expect(!valid(Self.credential, Array(0..<32), Self.host, Self.management + "x"))
-        #expect(!valid(Self.credential + "x", Array(0..<32), Self.host, Self.management))
-        #expect(
-            !InBandManagement.isAnswer(
-                Array(answer.dropLast()),
-                credential: Self.credential,
-                challenge: Array(0..<32),
-                hostNQN: Self.host,
-                subsystemNQN: Self.management
-            )
-        )
+        #expect(keys.host.transformation == nil)
+        let other = InBandManagement.keys(credential: Self.credential + "x")
+        #expect(other.host != keys.host && other.controller != keys.controller)
+        let policy = InBandManagement.policy(credential: Self.credential)
+        #expect(policy.hostKeys == [keys.host] && policy.controllerKey == keys.controller)
     }
 
     @Test("the admin token compares equal only to itself")
@@ -82,8 +43,9 @@ final class EchoManagementService: ManagementControllerService {
     init(allowed: Set<String> = []) { self.allowed = allowed }
 
     func hostAllowed(_ hostNQN: String) -> Bool { allowed.isEmpty || allowed.contains(hostNQN) }
-    func credential() -> String { "s3cret" }
-    func makeChallenge() -> [UInt8] { (0..<32).map { UInt8($0) } }
+    func authentication(for host: DiscoveryHostContext) -> HostAuthentication {
+        .required(InBandManagement.policy(credential: "s3cret"))
+    }
     func allocateControllerIdentifier() -> UInt16 { 7 }
     func perform(_ request: ByteBuffer, host: DiscoveryHostContext) async -> ByteBuffer {
         requests.withLock { $0.append(request) }
@@ -128,25 +90,42 @@ struct InBandControllerTests {
         return HostPDU.command(entry, data: data.map { ByteBuffer(bytes: $0) })
     }
 
+    /// Two-way DH-HMAC-CHAP with the keys of `credential`; the final Send (Success2) has CID 4.
+    /// - Returns: the actions of the last command (Success2's completion, or the Failure1).
     static func authenticate(
         _ machine: inout NVMeTCPControllerBinding,
         credential: String = "s3cret"
     ) -> [Action] {
-        let challenge = machine.pduReceived(
-            command(AdminOpcode.nvmeMIReceive, InBandManagement.Opcode.challenge, cid: 3, receive: 32),
-            now: TestValues.start
-        )
-        let bytes = challenge.controllerToHostData.first.map { Array($0.data.readableBytesView) } ?? []
-        let answer = InBandManagement.answer(
-            credential: credential,
-            challenge: bytes,
+        let keys = InBandManagement.keys(credential: credential)
+        var host = DHCHAPHostExchange(
             hostNQN: TestValues.hostNQN,
-            subsystemNQN: nqn
+            subsystemNQN: nqn,
+            hostKey: keys.host,
+            controllerKey: keys.controller
         )
-        return machine.pduReceived(
-            command(AdminOpcode.nvmeMISend, InBandManagement.Opcode.authenticate, cid: 4, data: answer),
-            now: TestValues.start
-        )
+        func send(_ message: AuthenticationMessage, cid: UInt16) -> [Action] {
+            let bytes = message.bytes
+            let entry = AuthenticationCommand.sendEntry(commandIdentifier: cid, length: bytes.readableBytes)
+            return machine.pduReceived(HostPDU.command(entry, data: bytes), now: TestValues.start)
+        }
+        _ = send(host.start(), cid: 30)
+        var cid: UInt16 = 31
+        for _ in 0..<3 {
+            let entry = AuthenticationCommand.receiveEntry(commandIdentifier: cid, length: 4096)
+            let received = machine.pduReceived(HostPDU.command(entry), now: TestValues.start)
+            cid += 1
+            guard let data = received.controllerToHostData.first?.data else { return received }
+            switch host.received(data) {
+            case .send(let message):
+                _ = send(message, cid: cid)
+                cid += 1
+            case .sendAndFinish(let message):
+                return send(message, cid: 4)
+            case .finished, .failed:
+                return received
+            }
+        }
+        return []
     }
 
     @Test("Connect: only the management NQN, only allowed hosts (Connect Invalid Host); Identify says administrative")
@@ -164,7 +143,9 @@ struct InBandControllerTests {
         let (_, refused) = Self.connected(EchoManagementService(allowed: ["nqn.2024-01.io.dem:someone-else"]))
         expectCompletion(refused, cid: 1, status: .connectInvalidHost.withDoNotRetry)
         var (machine2, accepted) = Self.connected()
-        expectCompletion(accepted, cid: 1, result: 7)
+        // CNTLID 7, AUTHREQ.ATR: the channel always authenticates.
+        expectCompletion(accepted, cid: 1, result: 7 | 0x2 << 16)
+        expectCompletion(Self.authenticate(&machine2), cid: 4)
         let identify = machine2.pduReceived(HostPDU.identify(cid: 5), now: TestValues.start)
         var data = identify.controllerToHostData.first!.data
         let identified = data.readIdentifyControllerData()!
@@ -179,10 +160,11 @@ struct InBandControllerTests {
     }
 
     @Test(
-        "before authentication, request and response segments get Access Denied; a wrong answer too, and uses up the challenge"
+        "before DH-HMAC-CHAP, request and response segments get Authentication Required; a wrong credential gets AUTH_Failure1 and the end"
     )
-    func accessDenied() {
-        var (machine, _) = Self.connected()
+    func authenticationRequired() throws {
+        var (machine, connect) = Self.connected()
+        #expect(connect.completions.first.map { $0.result >> 16 } == 0x2, "AUTHREQ.ATR in the Connect response")
         expectCompletion(
             machine.pduReceived(
                 Self.command(
@@ -195,7 +177,7 @@ struct InBandControllerTests {
                 now: TestValues.start
             ),
             cid: 9,
-            status: .accessDenied.withDoNotRetry
+            status: .authenticationRequired.withDoNotRetry
         )
         expectCompletion(
             machine.pduReceived(
@@ -203,25 +185,28 @@ struct InBandControllerTests {
                 now: TestValues.start
             ),
             cid: 10,
-            status: .accessDenied.withDoNotRetry
+            status: .authenticationRequired.withDoNotRetry
         )
-        expectCompletion(Self.authenticate(&machine, credential: "wrong"), cid: 4, status: .accessDenied.withDoNotRetry)
-        // The challenge is gone: even the right answer to it is refused now.
-        let answer = InBandManagement.answer(
-            credential: "s3cret",
-            challenge: (0..<32).map { UInt8($0) },
-            hostNQN: TestValues.hostNQN,
-            subsystemNQN: Self.nqn
-        )
+        let refused = Self.authenticate(&machine, credential: "wrong")
+        let data = try #require(refused.controllerToHostData.first?.data)
+        guard case .failure1(let failure) = try AuthenticationMessage(parsing: data) else {
+            Issue.record("expected AUTH_Failure1: \(refused)")
+            return
+        }
+        #expect(failure.reason == .failed)
+        #expect(refused.contains { if case .close = $0 { true } else { false } })
+
+        var (again, _) = Self.connected()
+        expectCompletion(Self.authenticate(&again), cid: 4)
+        // The old challenge operations are gone.
         expectCompletion(
-            machine.pduReceived(
-                Self.command(AdminOpcode.nvmeMISend, InBandManagement.Opcode.authenticate, cid: 11, data: answer),
+            again.pduReceived(
+                Self.command(AdminOpcode.nvmeMIReceive, 0xC2, cid: 11, receive: 32),
                 now: TestValues.start
             ),
             cid: 11,
-            status: .accessDenied.withDoNotRetry
+            status: .invalidField.withDoNotRetry
         )
-        expectCompletion(Self.authenticate(&machine), cid: 4)
     }
 
     @Test(

@@ -317,22 +317,41 @@ struct NVMeRDMAControllerBindingTests {
             InBandCommand(opcode: opcode, operation: operation, tag: 9, offset: 0, messageLength: total)
                 .submissionQueueEntry(commandIdentifier: cid, dataLength: length)
         }
-        let challenge = host.run(
-            entry(AdminOpcode.nvmeMIReceive, InBandManagement.Opcode.challenge, cid: 3, length: 32),
-            receive: 32
-        )
-        #expect(challenge.completions.map(\.status) == [.success])
-        let answer = InBandManagement.answer(
-            credential: "s3cret",
-            challenge: challenge.written,
+        // Two-way DH-HMAC-CHAP: Send data fetched with RDMA READ, Receive data placed with WRITE.
+        let keys = InBandManagement.keys(credential: "s3cret")
+        var exchange = DHCHAPHostExchange(
             hostNQN: TestValues.hostNQN,
-            subsystemNQN: nqn
+            subsystemNQN: nqn,
+            hostKey: keys.host,
+            controllerKey: keys.controller
         )
-        let authenticated = host.run(
-            entry(AdminOpcode.nvmeMISend, InBandManagement.Opcode.authenticate, cid: 4, length: 32),
-            data: answer
-        )
-        #expect(authenticated.completions.map(\.status) == [.success])
+        var outgoing: AuthenticationMessage? = exchange.start()
+        var cid: UInt16 = 3
+        var authenticated = false
+        while let message = outgoing {
+            let bytes = Array(message.bytes.readableBytesView)
+            let sent = host.run(
+                AuthenticationCommand.sendEntry(commandIdentifier: cid, length: bytes.count),
+                data: bytes
+            )
+            #expect(sent.completions.map(\.status) == [.success], "\(message.name)")
+            cid += 1
+            outgoing = nil
+            if authenticated { break }
+            let received = host.run(
+                AuthenticationCommand.receiveEntry(commandIdentifier: cid, length: 4096),
+                receive: 4096
+            )
+            cid += 1
+            switch exchange.received(ByteBuffer(bytes: received.written)) {
+            case .send(let next): outgoing = next
+            case .sendAndFinish(let next):
+                outgoing = next
+                authenticated = true
+            case .finished, .failed(_, _): Issue.record("authentication did not complete")
+            }
+        }
+        #expect(authenticated)
         let message: [UInt8] = Array("GET /inventory".utf8)
         let request = host.run(
             entry(

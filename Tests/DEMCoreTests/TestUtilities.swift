@@ -243,10 +243,19 @@ final class FakeDiscoveryService: DiscoveryControllerService {
         var pageRequests: [DiscoveryHostContext] = []
     }
     private let state: Mutex<State>
+    /// What every host must prove.
+    let decision: HostAuthentication
 
-    init(page: ByteBuffer = FakeDiscoveryService.samplePageBytes, firstControllerIdentifier: UInt16 = 1) {
+    init(
+        page: ByteBuffer = FakeDiscoveryService.samplePageBytes,
+        firstControllerIdentifier: UInt16 = 1,
+        authentication: HostAuthentication = .notRequired
+    ) {
         state = Mutex(State(page: page, nextControllerIdentifier: firstControllerIdentifier))
+        decision = authentication
     }
+
+    func authentication(for host: DiscoveryHostContext) -> HostAuthentication { decision }
 
     func discoveryLogPage(for host: DiscoveryHostContext) -> ByteBuffer {
         state.withLock {

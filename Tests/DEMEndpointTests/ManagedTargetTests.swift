@@ -217,6 +217,46 @@ struct ManagedTargetTests {
     }
 
     @Test(
+        "a host's DH-HMAC-CHAP keys reach nvmet's hosts/<nqn> through dem-em, sealed on the way; a new key follows",
+        arguments: ManagementChannel.allCases
+    )
+    func hostKeysReachNvmet(channel: ManagementChannel) async throws {
+        let directory = try temporaryDirectory()
+        let dem = try await RunningManager.start(directory: directory + "/dem")
+        let endpoint = try await RunningEndpoint.start(
+            directory: directory + "/target",
+            credentialPath: directory + "/dem/fabric.key"
+        )
+        try await Self.describe(dem, endpoint, channel)
+        let key = try DHCHAPSecret.generate()
+        let controller = try DHCHAPSecret.generate()
+        _ = try await dem.application.service.setHostKey(
+            "h1",
+            HostKey(secret: key.text, controllerSecret: controller.text, hash: "sha512", group: "ffdhe3072")
+        )
+        let path = "hosts/\(Self.host)"
+        #expect(try await eventually { endpoint.attribute("\(path)/dhchap_key") == key.text })
+        #expect(endpoint.attribute("\(path)/dhchap_ctrl_key") == controller.text)
+        #expect(endpoint.attribute("\(path)/dhchap_hash") == "hmac(sha512)")
+        #expect(endpoint.attribute("\(path)/dhchap_dhgroup") == "ffdhe3072")
+        // dem-em keeps the desired state with the keys sealed only.
+        let stored = try String(
+            contentsOfFile: (endpoint.nvmetRoot as NSString).deletingLastPathComponent + "/em/desired.json",
+            encoding: .utf8
+        )
+        #expect(stored.contains("DEMSEAL-1:"))
+        #expect(!stored.contains(String(key.text.dropFirst(10).prefix(20))))
+        let rotated = try DHCHAPSecret.generate()
+        _ = try await dem.application.service.setHostKey(
+            "h1",
+            HostKey(secret: rotated.text, hash: "sha512", group: "ffdhe3072")
+        )
+        #expect(try await eventually { endpoint.attribute("\(path)/dhchap_key") == rotated.text })
+        try await endpoint.stop()
+        try await dem.stop()
+    }
+
+    @Test(
         "a subsystem reaches configfs, is served once dem-em confirms it, withdrawn when dem-em stops, back when it returns",
         arguments: ManagementChannel.allCases
     )
@@ -307,7 +347,7 @@ struct ManagedTargetTests {
     }
 
     @Test(
-        "a dem-em with another credential is refused (401, access denied), the target is unreachable and serves nothing",
+        "a dem-em with another credential is refused (401, DH-HMAC-CHAP fails), the target is unreachable and serves nothing",
         arguments: ManagementChannel.allCases
     )
     func wrongCredential(channel: ManagementChannel) async throws {
@@ -319,7 +359,10 @@ struct ManagedTargetTests {
         try await Self.describe(dem, endpoint, channel)
         #expect(try await eventually { dem.state("t1") == .unreachable })
         let error = dem.application.monitor.status("t1")?.lastError ?? ""
-        #expect(error.contains(channel == .outOfBand ? "401" : "access denied"), "\(error)")
+        #expect(
+            error.contains(channel == .outOfBand ? "401" : "the fabric credentials of dem and dem-em differ"),
+            "\(error)"
+        )
         #expect(dem.served(to: Self.host).isEmpty)
         #expect(!FileManager.default.fileExists(atPath: endpoint.nvmetRoot + "/subsystems/\(Self.open)"))
         try await endpoint.stop()

@@ -27,10 +27,10 @@ private struct Sandbox {
 
     func remove() { try? FileManager.default.removeItem(atPath: directory) }
 
-    func backend() throws -> NvmetBackend {
+    func backend(credential: String? = nil) throws -> NvmetBackend {
         var logger = Logger(label: "test.nvmet")
         logger.logLevel = .error
-        return try NvmetBackend(root: root, ledgerPath: ledger, logger: logger, mode: .emulated)
+        return try NvmetBackend(root: root, ledgerPath: ledger, logger: logger, mode: .emulated, credential: credential)
     }
 
     var fs: PosixNvmetFileSystem { PosixNvmetFileSystem(root: root, mode: .emulated) }
@@ -375,5 +375,76 @@ extension EndpointConfiguration {
         for index in copy.ports.indices { copy.ports[index].transportRequirements = "not specified" }
         for index in copy.subsystems.indices { copy.subsystems[index].model = copy.subsystems[index].model ?? "Linux" }
         return copy
+    }
+}
+
+@Suite("nvmet backend: hosts' DH-HMAC-CHAP keys")
+struct NvmetHostKeyTests {
+    typealias S = NvmetSample
+    static let credential = "demfabric_0123456789abcdef0123456789abcdef"
+
+    static func desired(
+        _ key: DHCHAPSecret,
+        controller: DHCHAPSecret? = nil,
+        credential: String = credential
+    )
+        -> EndpointConfiguration
+    {
+        var desired = S.desired
+        desired.hostKeys = [
+            EndpointHostKey(
+                hostNQN: S.host,
+                sealedSecret: HostKeySeal.seal(key, hostNQN: S.host, credential: credential),
+                sealedControllerSecret: controller.map {
+                    HostKeySeal.seal($0, hostNQN: S.host, credential: credential)
+                },
+                hash: "sha384",
+                group: "ffdhe2048"
+            )
+        ]
+        return desired
+    }
+
+    @Test("the keys are written before the host is allowed anywhere; a changed key is drift named without its value")
+    func provisions() throws {
+        let box = try Sandbox()
+        defer { box.remove() }
+        let backend = try box.backend(credential: Self.credential)
+        let key = try DHCHAPSecret.generate()
+        let controller = try DHCHAPSecret.generate()
+        let plan = backend.plan(Self.desired(key, controller: controller))
+        let operations = plan.operations.map(\.description)
+        let keyWrite = try #require(operations.firstIndex { $0.contains("hosts/\(S.host)/dhchap_key") })
+        let link = try #require(operations.firstIndex { $0.contains("allowed_hosts/\(S.host)") })
+        #expect(keyWrite < link)
+        #expect(!operations.joined().contains(key.text), "no secret in an operation's description")
+        let result = backend.reconcile(Self.desired(key, controller: controller))
+        #expect(result.errors.isEmpty, "\(result.errorLines)")
+        #expect(result.drift.isEmpty)
+        #expect(box.read("hosts/\(S.host)/dhchap_key") == key.text)
+        #expect(box.read("hosts/\(S.host)/dhchap_ctrl_key") == controller.text)
+        #expect(box.read("hosts/\(S.host)/dhchap_hash") == "hmac(sha384)")
+        #expect(box.read("hosts/\(S.host)/dhchap_dhgroup") == "ffdhe2048")
+        #expect(backend.reconcile(Self.desired(key, controller: controller)).operationCount == 0)
+
+        // Someone writes another key by hand: drift (named, not shown), and the next reconcile mends it.
+        try box.handEdit("hosts/\(S.host)/dhchap_key", try DHCHAPSecret.generate().text)
+        let drift = backend.check(Self.desired(key, controller: controller)).drift
+        #expect(drift.map(\.object) == ["hosts/\(S.host)/dhchap_key"])
+        #expect(drift.first?.expected == "(secret)")
+        #expect(drift.first?.actual == "another secret")
+        _ = backend.reconcile(Self.desired(key, controller: controller))
+        #expect(box.read("hosts/\(S.host)/dhchap_key") == key.text)
+    }
+
+    @Test("a key sealed under another credential is refused and nothing is applied")
+    func wrongCredential() throws {
+        let box = try Sandbox()
+        defer { box.remove() }
+        let backend = try box.backend(credential: Self.credential)
+        let result = backend.reconcile(Self.desired(try DHCHAPSecret.generate(), credential: "another fabric"))
+        #expect(result.errors.first?.path == "HostKeys[0].SealedSecret")
+        #expect(result.operationCount == 0)
+        #expect(!box.exists("hosts/\(S.host)"))
     }
 }

@@ -1,3 +1,4 @@
+import DEMCore
 import Foundation
 import Synchronization
 import Testing
@@ -69,6 +70,27 @@ struct FabricsConnectorTests {
                 + "hostid=3a8b2c1d-0000-4000-8000-00000000000a,host_traddr=fd00::1,host_iface=eth1,"
                 + "ctrl_loss_tmo=-1,keep_alive_tmo=5,nr_io_queues=4"
         )
+    }
+
+    @Test("DH-HMAC-CHAP secrets go to the kernel last, and never into what is encoded or described")
+    func secrets() throws {
+        var options = minimal
+        let key = "DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:"
+        let controller = "DHHC-1:00:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj/jBqb2:"
+        options.dhchapSecret = try DHCHAPSecret(parsing: key)
+        options.dhchapControllerSecret = try DHCHAPSecret(parsing: controller)
+        #expect(options.optionsString.hasSuffix(",dhchap_secret=\(key),dhchap_ctrl_secret=\(controller)"))
+        let encoded = String(decoding: try JSONEncoder().encode(options), as: UTF8.self)
+        #expect(!encoded.contains("DHHC"))
+        #expect(!"\(options)".contains("AAECAwQF"))
+        var identity = HostIdentity(
+            hostNQN: try NQN(HostSample.hostNQN),
+            hostIdentifier: Array(repeating: 1, count: 16)
+        )
+        identity.dhchapSecret = options.dhchapSecret
+        let parameters = HostConnectParameters(identity: identity)
+        #expect(parameters.dhchapSecret == options.dhchapSecret)
+        #expect(identity.clientOptions.hostKey == options.dhchapSecret)
     }
 
     @Test("an empty service ID and host ID are left out")

@@ -6,7 +6,8 @@
 # this machine (127.0.0.1:8009, the guest's 10.0.2.2:8009); tshark decodes the traffic.
 #
 # Usage: scripts/interop/run.sh [SCENARIO...]     (default: every scenario)
-#   scenarios: bare discovery large-page connect-aen management endpoint inband autoconnect auth rdma
+#   scenarios: bare discovery large-page connect-aen management endpoint inband autoconnect auth
+#              endpoint-auth rdma
 #              (scripts/interop/scenarios/NAME.sh)
 # Env:
 #   DEM_BIN          dem binary to test; default: build it with
@@ -42,7 +43,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/host/common.sh"
 export DEM_LAB_CACHE=${DEM_LAB_CACHE:-/tmp/dem-lab-cache}
 export DEM_LAB_LOGS=${DEM_LAB_LOGS:-/tmp/dem-lab-logs}
-ALL_SCENARIOS="bare discovery large-page connect-aen management endpoint inband autoconnect auth rdma"
+ALL_SCENARIOS="bare discovery large-page connect-aen management endpoint inband autoconnect auth endpoint-auth rdma"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 RUN=$DEM_LAB_LOGS/interop-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RUN" "$DEM_LAB_CACHE"

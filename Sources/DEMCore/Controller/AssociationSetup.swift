@@ -83,6 +83,14 @@ struct AssociationSetup {
         )
         switch service.authentication.authentication(for: host) {
         case .notRequired:
+            if case .management = service {
+                // The in-band channel is never open without DH-HMAC-CHAP.
+                return .refused(
+                    .connectInvalidHost.withDoNotRetry,
+                    result: 0,
+                    reason: "the management controller has no authentication policy for \(host.hostNQN)"
+                )
+            }
             return .accepted(host, authentication: nil)
         case .required(let policy):
             return .accepted(host, authentication: policy)

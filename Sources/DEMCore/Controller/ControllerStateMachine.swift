@@ -75,9 +75,12 @@ public struct ControllerStateMachine {
         var authentication: DHCHAPControllerExchange?
         /// Until the host has authenticated: when it must have.
         var authenticationDeadline: NIODeadline?
+        /// Whether a transaction has succeeded; it stays so while the host re-authenticates (a
+        /// failed transaction ends the association).
+        var authenticated = false
 
         /// Whether the host may use the controller (authenticated, or not asked to).
-        var isAuthenticated: Bool { authentication?.isAuthenticated ?? true }
+        var isAuthenticated: Bool { authentication == nil || authenticated }
 
         var status: UInt32 {
             // RDY follows EN until a shutdown completes (SHST 2h), as nvmet reports it.
@@ -465,6 +468,7 @@ public struct ControllerStateMachine {
             return [done]
         case .authenticated(let keyIndex):
             association.authenticationDeadline = nil
+            association.authenticated = true
             return [
                 done,
                 .session(.hostAuthenticated(association.host, keyIndex: keyIndex)),

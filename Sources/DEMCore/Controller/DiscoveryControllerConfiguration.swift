@@ -95,10 +95,6 @@ extension DiscoveryControllerService {
 public protocol ManagementControllerService: HostAuthenticationService {
     /// Whether `hostNQN` may connect at all (the allow-list); others get Connect Invalid Host.
     func hostAllowed(_ hostNQN: String) -> Bool
-    /// The shared fabric credential challenges are answered with.
-    func credential() -> String
-    /// 32 unpredictable bytes for a challenge.
-    func makeChallenge() -> [UInt8]
     /// A fresh controller ID (1...FFEFh).
     func allocateControllerIdentifier() -> UInt16
     /// Carries out an authenticated host's request message and returns the response message.

@@ -1,15 +1,14 @@
 import NIOCore
 
-/// The in-band management channel's own commands, per association: a challenge and its answer
-/// (``InBandManagement``), then dem-em's REST API carried in NVMe-MI Send (request segments) and
-/// NVMe-MI Receive (response segments). Pure; part of the ``ControllerStateMachine``, which
+/// The in-band management channel's own commands, per association: dem-em's REST API carried in
+/// NVMe-MI Send (request segments) and NVMe-MI Receive (response segments) (``InBandManagement``).
+/// The controller core lets none of them through before the host has authenticated with
+/// DH-HMAC-CHAP (two-way, keys from the fabric credential). Pure; part of the ``ControllerStateMachine``, which
 /// passes a complete request out as ``ControllerSessionAction/performManagementRequest(_:host:)``
 /// and the response back in through ``requestCompleted(_:_:)``.
 struct ManagementChannel {
     typealias Action = ControllerStateMachine.Action
 
-    private var authenticated = false
-    private var challenge: [UInt8]?
     /// The request being received: its tag, length and the bytes so far.
     private var request: (tag: UInt16, length: Int, data: ByteBuffer)?
     /// The final Send segment whose request runs now: it completes with the response.
@@ -40,33 +39,7 @@ struct ManagementChannel {
         func fail(_ status: NVMeStatus) -> [Action] { [association.complete(command, status: status)] }
         guard let message = InBandCommand(command) else { return fail(.invalidOpcode.withDoNotRetry) }
         switch (message.isSend, message.operation) {
-        case (false, InBandManagement.Opcode.challenge):
-            guard command.dataPointer.isTransportDataBlock else {
-                return fail(.sglDescriptorTypeInvalid.withDoNotRetry)
-            }
-            guard command.dataPointer.length == UInt32(InBandManagement.challengeLength) else {
-                return fail(.dataSGLLengthInvalid.withDoNotRetry)
-            }
-            let challenge = management.makeChallenge()
-            self.challenge = challenge
-            return [association.complete(command, data: ByteBuffer(bytes: challenge))]
-        case (true, InBandManagement.Opcode.authenticate):
-            // One answer per challenge, right or wrong.
-            let challenge = self.challenge
-            self.challenge = nil
-            guard let challenge, let data = capsule.data, data.readableBytes == InBandManagement.challengeLength,
-                InBandManagement.isAnswer(
-                    Array(data.readableBytesView),
-                    credential: management.credential(),
-                    challenge: challenge,
-                    hostNQN: association.host.hostNQN,
-                    subsystemNQN: association.host.subsystemNQN
-                )
-            else { return fail(.accessDenied.withDoNotRetry) }
-            authenticated = true
-            return [association.complete(command)]
         case (true, InBandManagement.Opcode.requestSegment):
-            guard authenticated else { return fail(.accessDenied.withDoNotRetry) }
             guard running == nil else { return fail(.commandSequenceError) }
             guard command.dataPointer.isInCapsule, var data = capsule.data else {
                 return fail(.sglDescriptorTypeInvalid.withDoNotRetry)
@@ -95,7 +68,6 @@ struct ManagementChannel {
             running = (command.commandIdentifier, message.tag)
             return [.session(.performManagementRequest(pending.data, host: association.host))]
         case (false, InBandManagement.Opcode.responseSegment):
-            guard authenticated else { return fail(.accessDenied.withDoNotRetry) }
             guard command.dataPointer.isTransportDataBlock else {
                 return fail(.sglDescriptorTypeInvalid.withDoNotRetry)
             }

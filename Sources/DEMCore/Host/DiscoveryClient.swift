@@ -21,6 +21,12 @@ public struct DiscoveryClientOptions: Sendable {
     public var connectTimeout: TimeAmount = .seconds(10)
     /// NVMe/TCP, or NVMe/RDMA (in a build with the `RDMA` trait).
     public var transport: NVMeTransport = .tcp
+    /// The host's DH-HMAC-CHAP secret, used when the controller asks (AUTHREQ); without one, a
+    /// controller that asks is refused.
+    public var hostKey: DHCHAPSecret?
+    /// The controller's secret: with it the controller must authenticate too (two-way), and a
+    /// controller that does not ask for authentication is refused.
+    public var controllerKey: DHCHAPSecret?
 
     public init(hostNQN: String, hostIdentifier: [UInt8]) {
         self.hostNQN = hostNQN
@@ -102,6 +108,8 @@ public final class DiscoveryClient: Sendable {
                 options: options
             )
             let controllerIdentifier = UInt16(truncatingIfNeeded: connected.completion.result)
+            let requirements = UInt16(truncatingIfNeeded: connected.completion.result >> 16)
+            try await authenticate(connection, requirements: requirements, options: options)
             _ = try await run(
                 connection,
                 "Property Get CAP",
@@ -162,6 +170,67 @@ public final class DiscoveryClient: Sendable {
             await connection.close()
             throw error
         }
+    }
+
+    /// DH-HMAC-CHAP on the admin queue (T_ID 0) when the Connect response asks for it (AUTHREQ
+    /// ATR), or when the caller holds the controller's key and wants it proven.
+    private static func authenticate(
+        _ connection: any NVMeHostConnection,
+        requirements: UInt16,
+        options: DiscoveryClientOptions
+    ) async throws {
+        guard requirements & DHCHAP.authenticationRequired != 0 else {
+            if options.controllerKey != nil {
+                throw NVMeHostError.authenticationFailed(
+                    "\(options.subsystemNQN) did not ask for authentication, so it cannot prove its controller key"
+                )
+            }
+            return
+        }
+        guard let hostKey = options.hostKey else {
+            throw NVMeHostError.authenticationFailed(
+                "\(options.subsystemNQN) requires DH-HMAC-CHAP and no key was given"
+            )
+        }
+        var exchange = DHCHAPHostExchange(
+            hostNQN: options.hostNQN,
+            subsystemNQN: options.subsystemNQN,
+            hostKey: hostKey,
+            controllerKey: options.controllerKey
+        )
+        func send(_ message: AuthenticationMessage) async throws {
+            let bytes = message.bytes
+            _ = try await run(
+                connection,
+                "Authentication Send (\(message.name))",
+                AuthenticationCommand.sendEntry(commandIdentifier: 0, length: bytes.readableBytes),
+                data: bytes,
+                options: options
+            )
+        }
+        try await send(exchange.start())
+        for _ in 0..<3 {
+            let received = try await run(
+                connection,
+                "Authentication Receive",
+                AuthenticationCommand.receiveEntry(commandIdentifier: 0, length: 4096),
+                expectedDataLength: 4096,
+                options: options
+            )
+            switch exchange.received(received.data ?? ByteBuffer()) {
+            case .send(let message):
+                try await send(message)
+            case .sendAndFinish(let message):
+                try await send(message)
+                return
+            case .finished:
+                return
+            case .failed(let message, let reason):
+                if let message { try? await send(message) }
+                throw NVMeHostError.authenticationFailed(reason)
+            }
+        }
+        throw NVMeHostError.authenticationFailed("the controller did not finish the transaction")
     }
 
     /// Reads `length` bytes of the discovery log page at `offset`.

@@ -12,6 +12,10 @@ public struct HostIdentity: Sendable, Hashable {
     public var hostNQN: NQN
     /// HOSTID, 16 bytes.
     public var hostIdentifier: [UInt8]
+    /// The host's DH-HMAC-CHAP secret, for controllers that ask (discovery and I/O).
+    public var dhchapSecret: DHCHAPSecret?
+    /// The controllers' secret, when the host wants them to prove themselves too (two-way).
+    public var dhchapControllerSecret: DHCHAPSecret?
 
     /// - Precondition: `hostIdentifier` is 16 bytes.
     public init(hostNQN: NQN, hostIdentifier: [UInt8]) {
@@ -34,7 +38,10 @@ public struct HostIdentity: Sendable, Hashable {
 
     /// Options for a ``DiscoveryClient`` connecting as this host.
     public var clientOptions: DiscoveryClientOptions {
-        DiscoveryClientOptions(hostNQN: hostNQN.value, hostIdentifier: hostIdentifier)
+        var options = DiscoveryClientOptions(hostNQN: hostNQN.value, hostIdentifier: hostIdentifier)
+        options.hostKey = dhchapSecret
+        options.controllerKey = dhchapControllerSecret
+        return options
     }
 
     /// Finds the host's identity.
@@ -171,6 +178,11 @@ extension DiscoveryControllerAddress {
             hostIdentifier: hostIdentifier ?? identity.hostIdentifier
         )
         options.subsystemNQN = subsystemNQN
+        // The host's keys go with its own NQN only.
+        if options.hostNQN == identity.hostNQN.value {
+            options.hostKey = identity.dhchapSecret
+            options.controllerKey = identity.dhchapControllerSecret
+        }
         // An rdma line of discovery.conf (or -t rdma) is reached over NVMe/RDMA, not TCP.
         if transportType == .rdma { options.transport = .rdma }
         return options

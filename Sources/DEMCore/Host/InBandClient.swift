@@ -53,7 +53,8 @@ public final class InBandClient: Sendable {
     /// Connects to the management controller at `host`:`port` and authenticates.
     ///
     /// - Throws: ``NVMeHostError``; `commandFailed` with Connect Invalid Host when this host NQN
-    ///   is not allowed, with Access Denied when the credential is wrong.
+    ///   is not allowed, `authenticationFailed` when the credentials differ (two-way
+    ///   DH-HMAC-CHAP with keys derived from it, ``InBandManagement/keys(credential:)``).
     public static func connect(
         host: String,
         port: Int,
@@ -66,47 +67,21 @@ public final class InBandClient: Sendable {
         session.commandTimeout = options.commandTimeout
         session.connectTimeout = options.connectTimeout
         session.transport = options.transport
+        // Two-way DH-HMAC-CHAP: dem-em's controller proves it holds the credential too.
+        let keys = InBandManagement.keys(credential: options.credential)
+        session.hostKey = keys.host
+        session.controllerKey = keys.controller
         let client = InBandClient(
             session: try await DiscoveryClient.connect(host: host, port: port, options: session, group: group),
             options: options
         )
-        do {
-            try await client.authenticate()
-        } catch {
+        guard client.session.identify.controllerType == IdentifyControllerData.ControllerType.administrative else {
             await client.close()
-            throw error
-        }
-        return client
-    }
-
-    private func authenticate() async throws {
-        guard session.identify.controllerType == IdentifyControllerData.ControllerType.administrative else {
             throw NVMeHostError.protocolViolation(
-                "\(options.subsystemNQN) is not an administrative controller (CNTRLTYPE \(session.identify.controllerType))"
+                "\(options.subsystemNQN) is not an administrative controller (CNTRLTYPE \(client.session.identify.controllerType))"
             )
         }
-        let length = InBandManagement.challengeLength
-        let challenged = try await session.execute(
-            "Challenge",
-            InBandCommand(opcode: AdminOpcode.nvmeMIReceive, operation: InBandManagement.Opcode.challenge)
-                .submissionQueueEntry(commandIdentifier: 0, dataLength: length),
-            expectedDataLength: length
-        )
-        guard let challenge = challenged.data, challenge.readableBytes == length else {
-            throw NVMeHostError.protocolViolation("challenge of \(challenged.data?.readableBytes ?? 0) bytes")
-        }
-        let answer = InBandManagement.answer(
-            credential: options.credential,
-            challenge: Array(challenge.readableBytesView),
-            hostNQN: options.hostNQN,
-            subsystemNQN: options.subsystemNQN
-        )
-        _ = try await session.execute(
-            "Authenticate",
-            InBandCommand(opcode: AdminOpcode.nvmeMISend, operation: InBandManagement.Opcode.authenticate)
-                .submissionQueueEntry(commandIdentifier: 0, dataLength: length),
-            data: ByteBuffer(bytes: answer)
-        )
+        return client
     }
 
     /// Sends `request` and returns dem-em's response.

@@ -220,6 +220,8 @@ public enum NVMeHostError: Error, Sendable, Hashable, CustomStringConvertible {
     case timedOut(String)
     /// The connection could not be made (an RDMA CM step failed, or the controller refused it).
     case connectionFailed(String)
+    /// DH-HMAC-CHAP failed: a key was wrong or missing on either side.
+    case authenticationFailed(String)
 
     public var description: String {
         switch self {
@@ -232,6 +234,7 @@ public enum NVMeHostError: Error, Sendable, Hashable, CustomStringConvertible {
         case .connectionFailed(let reason): return "cannot connect: \(reason)"
         case .commandFailed(let command, let status): return "\(command) failed: \(status)"
         case .timedOut(let what): return "timed out: \(what)"
+        case .authenticationFailed(let why): return "authentication failed: \(why)"
         }
     }
 }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 // What dem and a target's dem-em exchange: the target's slice of the model as dem-em applies
@@ -18,24 +19,38 @@ public struct EndpointConfiguration: Codable, Sendable, Hashable {
     public var hosts: [String]
     /// Subsystems, ordered by SUBNQN.
     public var subsystems: [EndpointSubsystem]
+    /// DH-HMAC-CHAP keys of hosts in ``hosts``, ordered by HOSTNQN: nvmet demands them.
+    public var hostKeys: [EndpointHostKey]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case version = "Version"
         case ports = "PortIDs"
         case hosts = "Hosts"
         case subsystems = "Subsystems"
+        case hostKeys = "HostKeys"
     }
 
     public init(
         version: Int = EndpointConfiguration.currentVersion,
         ports: [FabricPort] = [],
         hosts: [String] = [],
-        subsystems: [EndpointSubsystem] = []
+        subsystems: [EndpointSubsystem] = [],
+        hostKeys: [EndpointHostKey] = []
     ) {
         self.version = version
         self.ports = ports.sorted { $0.portID < $1.portID }
         self.hosts = hosts.sorted()
         self.subsystems = subsystems.sorted { $0.nqn < $1.nqn }
+        self.hostKeys = hostKeys.sorted { $0.hostNQN < $1.hostNQN }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(version, forKey: .version)
+        try c.encode(ports, forKey: .ports)
+        try c.encode(hosts, forKey: .hosts)
+        try c.encode(subsystems, forKey: .subsystems)
+        if !hostKeys.isEmpty { try c.encode(hostKeys, forKey: .hostKeys) }
     }
 
     public init(from decoder: any Decoder) throws {
@@ -52,7 +67,8 @@ public struct EndpointConfiguration: Codable, Sendable, Hashable {
             version: version,
             ports: try c.decodeIfPresent([FabricPort].self, forKey: .ports) ?? [],
             hosts: try c.decodeIfPresent([String].self, forKey: .hosts) ?? [],
-            subsystems: try c.decodeIfPresent([EndpointSubsystem].self, forKey: .subsystems) ?? []
+            subsystems: try c.decodeIfPresent([EndpointSubsystem].self, forKey: .subsystems) ?? [],
+            hostKeys: try c.decodeIfPresent([EndpointHostKey].self, forKey: .hostKeys) ?? []
         )
     }
 
@@ -105,7 +121,97 @@ public struct EndpointConfiguration: Codable, Sendable, Hashable {
                 return ModelError(.invalid, field: "\(path).PortIDs[\(j)]", "PORTID \(port) is not in PortIDs")
             }
         }
+        var keyed = Set<String>()
+        for (i, key) in hostKeys.enumerated() {
+            let path = "HostKeys[\(i)]"
+            guard hostSet.contains(key.hostNQN) else {
+                return ModelError(.invalid, field: "\(path).HOSTNQN", "host \(key.hostNQN) is not in Hosts")
+            }
+            guard keyed.insert(key.hostNQN).inserted else {
+                return ModelError(.conflict, field: "\(path).HOSTNQN", "\(key.hostNQN) appears twice")
+            }
+            guard DHCHAP.Hash(name: key.hash) != nil else {
+                return ModelError(.invalid, field: "\(path).Hash", "must be sha256, sha384 or sha512")
+            }
+            guard DHCHAP.Group(name: key.group) != nil else {
+                return ModelError(.invalid, field: "\(path).DHGroup", "must be null or ffdhe2048 … ffdhe8192")
+            }
+        }
         return nil
+    }
+}
+
+/// A host's DH-HMAC-CHAP keys as dem hands them to a target: sealed under a key derived from
+/// the fabric credential (``HostKeySeal``), so the secrets are never in the clear on the
+/// management link, in dem-em's state file or in its answers; dem-em opens them to write nvmet's
+/// `hosts/<nqn>/dhchap_key`, `dhchap_ctrl_key`, `dhchap_hash` and `dhchap_dhgroup`.
+public struct EndpointHostKey: Codable, Sendable, Hashable {
+    public var hostNQN: String
+    /// The host's secret, sealed.
+    public var sealedSecret: String
+    /// The controller's secret (two-way), sealed.
+    public var sealedControllerSecret: String?
+    /// sha256, sha384 or sha512.
+    public var hash: String
+    /// null, ffdhe2048 … ffdhe8192.
+    public var group: String
+
+    enum CodingKeys: String, CodingKey {
+        case hostNQN = "HOSTNQN"
+        case sealedSecret = "SealedSecret"
+        case sealedControllerSecret = "SealedControllerSecret"
+        case hash = "Hash"
+        case group = "DHGroup"
+    }
+
+    public init(hostNQN: String, sealedSecret: String, sealedControllerSecret: String?, hash: String, group: String) {
+        self.hostNQN = hostNQN
+        self.sealedSecret = sealedSecret
+        self.sealedControllerSecret = sealedControllerSecret
+        self.hash = hash
+        self.group = group
+    }
+}
+
+/// Seals DH-HMAC-CHAP secrets for a target: ChaCha20-Poly1305 (swift-crypto) under
+/// HKDF-SHA-256(fabric credential, info "DEM host key seal 1"), bound to the host NQN as
+/// authenticated data. The nonce is synthetic (the first 12 bytes of HMAC-SHA-256 under the same
+/// key of host NQN ‖ 00h ‖ secret), so the same secret seals to the same text and an unchanged
+/// configuration is not pushed again. Text form: `DEMSEAL-1:` and the base64 of
+/// nonce ‖ ciphertext ‖ tag.
+public enum HostKeySeal {
+    static let prefix = "DEMSEAL-1:"
+
+    private static func key(_ credential: String) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: SymmetricKey(data: Array(credential.utf8)),
+            info: Array("DEM host key seal 1".utf8),
+            outputByteCount: 32
+        )
+    }
+
+    /// `secret` sealed for `hostNQN`.
+    public static func seal(_ secret: DHCHAPSecret, hostNQN: String, credential: String) -> String {
+        let key = key(credential)
+        let plain = Array(secret.text.utf8)
+        let synthetic = HMAC<SHA256>.authenticationCode(for: Array(hostNQN.utf8) + [0] + plain, using: key)
+        let box = try! ChaChaPoly.seal(
+            plain,
+            using: key,
+            nonce: try! ChaChaPoly.Nonce(data: Array(synthetic.prefix(12))),
+            authenticating: Array(hostNQN.utf8)
+        )
+        return prefix + box.combined.base64EncodedString()
+    }
+
+    /// The secret in `sealed`, or nil when it was sealed under another credential, for another
+    /// host, or is not a sealed secret.
+    public static func open(_ sealed: String, hostNQN: String, credential: String) -> DHCHAPSecret? {
+        guard sealed.hasPrefix(prefix), let data = Data(base64Encoded: String(sealed.dropFirst(prefix.count))),
+            let box = try? ChaChaPoly.SealedBox(combined: data),
+            let plain = try? ChaChaPoly.open(box, using: key(credential), authenticating: Array(hostNQN.utf8))
+        else { return nil }
+        return try? DHCHAPSecret(parsing: String(decoding: plain, as: UTF8.self))
     }
 }
 

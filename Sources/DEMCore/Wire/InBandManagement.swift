@@ -11,60 +11,38 @@ public enum InBandManagement {
         public static let requestSegment: UInt8 = 0xC0
         /// NVMe-MI Receive: one segment of the response to a request.
         public static let responseSegment: UInt8 = 0xC1
-        /// NVMe-MI Receive: a fresh 32-byte challenge.
-        public static let challenge: UInt8 = 0xC2
-        /// NVMe-MI Send: the answer to the last challenge.
-        public static let authenticate: UInt8 = 0xC3
+        // C2h and C3h were a challenge and its answer before the channel used DH-HMAC-CHAP;
+        // they are refused with Invalid Field.
     }
 
     /// The largest request or response message, in bytes.
     public static let maximumMessageLength = 16 << 20
-    /// The size of a challenge and of an answer.
-    public static let challengeLength = 32
     /// The NQN dem-em serves its in-band channel under by default.
     public static func managementNQN(alias: String) -> String {
         "nqn.2014-08.org.nvmexpress.dem:em:\(alias)"
     }
 
-    /// The answer to `challenge`: HMAC-SHA-256 under the fabric credential of the label, the
-    /// challenge, the host NQN, a NUL and the management NQN, so an answer is good for one
-    /// challenge, one host and one target.
-    public static func answer(
-        credential: String,
-        challenge: [UInt8],
-        hostNQN: String,
-        subsystemNQN: String
-    ) -> [UInt8] {
-        Array(
-            HMAC<SHA256>.authenticationCode(
-                for: answerMessage(challenge: challenge, hostNQN: hostNQN, subsystemNQN: subsystemNQN),
-                using: SymmetricKey(data: Array(credential.utf8))
+    /// The two DH-HMAC-CHAP secrets of the channel, derived from the fabric credential both
+    /// ends hold: dem proves itself with the host key, dem-em with the controller key
+    /// (HMAC-SHA-256 of a label under the credential, 32 bytes each, used as they are).
+    public static func keys(credential: String) -> (host: DHCHAPSecret, controller: DHCHAPSecret) {
+        func derive(_ label: String) -> DHCHAPSecret {
+            let key = Array(
+                HMAC<SHA256>.authenticationCode(
+                    for: Array(label.utf8),
+                    using: SymmetricKey(data: Array(credential.utf8))
+                )
             )
-        )
+            return try! DHCHAPSecret(key: key)  // 32 bytes: always a valid key
+        }
+        return (derive("DEM-INBAND-2 host key"), derive("DEM-INBAND-2 controller key"))
     }
 
-    /// Whether `offered` is the answer to `challenge`, compared in constant time.
-    public static func isAnswer(
-        _ offered: [UInt8],
-        credential: String,
-        challenge: [UInt8],
-        hostNQN: String,
-        subsystemNQN: String
-    ) -> Bool {
-        HMAC<SHA256>.isValidAuthenticationCode(
-            offered,
-            authenticating: answerMessage(challenge: challenge, hostNQN: hostNQN, subsystemNQN: subsystemNQN),
-            using: SymmetricKey(data: Array(credential.utf8))
-        )
-    }
-
-    private static func answerMessage(challenge: [UInt8], hostNQN: String, subsystemNQN: String) -> [UInt8] {
-        var message = Array("DEM-INBAND-1".utf8)
-        message += challenge
-        message += Array(hostNQN.utf8)
-        message.append(0)
-        message += Array(subsystemNQN.utf8)
-        return message
+    /// What dem-em's management controller demands of every host: two-way DH-HMAC-CHAP with the
+    /// keys of ``keys(credential:)``, SHA-256 and ffdhe2048.
+    public static func policy(credential: String) -> DHCHAPPolicy {
+        let keys = keys(credential: credential)
+        return DHCHAPPolicy(hostKeys: [keys.host], controllerKey: keys.controller, hash: .sha256, group: .ffdhe2048)
     }
 }
 

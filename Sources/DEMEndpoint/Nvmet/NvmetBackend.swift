@@ -95,6 +95,9 @@ public final class NvmetBackend: Sendable {
     public let ledger: NvmetLedger
     private let logger: Logger
     private let owned: Mutex<NvmetOwnership>
+    /// The fabric credential the hosts' DH-HMAC-CHAP secrets are sealed under; nil: none can
+    /// be opened.
+    private let credential: String?
 
     /// A backend on the nvmet tree at `root` (configfs when statfs says so, otherwise a folder
     /// emulating it, whose `ports`, `subsystems` and `hosts` folders are created when missing),
@@ -103,7 +106,8 @@ public final class NvmetBackend: Sendable {
         root: String,
         ledgerPath: String,
         logger: Logger,
-        mode: PosixNvmetFileSystem.Mode = .automatic
+        mode: PosixNvmetFileSystem.Mode = .automatic,
+        credential: String? = nil
     ) throws {
         let fileSystem = PosixNvmetFileSystem(root: root, mode: mode)
         guard Self.isDirectory(fileSystem.root) else {
@@ -114,7 +118,7 @@ public final class NvmetBackend: Sendable {
                 try fileSystem.makeDirectory(group)
             }
         }
-        try self.init(fileSystem: fileSystem, ledgerPath: ledgerPath, logger: logger)
+        try self.init(fileSystem: fileSystem, ledgerPath: ledgerPath, logger: logger, credential: credential)
         logger.info(
             "nvmet backend ready",
             metadata: [
@@ -124,7 +128,8 @@ public final class NvmetBackend: Sendable {
     }
 
     /// A backend on any filesystem implementation.
-    public init(fileSystem: any NvmetFileSystem, ledgerPath: String, logger: Logger) throws {
+    public init(fileSystem: any NvmetFileSystem, ledgerPath: String, logger: Logger, credential: String? = nil) throws {
+        self.credential = credential
         self.fileSystem = fileSystem
         self.ledger = NvmetLedger(path: ledgerPath)
         self.logger = logger
@@ -140,7 +145,41 @@ public final class NvmetBackend: Sendable {
     /// The plan a reconcile would follow now, without applying it.
     public func plan(_ desired: EndpointConfiguration, adopt: Bool = false) -> NvmetPlan {
         let owned = ownership
-        return NvmetPlanner.plan(desired: desired, actual: tree(), owned: owned, adopt: adopt)
+        let secrets = (try? openSecrets(desired).get()) ?? [:]
+        return NvmetPlanner.plan(desired: desired, actual: tree(), owned: owned, adopt: adopt, hostSecrets: secrets)
+    }
+
+    /// The hosts' DH-HMAC-CHAP attributes as nvmet takes them, opened from `desired.hostKeys`;
+    /// a key that does not open (sealed under another credential, or for another host) fails.
+    func openSecrets(_ desired: EndpointConfiguration) -> Result<[String: NvmetHostAuthentication], NvmetFailure> {
+        var secrets: [String: NvmetHostAuthentication] = [:]
+        for (index, key) in desired.hostKeys.enumerated() {
+            func failure(_ field: String) -> NvmetFailure {
+                NvmetFailure(
+                    operation: nil,
+                    path: "HostKeys[\(index)].\(field)",
+                    message:
+                        "the DH-HMAC-CHAP secret of \(key.hostNQN) does not open with this dem-em's fabric credential (is fabric.key dem's?)"
+                )
+            }
+            guard let credential,
+                let secret = HostKeySeal.open(key.sealedSecret, hostNQN: key.hostNQN, credential: credential)
+            else { return .failure(failure("SealedSecret")) }
+            var controller: DHCHAPSecret?
+            if let sealed = key.sealedControllerSecret {
+                guard let opened = HostKeySeal.open(sealed, hostNQN: key.hostNQN, credential: credential) else {
+                    return .failure(failure("SealedControllerSecret"))
+                }
+                controller = opened
+            }
+            secrets[key.hostNQN] = NvmetHostAuthentication(
+                key: secret.text,
+                controllerKey: controller?.text,
+                hash: "hmac(\(key.hash))",
+                group: key.group
+            )
+        }
+        return .success(secrets)
     }
 
     /// Brings the tree to `desired`: reads it, plans, applies operation by operation (recording
@@ -157,7 +196,20 @@ public final class NvmetBackend: Sendable {
             guard Self.isDirectory(fileSystem.root) else {
                 return NvmetReconcileResult(errors: [missingRoot()])
             }
-            let plan = NvmetPlanner.plan(desired: desired, actual: tree(), owned: owned, adopt: adopt)
+            let secrets: [String: NvmetHostAuthentication]
+            switch openSecrets(desired) {
+            case .success(let opened): secrets = opened
+            case .failure(let failure):
+                // Nothing is applied: a host must not be let in without the key it is to prove.
+                return NvmetReconcileResult(errors: [failure], live: tree().live)
+            }
+            let plan = NvmetPlanner.plan(
+                desired: desired,
+                actual: tree(),
+                owned: owned,
+                adopt: adopt,
+                hostSecrets: secrets
+            )
             var result = NvmetReconcileResult()
             if !plan.adopted.isEmpty {
                 for object in plan.adopted { owned.insert(object: object) }
@@ -167,7 +219,7 @@ public final class NvmetBackend: Sendable {
             apply(plan.operations, owned: &owned, into: &result)
             forgetMissing(&owned, into: &result)
             let after = tree()
-            let check = NvmetPlanner.plan(desired: desired, actual: after, owned: owned)
+            let check = NvmetPlanner.plan(desired: desired, actual: after, owned: owned, hostSecrets: secrets)
             result.foreign = check.foreign
             result.drift = check.drift
             result.notes = check.notes
@@ -191,7 +243,8 @@ public final class NvmetBackend: Sendable {
     ) {
         let owned = ownership
         let tree = tree()
-        let plan = NvmetPlanner.plan(desired: desired, actual: tree, owned: owned)
+        let secrets = (try? openSecrets(desired).get()) ?? [:]
+        let plan = NvmetPlanner.plan(desired: desired, actual: tree, owned: owned, hostSecrets: secrets)
         return (plan.drift, plan.foreign, tree.live)
     }
 

@@ -282,7 +282,14 @@ public struct PosixNvmetFileSystem: NvmetFileSystem {
                 ("device_nguid", NvmetIdentifier.zero), ("enable", "0"), ("ana_grpid", "1"),
             ]
             directories = []
-        case .host, .other:
+        case .host:
+            // As a kernel with CONFIG_NVME_TARGET_AUTH.
+            files = [
+                ("dhchap_key", ""), ("dhchap_ctrl_key", ""), ("dhchap_hash", "hmac(sha256)"),
+                ("dhchap_dhgroup", "null"),
+            ]
+            directories = []
+        case .other:
             return
         }
         for (name, value) in files { try rawWrite("\(path)/\(name)", value + "\n", create: true) }

@@ -26,7 +26,9 @@ public enum NvmetOperation: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .makeDirectory(let path): "mkdir \(path)"
         case .removeDirectory(let path): "rmdir \(path)"
-        case .writeAttribute(let path, let value): "write \(path) = \(value)"
+        case .writeAttribute(let path, let value):
+            path.hasSuffix("/dhchap_key") || path.hasSuffix("/dhchap_ctrl_key")
+                ? "write \(path) = (secret)" : "write \(path) = \(value)"
         case .createLink(let path, let target): "symlink \(path) -> \(target)"
         case .removeLink(let path): "unlink \(path)"
         }

@@ -16,13 +16,16 @@ import DEMCore
 /// ports, remove hosts; then create hosts, ports (and write their addresses), subsystems (and
 /// their attributes), namespaces, allowed-host links, port links.
 public enum NvmetPlanner {
+    /// - Parameter hostSecrets: the opened DH-HMAC-CHAP secrets of `desired.hostKeys`, by host
+    ///   NQN (the configuration carries them sealed).
     public static func plan(
         desired: EndpointConfiguration,
         actual: NvmetTree,
         owned: NvmetOwnership,
-        adopt: Bool = false
+        adopt: Bool = false,
+        hostSecrets: [String: NvmetHostAuthentication] = [:]
     ) -> NvmetPlan {
-        var planner = Planning(desired: desired, actual: actual, owned: owned, adopt: adopt)
+        var planner = Planning(desired: desired, actual: actual, owned: owned, adopt: adopt, hostSecrets: hostSecrets)
         return planner.run()
     }
 
@@ -65,6 +68,7 @@ private struct Planning {
     let actual: NvmetTree
     let owned: NvmetOwnership
     let adopt: Bool
+    let hostSecrets: [String: NvmetHostAuthentication]
 
     var desiredPorts: [Int: FabricPort] = [:]
     var desiredSubsystems: [String: EndpointSubsystem] = [:]
@@ -90,11 +94,18 @@ private struct Planning {
     var adopted: [String] = []
     var notes: [String] = []
 
-    init(desired: EndpointConfiguration, actual: NvmetTree, owned: NvmetOwnership, adopt: Bool) {
+    init(
+        desired: EndpointConfiguration,
+        actual: NvmetTree,
+        owned: NvmetOwnership,
+        adopt: Bool,
+        hostSecrets: [String: NvmetHostAuthentication]
+    ) {
         self.desired = desired
         self.actual = actual
         self.owned = owned
         self.adopt = adopt
+        self.hostSecrets = hostSecrets
     }
 
     mutating func run() -> NvmetPlan {
@@ -572,13 +583,51 @@ private struct Planning {
         case .create:
             drift.append(EndpointDrift(object: path, expected: "present", actual: nil))
             createHosts.append(.makeDirectory(path))
+            planHostAuthentication(host, path, current: NvmetHostAuthentication(hash: "hmac(sha256)", group: "null"))
         case .delete:
             drift.append(EndpointDrift(object: path, expected: nil, actual: "present"))
             removeHosts.append(.removeDirectory(path))
         case .blockedDelete:
             drift.append(EndpointDrift(object: path, expected: nil, actual: "present"))
-        case .manage, .foreign, .untouched:
+        case .manage:
+            planHostAuthentication(host, path, current: actual.hostAuthentication[host])
+        case .foreign:
+            if hostSecrets[host] != nil {
+                notes.append("hosts/\(host) is not dem-em's: its DH-HMAC-CHAP keys are left as they are")
+            }
+        case .untouched:
             break
+        }
+    }
+
+    /// Writes the host's DH-HMAC-CHAP attributes that differ from the desired ones (before the
+    /// host is linked to any subsystem). Secrets are compared, never reported: drift names the
+    /// attribute only. `current` is nil when the kernel has no such attributes.
+    private mutating func planHostAuthentication(_ host: String, _ path: String, current: NvmetHostAuthentication?) {
+        guard let wanted = hostSecrets[host] else { return }
+        guard let current else {
+            notes.append(
+                "hosts/\(host) needs DH-HMAC-CHAP keys, and this kernel's nvmet has none (CONFIG_NVME_TARGET_AUTH)"
+            )
+            return
+        }
+        let secret = "(secret)"
+        let changes: [(String, String?, String?, Bool)] = [
+            ("dhchap_hash", wanted.hash, current.hash, false),
+            ("dhchap_dhgroup", wanted.group, current.group, false),
+            ("dhchap_key", wanted.key, current.key, true),
+            ("dhchap_ctrl_key", wanted.controllerKey, current.controllerKey, true),
+        ]
+        for (attribute, expected, actual, isSecret) in changes {
+            guard let expected, expected != actual else { continue }
+            drift.append(
+                EndpointDrift(
+                    object: "\(path)/\(attribute)",
+                    expected: isSecret ? secret : expected,
+                    actual: isSecret ? (actual == nil ? nil : "another secret") : actual
+                )
+            )
+            createHosts.append(.writeAttribute("\(path)/\(attribute)", value: expected))
         }
     }
 }

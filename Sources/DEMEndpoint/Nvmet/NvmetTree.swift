@@ -108,6 +108,26 @@ public struct NvmetSubsystemState: Sendable, Hashable {
     }
 }
 
+/// A host's DH-HMAC-CHAP attributes (`hosts/<nqn>/dhchap_*`) as read; absent when the kernel's
+/// nvmet is built without authentication (CONFIG_NVME_TARGET_AUTH).
+public struct NvmetHostAuthentication: Sendable, Hashable {
+    /// `dhchap_key`, nil when unset.
+    public var key: String?
+    /// `dhchap_ctrl_key`, nil when unset.
+    public var controllerKey: String?
+    /// `dhchap_hash`, such as `hmac(sha256)`.
+    public var hash: String?
+    /// `dhchap_dhgroup`, such as `null` or `ffdhe2048`.
+    public var group: String?
+
+    public init(key: String? = nil, controllerKey: String? = nil, hash: String? = nil, group: String? = nil) {
+        self.key = key
+        self.controllerKey = controllerKey
+        self.hash = hash
+        self.group = group
+    }
+}
+
 /// The whole nvmet tree as read.
 public struct NvmetTree: Sendable, Hashable {
     /// Sorted by id.
@@ -116,11 +136,19 @@ public struct NvmetTree: Sendable, Hashable {
     public var subsystems: [NvmetSubsystemState]
     /// Host NQNs (`hosts/*`), sorted.
     public var hosts: [String]
+    /// Each host's DH-HMAC-CHAP attributes, when the kernel has them.
+    public var hostAuthentication: [String: NvmetHostAuthentication]
 
-    public init(ports: [NvmetPortState] = [], subsystems: [NvmetSubsystemState] = [], hosts: [String] = []) {
+    public init(
+        ports: [NvmetPortState] = [],
+        subsystems: [NvmetSubsystemState] = [],
+        hosts: [String] = [],
+        hostAuthentication: [String: NvmetHostAuthentication] = [:]
+    ) {
         self.ports = ports.sorted { $0.id < $1.id }
         self.subsystems = subsystems.sorted { $0.nqn < $1.nqn }
         self.hosts = hosts.sorted()
+        self.hostAuthentication = hostAuthentication
     }
 
     public func port(_ id: Int) -> NvmetPortState? { ports.first { $0.id == id } }
@@ -178,7 +206,20 @@ public struct NvmetTree: Sendable, Hashable {
                 namespaces: namespaces
             )
         }
-        return NvmetTree(ports: ports, subsystems: subsystems, hosts: directories("hosts"))
+        var authentication: [String: NvmetHostAuthentication] = [:]
+        let hosts = directories("hosts")
+        for host in hosts where fs.kind("hosts/\(host)/dhchap_key") == .file {
+            func value(_ name: String) -> String? {
+                attribute("hosts/\(host)/\(name)").flatMap { $0.isEmpty || $0 == "(null)" ? nil : $0 }
+            }
+            authentication[host] = NvmetHostAuthentication(
+                key: value("dhchap_key"),
+                controllerKey: value("dhchap_ctrl_key"),
+                hash: value("dhchap_hash"),
+                group: value("dhchap_dhgroup")
+            )
+        }
+        return NvmetTree(ports: ports, subsystems: subsystems, hosts: hosts, hostAuthentication: authentication)
     }
 
     /// What the kernel target serves: each subsystem with the ports linking it and its enabled

@@ -67,7 +67,7 @@ public final class InBandEndpointSession: Sendable {
         elapsed: Duration,
         timeout: TimeAmount
     ) -> EndpointCallError {
-        if case .commandFailed(let command, let status) = error {
+        if case .commandFailed(_, let status) = error {
             let plain = NVMeStatus(statusCodeType: status.statusCodeType, statusCode: status.statusCode)
             if plain == .connectInvalidHost {
                 return EndpointCallError(
@@ -76,13 +76,14 @@ public final class InBandEndpointSession: Sendable {
                         "dem-em at \(location) refused dem's host NQN \(options.hostNQN): add it with --inband-allow-host"
                 )
             }
-            if plain == .accessDenied {
-                return EndpointCallError(
-                    kind: .refused(status: 401),
-                    message:
-                        "dem-em at \(location) answered \(command) with \(status): the fabric credentials of dem and dem-em differ"
-                )
-            }
+        }
+        if case .authenticationFailed(let why) = error {
+            // Two-way DH-HMAC-CHAP with keys from the fabric credential failed on one side.
+            return EndpointCallError(
+                kind: .refused(status: 401),
+                message:
+                    "dem-em at \(location) and dem failed DH-HMAC-CHAP (\(why)): the fabric credentials of dem and dem-em differ"
+            )
         }
         if elapsed >= .nanoseconds(timeout.nanoseconds)
             || { if case .timedOut = error { return true } else { return false } }()

@@ -321,7 +321,10 @@ public final class TargetMonitor: Sendable {
         let now = clock.now()
         let desired: EndpointConfiguration?
         switch target.managementMode {
-        case .inBand, .outOfBand: desired = try? service.fabric.endpointConfiguration(target: alias)
+        case .inBand, .outOfBand:
+            desired = (try? service.fabric.endpointConfiguration(target: alias)).map {
+                service.addingHostKeys(to: $0, credential: configuration.credential)
+            }
         case .local: desired = nil
         }
         let outcome: Outcome

@@ -47,10 +47,11 @@ elif DEM_NO_ENTRIES=1 dem_start --api-port "${DEM_API_PORT:-0}" --auth optional;
         && dem_cli set host strong "$K" "$K_ID" --dhchap-secret generate --dhchap-hash sha512 \
             --dhchap-dhgroup ffdhe4096 \
         && dem_cli show host-key guest; then
-        keys=$(dem_api GET /host/guest/dhchap)
+        # (JSON may write "/" as "\/")
+        keys=$(dem_api GET /host/guest/dhchap | sed 's|\\/|/|g')
         param HOST_KEY "$(echo "$keys" | json_field Secret)"
         param CTRL_KEY "$(echo "$keys" | json_field ControllerSecret)"
-        param STRONG_KEY "$(dem_api GET /host/strong/dhchap | json_field Secret)"
+        param STRONG_KEY "$(dem_api GET /host/strong/dhchap | sed 's|\\/|/|g' | json_field Secret)"
         if grep -q 'DHHC-1:0' "$OUT/dem-cli.log"; then record PASS auth-keys-made
         else record FAIL auth-keys-made "dem-cli show host-key printed no DHHC-1 secret"; fi
         # no secret in dem's log
