@@ -71,12 +71,27 @@ enum SessionLoad {
         seconds: Double,
         warmup: Double,
         rereads: Bool = false,
+        options: @escaping @Sendable (Int) -> DiscoveryClientOptions = { benchClientOptions(host: $0) },
         group: any EventLoopGroup
     ) async -> LoadResult {
         if warmup > 0 {
-            _ = await measure(target: target, clients: clients, seconds: warmup, rereads: rereads, group: group)
+            _ = await measure(
+                target: target,
+                clients: clients,
+                seconds: warmup,
+                rereads: rereads,
+                options: options,
+                group: group
+            )
         }
-        return await measure(target: target, clients: clients, seconds: seconds, rereads: rereads, group: group)
+        return await measure(
+            target: target,
+            clients: clients,
+            seconds: seconds,
+            rereads: rereads,
+            options: options,
+            group: group
+        )
     }
 
     private static func measure(
@@ -84,6 +99,7 @@ enum SessionLoad {
         clients: Int,
         seconds: Double,
         rereads: Bool,
+        options makeOptions: @escaping @Sendable (Int) -> DiscoveryClientOptions,
         group: any EventLoopGroup
     ) async -> LoadResult {
         // The connections of a re-read run are made before anything is measured.
@@ -93,7 +109,7 @@ enum SessionLoad {
                 connected[index] = try? await DiscoveryClient.connect(
                     host: "127.0.0.1",
                     port: target.port,
-                    options: benchClientOptions(host: index + 1),
+                    options: makeOptions(index + 1),
                     group: group
                 )
             }
@@ -109,7 +125,7 @@ enum SessionLoad {
             for index in 0..<clients {
                 tasks.addTask {
                     // Each client task is one host: its own host NQN.
-                    let options = benchClientOptions(host: index + 1)
+                    let options = makeOptions(index + 1)
                     let client = clientsConnected[index]
                     var local = LoadResult()
                     local.latenciesMilliseconds.reserveCapacity(Int(seconds * 2000 / Double(clients)) + 16)

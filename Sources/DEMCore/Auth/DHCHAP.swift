@@ -237,7 +237,8 @@ public protocol DHCHAPKeyPair: Sendable {
     /// The public value g^x mod p, big-endian, as long as the prime.
     var publicValue: [UInt8] { get }
     /// The shared secret g^xy mod p (as long as the prime) with the peer's public value, which
-    /// is checked first (1 < y < p-1 and in the prime-order subgroup).
+    /// is checked first: 1 < y < p-1, which for the safe primes of RFC 7919 rules out the small
+    /// subgroups (orders 1 and 2).
     func sharedSecret(peerPublicValue: [UInt8]) throws -> [UInt8]
 }
 

@@ -1,8 +1,8 @@
 import COpenSSL
 
 /// A Diffie-Hellman key pair in an RFC 7919 group, made and used by OpenSSL's libcrypto
-/// (constant-time modular exponentiation, the peer's value checked by
-/// `EVP_PKEY_public_check` before it is used).
+/// (constant-time modular exponentiation; the peer's value range-checked by
+/// `EVP_PKEY_public_check_quick` before it is used).
 public final class FFDHEKeyPair: DHCHAPKeyPair, @unchecked Sendable {
     // The key is never changed after init; OpenSSL's EVP_PKEY is safe to read from several
     // threads.
@@ -68,7 +68,16 @@ public final class FFDHEKeyPair: DHCHAPKeyPair, @unchecked Sendable {
         guard EVP_PKEY_derive_init(context) == 1, EVP_PKEY_CTX_set_dh_pad(context, 1) == 1 else {
             throw DHCHAPKeyError("DH derivation: \(Self.lastError())")
         }
-        guard EVP_PKEY_derive_set_peer_ex(context, peer, 1) == 1 else {
+        // The RFC 7919 primes are safe primes: besides the large prime-order subgroup there are
+        // only the subgroups of order 1 and 2, {1} and {1, p-1}, which the range check
+        // 1 < y < p-1 excludes (what OpenSSL's quick check does, and the kernel). The full check
+        // (y^q mod p = 1) would add a 2047-bit exponentiation, 10 times the derivation's cost.
+        guard let check = EVP_PKEY_CTX_new_from_pkey(nil, peer, nil) else { throw DHCHAPKeyError("out of memory") }
+        defer { EVP_PKEY_CTX_free(check) }
+        guard EVP_PKEY_public_check_quick(check) == 1 else {
+            throw DHCHAPKeyError("the peer's DH value is not valid in \(group): \(Self.lastError())")
+        }
+        guard EVP_PKEY_derive_set_peer_ex(context, peer, 0) == 1 else {
             throw DHCHAPKeyError("the peer's DH value is not valid in \(group): \(Self.lastError())")
         }
         var secret = [UInt8](repeating: 0, count: group.valueLength)
