@@ -96,14 +96,18 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
         let responder = self.responder
         let logger = self.logger
         // SO_REUSEPORT would let this server share a port another process of the same user
-        // listens on, splitting its connections: the port is first bound alone, which fails
-        // as any bind does when something listens there (and picks the port when it is 0).
-        let probe = try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: configuration.address, port: configuration.port)
-            .get()
-        var port = probe.localAddress?.port ?? configuration.port
-        try await probe.close()
+        // listens on, splitting its connections: a given port is first bound alone, which fails
+        // as any bind does when something listens there. Port 0 is not probed: the first
+        // listener gets a port nothing holds, and the others join it at once (a probe closed
+        // before they bind could lose the port to another socket meanwhile).
+        var port = configuration.port
+        if port != 0 {
+            let probe = try await ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .bind(host: configuration.address, port: port)
+                .get()
+            try await probe.close()
+        }
         var listeners: [(channel: any Channel, quiescing: ServerQuiescingHelper)] = []
         defer {
             // A listener bound before a later one failed is not left open.

@@ -157,6 +157,19 @@ host_step() {
     return 1
 }
 
+# fabrics OPTIONS : create a controller through /dev/nvme-fabrics with the kernel's own option
+# string (the DH-HMAC-CHAP secrets are not echoed); prints its name (nvmeN), or fails with the
+# kernel's error on stderr
+fabrics() {
+    local out
+    echo "+ /dev/nvme-fabrics <- $1" | sed 's/dhchap_\(ctrl_\)*secret=[^,]*/dhchap_\1secret=…/g' >&2
+    exec 3<>/dev/nvme-fabrics || return 1
+    if ! echo "$1" >&3 2>/tmp/err; then exec 3>&-; cat /tmp/err >&2; return 1; fi
+    read -r out <&3; exec 3>&-
+    echo "  -> $out" >&2
+    echo "nvme${out#instance=}" | cut -d, -f1
+}
+
 # ---------------------------------------------------------------- kernel target (nvmet)
 nullb_memory() { # nullb_memory N : N memory-backed null_blk devices (data reads back)
     modprobe null_blk nr_devices="$1" gb=1 bs=512 memory_backed=1

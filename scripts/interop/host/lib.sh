@@ -291,6 +291,21 @@ dem_stop() {
 
 # ---------------------------------------------------------------- guest
 # run_guest GUEST_SCRIPT TIMEOUT [run-guest.sh options] : boot with $SHARE at /host
+# auth_overlay CHECK : the NVMe drivers rebuilt with in-band authentication (DH-HMAC-CHAP;
+# auth/build-auth-modules.sh, cached in DEM_LAB_CACHE) as run-guest.sh -F arguments in the
+# array OVERLAY; records CHECK PASS, or FAIL with the build's error (OVERLAY left empty)
+auth_overlay() {
+    OVERLAY=()
+    local mods=$DEM_LAB_CACHE/auth-modules
+    if bash "$IROOT/auth/build-auth-modules.sh" "$mods" > "$OUT/auth-build.out" 2> "$OUT/auth-build.log" \
+        && mapfile -t OVERLAY < <(bash "$IROOT/auth/lab-auth-overlay.sh" "$mods" "$OUT/auth-overlay" 2> "$OUT/auth-overlay.log") \
+        && [ ${#OVERLAY[@]} -gt 0 ]; then
+        record PASS "$1"
+    else
+        record FAIL "$1" "$(tail -n 2 "$OUT/auth-build.log" "$OUT/auth-overlay.log" 2>/dev/null | tr '\n' ' ')"
+        OVERLAY=()
+    fi
+}
 run_guest() {
     local g=$1 t=$2 rc attempt
     shift 2

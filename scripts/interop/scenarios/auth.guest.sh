@@ -8,16 +8,6 @@ if grep -q nvme_auth /proc/kallsyms; then pass auth-modules-loaded
 else fail auth-modules-loaded "nvme-core without authentication loaded"; fi
 
 DISC=nqn.2014-08.org.nvmexpress.discovery
-# fabrics OPTIONS : create a controller; prints its name (nvmeN) or fails with the kernel's error
-fabrics() {
-    local out
-    echo "+ /dev/nvme-fabrics <- $1" | sed 's/dhchap_\(ctrl_\)*secret=[^,]*/dhchap_\1secret=…/g' >&2
-    exec 3<>/dev/nvme-fabrics || return 1
-    if ! echo "$1" >&3 2>/tmp/err; then exec 3>&-; cat /tmp/err >&2; return 1; fi
-    read -r out <&3; exec 3>&-
-    echo "  -> $out" >&2
-    echo "nvme${out#instance=}" | cut -d, -f1
-}
 base="transport=tcp,traddr=$DC_ADDR,trsvcid=$DC_PORT,nqn=$DISC"
 me="hostnqn=$(cat /etc/nvme/hostnqn),hostid=$(cat /etc/nvme/hostid)"
 

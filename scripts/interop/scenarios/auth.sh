@@ -16,15 +16,7 @@ GUEST_CHECKS="auth-modules-loaded auth-right-key auth-wrong-key-refused auth-no-
  auth-dmesg-clean"
 
 # The auth-enabled modules (built once, cached with the guest image) as a guest overlay.
-MODS=$DEM_LAB_CACHE/auth-modules
-OVERLAY=()
-if ! bash "$HERE/../auth/build-auth-modules.sh" "$MODS" > "$OUT/auth-build.out" 2> "$OUT/auth-build.log"; then
-    record FAIL auth-modules-built "$(tail -n 2 "$OUT/auth-build.log" | tr '\n' ' ')"
-elif ! mapfile -t OVERLAY < <(bash "$HERE/../auth/lab-auth-overlay.sh" "$MODS" "$OUT/auth-overlay" 2> "$OUT/auth-overlay.log"); then
-    record FAIL auth-modules-built "overlay: $(tail -n 2 "$OUT/auth-overlay.log" | tr '\n' ' ')"
-else
-    record PASS auth-modules-built
-fi
+auth_overlay auth-modules-built
 
 X_ID=$(new_uuid)
 X=nqn.2014-08.org.nvmexpress:uuid:$X_ID

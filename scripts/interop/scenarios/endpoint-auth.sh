@@ -17,15 +17,7 @@ GUEST_CHECKS="ea-modules-loaded ea-em-join ea-configfs-key ea-em-answers-sealed 
  ea-dmesg-clean"
 STEP_CHECKS="ea-configure ea-served"
 
-MODS=$DEM_LAB_CACHE/auth-modules
-OVERLAY=()
-if bash "$HERE/../auth/build-auth-modules.sh" "$MODS" > "$OUT/auth-build.out" 2> "$OUT/auth-build.log" \
-    && mapfile -t OVERLAY < <(bash "$HERE/../auth/lab-auth-overlay.sh" "$MODS" "$OUT/auth-overlay" 2> "$OUT/auth-overlay.log"); then
-    record PASS ea-modules-built
-else
-    record FAIL ea-modules-built "$(tail -n 2 "$OUT/auth-build.log" "$OUT/auth-overlay.log" 2>/dev/null | tr '\n' ' ')"
-    OVERLAY=()
-fi
+auth_overlay ea-modules-built
 
 NQN=nqn.2024-01.io.example:endpoint-auth-t1
 EM_PORT=$(free_port)

@@ -111,6 +111,31 @@ fi
 if grep 'in-band connection refused' /tmp/em.log | grep -q "hostnqn=$HOSTNQN"; then pass em-logged-refusal
 else fail em-logged-refusal "dem-em did not log the refusal of $HOSTNQN: $(tail -n 2 /tmp/em.log)"; fi
 
+# ---------------------------------------------------------------- DH-HMAC-CHAP over NVMe/RDMA
+# (the in-band channel above already authenticated both ways over RDMA, or nothing would have
+# reached configfs)
+CLI_ERR=""
+cli set host h1 --dhchap-secret generate
+KEY=$(grep '^Secret:' /tmp/cli.out | awk '{print $2}')
+base="transport=rdma,traddr=10.0.2.15,trsvcid=8009,nqn=nqn.2014-08.org.nvmexpress.discovery,hostnqn=$HOSTNQN,hostid=$HOSTID"
+dmesg -c > /dev/null
+if [ -n "$CLI_ERR" ] || [ -z "$KEY" ]; then
+    fail rdma-auth-key "no key: $CLI_ERR"
+elif c=$(fabrics "$base,dhchap_secret=$KEY"); then
+    dmesg | grep -i nvme | tail -n 2
+    if dmesg | grep -q "$c: qid 0: authenticated"; then pass rdma-auth-key
+    else fail rdma-auth-key "$c connected, but the kernel logged no authentication: $(dmesg | tail -n 2 | tr '\n' ' ')"; fi
+    echo 1 > /sys/class/nvme/$c/delete_controller
+else
+    fail rdma-auth-key "refused with the key: $(dmesg | grep -i nvme | tail -n 2 | tr '\n' ' ')"
+fi
+dmesg -c > /dev/null
+if c=$(fabrics "$base"); then
+    fail rdma-auth-no-key-refused "a controller was created: $c"
+    echo 1 > /sys/class/nvme/$c/delete_controller
+elif dmesg | grep -q 'no key'; then pass rdma-auth-no-key-refused
+else fail rdma-auth-no-key-refused "refused, but not for a missing key: $(dmesg | grep -i nvme | tail -n 2 | tr '\n' ' ')"; fi
+
 # ---------------------------------------------------------------- delete
 CLI_ERR=""
 cli -f delete subsystem t1 "$NQN"

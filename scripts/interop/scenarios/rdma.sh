@@ -13,6 +13,10 @@
 #     (`connect-all -t rdma`, to nvmet-rdma) and does O_DIRECT I/O;
 #   - the kernel host, which is not dem, connects to the management NQN over RDMA and is
 #     refused (Connect Invalid Host);
+#   - DH-HMAC-CHAP over NVMe/RDMA (the guest boots the NVMe drivers rebuilt with
+#     authentication): the in-band channel authenticates two-way with every association; dem-cli
+#     gives the guest's host NQN a generated key; the kernel host's discovery controller over RDMA
+#     with that key is authenticated, without it refused ("no key");
 #   - dem-cli deletes the subsystem: dem-em removes it from configfs.
 # The RDMA traffic stays inside the guest (rxe to its own address), so there is no capture to
 # decode here: tshark checks the NVMe/TCP scenarios' traffic.
@@ -25,7 +29,8 @@ scenario_begin rdma
 GUEST_CHECKS="rxe-link dem-rdma-listen em-start-rdma inband-configure dem-serves-live-subsystem
  configfs-port configfs-namespace configfs-acl discover-lists-subsystem discover-trtype-rdma
  connect-all connect-all-namespace connect-all-rdma direct-io disconnect-io not-dem-refused
- em-logged-refusal cli-delete configfs-subsystem-removed dem-stop-clean em-final-stop-clean"
+ em-logged-refusal rdma-auth-key rdma-auth-no-key-refused cli-delete configfs-subsystem-removed dem-stop-clean
+ em-final-stop-clean"
 
 P=nqn.2024-01.io.example:rdma
 NQN=$P-t1-nullb0
@@ -37,6 +42,7 @@ E=$SHARE/expect
 { echo "current discovery subsystem|$DC_NQN|127.0.0.1|8009"; echo "nvme subsystem|$NQN|10.0.2.15|4420"; } > "$E/initial"
 
 trap 'rm -f "$SHARE/dem" "$SHARE/dem-em" "$SHARE/dem-cli"; scenario_cleanup' EXIT
+auth_overlay rdma-auth-modules-built
 
 missing=""
 for b in DEM_RDMA_BIN DEMEM_RDMA_BIN DEMCLI_RDMA_BIN; do
@@ -48,7 +54,7 @@ else
     share_file "$DEM_RDMA_BIN" dem
     share_file "$DEMEM_RDMA_BIN" dem-em
     share_file "$DEMCLI_RDMA_BIN" dem-cli
-    run_guest "$HERE/rdma.guest.sh" "${DEM_INTEROP_BOOT_TIMEOUT:-280}" -m 1536
+    run_guest "$HERE/rdma.guest.sh" "${DEM_INTEROP_BOOT_TIMEOUT:-280}" -m 1536 "${OVERLAY[@]}"
     rm -f "$SHARE/dem" "$SHARE/dem-em" "$SHARE/dem-cli"
     guest_results "$GUEST_CHECKS"
     # dem ran in the guest: its log is in the console log, and copied here for the summary
