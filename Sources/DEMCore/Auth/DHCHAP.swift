@@ -151,15 +151,7 @@ public enum DHCHAP {
         hostNQN: String,
         subsystemNQN: String
     ) -> [UInt8] {
-        var message = challenge
-        message.append(contentsOf: littleEndian(sequenceNumber))
-        message.append(contentsOf: littleEndian(transactionIdentifier))
-        message.append(0)
-        message.append(contentsOf: Array("HostHost".utf8))
-        message.append(contentsOf: Array(hostNQN.utf8))
-        message.append(0)
-        message.append(contentsOf: Array(subsystemNQN.utf8))
-        return hash.hmac(key: key, message)
+        response(key, hash, challenge, sequenceNumber, transactionIdentifier, "HostHost", hostNQN, subsystemNQN)
     }
 
     /// The controller's response R2 (in DH-HMAC-CHAP_Success1): HMAC(K'ctrl, C2' ‖ S2 ‖ T_ID ‖
@@ -173,14 +165,28 @@ public enum DHCHAP {
         hostNQN: String,
         subsystemNQN: String
     ) -> [UInt8] {
+        response(key, hash, challenge, sequenceNumber, transactionIdentifier, "Controller", subsystemNQN, hostNQN)
+    }
+
+    /// HMAC(K', C' ‖ S ‖ T_ID ‖ 00h ‖ label ‖ first NQN ‖ 00h ‖ second NQN).
+    private static func response(
+        _ key: [UInt8],
+        _ hash: Hash,
+        _ challenge: [UInt8],
+        _ sequenceNumber: UInt32,
+        _ transactionIdentifier: UInt16,
+        _ label: String,
+        _ first: String,
+        _ second: String
+    ) -> [UInt8] {
         var message = challenge
         message.append(contentsOf: littleEndian(sequenceNumber))
         message.append(contentsOf: littleEndian(transactionIdentifier))
         message.append(0)
-        message.append(contentsOf: Array("Controller".utf8))
-        message.append(contentsOf: Array(subsystemNQN.utf8))
+        message.append(contentsOf: Array(label.utf8))
+        message.append(contentsOf: Array(first.utf8))
         message.append(0)
-        message.append(contentsOf: Array(hostNQN.utf8))
+        message.append(contentsOf: Array(second.utf8))
         return hash.hmac(key: key, message)
     }
 
