@@ -38,7 +38,10 @@ public final class FabricService: Sendable {
 
     private struct State {
         var fabric: Fabric
-        var tokensBySecret: [String: APIToken]
+        /// API tokens by ID.
+        var tokens: [String: APIToken]
+        /// Uses of tokens not yet recorded in the store.
+        var tokenUses: [String: Date] = [:]
         /// DH-HMAC-CHAP keys by host alias.
         var hostKeys: [String: HostKey] = [:]
         var keyring: HostKeyring?
@@ -62,8 +65,8 @@ public final class FabricService: Sendable {
         self.published = published
         let fabric = try store.loadFabric()
         var tokens: [String: APIToken] = [:]
-        for token in try store.loadTokens() { tokens[token.secret] = token }
-        var initial = State(fabric: fabric, tokensBySecret: tokens)
+        for token in try store.loadTokens() { tokens[token.id] = token }
+        var initial = State(fabric: fabric, tokens: tokens)
         initial.hostKeys = try store.loadHostKeys()
         state = Mutex(initial)
     }
@@ -326,26 +329,56 @@ public final class FabricService: Sendable {
 
     // MARK: Tokens
 
-    /// The token whose secret is `secret`, if any.
+    /// The token whose secret is `secret`, if any (its hash compared in constant time). A use
+    /// is noted; the store learns of it within a minute.
     public func token(secret: String) -> APIToken? {
-        state.withLock { $0.tokensBySecret[secret] }
+        guard let id = APIToken.id(ofSecret: secret) else { return nil }
+        let now = Date()
+        let (found, record) = state.withLock { state -> (APIToken?, Bool) in
+            guard let token = state.tokens[id], token.matches(secret: secret) else { return (nil, false) }
+            guard token.lastUsed.map({ now.timeIntervalSince($0) >= 60 }) ?? true else { return (token, false) }
+            state.tokens[id]?.lastUsed = now
+            let first = state.tokenUses.isEmpty
+            state.tokenUses[id] = now
+            return (token, first)
+        }
+        if record {
+            writer.async {
+                let uses = self.state.withLock { state in
+                    defer { state.tokenUses.removeAll() }
+                    return state.tokenUses
+                }
+                do {
+                    try self.store.recordTokenUse(uses)
+                } catch {
+                    self.logger.warning("cannot record the tokens' last use", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        return found
     }
 
     /// Every token, oldest first.
     public var tokens: [APIToken] {
-        state.withLock { state in state.tokensBySecret.values.sorted { ($0.created, $0.id) < ($1.created, $1.id) } }
+        state.withLock { state in state.tokens.values.sorted { ($0.created, $0.id) < ($1.created, $1.id) } }
     }
 
-    /// Creates and stores a token.
-    public func createToken(name: String, role: APIToken.Role) async throws(ChangeError) -> APIToken {
+    /// Creates and stores a token. - Returns: the token and its secret, which dem keeps no copy of.
+    public func createToken(
+        name: String,
+        role: APIToken.Role
+    ) async throws(ChangeError) -> (
+        token: APIToken, secret: String
+    ) {
         try FabricValidation.checkTokenName(name)
-        let outcome: Swift.Result<APIToken, ChangeError> = await withCheckedContinuation { continuation in
+        let outcome: Swift.Result<(token: APIToken, secret: String), ChangeError> = await withCheckedContinuation {
+            continuation in
             writer.async {
-                let token = APIToken.generate(name: name, role: role)
+                let made = APIToken.generate(name: name, role: role)
                 do {
-                    try self.store.addToken(token)
-                    self.state.withLock { $0.tokensBySecret[token.secret] = token }
-                    continuation.resume(returning: .success(token))
+                    try self.store.addToken(made.token)
+                    self.state.withLock { $0.tokens[made.token.id] = made.token }
+                    continuation.resume(returning: .success(made))
                 } catch {
                     continuation.resume(returning: .failure(.store("\(error)")))
                 }
@@ -354,14 +387,15 @@ public final class FabricService: Sendable {
         return try outcome.get()
     }
 
-    /// Revokes a token. - Returns: whether it existed.
+    /// Revokes a token, from the next request on. - Returns: whether it existed.
     public func deleteToken(id: String) async throws(ChangeError) -> Bool {
         let outcome: Swift.Result<Bool, ChangeError> = await withCheckedContinuation { continuation in
             writer.async {
                 do {
                     let existed = try self.store.deleteToken(id: id)
                     self.state.withLock { state in
-                        state.tokensBySecret = state.tokensBySecret.filter { $0.value.id != id }
+                        state.tokens[id] = nil
+                        state.tokenUses[id] = nil
                     }
                     continuation.resume(returning: .success(existed))
                 } catch {
@@ -384,8 +418,8 @@ public final class FabricService: Sendable {
                 metadata: ["path": "\(path)"]
             )
         }
-        let token = try await createToken(name: "admin", role: .admin)
-        try SecretFile.write(token.secret + "\n", to: path)
+        let made = try await createToken(name: "admin", role: .admin)
+        try SecretFile.write(made.secret + "\n", to: path)
         return (path, true)
     }
 }

@@ -390,11 +390,14 @@ func renderGroup(_ json: JSONValue) -> String {
     return labelled(pairs).joined(separator: "\n")
 }
 
-/// `GET /dem/tokens`: a table ID NAME ROLE CREATED; nothing when there are none.
+/// `GET /dem/tokens`: a table ID NAME ROLE CREATED LASTUSED ("never" for a token not used yet);
+/// nothing when there are none. dem keeps no secret to show.
 func renderTokens(_ json: JSONValue) -> String {
     guard let tokens = json["Tokens"]?.arrayValue else { return renderGeneric(json) }
     guard !tokens.isEmpty else { return "" }
-    return objectTable(tokens, columns: ["ID", "Name", "Role", "Created"], indent: "").joined(separator: "\n")
+    return objectTable(tokens, columns: ["ID", "Name", "Role", "Created", "LastUsed"], indent: "") { key, value in
+        key == "LastUsed" && value == nil ? "never" : value?.displayText ?? ""
+    }.joined(separator: "\n")
 }
 
 /// A discovery log page as `nvme discover` lists it: a summary line, then PORTID TRTYPE ADRFAM

@@ -89,6 +89,21 @@ struct RenderTests {
         #expect(try answer(200, #"{"Hosts":[]}"#, to: ["list", "host"]).standardOutput == "")
     }
 
+    @Test("list token: ID, name, role, creation and last use (never, when not used yet), no secret")
+    func tokens() throws {
+        let body = """
+            {"Tokens":[
+              {"ID":"0a1b2c3d","Name":"admin","Role":"admin","Created":"2026-12-05T10:00:00Z",
+               "LastUsed":"2026-12-05T11:00:00Z"},
+              {"ID":"4e5f6a7b","Name":"grafana","Role":"read","Created":"2026-12-05T10:05:00Z"}]}
+            """
+        let lines = try answer(200, body, to: ["list", "token"]).standardOutput.split(separator: "\n")
+        #expect(lines.count == 3)
+        #expect(lines[0].split(separator: " ") == ["ID", "NAME", "ROLE", "CREATED", "LASTUSED"])
+        #expect(lines[1].split(separator: " ").last == "2026-12-05T11:00:00Z")
+        #expect(lines[2].split(separator: " ").last == "never")
+    }
+
     @Test("list target: a table of each target's mode, state, entries served and last error")
     func targetStates() throws {
         let body = """

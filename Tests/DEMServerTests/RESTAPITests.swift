@@ -117,6 +117,15 @@ struct RESTAuthenticationTests {
             let list = try await client.call(.get, "/dem/tokens", token: fixture.adminToken)
             #expect(list.body.contains(id))
             #expect(!list.body.contains(secret), "secrets are shown once, at creation")
+            let listed = try #require((list.json["Tokens"] as? [[String: Any]])?.first { $0["ID"] as? String == id })
+            #expect(listed["LastUsed"] is String, "the token's use is listed")
+            // Another secret naming the same token ID is refused.
+            let forged = String(secret.dropLast(2)) + (secret.hasSuffix("00") ? "01" : "00")
+            #expect(try await client.call(.get, "/target", token: forged).status == .unauthorized)
+            // dem keeps no secret: neither token is anywhere in the store's files.
+            let store = StoreTests.storeBytes(fixture.directory + "/dem.sqlite")
+            #expect(store.range(of: Data(secret.utf8)) == nil)
+            #expect(store.range(of: Data(fixture.adminToken.utf8)) == nil)
             #expect(try await client.call(.delete, "/dem/tokens/\(id)", token: fixture.adminToken).status == .noContent)
             #expect(try await client.call(.get, "/target", token: secret).status == .unauthorized)
             #expect(try await client.call(.delete, "/dem/tokens/\(id)", token: fixture.adminToken).status == .notFound)

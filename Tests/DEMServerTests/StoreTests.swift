@@ -1,6 +1,7 @@
 import DEMCore
 import DEMServer
 import Foundation
+import GRDB
 import Testing
 
 @Suite("SQLite store")
@@ -49,7 +50,7 @@ struct StoreTests {
         #expect(
             try store.appliedMigrations() == [
                 "v1: targets, subsystems, hosts, groups, tokens", "v2: discovery generation counters reserved",
-                "v3: host DH-HMAC-CHAP keys",
+                "v3: host DH-HMAC-CHAP keys", "v4: API tokens kept as SHA-256 hashes, with their last use",
             ]
         )
         #expect(try store.integrityCheck() == "ok")
@@ -92,17 +93,78 @@ struct StoreTests {
         #expect(try store.loadFabric() == Fabric())
     }
 
-    @Test("tokens are stored, listed and revoked")
+    @Test("tokens are stored as hashes, listed, their use recorded and revoked")
     func tokens() throws {
         let store = try Self.temporaryStore()
         let admin = APIToken.generate(name: "admin", role: .admin)
         let reader = APIToken.generate(name: "grafana", role: .read)
-        try store.addToken(admin)
-        try store.addToken(reader)
-        #expect(Set(try store.loadTokens().map(\.secret)) == [admin.secret, reader.secret])
-        #expect(try store.deleteToken(id: reader.id))
-        #expect(try !store.deleteToken(id: reader.id))
-        #expect(try store.loadTokens().map(\.id) == [admin.id])
+        try store.addToken(admin.token)
+        try store.addToken(reader.token)
+        let loaded = try store.loadTokens()
+        #expect(Set(loaded.map(\.id)) == [admin.token.id, reader.token.id])
+        #expect(loaded.allSatisfy { $0.secretHash.count == 32 && $0.lastUsed == nil })
+        #expect(loaded.first { $0.id == admin.token.id }?.matches(secret: admin.secret) == true)
+        #expect(loaded.first { $0.id == admin.token.id }?.matches(secret: reader.secret) == false)
+        #expect(APIToken.id(ofSecret: admin.secret) == admin.token.id)
+        let used = Date(timeIntervalSince1970: 1_800_000_000)
+        try store.recordTokenUse([reader.token.id: used])
+        #expect(try store.loadTokens().first { $0.id == reader.token.id }?.lastUsed == used)
+        #expect(try store.deleteToken(id: reader.token.id))
+        #expect(try !store.deleteToken(id: reader.token.id))
+        #expect(try store.loadTokens().map(\.id) == [admin.token.id])
         #expect(admin.secret.count == 4 + 8 + 1 + 64)
+    }
+
+    /// The store's files (database, WAL) as bytes, to search for secrets.
+    static func storeBytes(_ path: String) -> Data {
+        var bytes = Data()
+        for suffix in ["", "-wal", "-shm"] {
+            if let data = FileManager.default.contents(atPath: path + suffix) { bytes.append(data) }
+        }
+        return bytes
+    }
+
+    @Test("a store of version 3 with tokens in the clear keeps only their hashes after the migration")
+    func tokensHashedByMigration() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dem-store-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let path = directory.appendingPathComponent("dem.sqlite").path
+        let secret = "dem_0badf00d_" + String(repeating: "5e", count: 32)
+        do {
+            // The schema as versions 1-3 made it, with a token as they stored it.
+            let queue = try DatabaseQueue(path: path)
+            try queue.write { db in
+                try db.execute(
+                    sql: """
+                        CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+                        INSERT INTO grdb_migrations VALUES ('v1: targets, subsystems, hosts, groups, tokens'),
+                            ('v2: discovery generation counters reserved'), ('v3: host DH-HMAC-CHAP keys');
+                        CREATE TABLE target (alias TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);
+                        CREATE TABLE subsystem (
+                            target TEXT NOT NULL, nqn TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (target, nqn));
+                        CREATE TABLE host (alias TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);
+                        CREATE TABLE fabric_group (name TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);
+                        CREATE TABLE api_token (
+                            id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
+                            secret TEXT NOT NULL UNIQUE, created REAL NOT NULL);
+                        CREATE TABLE discovery_generation (
+                            id INTEGER PRIMARY KEY CHECK (id = 1), reserved INTEGER NOT NULL);
+                        CREATE TABLE host_key (alias TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);
+                        """
+                )
+                try db.execute(
+                    sql: "INSERT INTO api_token VALUES ('0badf00d', 'admin', 'admin', ?, 1700000000)",
+                    arguments: [secret]
+                )
+            }
+        }
+        #expect(Self.storeBytes(path).range(of: Data(secret.utf8)) != nil)
+        let store = try SQLiteFabricStore(path: path)
+        let tokens = try store.loadTokens()
+        #expect(tokens.map(\.id) == ["0badf00d"])
+        #expect(tokens.first?.matches(secret: secret) == true)
+        #expect(tokens.first?.role == .admin)
+        #expect(Self.storeBytes(path).range(of: Data(secret.utf8)) == nil)
+        #expect(Self.storeBytes(path).range(of: Data(secret.dropFirst(13).utf8)) == nil)
     }
 }

@@ -164,14 +164,17 @@ public struct APIRoutes: Sendable {
         var Name: String
         var Role: String
         var Created: Date
+        var LastUsed: Date?
         var Token: String?
 
-        init(_ token: APIToken, secret: Bool) {
+        /// A token as listed; `secret` only in the answer that made it.
+        init(_ token: APIToken, secret: String? = nil) {
             ID = token.id
             Name = token.name
             Role = token.role.rawValue
             Created = token.created
-            Token = secret ? token.secret : nil
+            LastUsed = token.lastUsed
+            Token = secret
         }
     }
 
@@ -322,7 +325,7 @@ public struct APIRoutes: Sendable {
             return try APIResponse.json(ConfigurationAnswer(configuration: imported, removed: removed))
         }
         router.get("/dem/tokens") { _, _ in
-            try APIResponse.json(["Tokens": service.tokens.map { TokenView($0, secret: false) }])
+            try APIResponse.json(["Tokens": service.tokens.map { TokenView($0) }])
         }
         router.post("/dem/tokens") { request, context in
             guard let body = try await APIBody.read(request, context: context) else {
@@ -337,16 +340,16 @@ public struct APIRoutes: Sendable {
                     "must be \"admin\" or \"read\", not \"\(roleText)\""
                 )
             }
-            let token: APIToken
+            let made: (token: APIToken, secret: String)
             do throws(FabricService.ChangeError) {
-                token = try await service.createToken(name: tokenRequest.Name, role: role)
+                made = try await service.createToken(name: tokenRequest.Name, role: role)
             } catch {
                 throw APIError(error)
             }
             return try APIResponse.json(
-                TokenView(token, secret: true),
+                TokenView(made.token, secret: made.secret),
                 status: .created,
-                location: Self.path("dem", "tokens", token.id)
+                location: Self.path("dem", "tokens", made.token.id)
             )
         }
         router.delete("/dem/tokens/:id") { _, context in

@@ -1,7 +1,11 @@
+import Crypto
 import DEMCore
 import Foundation
 
 /// An API token: who may call the REST API, and whether only to read.
+///
+/// dem keeps only the SHA-256 of a token's secret: the secret itself is shown once, when the
+/// token is made, and is in no file dem writes but `admin.token`.
 public struct APIToken: Sendable, Hashable, Codable {
     /// What a token may do.
     public enum Role: String, Sendable, Hashable, Codable, CaseIterable {
@@ -11,31 +15,54 @@ public struct APIToken: Sendable, Hashable, Codable {
         case read
     }
 
-    /// A short public identifier (to list and revoke the token by).
+    /// A short public identifier (to list and revoke the token by); the secret carries it.
     public var id: String
     /// A name the administrator chose.
     public var name: String
     public var role: Role
     public var created: Date
-    /// The bearer secret.
-    public var secret: String
+    /// The SHA-256 of the bearer secret.
+    public var secretHash: [UInt8]
+    /// When the token last authenticated a request (to the minute), if ever.
+    public var lastUsed: Date?
 
-    public init(id: String, name: String, role: Role, created: Date, secret: String) {
+    public init(id: String, name: String, role: Role, created: Date, secretHash: [UInt8], lastUsed: Date? = nil) {
         self.id = id
         self.name = name
         self.role = role
         self.created = created
-        self.secret = secret
+        self.secretHash = secretHash
+        self.lastUsed = lastUsed
     }
 
-    /// A new token with a random ID and a 256-bit random secret.
-    public static func generate(name: String, role: Role) -> APIToken {
+    /// A new token with a random ID and a 256-bit random secret, and that secret.
+    public static func generate(name: String, role: Role) -> (token: APIToken, secret: String) {
         var generator = SystemRandomNumberGenerator()
         func hex(_ bytes: Int) -> String {
             (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
         }
         let id = hex(4)
-        return APIToken(id: id, name: name, role: role, created: Date(), secret: "dem_\(id)_\(hex(32))")
+        let secret = "dem_\(id)_\(hex(32))"
+        return (APIToken(id: id, name: name, role: role, created: Date(), secretHash: hash(secret)), secret)
+    }
+
+    /// The SHA-256 of a secret.
+    public static func hash(_ secret: String) -> [UInt8] { Array(SHA256.hash(data: Data(secret.utf8))) }
+
+    /// The token ID a secret names (`dem_<id>_<hex>`), if it has that form.
+    public static func id(ofSecret secret: String) -> String? {
+        let parts = secret.split(separator: "_", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "dem", parts[1].count == 8 else { return nil }
+        return String(parts[1])
+    }
+
+    /// Whether `secret` is this token's, compared in constant time.
+    public func matches(secret: String) -> Bool {
+        let offered = Self.hash(secret)
+        guard offered.count == secretHash.count else { return false }
+        var difference: UInt8 = 0
+        for (a, b) in zip(offered, secretHash) { difference |= a ^ b }
+        return difference == 0
     }
 }
 
@@ -56,6 +83,8 @@ public protocol FabricStore: Sendable {
     func addToken(_ token: APIToken) throws
     /// Deletes a token. - Returns: whether it existed.
     func deleteToken(id: String) throws -> Bool
+    /// Records when tokens were last used (by ID).
+    func recordTokenUse(_ uses: [String: Date]) throws
     /// Every host's DH-HMAC-CHAP keys, by host alias.
     func loadHostKeys() throws -> [String: HostKey]
     /// Stores (or with nil deletes) the keys of host `alias`.

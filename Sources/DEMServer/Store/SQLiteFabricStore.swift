@@ -44,13 +44,17 @@ public final class SQLiteFabricStore: FabricStore {
             // GRDB sets the writer to synchronous NORMAL when it turns WAL on (durable against a
             // crash of dem, not of the machine); every commit dem acknowledges must be synced, so
             // the writer connection is set to FULL afterwards and checked.
+            // secure_delete: a deleted row (a revoked token's hash, a replaced DH-HMAC-CHAP key)
+            // is overwritten in the file, not left in a free page.
             try pool.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA synchronous = FULL")
+                try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON")
             }
             guard try Self.synchronousMode(pool) == 2 else {
                 throw DatabaseError(message: "cannot set PRAGMA synchronous = FULL")
             }
             try Self.migrator.migrate(pool)
+            // What a migration freed is overwritten in the WAL; this moves it into the file.
+            _ = try pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
         } catch let error as DatabaseError {
             throw StoreError(path: path, error)
         }
@@ -142,6 +146,29 @@ public final class SQLiteFabricStore: FabricStore {
         }
         migrator.registerMigration("v3: host DH-HMAC-CHAP keys") { db in
             try db.execute(sql: "CREATE TABLE host_key (alias TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);")
+        }
+        migrator.registerMigration("v4: API tokens kept as SHA-256 hashes, with their last use") { db in
+            // The secrets are hashed and the old table dropped; secure_delete (on for every
+            // connection) overwrites the freed pages, so no secret stays in the file.
+            let rows = try Row.fetchAll(db, sql: "SELECT id, name, role, secret, created FROM api_token")
+            try db.execute(
+                sql: """
+                    DROP TABLE api_token;
+                    CREATE TABLE api_token (
+                        id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
+                        secret_sha256 BLOB NOT NULL, created REAL NOT NULL, last_used REAL);
+                    """
+            )
+            for row in rows {
+                let secret: String = row["secret"]
+                try db.execute(
+                    sql: "INSERT INTO api_token (id, name, role, secret_sha256, created) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [
+                        row["id"] as String, row["name"] as String, row["role"] as String,
+                        Data(APIToken.hash(secret)), row["created"] as Double,
+                    ]
+                )
+            }
         }
         return migrator
     }
@@ -315,17 +342,21 @@ public final class SQLiteFabricStore: FabricStore {
 
     public func loadTokens() throws -> [APIToken] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, name, role, secret, created FROM api_token ORDER BY created, id").map
-            {
-                row in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT id, name, role, secret_sha256, created, last_used FROM api_token ORDER BY created, id"
+            ).map { row in
                 let role: String = row["role"]
                 let created: Double = row["created"]
+                let lastUsed: Double? = row["last_used"]
+                let hash: Data = row["secret_sha256"]
                 return APIToken(
                     id: row["id"],
                     name: row["name"],
                     role: APIToken.Role(rawValue: role) ?? .read,
                     created: Date(timeIntervalSince1970: created),
-                    secret: row["secret"]
+                    secretHash: Array(hash),
+                    lastUsed: lastUsed.map { Date(timeIntervalSince1970: $0) }
                 )
             }
         }
@@ -334,11 +365,24 @@ public final class SQLiteFabricStore: FabricStore {
     public func addToken(_ token: APIToken) throws {
         try pool.write { db in
             try db.execute(
-                sql: "INSERT INTO api_token (id, name, role, secret, created) VALUES (?, ?, ?, ?, ?)",
+                sql:
+                    "INSERT INTO api_token (id, name, role, secret_sha256, created, last_used) VALUES (?, ?, ?, ?, ?, ?)",
                 arguments: [
-                    token.id, token.name, token.role.rawValue, token.secret, token.created.timeIntervalSince1970,
+                    token.id, token.name, token.role.rawValue, Data(token.secretHash),
+                    token.created.timeIntervalSince1970, token.lastUsed?.timeIntervalSince1970,
                 ]
             )
+        }
+    }
+
+    public func recordTokenUse(_ uses: [String: Date]) throws {
+        try pool.write { db in
+            for (id, time) in uses {
+                try db.execute(
+                    sql: "UPDATE api_token SET last_used = ? WHERE id = ?",
+                    arguments: [time.timeIntervalSince1970, id]
+                )
+            }
         }
     }
 
