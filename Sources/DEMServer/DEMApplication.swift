@@ -273,6 +273,12 @@ public struct DEMApplication: Sendable {
             feed.load(service.fabric)
             let adminToken = try await service.ensureAdminTokenFile(in: options.dataDirectory)
             let trigger = ShutdownTrigger()
+            let audit: AuditLog
+            do {
+                audit = try AuditLog(path: options.dataDirectory + "/" + AuditLog.fileName)
+            } catch {
+                throw DEMStartError("cannot open the audit log: \(error)")
+            }
             let routes = APIRoutes(
                 service: service,
                 feed: feed,
@@ -280,6 +286,7 @@ public struct DEMApplication: Sendable {
                 corsOrigin: options.corsOrigin,
                 monitor: targetMonitor,
                 fabricCredential: credential.secret,
+                audit: audit,
                 shutdown: { trigger.trigger() }
             )
             let apiAddress = APIServerAddress()

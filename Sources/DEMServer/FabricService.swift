@@ -9,6 +9,8 @@ public struct ChangeEvent: Sendable, Hashable, Codable {
     /// What happened to the resource.
     public enum Action: String, Sendable, Hashable, Codable {
         case created, updated, deleted
+        /// A request that asked for a change, or was refused, as the audit trail records it.
+        case audited
     }
 
     /// Sequence number, from 1 at each start of dem.
@@ -17,10 +19,12 @@ public struct ChangeEvent: Sendable, Hashable, Codable {
     /// The resource's REST path, such as `/target/t1/subsystem/nqn…`.
     public var path: String
     public var time: Date
+    /// The audit record of an `audited` event.
+    public var audit: AuditRecord?
 
     enum CodingKeys: String, CodingKey {
         case sequence = "seq"
-        case action, path, time
+        case action, path, time, audit
     }
 }
 
@@ -307,10 +311,10 @@ public final class FabricService: Sendable {
 
     /// Reports an event that is not a change to the model (a target's state), in sequence with
     /// the model's changes.
-    public func publish(_ action: ChangeEvent.Action, path: String) {
+    public func publish(_ action: ChangeEvent.Action, path: String, audit: AuditRecord? = nil) {
         state.withLock { state in
             state.sequence += 1
-            let event = ChangeEvent(sequence: state.sequence, action: action, path: path, time: Date())
+            let event = ChangeEvent(sequence: state.sequence, action: action, path: path, time: Date(), audit: audit)
             for subscriber in state.subscribers.values { subscriber.yield(event) }
         }
     }

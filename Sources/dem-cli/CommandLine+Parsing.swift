@@ -92,6 +92,8 @@ enum Rendering: Equatable, Sendable {
     case group
     /// `GET /dem/tokens`.
     case tokens
+    /// `GET /dem/audit`.
+    case audit
     /// `POST /dem/tokens`: the new token's secret.
     case tokenCreated
     /// `GET /host/<h>/logpage`.
@@ -124,6 +126,7 @@ enum Verb: String, CaseIterable, Sendable {
     case list, add, set, get, delete, rename, link, unlink, edit, refresh, reconfigure, usage, config, shutdown
     case show
     case logpage
+    case audit
 
     /// The verb `word` names, if any.
     static func match(_ word: String) -> Verb? {
@@ -572,6 +575,19 @@ enum CommandTable {
                         "Stop dem? Hosts lose discovery and change notices, and the REST API stops, until it is started again."
                 )
             ]
+        },
+
+        CommandSpec(
+            verb: .audit,
+            arguments: [],
+            optional: ["[count]"],
+            summary: "the last changes asked of dem and refused credentials (default 20): who, from where, what, answer"
+        ) { a throws(UsageError) in
+            let count = a.first ?? "20"
+            guard let number = Int(count), (1...100_000).contains(number) else {
+                throw UsageError("the count must be a number 1...100000, not '\(count)'")
+            }
+            return [CLIRequest(.GET, path("dem", "audit") + "?limit=\(number)", rendering: .audit)]
         },
 
         // groups

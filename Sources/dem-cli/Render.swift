@@ -155,6 +155,7 @@ func render(_ rendering: Rendering, _ json: JSONValue) -> String {
     case .host: return renderHost(json)
     case .group: return renderGroup(json)
     case .tokens: return renderTokens(json)
+    case .audit: return renderAudit(json)
     case .hostLogPage: return renderLogPage(json, forTarget: false)
     case .targetLogPage: return renderLogPage(json, forTarget: true)
     case .done(let sentence): return sentence
@@ -398,6 +399,14 @@ func renderTokens(_ json: JSONValue) -> String {
     return objectTable(tokens, columns: ["ID", "Name", "Role", "Created", "LastUsed"], indent: "") { key, value in
         key == "LastUsed" && value == nil ? "never" : value?.displayText ?? ""
     }.joined(separator: "\n")
+}
+
+/// `GET /dem/audit`: a table TIME ACTOR SOURCE METHOD PATH STATUS DETAIL, oldest first.
+func renderAudit(_ json: JSONValue) -> String {
+    guard let records = json["Records"]?.arrayValue else { return renderGeneric(json) }
+    guard !records.isEmpty else { return "" }
+    let columns = ["Time", "Actor", "Source", "Method", "Path", "Status", "Detail"]
+    return objectTable(records, columns: columns, indent: "").joined(separator: "\n")
 }
 
 /// A discovery log page as `nvme discover` lists it: a summary line, then PORTID TRTYPE ADRFAM

@@ -50,6 +50,8 @@ struct CommandTableTests {
         // dem itself
         .init("config", "GET", "/dem"),
         .init("shutdown", "POST", "/dem/shutdown"),
+        .init("audit", "GET", "/dem/audit?limit=20"),
+        .init("audit 500", "GET", "/dem/audit?limit=500"),
         // groups
         .init("list group", "GET", "/group"),
         .init("add group lab", "POST", "/group/lab"),
@@ -249,6 +251,7 @@ struct UsageErrorTests {
         .init(["set", "portid", "t1", "1", "tcp"], "'set portid' is missing <adrfam> <traddr> <trsvcid>"),
         .init(["rename", "target", "t1", "t2", "t3"], "'rename target' takes no more arguments, but got: t3"),
         .init(["config", "now"], "'config' takes no more arguments, but got: now"),
+        .init(["audit", "all"], "the count must be a number 1...100000, not 'all'"),
         .init(
             ["set", "portid", "t1", "one", "tcp", "ipv4", "192.0.2.1", "4420"],
             "<portid> must be a number, not 'one'"

@@ -104,6 +104,22 @@ struct RenderTests {
         #expect(lines[2].split(separator: " ").last == "never")
     }
 
+    @Test("audit: a table of who asked what from where and the answer, oldest first")
+    func audit() throws {
+        let body = """
+            {"Records":[
+              {"Time":"2026-12-05T10:00:00Z","Actor":"admin (0a1b2c3d)","Source":"192.0.2.1:50000",
+               "Method":"POST","Path":"/target/t1","Status":201,"Detail":"/target/t1"},
+              {"Time":"2026-12-05T10:01:00Z","Actor":"-","Source":"192.0.2.9:40000",
+               "Method":"DELETE","Path":"/target/t1","Status":401}]}
+            """
+        let lines = try answer(200, body, to: ["audit"]).standardOutput.split(separator: "\n")
+        #expect(lines.count == 3)
+        #expect(lines[0].split(separator: " ") == ["TIME", "ACTOR", "SOURCE", "METHOD", "PATH", "STATUS", "DETAIL"])
+        #expect(lines[1].contains("admin (0a1b2c3d)") && lines[1].contains("201"))
+        #expect(lines[2].split(separator: " ").dropFirst().first == "-")
+    }
+
     @Test("list target: a table of each target's mode, state, entries served and last error")
     func targetStates() throws {
         let body = """

@@ -33,7 +33,13 @@ struct APIFixture {
         let (path, created) = try await service.ensureAdminTokenFile(in: directory)
         #expect(created)
         let token = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        let routes = APIRoutes(service: service, feed: feed, metrics: DEMMetrics(), shutdown: {})
+        let routes = APIRoutes(
+            service: service,
+            feed: feed,
+            metrics: DEMMetrics(),
+            audit: try AuditLog(path: directory + "/audit.log"),
+            shutdown: {}
+        )
         return APIFixture(directory: directory, service: service, feed: feed, routes: routes, adminToken: token)
     }
 
@@ -437,11 +443,13 @@ struct RESTDiscoveryTests {
             try await client.call(.patch, "/target/t1", token: fixture.adminToken, body: #"{"Refresh":0}"#)
             try await client.call(.delete, "/target/t1", token: fixture.adminToken)
         }
-        var iterator = stream.makeAsyncIterator()
+        // The changes, between the requests' audit records (which share their sequence).
+        var iterator = stream.filter { $0.action != .audited }.makeAsyncIterator()
         let first = await iterator.next()
         let second = await iterator.next()
-        #expect(first?.action == .created && first?.path == "/target/t1" && first?.sequence == 1)
-        #expect(second?.action == .deleted && second?.sequence == 2)
+        #expect(first?.action == .created && first?.path == "/target/t1")
+        #expect(second?.action == .deleted && second?.path == "/target/t1")
+        #expect((first?.sequence ?? 0) < (second?.sequence ?? 0))
     }
 }
 
@@ -450,4 +458,65 @@ final class CallCounter: Sendable {
     private let counts = Mutex<[String: Int]>([:])
     func add(_ key: String) { counts.withLock { $0[key, default: 0] += 1 } }
     var snapshot: [String: Int] { counts.withLock { $0 } }
+}
+
+@Suite("REST API: audit trail")
+struct AuditTrailTests {
+    @Test(
+        "every change and every refused credential is recorded with who, what and the answer; GET /dem/audit reads it"
+    )
+    func trail() async throws {
+        let fixture = try await APIFixture.make()
+        let token = fixture.adminToken
+        let (events, cancel) = fixture.service.subscribe()
+        defer { cancel() }
+        try await fixture.test { client in
+            let reader = try await client.call(
+                .post,
+                "/dem/tokens",
+                token: token,
+                body: #"{"Name":"grafana","Role":"read"}"#
+            )
+            let readerSecret = try #require(reader.json["Token"] as? String)
+            #expect(try await client.call(.post, "/target/t1", token: token).status == .created)
+            #expect(try await client.call(.get, "/target/t1", token: token).status == .ok)
+            #expect(try await client.call(.delete, "/target/t1", token: readerSecret).status == .forbidden)
+            #expect(try await client.call(.get, "/target", token: "dem_00000000_00").status == .unauthorized)
+            #expect(try await client.call(.post, "/target/t2", token: token, body: "{").status == .badRequest)
+            let answer = try await client.call(.get, "/dem/audit", token: readerSecret)
+            #expect(answer.status == .ok)
+            let records = try #require(answer.json["Records"] as? [[String: Any]])
+            let lines = records.map {
+                "\($0["Actor"] ?? "") \($0["Method"] ?? "") \($0["Path"] ?? "") \($0["Status"] ?? "")"
+            }
+            let adminID = try #require(fixture.service.tokens.first { $0.name == "admin" }?.id)
+            let readerID = try #require(reader.json["ID"] as? String)
+            #expect(
+                lines == [
+                    "admin (\(adminID)) POST /dem/tokens 201", "admin (\(adminID)) POST /target/t1 201",
+                    "grafana (\(readerID)) DELETE /target/t1 403", "- GET /target 401",
+                    "admin (\(adminID)) POST /target/t2 400",
+                ]
+            )
+            #expect(records[1]["Detail"] as? String == "/target/t1", "a success names what it made")
+            #expect(records[4]["Detail"] as? String != nil, "a refusal says why")
+            #expect(try await client.call(.get, "/dem/audit?limit=0", token: token).status == .badRequest)
+            let last = try await client.call(.get, "/dem/audit?limit=1", token: token)
+            #expect((last.json["Records"] as? [[String: Any]])?.count == 1)
+            // No secret is ever in the trail: bodies are not recorded.
+            let file = try String(contentsOfFile: fixture.directory + "/audit.log", encoding: .utf8)
+            #expect(file.split(separator: "\n").count == 5)
+            #expect(!file.contains(readerSecret) && !file.contains(token))
+        }
+        let attributes = try FileManager.default.attributesOfItem(atPath: fixture.directory + "/audit.log")
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        // The same records arrive as `audited` events, beside the changes.
+        var audited: [String] = []
+        for await event in events where event.action == .audited {
+            audited.append("\(event.audit?.method ?? "") \(event.path) \(event.audit?.status ?? 0)")
+            if audited.count == 5 { break }
+        }
+        #expect(audited.first == "POST /dem/tokens 201")
+        #expect(audited.last == "POST /target/t2 400")
+    }
 }

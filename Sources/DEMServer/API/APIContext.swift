@@ -5,15 +5,24 @@ import Hummingbird
 import Prometheus
 import Synchronization
 
-/// A REST request's context: Hummingbird's, plus the token that authenticated it.
+/// A REST request's context: Hummingbird's, plus the client's address and the token that
+/// authenticated it.
 public struct APIRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The caller's token (set by the authentication middleware).
     public var token: APIToken?
+    /// The client's address (`ip:port`), for the audit trail.
+    public var source: String
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         token = nil
+        let remote = source.channel.remoteAddress
+        self.source =
+            remote.map { address in
+                guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
+                return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+            } ?? "-"
     }
 
     public var maxUploadSize: Int { APIBody.maximumSize }
@@ -24,10 +33,14 @@ public struct APIRequestContext: RequestContext {
 /// themselves.
 ///
 /// `POST /dem/join` takes the fabric credential instead (dem-em joins with it), and only it.
+///
+/// Every request that may change something (any method but GET, HEAD and OPTIONS), and every
+/// refusal of a credential, goes to the audit trail with who asked, from where, and the answer.
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
     let service: FabricService
     let fabricCredential: String?
+    let audit: AuditLog?
 
     func handle(
         _ request: Request,
@@ -37,6 +50,44 @@ struct AuthenticationMiddleware: RouterMiddleware {
         if request.uri.path == "/health" || request.method == .options {
             return try await next(request, context)
         }
+        let changing = request.method != .get && request.method != .head
+        var actor = "-"
+        do {
+            let response = try await authenticated(request, context: context, actor: &actor, next: next)
+            if changing {
+                record(
+                    request,
+                    context: context,
+                    actor: actor,
+                    status: response.status.code,
+                    detail: response.headers[.location]
+                )
+            }
+            return response
+        } catch {
+            let status: Int
+            var detail: String?
+            if let error = error as? APIError {
+                status = error.status.code
+                detail = error.message
+            } else if let error = error as? HTTPResponseError {
+                status = error.status.code
+            } else {
+                status = 500
+            }
+            if changing || status == 401 || status == 403 {
+                record(request, context: context, actor: actor, status: status, detail: detail)
+            }
+            throw error
+        }
+    }
+
+    private func authenticated(
+        _ request: Request,
+        context: Context,
+        actor: inout String,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         let offered: String? = request.headers[.authorization].flatMap { header in
             let bytes = header.utf8
             guard bytes.count > 7, bytes.prefix(7).map({ $0 | 0x20 }).elementsEqual("bearer ".utf8) else { return nil }
@@ -51,11 +102,13 @@ struct AuthenticationMiddleware: RouterMiddleware {
                     hint: "dem-em joins with the fabric credential, the fabric.key file in dem's data directory"
                 )
             }
+            actor = "fabric credential"
             return try await next(request, context)
         }
         guard let offered, let token = service.token(secret: offered) else {
             throw APIError.unauthorized
         }
+        actor = "\(token.name) (\(token.id))"
         if token.role != .admin {
             let reading = request.method == .get || request.method == .head
             // Secrets are for admin tokens only: the tokens, and hosts' DH-HMAC-CHAP keys.
@@ -66,6 +119,21 @@ struct AuthenticationMiddleware: RouterMiddleware {
         var context = context
         context.token = token
         return try await next(request, context)
+    }
+
+    private func record(_ request: Request, context: Context, actor: String, status: Int, detail: String?) {
+        let record = AuditRecord(
+            actor: actor,
+            source: context.source,
+            method: request.method.rawValue,
+            path: request.uri.path,
+            status: status,
+            detail: detail
+        )
+        if let audit, !audit.append(record) {
+            context.logger.error("cannot append to the audit log", metadata: ["path": "\(audit.path)"])
+        }
+        service.publish(.audited, path: request.uri.path, audit: record)
     }
 }
 

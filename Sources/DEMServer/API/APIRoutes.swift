@@ -20,6 +20,8 @@ public struct APIRoutes: Sendable {
     let monitor: TargetMonitor?
     /// The fabric credential dem-em joins with; nil refuses joins.
     let fabricCredential: String?
+    /// The audit trail (nil: requests are published as events only).
+    let audit: AuditLog?
     /// Answers of the model's reads, encoded once per revision.
     let answers = EncodedAnswers()
 
@@ -36,9 +38,11 @@ public struct APIRoutes: Sendable {
         corsOrigin: String? = nil,
         monitor: TargetMonitor? = nil,
         fabricCredential: String? = nil,
+        audit: AuditLog? = nil,
         shutdown: @escaping @Sendable () -> Void
     ) {
         self.monitor = monitor
+        self.audit = audit
         self.fabricCredential = fabricCredential
         self.service = service
         self.feed = feed
@@ -61,7 +65,9 @@ public struct APIRoutes: Sendable {
                 )
             )
         }
-        router.add(middleware: AuthenticationMiddleware(service: service, fabricCredential: fabricCredential))
+        router.add(
+            middleware: AuthenticationMiddleware(service: service, fabricCredential: fabricCredential, audit: audit)
+        )
         addServiceRoutes(router)
         addTargetRoutes(router)
         addSubsystemRoutes(router)
@@ -323,6 +329,20 @@ public struct APIRoutes: Sendable {
                 context.logger.notice("configuration replaced", metadata: ["removed": "\(removed.summary)"])
             }
             return try APIResponse.json(ConfigurationAnswer(configuration: imported, removed: removed))
+        }
+        router.get("/dem/audit") { request, _ in
+            let limitText = request.uri.queryParameters.get("limit") ?? "100"
+            guard let limit = Int(limitText), (1...100_000).contains(limit) else {
+                throw APIError(.badRequest, field: "limit", "limit must be 1...100000, not \"\(limitText)\"")
+            }
+            guard let audit else { return try APIResponse.json(["Records": [AuditRecord]()]) }
+            let records: [AuditRecord]
+            do {
+                records = try audit.tail(limit: limit)
+            } catch {
+                throw APIError(.internalServerError, "cannot read the audit log \(audit.path): \(error)")
+            }
+            return try APIResponse.json(["Records": records])
         }
         router.get("/dem/tokens") { _, _ in
             try APIResponse.json(["Tokens": service.tokens.map { TokenView($0) }])
