@@ -8,6 +8,7 @@ import NIOExtras
 import NIOHTTP1
 import NIOHTTPTypesHTTP1
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -49,6 +50,8 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
         public var requestTimeout: TimeAmount
         /// Handlers on each listening socket, first in its pipeline.
         public var listenerHandlers: @Sendable () -> [any ChannelHandler]
+        /// TLS for every connection (nil: plain HTTP). The request timeout covers the handshake.
+        public var tls: NIOSSLContext?
 
         public init(
             address: String,
@@ -57,8 +60,10 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
             maximumBodySize: Int = APIBody.maximumSize,
             gate: ConnectionGate? = nil,
             requestTimeout: TimeAmount = .seconds(30),
-            listenerHandlers: @escaping @Sendable () -> [any ChannelHandler] = { [] }
+            listenerHandlers: @escaping @Sendable () -> [any ChannelHandler] = { [] },
+            tls: NIOSSLContext? = nil
         ) {
+            self.tls = tls
             self.address = address
             self.port = port
             self.serverName = serverName
@@ -131,6 +136,7 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let pipeline = channel.pipeline.syncOperations
+                        if let tls = configuration.tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
                         try pipeline.addHandler(HTTPResponseEncoder(configuration: .init()))
                         try pipeline.addHandler(
                             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))

@@ -6,6 +6,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
@@ -64,11 +65,86 @@ public struct DEMOptions: Sendable {
     /// How long an HTTP request may take to arrive whole, from the connection opening or the
     /// previous response ending (an idle connection is closed after it too).
     public var httpTimeout: TimeAmount = .seconds(30)
+    /// Plain HTTP or TLS on the REST API, and with which certificate.
+    public var apiTransport: APITransport = .plain
+
+    /// Plain HTTP or TLS, and with which certificate.
+    public enum APITransport: Sendable, Equatable {
+        /// Plain HTTP (loopback, or `--insecure-http`).
+        case plain
+        /// TLS 1.3 with a certificate dem issues itself from the fabric CA in its data directory,
+        /// for every name the API is reached by, renewed by itself.
+        case fabricCA
+        /// TLS 1.3 with the site's certificate (chain) and key files, and the site CA that
+        /// clients are to trust (nil: the chain's own).
+        case site(certificate: String, key: String, ca: String?)
+
+        public var isTLS: Bool { self != .plain }
+    }
 
     public init(uniqueNQN: String, dataDirectory: String = DataDirectory.resolve(nil)) {
         self.uniqueNQN = uniqueNQN
         self.controller = DiscoveryControllerConfiguration(uniqueNQN: uniqueNQN)
         self.dataDirectory = dataDirectory
+    }
+}
+
+extension DEMApplication {
+    /// The REST API's TLS context (nil: plain HTTP) and the CA clients are to trust, with its
+    /// fingerprint. The fabric CA is made at the first start whatever the API serves, so that
+    /// it is there when the API is opened to the network.
+    static func apiTLS(
+        _ options: DEMOptions,
+        logger: Logger
+    ) throws -> (context: NIOSSLContext?, trust: (path: String, fingerprint: String)?) {
+        do {
+            if case .site(let certificate, let key, let ca) = options.apiTransport {
+                let chain = try FabricPKI.readText(certificate)
+                let settings = TLSServerSettings(certificateChainPEM: chain, keyPEM: try FabricPKI.readText(key))
+                let trustPath = ca ?? certificate
+                let anchor = try FabricPKI.readCertificates(trustPath).last!
+                return (try settings.makeContext(), (trustPath, try FabricPKI.fingerprint(anchor)))
+            }
+            let (ca, created) = try FabricCA.ensure(
+                in: options.dataDirectory,
+                name: "DEM fabric CA \(options.uniqueNQN.split(separator: ":").last ?? "")"
+            )
+            let caPath = options.dataDirectory + "/" + FabricCA.certificateFile
+            let caFingerprint = try ca.fingerprint
+            if created {
+                logger.notice(
+                    "made the fabric CA (back up its key)",
+                    metadata: [
+                        "certificate": "\(caPath)", "key": "\(options.dataDirectory)/\(FabricCA.keyFile) (mode 0600)",
+                        "fingerprint": "\(caFingerprint)",
+                    ]
+                )
+            }
+            guard options.apiTransport == .fabricCA else { return (nil, nil) }
+            let names = FabricPKI.names(listeningOn: options.apiAddress)
+            let server = try FabricPKI.ensureServerCertificate(
+                in: options.dataDirectory,
+                base: "dem-api",
+                commonName: "dem",
+                ca: ca,
+                names: names
+            )
+            if let reason = server.madeBecause {
+                logger.notice(
+                    "issued the REST API's certificate from the fabric CA",
+                    metadata: [
+                        "because": "\(reason)", "names": "\(names.map(\.description).joined(separator: ", "))",
+                        "certificate": "\(options.dataDirectory)/dem-api.pem",
+                    ]
+                )
+            }
+            let settings = TLSServerSettings(certificateChainPEM: server.certificatePEM, keyPEM: server.keyPEM)
+            return (try settings.makeContext(), (caPath, caFingerprint))
+        } catch let error as TLSSetupError {
+            throw DEMStartError("TLS: \(error)")
+        } catch let error as FileWriteError {
+            throw DEMStartError("TLS: \(error)")
+        }
     }
 }
 
@@ -292,6 +368,7 @@ public struct DEMApplication: Sendable {
             let apiAddress = APIServerAddress()
             let discovery = listeners.boundAddresses
             let httpTimeout = options.httpTimeout
+            let tls = try Self.apiTLS(options, logger: logger)
             let api = HTTPServer(
                 responder: routes.router().buildResponder(),
                 configuration: .init(
@@ -301,7 +378,8 @@ public struct DEMApplication: Sendable {
                     gate: apiGate,
                     requestTimeout: httpTimeout,
                     // An accept that fails for want of descriptors must pause, not spin.
-                    listenerHandlers: { [AcceptBackoff(name: apiGate.name, gate: apiGate, logger: logger)] }
+                    listenerHandlers: { [AcceptBackoff(name: apiGate.name, gate: apiGate, logger: logger)] },
+                    tls: tls.context
                 ),
                 group: group,
                 logger: logger,
@@ -320,16 +398,29 @@ public struct DEMApplication: Sendable {
                         )
                     }
                     let host = options.apiAddress.contains(":") ? "[\(options.apiAddress)]" : options.apiAddress
+                    // A wildcard address is reached on loopback too (its certificate names 127.0.0.1).
+                    let wildcard = options.apiAddress == "0.0.0.0" || options.apiAddress == "::"
+                    let reach = wildcard ? "127.0.0.1" : host
+                    var security: Logger.Metadata = [:]
+                    if let trust = tls.trust {
+                        security["tls-ca"] = "\(trust.path)"
+                        security["tls-ca-fingerprint"] = "\(trust.fingerprint)"
+                    }
                     logger.notice(
                         "REST API listening",
-                        metadata: [
-                            "url": "http://\(host):\(port)",
-                            "admin-token": "\(adminToken.path)\(adminToken.created ? " (created now, mode 0600)" : "")",
-                            "fabric-credential":
-                                "\(credentialPath)\(credential.created ? " (created now, mode 0600; copy it to each dem-em)" : "")",
-                            "host-nqn": "\(identity.nqn) (allow it on dem-em's in-band channel)",
-                            "try": "dem-cli -s \(options.apiAddress) -p \(port) list target",
-                        ]
+                        metadata: security.merging(
+                            [
+                                "url": "\(tls.context == nil ? "http" : "https")://\(host):\(port)",
+                                "admin-token":
+                                    "\(adminToken.path)\(adminToken.created ? " (created now, mode 0600)" : "")",
+                                "fabric-credential":
+                                    "\(credentialPath)\(credential.created ? " (created now, mode 0600; copy it to each dem-em)" : "")",
+                                "host-nqn": "\(identity.nqn) (allow it on dem-em's in-band channel)",
+                                "try":
+                                    "dem-cli -s \(tls.context == nil ? "http://" : "")\(reach) -p \(port) list target",
+                            ],
+                            uniquingKeysWith: { a, _ in a }
+                        )
                     )
                 }
             )

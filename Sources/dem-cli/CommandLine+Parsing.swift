@@ -13,9 +13,10 @@ enum OutputFormat: Equatable, Sendable {
     case raw
 }
 
-/// dem-cli's options: where dem is, how to print, and which token to send.
+/// dem-cli's options: where dem is, how to print, which token to send and which CA to trust.
 struct CLIOptions: Equatable, Sendable {
-    /// `-s/--server`: dem's REST address (a name, an IPv4 or an IPv6 address).
+    /// `-s/--server`: dem's REST address (a name, an IPv4 or an IPv6 address), with `http://` for
+    /// a dem serving plain HTTP (`--insecure-http`), `https://` (the default) otherwise.
     var server = "127.0.0.1"
     /// `-p/--port`: dem's REST port.
     var port = 22345
@@ -27,11 +28,27 @@ struct CLIOptions: Equatable, Sendable {
     var token: String?
     /// `--token-file`.
     var tokenFile: String?
+    /// `--cacert`: the CA to verify dem's certificate with.
+    var caCertificate: String?
 
-    /// `http://HOST:PORT`, with an IPv6 address in brackets.
+    /// Whether dem is reached in plain HTTP (`-s http://…`).
+    var plainHTTP: Bool { server.lowercased().hasPrefix("http://") }
+
+    /// The server without its scheme and brackets.
+    var host: String {
+        var host = Substring(server)
+        for scheme in ["http://", "https://"] where host.lowercased().hasPrefix(scheme) {
+            host = host.dropFirst(scheme.count)
+        }
+        while host.hasSuffix("/") { host = host.dropLast() }
+        if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        return String(host)
+    }
+
+    /// `https://HOST:PORT` (`http://` with `-s http://…`), with an IPv6 address in brackets.
     var baseURL: String {
-        let host = server.contains(":") && !server.hasPrefix("[") ? "[\(server)]" : server
-        return "http://\(host):\(port)"
+        let host = self.host.contains(":") ? "[\(self.host)]" : self.host
+        return "\(plainHTTP ? "http" : "https")://\(host):\(port)"
     }
 }
 
@@ -94,6 +111,9 @@ enum Rendering: Equatable, Sendable {
     case tokens
     /// `GET /dem/audit`.
     case audit
+    /// Not a request: `dem-cli trust` pins dem's CA after showing its fingerprint (or checking
+    /// the one given).
+    case trust(fingerprint: String?)
     /// `POST /dem/tokens`: the new token's secret.
     case tokenCreated
     /// `GET /host/<h>/logpage`.
@@ -127,6 +147,7 @@ enum Verb: String, CaseIterable, Sendable {
     case show
     case logpage
     case audit
+    case trust
 
     /// The verb `word` names, if any.
     static func match(_ word: String) -> Verb? {
@@ -241,6 +262,7 @@ func parseCommandLine(_ arguments: [String]) throws(UsageError) -> CLICommand {
             case .force: options.force = true
             case .token: options.token = value!
             case .tokenFile: options.tokenFile = value!
+            case .caCertificate: options.caCertificate = value!
             case .help: wantsHelp = true
             case .version: wantsVersion = true
             case .dhchapSecret:
@@ -295,7 +317,7 @@ func parseCommandLine(_ arguments: [String]) throws(UsageError) -> CLICommand {
 
 /// dem-cli's options, once: the parser, `--help` and the shell completions read them from here.
 enum OptionName: CaseIterable, Sendable {
-    case server, port, json, raw, force, token, tokenFile, help, version, completionScript
+    case server, port, json, raw, force, token, tokenFile, caCertificate, help, version, completionScript
     case dhchapSecret, dhchapControllerSecret, dhchapHash, dhchapGroup
 
     /// Every spelling, short ones first.
@@ -308,6 +330,7 @@ enum OptionName: CaseIterable, Sendable {
         case .force: ["-f", "-y", "--force", "--yes"]
         case .token: ["-t", "--token"]
         case .tokenFile: ["--token-file"]
+        case .caCertificate: ["--cacert"]
         case .help: ["-h", "--help"]
         case .version: ["--version"]
         case .completionScript: ["--generate-completion-script"]
@@ -324,7 +347,7 @@ enum OptionName: CaseIterable, Sendable {
         case .server: "HOST"
         case .port: "N"
         case .token: "TOKEN"
-        case .tokenFile: "FILE"
+        case .tokenFile, .caCertificate: "FILE"
         case .completionScript: "SHELL"
         case .dhchapSecret, .dhchapControllerSecret: "SECRET"
         case .dhchapHash: "HASH"
@@ -336,13 +359,14 @@ enum OptionName: CaseIterable, Sendable {
     /// One line for `--help` and the completions.
     var summary: String {
         switch self {
-        case .server: "dem's REST address (default 127.0.0.1)"
+        case .server: "dem's REST address (default 127.0.0.1; http://HOST for a dem without TLS)"
         case .port: "dem's REST port (default 22345)"
         case .json: "print the server's JSON, indented ({} when there is no body)"
         case .raw: "print the server's body exactly as received"
         case .force: "delete (or shut down) without asking"
         case .token: "the API token to send"
         case .tokenFile: "read the API token from FILE"
+        case .caCertificate: "verify dem's certificate with this CA (PEM; default: pinned, dem's data directory)"
         case .help: "print this help"
         case .version: "print dem-cli's version"
         case .completionScript: "print the bash or zsh completion script"
@@ -577,6 +601,23 @@ enum CommandTable {
             ]
         },
 
+        CommandSpec(
+            verb: .trust,
+            arguments: [],
+            optional: ["[sha256:<fingerprint>]"],
+            summary: "pin dem's CA for this server after showing its fingerprint (or checking the one given)"
+        ) { a throws(UsageError) in
+            let fingerprint = a.first?.lowercased()
+            if let fingerprint {
+                let hex = fingerprint.dropFirst("sha256:".count)
+                guard fingerprint.hasPrefix("sha256:"), hex.count == 64, hex.allSatisfy(\.isHexDigit) else {
+                    throw UsageError(
+                        "the fingerprint must be sha256: and 64 hex digits, as dem logs it (tls-ca-fingerprint)"
+                    )
+                }
+            }
+            return [CLIRequest(.GET, path("health"), rendering: .trust(fingerprint: fingerprint))]
+        },
         CommandSpec(
             verb: .audit,
             arguments: [],

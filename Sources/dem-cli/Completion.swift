@@ -138,8 +138,8 @@ enum Completion {
             # from its command table. Install as /usr/share/bash-completion/completions/dem-cli.
             #
             # Verbs and objects are static; target, host and group aliases, subsystem NQNs, port IDs and
-            # token IDs are asked of dem itself (dem-cli list/get, 2 s at most), with the -s, -p, -t and
-            # --token-file options already on the command line.
+            # token IDs are asked of dem itself (dem-cli list/get, 2 s at most), with the -s, -p, -t,
+            # --token-file and --cacert options already on the command line.
 
             _dem_cli_verbs="\(verbs)"
 
@@ -189,7 +189,7 @@ enum Completion {
 
                 case $prev in
                     -s | --server) COMPREPLY=($(compgen -A hostname -- "$cur")); return ;;
-                    --token-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+                    --token-file | --cacert) COMPREPLY=($(compgen -f -- "$cur")); return ;;
                     --generate-completion-script) COMPREPLY=($(compgen -W "\(CompletionShell.allCases.map(\.rawValue).joined(separator: " "))" -- "$cur")); return ;;
                     \(valueOptions)) return ;;
                 esac
@@ -281,7 +281,7 @@ enum Completion {
             let action: String
             switch option {
             case .server: action = ":host:_hosts"
-            case .tokenFile: action = ":file:_files"
+            case .tokenFile, .caCertificate: action = ":file:_files"
             case .completionScript:
                 action = ":shell:(\(CompletionShell.allCases.map(\.rawValue).joined(separator: " ")))"
             default: action = option.valueName.map { ":\($0.lowercased()):" } ?? ""
@@ -303,8 +303,8 @@ enum Completion {
             # its command table. Install as _dem-cli in a directory of $fpath.
             #
             # Verbs and objects are static; target, host and group aliases, subsystem NQNs, port IDs and
-            # token IDs are asked of dem itself (dem-cli list/get, 2 s at most), with the -s, -p, -t and
-            # --token-file options already on the command line.
+            # token IDs are asked of dem itself (dem-cli list/get, 2 s at most), with the -s, -p, -t,
+            # --token-file and --cacert options already on the command line.
 
             # The full verb for an abbreviation (first three letters or more).
             _dem_cli_verb() {

@@ -69,7 +69,16 @@ struct DEMCLI {
             return .refused
         }
 
+        if let request = requests.first, case .trust(let fingerprint) = request.rendering {
+            return await trust(options: options, expected: fingerprint)
+        }
+        let trust = resolveTrust(options: options, environment: environmentValue) { access($0, R_OK) == 0 }
+        if let explicit = trust.explicit, access(explicit, R_OK) != 0 {
+            reportUsageError(UsageError("cannot read the CA file \(explicit): \(String(cString: strerror(errno)))"))
+            return .usage
+        }
         var configuration = HTTPClient.Configuration()
+        configuration.tlsConfiguration = Self.tlsConfiguration(trusting: trust.files)
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.timeout = HTTPClient.Configuration.Timeout(connect: .seconds(10), read: .seconds(120))
         configuration.redirectConfiguration = .disallow
@@ -96,7 +105,7 @@ struct DEMCLI {
                 worst = max(worst, result.status)
                 if result.status == .unauthorized { break }
             } catch {
-                let failure = transportFailure(error, baseURL: options.baseURL)
+                let failure = transportFailure(error, baseURL: options.baseURL, trusted: trust.files)
                 writeError(failure.message + "\n")
                 worst = max(worst, failure.status)
                 break
@@ -150,8 +159,34 @@ struct DEMCLI {
 /// The message and exit status for a request that got no HTTP answer: `dem is not running` when
 /// the connection was refused (status 3), a timeout or a closed connection after connecting
 /// (status 5), anything else as a connection failure (status 3).
-func transportFailure(_ error: any Error, baseURL: String) -> (message: String, status: ExitStatus) {
+func transportFailure(
+    _ error: any Error,
+    baseURL: String,
+    trusted: [String] = []
+) -> (
+    message: String, status: ExitStatus
+) {
     if containsConnectionRefused(error) { return ("Error: dem is not running at \(baseURL)", .notRunning) }
+    let text = String(describing: error)
+    if text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("certificate verify failed")
+        || text.contains("Hostname") || text.contains("hostname")
+    {
+        let tried =
+            trusted.isEmpty ? "the system's CAs only" : "the system's CAs and " + trusted.joined(separator: ", ")
+        return (
+            "Error: dem's certificate at \(baseURL) is not trusted (\(tried)): \(text)\n"
+                + "On the head node dem-cli finds dem's CA in its data directory (DEM_DATA_DIR); elsewhere pass\n"
+                + "--cacert FILE (a copy of dem's fabric-ca.pem) or run 'dem-cli -s HOST trust' to pin dem's CA\n"
+                + "after comparing its fingerprint with the tls-ca-fingerprint dem logs at start.",
+            .notRunning
+        )
+    }
+    if text.contains("HTTPParserError") || text.contains("invalidEOFState") || text.contains("handshake") {
+        return (
+            "Error: dem at \(baseURL) did not complete a TLS handshake (\(text)); if dem runs with --insecure-http, use -s http://HOST",
+            .notRunning
+        )
+    }
     if let error = error as? HTTPClientError {
         switch error {
         case .connectTimeout:
@@ -174,7 +209,7 @@ func containsConnectionRefused(_ value: any Error) -> Bool { ConnectionFailure.i
 
 // MARK: - Process I/O
 
-private func environmentValue(_ name: String) -> String? {
+func environmentValue(_ name: String) -> String? {
     guard let value = getenv(name) else { return nil }
     return String(cString: value)
 }
@@ -196,9 +231,9 @@ func readTextFile(_ path: String) throws(FileReadError) -> String {
     return String(decoding: bytes, as: UTF8.self)
 }
 
-private func writeOut(_ text: String) { writeAll(STDOUT_FILENO, text) }
+func writeOut(_ text: String) { writeAll(STDOUT_FILENO, text) }
 
-private func writeError(_ text: String) { writeAll(STDERR_FILENO, text) }
+func writeError(_ text: String) { writeAll(STDERR_FILENO, text) }
 
 private func writeAll(_ descriptor: Int32, _ text: String) {
     guard !text.isEmpty else { return }

@@ -160,7 +160,7 @@ func render(_ rendering: Rendering, _ json: JSONValue) -> String {
     case .targetLogPage: return renderLogPage(json, forTarget: true)
     case .done(let sentence): return sentence
     case .action(let sentence): return json["message"]?.stringValue ?? sentence
-    case .tokenCreated, .generic: return renderGeneric(json)
+    case .tokenCreated, .trust, .generic: return renderGeneric(json)
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DEMConfig
 import DEMCore
+import DEMHTTP
 import DEMServer
 import Foundation
 import Logging
@@ -147,6 +148,29 @@ struct ServeFlags: ParsableArguments {
     var fabricKey: String?
 
     @Option(
+        name: .customLong("tls-cert"),
+        help:
+            "The site's certificate (PEM, chain after it) for the REST API, instead of one issued from the fabric CA (with --tls-key)."
+    )
+    var tlsCertificate: String?
+
+    @Option(name: .customLong("tls-key"), help: "The key of --tls-cert (PEM).")
+    var tlsKey: String?
+
+    @Option(
+        name: .customLong("tls-ca"),
+        help: "The site CA clients are to trust with --tls-cert (PEM; default: the last certificate of --tls-cert)."
+    )
+    var tlsCA: String?
+
+    @Flag(
+        name: .customLong("insecure-http"),
+        help:
+            "Serve the REST API in plain HTTP instead of TLS; on a non-loopback --api-address tokens cross the network in the clear (a warning is logged)."
+    )
+    var insecureHTTP = false
+
+    @Option(
         name: .customLong("hostnqn"),
         help:
             "The host NQN dem connects to targets with (default: hostnqn in the data directory, made at the first start)."
@@ -263,6 +287,22 @@ struct ServeFlags: ParsableArguments {
         guard IPAddressText.isIPv4(apiAddress) || IPAddressText.isIPv6(apiAddress) else {
             throw ValidationError("--api-address \"\(apiAddress)\" is not an IPv4 or IPv6 address")
         }
+        if (tlsCertificate == nil) != (tlsKey == nil) {
+            throw ValidationError("--tls-cert and --tls-key go together: the site's certificate and its key")
+        }
+        if tlsCA != nil && tlsCertificate == nil {
+            throw ValidationError("--tls-ca names the site CA of --tls-cert; without --tls-cert dem uses its fabric CA")
+        }
+        if insecureHTTP && tlsCertificate != nil {
+            throw ValidationError("--insecure-http serves plain HTTP: it cannot go with --tls-cert")
+        }
+    }
+
+    /// TLS, with the site's certificate or one from the fabric CA; plain HTTP only with
+    /// --insecure-http.
+    var apiTransport: DEMOptions.APITransport {
+        if let tlsCertificate, let tlsKey { return .site(certificate: tlsCertificate, key: tlsKey, ca: tlsCA) }
+        return insecureHTTP ? .plain : .fabricCA
     }
 
     func options(logger: Logger) throws -> DEMOptions {
@@ -281,6 +321,13 @@ struct ServeFlags: ParsableArguments {
         options.apiLimits = ConnectionLimits(total: apiMaxConnections, perSource: apiMaxConnectionsPerSource)
         options.controller.setupTimeout = .milliseconds(Int64(setupTimeout * 1000))
         options.httpTimeout = .milliseconds(Int64(httpTimeout * 1000))
+        options.apiTransport = apiTransport
+        if insecureHTTP && !FabricPKI.isLoopback(apiAddress) {
+            logger.warning(
+                "the REST API serves plain HTTP on a network address (--insecure-http): tokens and the fabric credential cross the network in the clear",
+                metadata: ["api-address": "\(apiAddress)"]
+            )
+        }
         return options
     }
 }

@@ -52,6 +52,7 @@ struct CommandTableTests {
         .init("shutdown", "POST", "/dem/shutdown"),
         .init("audit", "GET", "/dem/audit?limit=20"),
         .init("audit 500", "GET", "/dem/audit?limit=500"),
+        .init("trust", "GET", "/health"),
         // groups
         .init("list group", "GET", "/group"),
         .init("add group lab", "POST", "/group/lab"),
@@ -253,6 +254,10 @@ struct UsageErrorTests {
         .init(["config", "now"], "'config' takes no more arguments, but got: now"),
         .init(["audit", "all"], "the count must be a number 1...100000, not 'all'"),
         .init(
+            ["trust", "md5:00"],
+            "the fingerprint must be sha256: and 64 hex digits, as dem logs it (tls-ca-fingerprint)"
+        ),
+        .init(
             ["set", "portid", "t1", "one", "tcp", "ipv4", "192.0.2.1", "4420"],
             "<portid> must be a number, not 'one'"
         ),
@@ -301,7 +306,8 @@ struct OptionTests {
         #expect(options.format == .text)
         #expect(!options.force)
         #expect(options.token == nil && options.tokenFile == nil)
-        #expect(options.baseURL == "http://127.0.0.1:22345")
+        #expect(options.baseURL == "https://127.0.0.1:22345")
+        #expect(options.caCertificate == nil)
     }
 
     /// A command line and the options it sets.
@@ -347,10 +353,47 @@ struct OptionTests {
         #expect(try requests(argv).map(\.path) == ["/target/-j", "/target/--x"])
     }
 
-    @Test("an IPv6 server goes in brackets in the URL")
+    @Test("an IPv6 server goes in brackets in the URL; TLS unless -s http://")
     func ipv6Server() throws {
-        #expect(try options(["-s", "::1", "-p", "8080", "config"]).baseURL == "http://[::1]:8080")
-        #expect(try options(["-s", "[fd00::2]", "config"]).baseURL == "http://[fd00::2]:22345")
+        #expect(try options(["-s", "::1", "-p", "8080", "config"]).baseURL == "https://[::1]:8080")
+        #expect(try options(["-s", "[fd00::2]", "config"]).baseURL == "https://[fd00::2]:22345")
+        #expect(try options(["-s", "http://[fd00::2]", "config"]).baseURL == "http://[fd00::2]:22345")
+        #expect(try options(["-s", "https://head.example/", "config"]).baseURL == "https://head.example:22345")
+        #expect(try options(["-s", "HTTP://head", "config"]).plainHTTP)
+        #expect(try options(["--cacert", "/etc/dem/ca.pem", "config"]).caCertificate == "/etc/dem/ca.pem")
+    }
+
+    @Test("the CA: --cacert, else DEM_CACERT, else the pinned one and dem's data directory's that exist")
+    func trustLookup() throws {
+        let environment = ["HOME": "/home/a", "DEM_DATA_DIR": "/srv/dem"]
+        var options = CLIOptions()
+        options.server = "https://head.example"
+        let pinned = "/home/a/.config/dem/trust/head.example_22345.pem"
+        #expect(pinnedCAPath(host: options.host, port: options.port) { environment[$0] } == pinned)
+        let both = resolveTrust(options: options, environment: { environment[$0] }, fileExists: { _ in true })
+        #expect(both == TrustResolution(found: [pinned, "/srv/dem/fabric-ca.pem"]))
+        let none = resolveTrust(options: options, environment: { environment[$0] }, fileExists: { _ in false })
+        #expect(none.files.isEmpty)
+        let fromEnvironment = resolveTrust(
+            options: options,
+            environment: { ($0 == "DEM_CACERT" ? "/etc/ca.pem" : environment[$0]) },
+            fileExists: { _ in true }
+        )
+        #expect(fromEnvironment.files == ["/etc/ca.pem"])
+        options.caCertificate = "/tmp/ca.pem"
+        #expect(
+            resolveTrust(options: options, environment: { environment[$0] }, fileExists: { _ in true }).files == [
+                "/tmp/ca.pem"
+            ]
+        )
+        // Without DEM_DATA_DIR: /var/lib/dem, then the user's state directory; XDG_CONFIG_HOME for pins.
+        let user = ["HOME": "/home/a", "XDG_CONFIG_HOME": "/cfg"]
+        #expect(
+            dataDirectoryCAPaths { user[$0] } == [
+                "/var/lib/dem/fabric-ca.pem", "/home/a/.local/state/dem/fabric-ca.pem",
+            ]
+        )
+        #expect(pinnedCAPath(host: "fd00::2", port: 1) { user[$0] } == "/cfg/dem/trust/fd00__2_1.pem")
     }
 
     @Test("-h anywhere wins over errors; --version")

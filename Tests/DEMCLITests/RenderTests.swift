@@ -323,7 +323,7 @@ struct TransportFailureTests {
         var errors: [any Error]
     }
 
-    @Test("connection refused → exit 3, `Error: dem is not running at http://HOST:PORT`")
+    @Test("connection refused → exit 3, `Error: dem is not running at https://HOST:PORT`")
     func refused() throws {
         let refused = IOError(errnoCode: ECONNREFUSED, reason: "connect")
         let failure = transportFailure(refused, baseURL: "http://127.0.0.1:22345")
@@ -333,8 +333,28 @@ struct TransportFailureTests {
         let wrapped = Wrapper(host: "::1", errors: [IOError(errnoCode: ECONNREFUSED, reason: "connect")])
         let options = try options(["-s", "::1", "-p", "8080", "config"])
         let wrappedFailure = transportFailure(wrapped, baseURL: options.baseURL)
-        #expect(wrappedFailure.message == "Error: dem is not running at http://[::1]:8080")
+        #expect(wrappedFailure.message == "Error: dem is not running at https://[::1]:8080")
         #expect(wrappedFailure.status == .notRunning)
+    }
+
+    /// An error as BoringSSL reports a certificate it could not verify.
+    struct VerifyFailed: Error, CustomStringConvertible {
+        var description: String {
+            "handshakeFailed(sslError([error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED]))"
+        }
+    }
+
+    @Test("a certificate dem-cli cannot verify exits 3, naming the CAs tried and how to trust dem")
+    func untrusted() {
+        let failure = transportFailure(
+            VerifyFailed(),
+            baseURL: "https://head:22345",
+            trusted: ["/srv/dem/fabric-ca.pem"]
+        )
+        #expect(failure.status == .notRunning)
+        #expect(failure.message.hasPrefix("Error: dem's certificate at https://head:22345 is not trusted"))
+        #expect(failure.message.contains("/srv/dem/fabric-ca.pem"))
+        #expect(failure.message.contains("--cacert") && failure.message.contains("dem-cli -s HOST trust"))
     }
 
     @Test("other connection failures exit 3; a timeout or a dropped connection after connecting exits 5")

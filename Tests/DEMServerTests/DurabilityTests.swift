@@ -3,6 +3,7 @@ import DEMServer
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import Synchronization
 import Testing
 
@@ -14,6 +15,8 @@ final class DEMProcess: Sendable {
     let logPath: String
     let apiPort: Int
     let token: String
+    /// Whether the API serves TLS (dem's default), with the fabric CA of its data directory.
+    let tls: Bool
 
     /// The first discovery port in the log ("discovery controller listening … port=N").
     var discoveryPort: Int? {
@@ -68,7 +71,8 @@ final class DEMProcess: Sendable {
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-            if let range = log.range(of: "url=http://127.0.0.1:") {
+            let tls = log.contains("url=https://127.0.0.1:")
+            if let range = log.range(of: tls ? "url=https://127.0.0.1:" : "url=http://127.0.0.1:") {
                 let digits = log[range.upperBound...].prefix { $0.isNumber }
                 if let port = Int(digits) {
                     let token = try String(contentsOfFile: dataDirectory + "/admin.token", encoding: .utf8)
@@ -78,7 +82,8 @@ final class DEMProcess: Sendable {
                         dataDirectory: dataDirectory,
                         logPath: logPath,
                         apiPort: port,
-                        token: token
+                        token: token,
+                        tls: tls
                     )
                 }
             }
@@ -89,7 +94,8 @@ final class DEMProcess: Sendable {
         throw TestFailure("dem did not report its API port within 30 s")
     }
 
-    private init(process: Process, dataDirectory: String, logPath: String, apiPort: Int, token: String) {
+    private init(process: Process, dataDirectory: String, logPath: String, apiPort: Int, token: String, tls: Bool) {
+        self.tls = tls
         self.process = process
         self.dataDirectory = dataDirectory
         self.logPath = logPath
@@ -98,7 +104,13 @@ final class DEMProcess: Sendable {
     }
 
     func request(_ method: HTTPMethod, _ path: String, body: String? = nil) -> HTTPClientRequest {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(apiPort)\(path)")
+        var request = HTTPClientRequest(url: "\(tls ? "https" : "http")://127.0.0.1:\(apiPort)\(path)")
+        if tls {
+            // dem's certificate, verified with the CA dem made in its data directory.
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.trustRoots = .file(dataDirectory + "/fabric-ca.pem")
+            request.tlsConfiguration = configuration
+        }
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         if let body {

@@ -190,6 +190,8 @@ struct FloodTests {
             "ulimit -n 1024 && exec \"$0\" \"$@\"", DEMProcess.executable,
             "--data-dir", directory + "/data", "--port", "\(discoveryPort)", "--api-port", "\(apiPort)",
             "--setup-timeout", "2", "--http-timeout", "2", "--log-level", "info",
+            // The flood speaks HTTP on raw sockets; TLS is checked in TLSTests.
+            "--insecure-http",
         ]
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = FileHandle.nullDevice
@@ -288,7 +290,11 @@ struct SlowHTTPTests {
     @Test("a request whose headers or body stop coming is closed after --http-timeout; an /events stream is not")
     func slowRequests() async throws {
         let directory = temporaryDirectory("dem-slow")
-        let dem = try await DEMProcess.start(dataDirectory: directory, extraArguments: ["--http-timeout", "1"])
+        let dem = try await DEMProcess.start(
+            dataDirectory: directory,
+            // HTTP on raw sockets; TLS's own stalls are checked in TLSTests.
+            extraArguments: ["--http-timeout", "1", "--insecure-http"]
+        )
         defer { dem.kill(SIGKILL) }
         func open() -> Int32 {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -74,7 +74,7 @@ struct InstallTests {
             )
             #expect(created.status == .created)
         }
-        let line = "dem-cli -p \(dem.apiPort) --token \(dem.token) del t rack1 r"
+        let line = "dem-cli -p \(dem.apiPort) --token \(dem.token) --cacert \(directory)/fabric-ca.pem del t rack1 r"
         let (_, aliases) = try await shell(
             "PATH='\(stage)/opt/dem/bin':$PATH; source '\(completions)/dem-cli'; COMP_LINE='\(line)'; COMP_POINT=${#COMP_LINE}; _dem_cli; echo \"${COMPREPLY[*]}\""
         )

@@ -90,7 +90,10 @@ struct NvmeDemCompatibilityTests {
         let directory = temporaryDirectory("dem-p")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: DEMProcess.executable)
-        process.arguments = ["-p", "\(api)", "--port", "0", "--data-dir", directory, "-d", "--interfaces", ""]
+        // Plain HTTP, as nvme-dem served it, for the raw-socket check below.
+        process.arguments = [
+            "-p", "\(api)", "--port", "0", "--data-dir", directory, "-d", "--interfaces", "", "--insecure-http",
+        ]
         let log = directory + ".log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))

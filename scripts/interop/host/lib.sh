@@ -160,23 +160,35 @@ dem_start() {
     return 1
 }
 # dem_api_wait : wait (up to 30 s) until dem logs that its REST API listens; sets API_PORT
-# to the port it bound (so `--api-port 0` works); returns non-zero when it does not
+# to the port it bound (so `--api-port 0` works) and API_URL (https with the fabric CA of
+# dem's data directory, API_CURL_TLS the curl options that trust it; http with
+# --insecure-http); returns non-zero when it does not
 API_PORT=""
+API_URL=""
+API_CURL_TLS=()
 dem_api_wait() {
-    local _ p
+    local _ p url
     for _ in $(seq 1 300); do
-        p=$(grep -a -m1 'REST API listening' "$OUT/dem.log" 2>/dev/null | grep -o 'url=http://[^ ]*' | sed 's/.*://')
-        [ -n "$p" ] && { API_PORT=$p; return 0; }
+        url=$(grep -a -m1 'REST API listening' "$OUT/dem.log" 2>/dev/null | grep -o 'url=https\?://[^ ]*' | cut -d= -f2)
+        p=${url##*:}
+        if [ -n "$p" ]; then
+            API_PORT=$p
+            case $url in
+            https:*) API_URL="https://127.0.0.1:$p"; API_CURL_TLS=(--cacert "$DATA/fabric-ca.pem") ;;
+            *) API_URL="http://127.0.0.1:$p"; API_CURL_TLS=() ;;
+            esac
+            return 0
+        fi
         alive "$DEM_PID" || return 1
         sleep 0.1
     done
     return 1
 }
 # dem_cli ARGS... : dem-cli (DEMCLI_BIN) against this scenario's dem (API_PORT; the admin
-# token from dem's data directory); the command and its output go to $OUT/dem-cli.log
+# token and the fabric CA from dem's data directory); the command and its output go to $OUT/dem-cli.log
 dem_cli() {
     echo "\$ dem-cli $*" >> "$OUT/dem-cli.log"
-    DEM_DATA_DIR=$DATA timeout 30 "$DEMCLI_BIN" -p "$API_PORT" "$@" >> "$OUT/dem-cli.log" 2>&1 < /dev/null
+    DEM_DATA_DIR=$DATA timeout 30 "$DEMCLI_BIN" -s "${API_URL%:*}" -p "$API_PORT" "$@" >> "$OUT/dem-cli.log" 2>&1 < /dev/null
     local rc=$?
     [ $rc = 0 ] || echo "  -> exit status $rc" >> "$OUT/dem-cli.log"
     return $rc
@@ -184,7 +196,7 @@ dem_cli() {
 # dem_cli_cmd ARGS... : the same dem_cli call as a shell command (for run-guest.sh -H TAG=CMD;
 # its output goes to the host step's log)
 dem_cli_cmd() {
-    printf 'echo %q && DEM_DATA_DIR=%q timeout 30 %q -p %q' "+ dem-cli $*" "$DATA" "$DEMCLI_BIN" "$API_PORT"
+    printf 'echo %q && DEM_DATA_DIR=%q timeout 30 %q -s %q -p %q' "+ dem-cli $*" "$DATA" "$DEMCLI_BIN" "${API_URL%:*}" "$API_PORT"
     printf ' %q' "$@"
     printf ' < /dev/null'
 }
@@ -197,7 +209,7 @@ dem_api() {
     local args=(-s -o "$OUT/dem-api.body.$$" -w '%{http_code}' --max-time 10 -X "$m"
         -H "Authorization: Bearer $(cat "$DATA/admin.token" 2>/dev/null)")
     [ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data "$3")
-    code=$(curl "${args[@]}" "http://127.0.0.1:$API_PORT$p" < /dev/null)
+    code=$(curl "${args[@]}" "${API_CURL_TLS[@]}" "$API_URL$p" < /dev/null)
     body=$(cat "$OUT/dem-api.body.$$" 2>/dev/null); rm -f "$OUT/dem-api.body.$$"
     case $code in 2??) rc=0 ;; *) rc=1 ;; esac
     if [ "$m" != GET ] || [ $rc != 0 ]; then

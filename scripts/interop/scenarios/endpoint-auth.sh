@@ -60,7 +60,7 @@ if [ ${#OVERLAY[@]} = 0 ]; then
     skip_guest "$ALL" "not run: no auth-enabled modules"
 elif [ -z "${DEMEM_BIN:-}" ] || [ ! -x "$DEMEM_BIN" ] || [ -z "${DEMAC_BIN:-}" ] || [ ! -x "$DEMAC_BIN" ]; then
     skip_guest "$ALL" "not run: DEMEM_BIN '${DEMEM_BIN:-}' or DEMAC_BIN '${DEMAC_BIN:-}' is not an executable (run.sh builds them)"
-elif DEM_NO_ENTRIES=1 dem_start --api-port "$API" --probe-interval 1 --target-timeout 5; then
+elif DEM_NO_ENTRIES=1 dem_start --api-port "$API" --probe-interval 1 --target-timeout 5 --insecure-http; then
     if ! dem_api_wait; then
         skip_guest "$ALL" "not run: dem's REST API did not come up"
     else

@@ -145,7 +145,7 @@ capture_start
 ALL="$HOST_CHECKS $STEP_CHECKS $GUEST_CHECKS"
 if [ -z "${DEMCLI_BIN:-}" ] || [ ! -x "$DEMCLI_BIN" ] || [ -z "${DEMEM_BIN:-}" ] || [ ! -x "$DEMEM_BIN" ]; then
     skip_guest "$ALL" "not run: DEMCLI_BIN '${DEMCLI_BIN:-}' or DEMEM_BIN '${DEMEM_BIN:-}' is not an executable (run.sh builds them)"
-elif DEM_NO_ENTRIES=1 dem_start --api-port "$API" --probe-interval 1 --target-timeout 5; then
+elif DEM_NO_ENTRIES=1 dem_start --api-port "$API" --probe-interval 1 --target-timeout 5 --insecure-http; then
     if ! dem_api_wait; then
         skip_guest "$ALL" "not run: dem's REST API did not come up within 30 s: $(tail -n 1 "$OUT/dem.log")"
     else

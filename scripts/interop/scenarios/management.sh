@@ -78,7 +78,7 @@ configure() {
 api_401() {
     local name=$1 code
     shift
-    code=$(curl -s -o "$OUT/$name.body" -w '%{http_code}' --max-time 10 "$@" "http://127.0.0.1:$API_PORT/target")
+    code=$(curl -s -o "$OUT/$name.body" -w '%{http_code}' --max-time 10 "$@" "${API_CURL_TLS[@]}" "$API_URL/target")
     if [ "$code" = 401 ]; then record PASS "$name"
     else record FAIL "$name" "GET /target answered ${code:-nothing} (want 401): $(head -c 200 "$OUT/$name.body" 2>/dev/null)"; fi
 }
