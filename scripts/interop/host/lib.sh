@@ -145,6 +145,9 @@ dem_start() {
     fi
     DEM_PID=$!
     DEM_T0=$EPOCHREALTIME
+    DEM_API_SCHEME=https
+    case " $* " in *" --insecure-http "*) DEM_API_SCHEME=http ;; esac
+    export DEM_API_SCHEME
     for _ in $(seq 1 300); do
         listening && { record PASS "dem-start-$SCEN"; echo "[$SCEN] dem (pid $DEM_PID) listening after $(elapsed "$DEM_T0")s"; return 0; }
         alive "$DEM_PID" || break
@@ -159,26 +162,21 @@ dem_start() {
     fi
     return 1
 }
+# api_url : the base URL of this scenario's dem REST API on API_PORT: https (dem's default),
+# http when dem_start was given --insecure-http (DEM_API_SCHEME, exported for host steps)
+api_url() { echo "${DEM_API_SCHEME:-https}://127.0.0.1:$API_PORT"; }
+# api_curl_tls : the curl options that trust dem's fabric CA (in dem's data directory)
+api_curl_tls() { echo "--cacert $DATA/fabric-ca.pem"; }
+# the scenarios' host steps run dem_cli and dem_api in shells of their own
+export -f api_url api_curl_tls
 # dem_api_wait : wait (up to 30 s) until dem logs that its REST API listens; sets API_PORT
-# to the port it bound (so `--api-port 0` works) and API_URL (https with the fabric CA of
-# dem's data directory, API_CURL_TLS the curl options that trust it; http with
-# --insecure-http); returns non-zero when it does not
+# to the port it bound (so `--api-port 0` works); returns non-zero when it does not
 API_PORT=""
-API_URL=""
-API_CURL_TLS=()
 dem_api_wait() {
-    local _ p url
+    local _ p
     for _ in $(seq 1 300); do
-        url=$(grep -a -m1 'REST API listening' "$OUT/dem.log" 2>/dev/null | grep -o 'url=https\?://[^ ]*' | cut -d= -f2)
-        p=${url##*:}
-        if [ -n "$p" ]; then
-            API_PORT=$p
-            case $url in
-            https:*) API_URL="https://127.0.0.1:$p"; API_CURL_TLS=(--cacert "$DATA/fabric-ca.pem") ;;
-            *) API_URL="http://127.0.0.1:$p"; API_CURL_TLS=() ;;
-            esac
-            return 0
-        fi
+        p=$(grep -a -m1 'REST API listening' "$OUT/dem.log" 2>/dev/null | grep -o 'url=https\?://[^ ]*' | sed 's/.*://')
+        [ -n "$p" ] && { API_PORT=$p; return 0; }
         alive "$DEM_PID" || return 1
         sleep 0.1
     done
@@ -188,7 +186,7 @@ dem_api_wait() {
 # token and the fabric CA from dem's data directory); the command and its output go to $OUT/dem-cli.log
 dem_cli() {
     echo "\$ dem-cli $*" >> "$OUT/dem-cli.log"
-    DEM_DATA_DIR=$DATA timeout 30 "$DEMCLI_BIN" -s "${API_URL%:*}" -p "$API_PORT" "$@" >> "$OUT/dem-cli.log" 2>&1 < /dev/null
+    DEM_DATA_DIR=$DATA timeout 30 "$DEMCLI_BIN" -s "$(api_url | sed 's/:[0-9]*$//')" -p "$API_PORT" "$@" >> "$OUT/dem-cli.log" 2>&1 < /dev/null
     local rc=$?
     [ $rc = 0 ] || echo "  -> exit status $rc" >> "$OUT/dem-cli.log"
     return $rc
@@ -196,7 +194,7 @@ dem_cli() {
 # dem_cli_cmd ARGS... : the same dem_cli call as a shell command (for run-guest.sh -H TAG=CMD;
 # its output goes to the host step's log)
 dem_cli_cmd() {
-    printf 'echo %q && DEM_DATA_DIR=%q timeout 30 %q -s %q -p %q' "+ dem-cli $*" "$DATA" "$DEMCLI_BIN" "${API_URL%:*}" "$API_PORT"
+    printf 'echo %q && DEM_DATA_DIR=%q timeout 30 %q -s %q -p %q' "+ dem-cli $*" "$DATA" "$DEMCLI_BIN" "$(api_url | sed 's/:[0-9]*$//')" "$API_PORT"
     printf ' %q' "$@"
     printf ' < /dev/null'
 }
@@ -209,7 +207,8 @@ dem_api() {
     local args=(-s -o "$OUT/dem-api.body.$$" -w '%{http_code}' --max-time 10 -X "$m"
         -H "Authorization: Bearer $(cat "$DATA/admin.token" 2>/dev/null)")
     [ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data "$3")
-    code=$(curl "${args[@]}" "${API_CURL_TLS[@]}" "$API_URL$p" < /dev/null)
+    # shellcheck disable=SC2046
+    code=$(curl "${args[@]}" $(api_curl_tls) "$(api_url)$p" < /dev/null)
     body=$(cat "$OUT/dem-api.body.$$" 2>/dev/null); rm -f "$OUT/dem-api.body.$$"
     case $code in 2??) rc=0 ;; *) rc=1 ;; esac
     if [ "$m" != GET ] || [ $rc != 0 ]; then

@@ -78,7 +78,8 @@ configure() {
 api_401() {
     local name=$1 code
     shift
-    code=$(curl -s -o "$OUT/$name.body" -w '%{http_code}' --max-time 10 "$@" "${API_CURL_TLS[@]}" "$API_URL/target")
+    # shellcheck disable=SC2046
+    code=$(curl -s -o "$OUT/$name.body" -w '%{http_code}' --max-time 10 "$@" $(api_curl_tls) "$(api_url)/target")
     if [ "$code" = 401 ]; then record PASS "$name"
     else record FAIL "$name" "GET /target answered ${code:-nothing} (want 401): $(head -c 200 "$OUT/$name.body" 2>/dev/null)"; fi
 }
