@@ -20,7 +20,7 @@ struct HTTPServerTests {
         let router = Router(context: BasicRequestContext.self)
         router.get("/a") { _, _ in "a" }
         router.get("/slow") { _, _ in
-            try await Task.sleep(for: .milliseconds(400))
+            try await Task.sleep(for: .milliseconds(1500))
             return "slow"
         }
         router.put("/body") { request, _ in
@@ -147,7 +147,8 @@ struct HTTPServerTests {
     func gracefulShutdown() async throws {
         try await withServer { port, group in
             async let slow = rawHTTPExchange(port: port, sending: "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-            try await Task.sleep(for: .milliseconds(100))
+            // The request must be under way (read and answering) first, also on a loaded machine.
+            try await Task.sleep(for: .milliseconds(600))
             await group.triggerGracefulShutdown()
             let text = try #require(await slow)
             // Answered, and closed after the answer although the request kept the connection.
