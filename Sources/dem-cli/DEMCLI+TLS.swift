@@ -14,12 +14,18 @@ import Darwin
 #endif
 
 extension DEMCLI {
-    /// TLS as dem-cli speaks it to dem: TLS 1.2 or later, dem's certificate verified against the
-    /// system's roots and `files` (dem's CA), and its name against the server dem-cli was given.
+    /// TLS as dem-cli speaks it to dem: TLS 1.2 or later, dem's certificate verified against
+    /// `files` (dem's CA: the data directory's, `--cacert` or the pinned one) and only those, as
+    /// curl's `--cacert` does, or against the system's roots when there is none; and its name
+    /// against the server dem-cli was given. (A machine without a system CA bundle, such as a
+    /// minimal head node, then still reaches its dem.)
     static func tlsConfiguration(trusting files: [String]) -> TLSConfiguration {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv12
-        configuration.additionalTrustRoots = files.map { .file($0) }
+        if !files.isEmpty {
+            configuration.trustRoots = .file(files[0])
+            configuration.additionalTrustRoots = files.dropFirst().map { .file($0) }
+        }
         return configuration
     }
 

@@ -172,12 +172,21 @@ func transportFailure(
         || text.contains("Hostname") || text.contains("hostname")
     {
         let tried =
-            trusted.isEmpty ? "the system's CAs only" : "the system's CAs and " + trusted.joined(separator: ", ")
+            trusted.isEmpty ? "the system's CAs" : trusted.joined(separator: ", ")
         return (
             "Error: dem's certificate at \(baseURL) is not trusted (\(tried)): \(text)\n"
                 + "On the head node dem-cli finds dem's CA in its data directory (DEM_DATA_DIR); elsewhere pass\n"
                 + "--cacert FILE (a copy of dem's fabric-ca.pem) or run 'dem-cli -s HOST trust' to pin dem's CA\n"
                 + "after comparing its fingerprint with the tls-ca-fingerprint dem logs at start.",
+            .notRunning
+        )
+    }
+    if trusted.isEmpty && text.contains("unknownError") {
+        // NIOSSL cannot load the system's CA bundle (none installed) to verify dem's certificate.
+        return (
+            "Error: cannot verify dem's certificate at \(baseURL): this machine has no CA bundle and dem-cli\n"
+                + "knows no CA of dem's (\(text)); pass --cacert FILE (a copy of dem's fabric-ca.pem), set\n"
+                + "DEM_DATA_DIR to dem's data directory on the head node, or run 'dem-cli -s HOST trust'.",
             .notRunning
         )
     }
