@@ -6,6 +6,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
@@ -73,7 +74,32 @@ public struct EndpointApplication: Sendable {
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         signals: [UnixSignal] = [.sigterm, .sigint]
     ) throws -> EndpointApplication {
-        let credential = try FabricCredential.load(path: options.credentialPath)
+        let identity: EndpointIdentity?
+        do {
+            identity = try EndpointIdentity.load(dataDirectory: options.dataDirectory)
+        } catch {
+            throw EndpointStartError("\(error)")
+        }
+        var options = options
+        if let identity {
+            if let alias = options.alias, alias != identity.alias {
+                throw EndpointStartError(
+                    "--alias \(alias) is not the alias this dem-em enrolled as (\(identity.alias), its certificate's): drop --alias, or enrol again"
+                )
+            }
+            options.alias = identity.alias
+        }
+        // An enrolled dem-em's API takes dem's certificate: the fabric credential is needed only
+        // by the in-band channel and for hosts' sealed DH-HMAC-CHAP keys (enrolment brings it).
+        let credential: String? =
+            identity != nil && !FileManager.default.fileExists(atPath: options.credentialPath)
+            ? nil : try FabricCredential.load(path: options.credentialPath)
+        let tls: NIOSSLContext?
+        do {
+            tls = try identity?.serverSettings.makeContext()
+        } catch {
+            throw EndpointStartError("TLS: \(error)")
+        }
         try StateDirectory.prepare(options.dataDirectory)
         // One dem-em per data directory: a second one, or dem-em import, is refused meanwhile.
         let lock = try StateDirectoryLock.acquire(directory: options.dataDirectory, owner: "dem-em serve")
@@ -93,7 +119,11 @@ public struct EndpointApplication: Sendable {
         let apiGate = ConnectionGate(name: "REST API", limits: fitted[0], logger: logger)
         let inBandGate = ConnectionGate(name: "in-band", limits: fitted[1], logger: logger)
         let shutdown = Mutex<ServiceGroup?>(nil)
-        let routes = EndpointRoutes(service: service, credential: credential, gates: [apiGate, inBandGate]) {
+        let routes = EndpointRoutes(
+            service: service,
+            credential: identity == nil ? credential : nil,
+            gates: [apiGate, inBandGate]
+        ) {
             guard let group = shutdown.withLock({ $0 }) else { return }
             Task { await group.triggerGracefulShutdown() }
         }
@@ -107,17 +137,21 @@ public struct EndpointApplication: Sendable {
                 serverName: "dem-em",
                 gate: apiGate,
                 requestTimeout: httpTimeout,
-                listenerHandlers: { [AcceptBackoff(name: apiGate.name, gate: apiGate, logger: logger)] }
+                listenerHandlers: { [AcceptBackoff(name: apiGate.name, gate: apiGate, logger: logger)] },
+                tls: tls,
+                requiredPeerRole: tls == nil ? nil : .dem
             ),
             group: group,
             logger: logger,
-            onServerRunning: { channel in
+            onServerRunning: { [options] channel in
                 let port = channel.localAddress?.port ?? options.apiPort
                 bound.bound(port)
                 logger.notice(
                     "REST API listening",
                     metadata: [
                         "address": "\(options.apiAddress)", "port": "\(port)", "nvmet-root": "\(options.nvmetRoot)",
+                        "tls":
+                            "\(identity.map { "TLS 1.3, as \($0.alias) (certificate until \($0.expires)); only dem's certificate is taken" } ?? "none: plain HTTP with the fabric credential (enrol with --join URL --token … --ca-hash …)")",
                     ]
                 )
             }
@@ -126,6 +160,7 @@ public struct EndpointApplication: Sendable {
             service: service,
             options: options,
             credential: credential,
+            identity: identity,
             bound: bound,
             group: group,
             logger: logger
@@ -145,6 +180,11 @@ public struct EndpointApplication: Sendable {
         ]
         let inBandPort = BoundPort()
         if let address = options.inBand.address {
+            guard let credential else {
+                throw EndpointStartError(
+                    "the in-band channel (--inband-address) needs the fabric credential, \(options.credentialPath): enrol again, or copy dem's fabric.key there (mode 0600)"
+                )
+            }
             let nqn =
                 options.inBand.nqn
                 ?? InBandManagement.managementNQN(alias: options.alias ?? service.inventory().hostname ?? "target")
@@ -278,7 +318,10 @@ struct InBandListener: Service, CustomStringConvertible {
 struct DesiredStateKeeper: Service, CustomStringConvertible {
     let service: EndpointService
     let options: EndpointOptions
-    let credential: String
+    /// The fabric credential, sent when dem-em has not enrolled.
+    let credential: String?
+    /// The enrolled identity: dem-em joins with its certificate.
+    let identity: EndpointIdentity?
     let bound: BoundPort
     let group: any EventLoopGroup
     let logger: Logger
@@ -344,13 +387,22 @@ struct DesiredStateKeeper: Service, CustomStringConvertible {
             interface: ManagementInterface(
                 family: IPAddressText.isIPv6(address) ? "ipv6" : "ipv4",
                 address: address,
-                port: options.advertisePort ?? port
+                port: options.advertisePort ?? port,
+                tls: identity == nil ? nil : true
             ),
             inventory: service.inventory()
         )
         // A refused connection is an answer: no retries inside one attempt (which made each
         // attempt to a dem that is down take 10 s), a short connect timeout.
         var configuration = HTTPClient.Configuration()
+        if let identity {
+            do {
+                configuration.tlsConfiguration = try identity.clientConfiguration()
+            } catch {
+                logger.error("cannot join: dem-em's certificate cannot be used", metadata: ["error": "\(error)"])
+                return
+            }
+        }
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.timeout = .init(connect: .seconds(3), read: .seconds(10))
         let client = HTTPClient(eventLoopGroupProvider: .shared(group), configuration: configuration)
@@ -360,7 +412,9 @@ struct DesiredStateKeeper: Service, CustomStringConvertible {
             do {
                 var request = HTTPClientRequest(url: url.hasSuffix("/") ? url + "dem/join" : url + "/dem/join")
                 request.method = .POST
-                request.headers.add(name: "Authorization", value: "Bearer \(credential)")
+                if identity == nil, let credential {
+                    request.headers.add(name: "Authorization", value: "Bearer \(credential)")
+                }
                 request.headers.add(name: "Content-Type", value: "application/json")
                 request.body = .bytes(ByteBuffer(bytes: try APIResponse.encoder().encode(join)))
                 let response = try await client.execute(request, timeout: .seconds(10))

@@ -10,9 +10,12 @@ public struct EndpointRequestContext: RequestContext {
     /// The request came over the in-band channel, whose host answered the credential's
     /// challenge when it connected.
     public var authenticatedInBand = false
+    /// Who the client's TLS certificate names (verified against the fabric CA in the handshake).
+    public var peer: FabricIdentity?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
+        if case .string(let text)? = source.logger[metadataKey: "tls.peer"] { peer = FabricIdentity(text) }
     }
 
     /// A request from the in-band channel.
@@ -25,18 +28,23 @@ public struct EndpointRequestContext: RequestContext {
     public var maxUploadSize: Int { APIBody.maximumSize }
 }
 
-/// Every route but `/health` needs the fabric credential as a bearer token.
+/// Every route but `/health` needs dem: over TLS, its certificate of the fabric CA (the server
+/// required it in the handshake, with dem's role); in plain HTTP (a dem-em that has not
+/// enrolled), the fabric credential as a bearer token; in band, the channel's authentication.
 struct FabricCredentialMiddleware: RouterMiddleware {
     typealias Context = EndpointRequestContext
-    let credential: String
+    /// nil: only dem's certificate (or the in-band channel) is taken.
+    let credential: String?
 
     func handle(
         _ request: Request,
         context: Context,
         next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        if request.uri.path == "/health" || context.authenticatedInBand { return try await next(request, context) }
-        guard let header = request.headers[.authorization], header.count > 7,
+        if request.uri.path == "/health" || context.authenticatedInBand || context.peer?.role == .dem {
+            return try await next(request, context)
+        }
+        guard let credential, let header = request.headers[.authorization], header.count > 7,
             header.prefix(7).lowercased() == "bearer ",
             FabricCredential.matches(header.dropFirst(7).trimmingCharacters(in: .whitespaces), credential)
         else {
@@ -55,14 +63,15 @@ struct FabricCredentialMiddleware: RouterMiddleware {
 /// `/inventory`, `/reconcile` and nvmetcli's `config.json` (`/nvmetcli`).
 public struct EndpointRoutes: Sendable {
     let service: EndpointService
-    let credential: String
+    /// The fabric credential the API takes (nil: dem's certificate only).
+    let credential: String?
     /// The ports' connection gates, whose counts `/metrics` shows.
     let gates: [ConnectionGate]
     let shutdown: @Sendable () -> Void
 
     public init(
         service: EndpointService,
-        credential: String,
+        credential: String?,
         gates: [ConnectionGate] = [],
         shutdown: @escaping @Sendable () -> Void
     ) {

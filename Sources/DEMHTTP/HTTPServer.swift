@@ -1,4 +1,5 @@
 import DEMCore
+@_exported import DEMTLS
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -9,6 +10,7 @@ import NIOHTTP1
 import NIOHTTPTypesHTTP1
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import ServiceLifecycle
 import Synchronization
 
@@ -51,7 +53,12 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
         /// Handlers on each listening socket, first in its pipeline.
         public var listenerHandlers: @Sendable () -> [any ChannelHandler]
         /// TLS for every connection (nil: plain HTTP). The request timeout covers the handshake.
+        /// A client certificate the context verified is named in each request's logger
+        /// (`tls.peer`: its ``FabricIdentity``).
         public var tls: NIOSSLContext?
+        /// With TLS: the role a client's certificate must have (nil: any, or none); a connection
+        /// whose certificate has another is closed after the handshake, before any request.
+        public var requiredPeerRole: FabricRole?
 
         public init(
             address: String,
@@ -61,9 +68,11 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
             gate: ConnectionGate? = nil,
             requestTimeout: TimeAmount = .seconds(30),
             listenerHandlers: @escaping @Sendable () -> [any ChannelHandler] = { [] },
-            tls: NIOSSLContext? = nil
+            tls: NIOSSLContext? = nil,
+            requiredPeerRole: FabricRole? = nil
         ) {
             self.tls = tls
+            self.requiredPeerRole = requiredPeerRole
             self.address = address
             self.port = port
             self.serverName = serverName
@@ -207,6 +216,11 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
     private var task: Task<Void, Never>?
     /// This handler's context while it is in the pipeline.
     private var context: ChannelHandlerContext?
+    /// Who the client's certificate names, once the TLS handshake verified it.
+    private var peer: FabricIdentity?
+    /// Whether a request may be answered: with a required peer role, only after the handshake
+    /// showed a certificate with it.
+    private var peerAccepted: Bool
 
     init(
         responder: Responder,
@@ -220,6 +234,7 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
         self.configuration = configuration
         self.dates = dates
         self.logger = logger
+        self.peerAccepted = configuration.requiredPeerRole == nil
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -255,6 +270,13 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
             waiting.append(part)
             return
         case .idle, .receiving:
+            guard peerAccepted else {
+                // Unreachable through TLS (no request is read before the handshake ends), but a
+                // required role is never skipped.
+                state = .closed
+                context.close(promise: nil)
+                return
+            }
             if !waiting.isEmpty {
                 waiting.append(part)
                 return
@@ -319,6 +341,27 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            let certificate = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
+                .peerCertificate
+            peer = (try? certificate?.toDERBytes()).flatMap { FabricIdentity(certificateDER: $0) }
+            if let role = configuration.requiredPeerRole {
+                guard let peer, peer.role == role else {
+                    logger.warning(
+                        "TLS client refused: its certificate is not of the required role",
+                        metadata: [
+                            "peer": "\(context.channel.remoteAddress.map { "\($0)" } ?? "-")",
+                            "certificate": "\(peer.map { "\($0)" } ?? "none with a role")",
+                            "required": "\(role.rawValue)",
+                        ]
+                    )
+                    state = .closed
+                    context.close(promise: nil)
+                    return
+                }
+                peerAccepted = true
+            }
+        }
         if event is ChannelShouldQuiesceEvent || (event as? ChannelEvent) == .inputClosed {
             closeAfterResponse = true
             if case .responding = state { return }
@@ -360,6 +403,7 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
         let serverName = configuration.serverName
         var logger = self.logger
         logger[metadataKey: "hb.request.id"] = .stringConvertible(RequestID())
+        if let peer { logger[metadataKey: "tls.peer"] = .string(peer.description) }
         let closing = closeAfterResponse
         task = Task(executorPreference: executor) {
             let request = Request(head: head, body: RequestBody(buffer: body))

@@ -67,6 +67,8 @@ public struct DEMOptions: Sendable {
     public var httpTimeout: TimeAmount = .seconds(30)
     /// Plain HTTP or TLS on the REST API, and with which certificate.
     public var apiTransport: APITransport = .plain
+    /// More names dem's certificate is for (`--tls-name`), beside those it listens on.
+    public var tlsNames: [String] = []
 
     /// Plain HTTP or TLS, and with which certificate.
     public enum APITransport: Sendable, Equatable {
@@ -89,21 +91,39 @@ public struct DEMOptions: Sendable {
     }
 }
 
+/// TLS as dem has it: its API's context, the CA its clients trust, and with the fabric CA what
+/// enrols targets and what dem presents to them.
+struct DEMTLS {
+    /// The REST API's TLS context (nil: plain HTTP).
+    var context: NIOSSLContext?
+    /// The CA clients are to trust, and its fingerprint (nil: plain HTTP).
+    var trust: (path: String, fingerprint: String)?
+    /// The fabric CA (nil with the site's PKI): it signs the certificates of enrolling targets.
+    var ca: FabricCA?
+    /// TLS towards enrolled targets' dem-em: dem's certificate (role dem) as the client's, and
+    /// the fabric CA as the only one trusted.
+    var targets: TLSConfiguration?
+}
+
 extension DEMApplication {
-    /// The REST API's TLS context (nil: plain HTTP) and the CA clients are to trust, with its
-    /// fingerprint. The fabric CA is made at the first start whatever the API serves, so that
-    /// it is there when the API is opened to the network.
-    static func apiTLS(
-        _ options: DEMOptions,
-        logger: Logger
-    ) throws -> (context: NIOSSLContext?, trust: (path: String, fingerprint: String)?) {
+    /// dem's TLS. The fabric CA is made at the first start whatever the API serves, so that it is
+    /// there when the API is opened to the network, and so is dem's certificate, which it also
+    /// presents to enrolled targets; the API serves it unless --insecure-http. The API asks
+    /// clients for a certificate of the fabric CA without requiring one: an enrolled dem-em
+    /// presents its own, dem-cli and browsers none.
+    static func apiTLS(_ options: DEMOptions, logger: Logger) throws -> DEMTLS {
         do {
             if case .site(let certificate, let key, let ca) = options.apiTransport {
                 let chain = try FabricPKI.readText(certificate)
                 let settings = TLSServerSettings(certificateChainPEM: chain, keyPEM: try FabricPKI.readText(key))
                 let trustPath = ca ?? certificate
                 let anchor = try FabricPKI.readCertificates(trustPath).last!
-                return (try settings.makeContext(), (trustPath, try FabricPKI.fingerprint(anchor)))
+                return DEMTLS(
+                    context: try settings.makeContext(),
+                    trust: (trustPath, try FabricPKI.fingerprint(anchor)),
+                    ca: nil,
+                    targets: nil
+                )
             }
             let (ca, created) = try FabricCA.ensure(
                 in: options.dataDirectory,
@@ -120,30 +140,45 @@ extension DEMApplication {
                     ]
                 )
             }
-            guard options.apiTransport == .fabricCA else { return (nil, nil) }
-            let names = FabricPKI.names(listeningOn: options.apiAddress)
+            var names = FabricPKI.names(listeningOn: options.apiAddress)
+            for name in options.tlsNames.map(SubjectName.init) where !names.contains(name) { names.append(name) }
             let server = try FabricPKI.ensureServerCertificate(
                 in: options.dataDirectory,
                 base: "dem-api",
                 commonName: "dem",
+                role: .dem,
                 ca: ca,
                 names: names
             )
             if let reason = server.madeBecause {
                 logger.notice(
-                    "issued the REST API's certificate from the fabric CA",
+                    "issued dem's certificate from the fabric CA",
                     metadata: [
                         "because": "\(reason)", "names": "\(names.map(\.description).joined(separator: ", "))",
                         "certificate": "\(options.dataDirectory)/dem-api.pem",
                     ]
                 )
             }
-            let settings = TLSServerSettings(certificateChainPEM: server.certificatePEM, keyPEM: server.keyPEM)
-            return (try settings.makeContext(), (caPath, caFingerprint))
+            let caPEM = try ca.certificatePEM
+            var targets = TLSConfiguration.makeClientConfiguration()
+            targets.minimumTLSVersion = .tlsv13
+            targets.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8)))
+            targets.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(server.certificatePEM.utf8))
+                .map { .certificate($0) }
+            targets.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(server.keyPEM.utf8), format: .pem))
+            guard options.apiTransport == .fabricCA else { return DEMTLS(ca: ca, targets: targets) }
+            let settings = TLSServerSettings(
+                certificateChainPEM: server.certificatePEM,
+                keyPEM: server.keyPEM,
+                clientCertificates: .optional(caPEM: caPEM)
+            )
+            return DEMTLS(context: try settings.makeContext(), trust: (caPath, caFingerprint), ca: ca, targets: targets)
         } catch let error as TLSSetupError {
             throw DEMStartError("TLS: \(error)")
         } catch let error as FileWriteError {
             throw DEMStartError("TLS: \(error)")
+        } catch let error as NIOSSLError {
+            throw DEMStartError("TLS: dem's certificate or the fabric CA cannot be used: \(error)")
         }
     }
 }
@@ -327,11 +362,13 @@ public struct DEMApplication: Sendable {
             let credential = try FabricCredential.ensure(path: credentialPath)
             // dem's identity towards targets: stable, so that dem-em's in-band allow-list can name it.
             let identity = try Self.hostIdentity(options)
+            let tls = try Self.apiTLS(options, logger: logger)
             var monitorConfiguration = TargetMonitor.Configuration(
                 credential: credential.secret,
                 hostNQN: identity.nqn,
                 hostIdentifier: identity.identifier
             )
+            monitorConfiguration.tls = tls.targets
             monitorConfiguration.probeInterval = options.probeInterval
             monitorConfiguration.callTimeout = options.targetTimeout
             monitorConfiguration.unreachablePolicy = options.unreachablePolicy
@@ -362,13 +399,13 @@ public struct DEMApplication: Sendable {
                 corsOrigin: options.corsOrigin,
                 monitor: targetMonitor,
                 fabricCredential: credential.secret,
+                fabricCA: tls.ca,
                 audit: audit,
                 shutdown: { trigger.trigger() }
             )
             let apiAddress = APIServerAddress()
             let discovery = listeners.boundAddresses
             let httpTimeout = options.httpTimeout
-            let tls = try Self.apiTLS(options, logger: logger)
             let api = HTTPServer(
                 responder: routes.router().buildResponder(),
                 configuration: .init(

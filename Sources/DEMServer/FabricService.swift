@@ -370,7 +370,8 @@ public final class FabricService: Sendable {
     /// Creates and stores a token. - Returns: the token and its secret, which dem keeps no copy of.
     public func createToken(
         name: String,
-        role: APIToken.Role
+        role: APIToken.Role,
+        expires: Date? = nil
     ) async throws(ChangeError) -> (
         token: APIToken, secret: String
     ) {
@@ -378,7 +379,7 @@ public final class FabricService: Sendable {
         let outcome: Swift.Result<(token: APIToken, secret: String), ChangeError> = await withCheckedContinuation {
             continuation in
             writer.async {
-                let made = APIToken.generate(name: name, role: role)
+                let made = APIToken.generate(name: name, role: role, expires: expires)
                 do {
                     try self.store.addToken(made.token)
                     self.state.withLock { $0.tokens[made.token.id] = made.token }

@@ -158,16 +158,19 @@ enum Verb: String, CaseIterable, Sendable {
 }
 
 /// A dem-cli object. As in nvme-dem, a word names the object that starts with the same letter
-/// (`t`, `tgt`, `targets` are all target), except `token`, written `tok…`.
+/// (`t`, `tgt`, `targets` are all target), except `token`, written `tok…`, and `join-token`,
+/// written `join…`.
 enum CLIObject: String, CaseIterable, Sendable {
     case group, target, host, subsystem, portid, acl, ns, local, inband, outofband, refresh, token
+    case joinToken = "join-token"
 
     /// The object `word` names, if any.
     static func match(_ word: String) -> CLIObject? {
         let word = word.lowercased()
         if word.hasPrefix("tok") { return .token }
+        if word.hasPrefix("join") { return .joinToken }
         guard let first = word.first else { return nil }
-        return allCases.first { $0 != .token && $0.rawValue.first == first }
+        return allCases.first { $0 != .token && $0 != .joinToken && $0.rawValue.first == first }
     }
 }
 
@@ -1254,6 +1257,19 @@ enum CommandTable {
                     rendering: .tokenCreated
                 )
             ]
+        },
+        CommandSpec(
+            verb: .add,
+            object: .joinToken,
+            arguments: [],
+            optional: ["[name]", "[seconds]"],
+            summary: "create a one-time join token for a target's dem-em (expires in 3600 s unless given)"
+        ) { a throws(UsageError) in
+            var body: [(String, JSONValue)] = [("Name", .string(a.first ?? "join")), ("Role", .string("join"))]
+            if a.count == 2 {
+                body.append(("ExpiresIn", .number(String(try integer(a[1], named: "seconds", in: 60...604_800)))))
+            }
+            return [CLIRequest(.POST, path("dem", "tokens"), body: .members(body), rendering: .tokenCreated)]
         },
         CommandSpec(
             verb: .delete,

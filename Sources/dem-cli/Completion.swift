@@ -108,8 +108,8 @@ enum Completion {
 
     /// `case` arms of an object word (lowercased) to its object, as ``CLIObject/match(_:)`` reads it.
     static func objectArms(print: String, indent: String) -> [String] {
-        ["\(indent)tok*) \(print) token ;;"]
-            + CLIObject.allCases.filter { $0 != .token }.map {
+        ["\(indent)tok*) \(print) token ;;", "\(indent)join*) \(print) join-token ;;"]
+            + CLIObject.allCases.filter { $0 != .token && $0 != .joinToken }.map {
                 "\(indent)\($0.rawValue.first!)*) \(print) \($0.rawValue) ;;"
             }
     }
@@ -159,7 +159,7 @@ enum Completion {
                 done
             }
 
-            # The full object for an abbreviation (its first letter; tok… is token).
+            # The full object for an abbreviation (its first letter; tok… is token, join… join-token).
             _dem_cli_object() {
                 case ${1,,} in
             \(Self.objectArms(print: "echo", indent: "        ").joined(separator: "\n"))
@@ -315,7 +315,7 @@ enum Completion {
               done
             }
 
-            # The full object for an abbreviation (its first letter; tok… is token).
+            # The full object for an abbreviation (its first letter; tok… is token, join… join-token).
             _dem_cli_object() {
               case ${(L)1} in
             \(Self.objectArms(print: "print", indent: "    ").joined(separator: "\n"))

@@ -1,4 +1,5 @@
 import Crypto
+import DEMTLS
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -44,7 +45,7 @@ extension DEMCLI {
         }
         let chain: [NIOSSLCertificate]
         do {
-            chain = try await presentedChain(host: options.host, port: options.port)
+            chain = try await FabricPKI.presentedChain(host: options.host, port: options.port)
         } catch {
             let failure = transportFailure(error, baseURL: options.baseURL, trusted: [])
             writeError(failure.message + "\n")
@@ -93,42 +94,6 @@ extension DEMCLI {
             [CLIRequest(.GET, path("health"), rendering: .action("dem's certificate verifies with it"))],
             options: pinned
         )
-    }
-
-    /// The certificate chain dem presents at `host`:`port`, read in a TLS handshake that accepts
-    /// any certificate and is closed at once.
-    static func presentedChain(host: String, port: Int) async throws -> [NIOSSLCertificate] {
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        configuration.certificateVerification = .none
-        let context = try NIOSSLContext(configuration: configuration)
-        let group = MultiThreadedEventLoopGroup.singleton
-        let seen = group.any().makePromise(of: [NIOSSLCertificate].self)
-        let channel = try await ClientBootstrap(group: group)
-            .connectTimeout(.seconds(10))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let handler = try NIOSSLClientHandler(
-                        context: context,
-                        serverHostname: host.contains(":") || host.first?.isNumber == true ? nil : host,
-                        customVerificationCallback: { chain, verified in
-                            seen.succeed(chain)
-                            verified.succeed(.certificateVerified)
-                        }
-                    )
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                }
-            }
-            .connect(host: host, port: port)
-            .get()
-        let timeout = channel.eventLoop.scheduleTask(in: .seconds(10)) {
-            seen.fail(ChannelError.connectTimeout(.seconds(10)))
-        }
-        channel.closeFuture.whenComplete { _ in seen.fail(ChannelError.eof) }
-        defer {
-            timeout.cancel()
-            channel.close(promise: nil)
-        }
-        return try await seen.futureResult.get()
     }
 }
 

@@ -138,8 +138,15 @@ private func tokenCreatedNote(_ json: JSONValue) -> String {
     var details: [String] = []
     if let id = json["ID"] { details.append("ID \(id.displayText)") }
     if let role = json["Role"] { details.append("role \(role.displayText)") }
+    if let expires = json["Expires"] { details.append("expires \(expires.displayText)") }
     let detail = details.isEmpty ? "" : " (\(details.joined(separator: ", ")))"
-    return "Token '\(name)' added\(detail). Its secret follows; dem shows it only this once.\n"
+    var note = "Token '\(name)' added\(detail). Its secret follows; dem shows it only this once.\n"
+    if json["Role"]?.stringValue == "join" {
+        note +=
+            "It enrols one target, once: on the target run\n"
+            + "  dem-em --join https://<dem's address>:<port> --token <the token> --ca-hash \(json["CAHash"]?.displayText ?? "<dem's tls-ca-fingerprint>")\n"
+    }
+    return note
 }
 
 // MARK: - Text renderings

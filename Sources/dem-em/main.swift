@@ -4,6 +4,7 @@ import DEMCore
 import DEMEndpoint
 import Foundation
 import Logging
+import NIOPosix
 
 struct CommonFlags: ParsableArguments {
     @Option(
@@ -80,8 +81,25 @@ struct Serve: AsyncParsableCommand {
     )
     var apiPort: Int = DEMCore.endpointManagerPort
 
-    @Option(name: .customLong("join"), help: "dem's REST API to join at start, e.g. http://head:22345.")
+    @Option(
+        name: .customLong("join"),
+        help:
+            "dem's REST API to join at start, e.g. https://head:22345 (with --token and --ca-hash the first time: enrolment)."
+    )
     var join: String?
+
+    @Option(
+        name: .customLong("token"),
+        help:
+            "A join token (dem-cli add join-token): enrol with dem at --join, receiving a certificate of its fabric CA."
+    )
+    var token: String?
+
+    @Option(
+        name: .customLong("ca-hash"),
+        help: "The fabric CA's fingerprint, sha256:… (dem logs it at start as tls-ca-fingerprint); needed with --token."
+    )
+    var caHash: String?
 
     @Option(name: .customLong("alias"), help: "This target's alias in dem (default: the host name).")
     var alias: String?
@@ -289,6 +307,31 @@ struct Serve: AsyncParsableCommand {
                 "raised the descriptor limit",
                 metadata: ["soft": "\(descriptors.soft)", "hard": "\(descriptors.hard)"]
             )
+        }
+        if let token {
+            guard let join, let caHash else {
+                logger.critical(
+                    "dem-em cannot enrol",
+                    metadata: ["error": "--token needs --join https://HEAD:22345 and --ca-hash sha256:…"]
+                )
+                throw ExitCode(1)
+            }
+            do {
+                _ = try await EndpointEnrolment.enrol(
+                    url: join,
+                    token: token,
+                    caHash: caHash,
+                    alias: alias ?? EndpointEnrolment.defaultAlias,
+                    names: EndpointEnrolment.names(options: options),
+                    dataDirectory: options.dataDirectory,
+                    credentialPath: options.credentialPath,
+                    group: MultiThreadedEventLoopGroup.singleton,
+                    logger: logger
+                )
+            } catch {
+                logger.critical("dem-em cannot enrol", metadata: ["error": "\(error)"])
+                throw ExitCode(1)
+            }
         }
         let application: EndpointApplication
         do {

@@ -163,6 +163,13 @@ struct ServeFlags: ParsableArguments {
     )
     var tlsCA: String?
 
+    @Option(
+        name: .customLong("tls-name"),
+        help:
+            "Another name or address the REST API is reached by (a DNS alias, a NAT or proxy address), for the certificate dem issues (repeatable)."
+    )
+    var tlsNames: [String] = []
+
     @Flag(
         name: .customLong("insecure-http"),
         help:
@@ -293,6 +300,14 @@ struct ServeFlags: ParsableArguments {
         if tlsCA != nil && tlsCertificate == nil {
             throw ValidationError("--tls-ca names the site CA of --tls-cert; without --tls-cert dem uses its fabric CA")
         }
+        for name in tlsNames where !FabricPKI.isValidName(name) {
+            throw ValidationError("--tls-name \"\(name)\" is not an IP address or a host name")
+        }
+        if !tlsNames.isEmpty && tlsCertificate != nil {
+            throw ValidationError(
+                "--tls-name adds names to the certificate dem issues: with --tls-cert the site's certificate has its own"
+            )
+        }
         if insecureHTTP && tlsCertificate != nil {
             throw ValidationError("--insecure-http serves plain HTTP: it cannot go with --tls-cert")
         }
@@ -322,6 +337,7 @@ struct ServeFlags: ParsableArguments {
         options.controller.setupTimeout = .milliseconds(Int64(setupTimeout * 1000))
         options.httpTimeout = .milliseconds(Int64(httpTimeout * 1000))
         options.apiTransport = apiTransport
+        options.tlsNames = tlsNames
         if insecureHTTP && !FabricPKI.isLoopback(apiAddress) {
             logger.warning(
                 "the REST API serves plain HTTP on a network address (--insecure-http): tokens and the fabric credential cross the network in the clear",

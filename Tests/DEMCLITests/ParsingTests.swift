@@ -182,6 +182,8 @@ struct CommandTableTests {
         .init("add token ci", "POST", "/dem/tokens", ["Name": "ci", "Role": "read"]),
         .init("add tokens ops ADMIN", "POST", "/dem/tokens", ["Name": "ops", "Role": "admin"]),
         .init("delete token 7f3a", "DELETE", "/dem/tokens/7f3a"),
+        .init("add join-token", "POST", "/dem/tokens", ["Name": "join", "Role": "join"]),
+        .init("add join t1 600", "POST", "/dem/tokens", ["Name": "t1", "Role": "join", "ExpiresIn": 600]),
         // path segments are percent-encoded; `:` and `@` stay, `.`/`..` cannot climb
         .init(
             ["get", "target", "t 1/x%"],

@@ -130,6 +130,7 @@ struct TLSTests {
         let key = P256.Signing.PrivateKey()
         let certificate = try ca.issue(
             commonName: "head.example",
+            role: .dem,
             names: [.dns("localhost"), SubjectName("127.0.0.1")],
             publicKey: Certificate.PublicKey(key.publicKey),
             validity: 86400
@@ -238,6 +239,18 @@ struct TLSTests {
             names: names
         )
         #expect(moved.madeBecause == "it was issued by another CA")
+        // A certificate names its role (dem's by default); one of another role is made again.
+        let movedCertificate = try Certificate(pemEncoded: try FabricPKI.readText(directory + "/api.pem"))
+        #expect(FabricIdentity(certificate: movedCertificate) == FabricIdentity(role: .dem, name: "dem"))
+        let target = try FabricPKI.ensureServerCertificate(
+            in: directory,
+            base: "api",
+            commonName: "t1",
+            role: .target,
+            ca: other,
+            names: names
+        )
+        #expect(target.madeBecause == "it did not name its role (dem-em)")
         #expect(FabricPKI.isLoopback("127.0.0.1") && FabricPKI.isLoopback("::1") && FabricPKI.isLoopback("127.1.2.3"))
         #expect(!FabricPKI.isLoopback("0.0.0.0") && !FabricPKI.isLoopback("192.0.2.1") && !FabricPKI.isLoopback("::"))
     }

@@ -87,8 +87,12 @@ public struct ManagementInterface: Codable, Sendable, Hashable {
     public var addressFamily: String?
     public var transportAddress: String?
     public var transportServiceIdentifier: Int?
+    /// OutOfBandMgmt: dem-em's API speaks TLS with a certificate of the fabric CA, and takes
+    /// dem's certificate instead of the fabric credential (set when an enrolled dem-em joins).
+    public var tls: Bool?
 
     enum CodingKeys: String, CodingKey {
+        case tls = "TLS"
         case family = "FAMILY"
         case address = "ADDRESS"
         case port = "PORT"
@@ -105,8 +109,10 @@ public struct ManagementInterface: Codable, Sendable, Hashable {
         transportType: String? = nil,
         addressFamily: String? = nil,
         transportAddress: String? = nil,
-        transportServiceIdentifier: Int? = nil
+        transportServiceIdentifier: Int? = nil,
+        tls: Bool? = nil
     ) {
+        self.tls = tls
         self.family = family
         self.address = address
         self.port = port
@@ -125,6 +131,7 @@ public struct ManagementInterface: Codable, Sendable, Hashable {
         addressFamily = try c.decodeIfPresent(String.self, forKey: .addressFamily)
         transportAddress = try c.decodeIfPresent(String.self, forKey: .transportAddress)
         transportServiceIdentifier = try c.decodeLenientIntIfPresent(forKey: .transportServiceIdentifier)
+        tls = try c.decodeIfPresent(Bool.self, forKey: .tls)
     }
 }
 

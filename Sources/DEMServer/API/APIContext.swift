@@ -13,10 +13,18 @@ public struct APIRequestContext: RequestContext {
     public var token: APIToken?
     /// The client's address (`ip:port`), for the audit trail.
     public var source: String
+    /// Who the client's TLS certificate names, when it presented one of the fabric CA (the
+    /// server verified it in the handshake): an enrolled target's dem-em.
+    public var peer: FabricIdentity?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         token = nil
+        if case .string(let text)? = source.logger[metadataKey: "tls.peer"] {
+            peer = FabricIdentity(text)
+        } else {
+            peer = nil
+        }
         let remote = source.channel.remoteAddress
         self.source =
             remote.map { address in
@@ -32,7 +40,10 @@ public struct APIRequestContext: RequestContext {
 /// valid token, 403 when a read-only token asks for anything but GET or HEAD, or for the tokens
 /// themselves.
 ///
-/// `POST /dem/join` takes the fabric credential instead (dem-em joins with it), and only it.
+/// `POST /dem/join` takes an enrolled dem-em's certificate of the fabric CA (its TLS client
+/// certificate; the route checks it names the target that joins), or the fabric credential, and
+/// nothing else. A join token (role `join`) is good for `POST /dem/enrol` alone, which takes
+/// nothing else; a token past its expiry is refused like an unknown one.
 ///
 /// Every request that may change something (any method but GET, HEAD and OPTIONS), and every
 /// refusal of a credential, goes to the audit trail with who asked, from where, and the answer.
@@ -96,6 +107,10 @@ struct AuthenticationMiddleware: RouterMiddleware {
             return String(decoding: token, as: UTF8.self)
         }
         if request.uri.path == "/dem/join" {
+            if let peer = context.peer, peer.role == .target {
+                actor = "certificate \(peer)"
+                return try await next(request, context)
+            }
             guard let offered, let fabricCredential, FabricCredential.matches(offered, fabricCredential) else {
                 throw APIError.unauthorized(
                     realm: "dem-fabric",
@@ -109,7 +124,21 @@ struct AuthenticationMiddleware: RouterMiddleware {
             throw APIError.unauthorized
         }
         actor = "\(token.name) (\(token.id))"
-        if token.role != .admin {
+        if let expires = token.expires, expires <= Date() {
+            var error = APIError.unauthorized
+            error.message = "the token \(token.id) (\(token.name)) expired at \(expires.formatted(.iso8601))"
+            throw error
+        }
+        let enrolling = request.uri.path == "/dem/enrol"
+        if enrolling != (token.role == .join) {
+            throw APIError(
+                .forbidden,
+                enrolling
+                    ? "enrolment takes a join token (dem-cli add join-token), not token \(token.id)"
+                    : "token \(token.id) is a join token: it only enrols a target (POST /dem/enrol)"
+            )
+        }
+        if token.role == .read {
             let reading = request.method == .get || request.method == .head
             // Secrets are for admin tokens only: the tokens, and hosts' DH-HMAC-CHAP keys.
             if !reading || request.uri.path.hasPrefix("/dem/tokens") || request.uri.path.hasSuffix("/dhchap") {

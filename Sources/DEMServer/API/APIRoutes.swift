@@ -3,6 +3,7 @@ import DEMHTTP
 import Foundation
 import Hummingbird
 import ServiceLifecycle
+import X509
 
 /// dem's REST API: nvme-dem's routes and JSON keys (`/dem`, `/target`, `/host`, `/group` and
 /// everything under them) with standard status codes, plus `/host/<h>/logpage`, `/events`,
@@ -20,6 +21,8 @@ public struct APIRoutes: Sendable {
     let monitor: TargetMonitor?
     /// The fabric credential dem-em joins with; nil refuses joins.
     let fabricCredential: String?
+    /// The fabric CA, which signs enrolling targets' certificates (nil: no enrolment).
+    let fabricCA: FabricCA?
     /// The audit trail (nil: requests are published as events only).
     let audit: AuditLog?
     /// Answers of the model's reads, encoded once per revision.
@@ -38,9 +41,11 @@ public struct APIRoutes: Sendable {
         corsOrigin: String? = nil,
         monitor: TargetMonitor? = nil,
         fabricCredential: String? = nil,
+        fabricCA: FabricCA? = nil,
         audit: AuditLog? = nil,
         shutdown: @escaping @Sendable () -> Void
     ) {
+        self.fabricCA = fabricCA
         self.monitor = monitor
         self.audit = audit
         self.fabricCredential = fabricCredential
@@ -171,7 +176,10 @@ public struct APIRoutes: Sendable {
         var Role: String
         var Created: Date
         var LastUsed: Date?
+        var Expires: Date?
         var Token: String?
+        /// A new join token's answer: the fabric CA's fingerprint, which dem-em checks.
+        var CAHash: String?
 
         /// A token as listed; `secret` only in the answer that made it.
         init(_ token: APIToken, secret: String? = nil) {
@@ -180,15 +188,36 @@ public struct APIRoutes: Sendable {
             Role = token.role.rawValue
             Created = token.created
             LastUsed = token.lastUsed
+            Expires = token.expires
             Token = secret
         }
+    }
+
+    struct EnrolmentRequest: RequestFields {
+        var Alias: String
+        var CSR: String
+        var Names: [String]?
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case Alias, CSR, Names }
+        static let fieldNames = names(CodingKeys.self)
+    }
+
+    struct EnrolmentAnswer: Encodable {
+        var Alias: String
+        var Certificate: String
+        var CA: String
+        var Expires: Date
+        /// The fabric credential, which the in-band channel's DH-HMAC-CHAP and the sealing of
+        /// hosts' keys still use: given over this authenticated channel, never copied by hand.
+        var FabricKey: String?
     }
 
     struct TokenRequest: RequestFields {
         var Name: String
         var Role: String?
+        var ExpiresIn: Int?
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case Name, Role }
+        enum CodingKeys: String, CodingKey, CaseIterable { case Name, Role, ExpiresIn }
         static let fieldNames = names(CodingKeys.self)
     }
 
@@ -255,8 +284,77 @@ public struct APIRoutes: Sendable {
             }
             return try APIResponse.json(["Targets": statuses])
         }
+        // dem-em enrols: with a join token (used up here) and a key of its own (in a CSR), it
+        // receives a certificate of the fabric CA for its target, with which it joins.
+        router.post("/dem/enrol") { request, context in
+            guard let ca = fabricCA else {
+                throw APIError(
+                    .conflict,
+                    "dem runs with the site's PKI and has no fabric CA: issue the target's certificate there"
+                )
+            }
+            guard let body = try await APIBody.read(request, context: context) else {
+                throw APIError(.badRequest, field: "Alias", "the body must be an enrolment request")
+            }
+            let enrolment = try body.decode(EnrolmentRequest.self)
+            do throws(ModelError) {
+                try FabricValidation.checkName(enrolment.Alias, field: "Alias")
+            } catch {
+                throw APIError(error)
+            }
+            var names: [SubjectName] = []
+            for name in enrolment.Names ?? [] {
+                guard FabricPKI.isValidName(name) else {
+                    throw APIError(
+                        .unprocessableContent,
+                        field: "Names",
+                        "\"\(name)\" is not an IP address or a host name"
+                    )
+                }
+                names.append(SubjectName(name))
+            }
+            let certificate: Certificate
+            do {
+                certificate = try ca.enrol(alias: enrolment.Alias, csrPEM: enrolment.CSR, names: names)
+            } catch {
+                throw APIError(.unprocessableContent, field: "CSR", "\(error)")
+            }
+            // The token is used up before the certificate is given: of two requests with one
+            // token, one gets it.
+            guard let token = context.token else { throw APIError.unauthorized }
+            let consumed: Bool
+            do throws(FabricService.ChangeError) {
+                consumed = try await service.deleteToken(id: token.id)
+            } catch {
+                throw APIError(error)
+            }
+            guard consumed else {
+                var error = APIError.unauthorized
+                error.message = "the join token \(token.id) was used already"
+                throw error
+            }
+            context.logger.notice(
+                "target enrolled",
+                metadata: [
+                    "target": "\(enrolment.Alias)", "join-token": "\(token.id) (\(token.name))",
+                    "names": "\(names.map(\.description).joined(separator: ", "))",
+                    "expires": "\(certificate.notValidAfter)",
+                ]
+            )
+            return try APIResponse.json(
+                EnrolmentAnswer(
+                    Alias: enrolment.Alias,
+                    Certificate: try certificate.serializeAsPEM().pemString + "\n",
+                    CA: try ca.certificatePEM,
+                    Expires: certificate.notValidAfter,
+                    FabricKey: fabricCredential
+                ),
+                status: .created
+            )
+        }
         // dem-em announces itself: the target is created (or updated) as OutOfBandMgmt with the
-        // address and inventory it sends. Authenticated with the fabric credential.
+        // address and inventory it sends. Authenticated with its certificate (enrolled) or the
+        // fabric credential.
         router.post("/dem/join") { request, context in
             let body = try await APIBody.read(request, context: context)
             guard let body else { throw APIError(.badRequest, "the body must be a join request") }
@@ -264,12 +362,22 @@ public struct APIRoutes: Sendable {
             guard join.interface.address?.isEmpty == false else {
                 throw APIError(.unprocessableContent, field: "Interface.ADDRESS", "ADDRESS is required")
             }
+            // An enrolled dem-em's certificate is for its own target only.
+            let enrolled = context.peer?.role == .target
+            if let peer = context.peer, enrolled, peer.name != join.alias {
+                throw APIError(
+                    .forbidden,
+                    field: "Alias",
+                    "this certificate is target \"\(peer.name)\"'s: it cannot join as \"\(join.alias)\""
+                )
+            }
             let created = try await change(.updated, "/target/\(join.alias)") { fabric throws(ModelError) -> Bool in
                 let interface = ManagementInterface(
                     family: join.interface.family
                         ?? (IPAddressText.isIPv6(join.interface.address ?? "") ? "ipv6" : "ipv4"),
                     address: join.interface.address,
-                    port: join.interface.port ?? DEMCore.endpointManagerPort
+                    port: join.interface.port ?? DEMCore.endpointManagerPort,
+                    tls: enrolled ? true : nil
                 )
                 let created: Bool
                 if (try? fabric.target(join.alias)) == nil {
@@ -357,17 +465,32 @@ public struct APIRoutes: Sendable {
                 throw APIError(
                     .unprocessableContent,
                     field: "Role",
-                    "must be \"admin\" or \"read\", not \"\(roleText)\""
+                    "must be \"admin\", \"read\" or \"join\", not \"\(roleText)\""
+                )
+            }
+            // A join token expires within the hour unless told otherwise; the others do not.
+            let lifetime = tokenRequest.ExpiresIn ?? (role == .join ? 3600 : nil)
+            if let lifetime, !(60...604_800).contains(lifetime) {
+                throw APIError(
+                    .unprocessableContent,
+                    field: "ExpiresIn",
+                    "must be 60 to 604800 seconds (a week), not \(lifetime)"
                 )
             }
             let made: (token: APIToken, secret: String)
             do throws(FabricService.ChangeError) {
-                made = try await service.createToken(name: tokenRequest.Name, role: role)
+                made = try await service.createToken(
+                    name: tokenRequest.Name,
+                    role: role,
+                    expires: lifetime.map { Date().addingTimeInterval(TimeInterval($0)) }
+                )
             } catch {
                 throw APIError(error)
             }
+            var view = TokenView(made.token, secret: made.secret)
+            if role == .join { view.CAHash = try? fabricCA?.fingerprint }
             return try APIResponse.json(
-                TokenView(made.token, secret: made.secret),
+                view,
                 status: .created,
                 location: Self.path("dem", "tokens", made.token.id)
             )

@@ -13,6 +13,8 @@ public struct APIToken: Sendable, Hashable, Codable {
         case admin
         /// Only read (GET).
         case read
+        /// Only enrol one target, once, before it expires (`POST /dem/enrol`): a join token.
+        case join
     }
 
     /// A short public identifier (to list and revoke the token by); the secret carries it.
@@ -25,8 +27,19 @@ public struct APIToken: Sendable, Hashable, Codable {
     public var secretHash: [UInt8]
     /// When the token last authenticated a request (to the minute), if ever.
     public var lastUsed: Date?
+    /// When the token stops working (join tokens), if ever.
+    public var expires: Date?
 
-    public init(id: String, name: String, role: Role, created: Date, secretHash: [UInt8], lastUsed: Date? = nil) {
+    public init(
+        id: String,
+        name: String,
+        role: Role,
+        created: Date,
+        secretHash: [UInt8],
+        lastUsed: Date? = nil,
+        expires: Date? = nil
+    ) {
+        self.expires = expires
         self.id = id
         self.name = name
         self.role = role
@@ -36,14 +49,17 @@ public struct APIToken: Sendable, Hashable, Codable {
     }
 
     /// A new token with a random ID and a 256-bit random secret, and that secret.
-    public static func generate(name: String, role: Role) -> (token: APIToken, secret: String) {
+    public static func generate(name: String, role: Role, expires: Date? = nil) -> (token: APIToken, secret: String) {
         var generator = SystemRandomNumberGenerator()
         func hex(_ bytes: Int) -> String {
             (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
         }
         let id = hex(4)
         let secret = "dem_\(id)_\(hex(32))"
-        return (APIToken(id: id, name: name, role: role, created: Date(), secretHash: hash(secret)), secret)
+        return (
+            APIToken(id: id, name: name, role: role, created: Date(), secretHash: hash(secret), expires: expires),
+            secret
+        )
     }
 
     /// The SHA-256 of a secret.

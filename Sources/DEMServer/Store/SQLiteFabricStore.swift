@@ -147,7 +147,7 @@ public final class SQLiteFabricStore: FabricStore {
         migrator.registerMigration("v3: host DH-HMAC-CHAP keys") { db in
             try db.execute(sql: "CREATE TABLE host_key (alias TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);")
         }
-        migrator.registerMigration("v4: API tokens kept as SHA-256 hashes, with their last use") { db in
+        migrator.registerMigration("v4: API tokens kept as SHA-256 hashes, with their last use and expiry") { db in
             // The secrets are hashed and the old table dropped; secure_delete (on for every
             // connection) overwrites the freed pages, so no secret stays in the file.
             let rows = try Row.fetchAll(db, sql: "SELECT id, name, role, secret, created FROM api_token")
@@ -156,7 +156,7 @@ public final class SQLiteFabricStore: FabricStore {
                     DROP TABLE api_token;
                     CREATE TABLE api_token (
                         id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
-                        secret_sha256 BLOB NOT NULL, created REAL NOT NULL, last_used REAL);
+                        secret_sha256 BLOB NOT NULL, created REAL NOT NULL, last_used REAL, expires REAL);
                     """
             )
             for row in rows {
@@ -344,11 +344,13 @@ public final class SQLiteFabricStore: FabricStore {
         try pool.read { db in
             try Row.fetchAll(
                 db,
-                sql: "SELECT id, name, role, secret_sha256, created, last_used FROM api_token ORDER BY created, id"
+                sql:
+                    "SELECT id, name, role, secret_sha256, created, last_used, expires FROM api_token ORDER BY created, id"
             ).map { row in
                 let role: String = row["role"]
                 let created: Double = row["created"]
                 let lastUsed: Double? = row["last_used"]
+                let expires: Double? = row["expires"]
                 let hash: Data = row["secret_sha256"]
                 return APIToken(
                     id: row["id"],
@@ -356,7 +358,8 @@ public final class SQLiteFabricStore: FabricStore {
                     role: APIToken.Role(rawValue: role) ?? .read,
                     created: Date(timeIntervalSince1970: created),
                     secretHash: Array(hash),
-                    lastUsed: lastUsed.map { Date(timeIntervalSince1970: $0) }
+                    lastUsed: lastUsed.map { Date(timeIntervalSince1970: $0) },
+                    expires: expires.map { Date(timeIntervalSince1970: $0) }
                 )
             }
         }
@@ -366,10 +369,11 @@ public final class SQLiteFabricStore: FabricStore {
         try pool.write { db in
             try db.execute(
                 sql:
-                    "INSERT INTO api_token (id, name, role, secret_sha256, created, last_used) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO api_token (id, name, role, secret_sha256, created, last_used, expires) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 arguments: [
                     token.id, token.name, token.role.rawValue, Data(token.secretHash),
                     token.created.timeIntervalSince1970, token.lastUsed?.timeIntervalSince1970,
+                    token.expires?.timeIntervalSince1970,
                 ]
             )
         }

@@ -4,6 +4,7 @@ import DEMHTTP
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// Why a call to a target's dem-em failed.
 public struct EndpointCallError: Error, Sendable, CustomStringConvertible {
@@ -32,16 +33,24 @@ public struct EndpointCallError: Error, Sendable, CustomStringConvertible {
 public struct EndpointClient: Sendable {
     /// How requests reach dem-em.
     enum Channel: Sendable {
-        case http(baseURL: String, credential: String, client: HTTPClient)
+        /// With `tls`, dem's certificate authenticates it (no credential is sent).
+        case http(baseURL: String, credential: String, client: HTTPClient, tls: TLSConfiguration?)
         case inBand(InBandEndpointSession)
     }
 
     let channel: Channel
     let timeout: TimeAmount
 
-    /// Out-of-band, at `baseURL` such as `http://10.0.0.5:22334`.
-    public init(baseURL: String, credential: String, http: HTTPClient, timeout: TimeAmount = .seconds(10)) {
-        self.channel = .http(baseURL: baseURL, credential: credential, client: http)
+    /// Out-of-band, at `baseURL` such as `http://10.0.0.5:22334`, with the fabric credential; or
+    /// at `https://…` with `tls` (dem's certificate, the fabric CA), to an enrolled dem-em.
+    public init(
+        baseURL: String,
+        credential: String,
+        http: HTTPClient,
+        tls: TLSConfiguration? = nil,
+        timeout: TimeAmount = .seconds(10)
+    ) {
+        self.channel = .http(baseURL: baseURL, credential: credential, client: http, tls: tls)
         self.timeout = timeout
     }
 
@@ -54,7 +63,7 @@ public struct EndpointClient: Sendable {
     /// Where dem-em is, for messages.
     public var location: String {
         switch channel {
-        case .http(let baseURL, _, _): baseURL
+        case .http(let baseURL, _, _, _): baseURL
         case .inBand(let session): session.location
         }
     }
@@ -63,7 +72,7 @@ public struct EndpointClient: Sendable {
     public static func baseURL(of interface: ManagementInterface?) -> String? {
         guard let interface, let address = interface.address, !address.isEmpty else { return nil }
         let host = address.contains(":") ? "[\(address)]" : address
-        return "http://\(host):\(interface.port ?? DEMCore.endpointManagerPort)"
+        return "\(interface.tls == true ? "https" : "http")://\(host):\(interface.port ?? DEMCore.endpointManagerPort)"
     }
 
     /// Replaces the target's desired state and returns what it applied. dem-em records `owner`
@@ -137,10 +146,14 @@ public struct EndpointClient: Sendable {
                 timeout: timeout
             )
             return (response.status, response.body)
-        case .http(let baseURL, let credential, let http):
+        case .http(let baseURL, let credential, let http, let tls):
             var request = HTTPClientRequest(url: baseURL + path)
             request.method = HTTPMethod(rawValue: method.name)
-            request.headers.add(name: "Authorization", value: "Bearer \(credential)")
+            if let tls {
+                request.tlsConfiguration = tls
+            } else {
+                request.headers.add(name: "Authorization", value: "Bearer \(credential)")
+            }
             request.headers.add(name: "Accept", value: "application/json")
             if let body {
                 request.body = .bytes(body)

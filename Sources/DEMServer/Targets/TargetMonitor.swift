@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -119,6 +120,9 @@ public final class TargetMonitor: Sendable {
         /// The host NQN dem uses when it reads local targets' discovery controllers.
         public var hostNQN: String
         public var hostIdentifier: [UInt8]
+        /// TLS towards enrolled targets (Interface TLS): dem's certificate and the fabric CA;
+        /// nil when dem has no fabric CA (the site's PKI).
+        public var tls: TLSConfiguration?
 
         public init(credential: String, hostNQN: String, hostIdentifier: [UInt8]) {
             self.credential = credential
@@ -402,7 +406,24 @@ public final class TargetMonitor: Sendable {
                         "target \"\(target.alias)\" has no Interface ADDRESS: set its out-of-band interface, or let its dem-em join"
                 )
             }
-            return EndpointClient(baseURL: url, credential: configuration.credential, http: http, timeout: timeout)
+            var tls: TLSConfiguration? = nil
+            if target.interface?.tls == true {
+                guard let configuration = configuration.tls else {
+                    throw EndpointCallError(
+                        kind: .unreachable,
+                        message:
+                            "target \"\(target.alias)\" is enrolled (Interface TLS) but dem has no fabric CA to present a certificate of (it runs with the site's PKI)"
+                    )
+                }
+                tls = configuration
+            }
+            return EndpointClient(
+                baseURL: url,
+                credential: configuration.credential,
+                http: http,
+                tls: tls,
+                timeout: timeout
+            )
         }
         guard let interface = target.interface, let address = interface.transportAddress, !address.isEmpty else {
             throw EndpointCallError(

@@ -2,6 +2,8 @@ import Crypto
 import DEMCore
 import Foundation
 import NIOCore
+import NIOPosix
+import NIOSSL
 import SwiftASN1
 import X509
 
@@ -103,6 +105,7 @@ public struct FabricCA: Sendable {
     /// client both (dem serves its API and calls targets' with one certificate).
     public func issue(
         commonName: String,
+        role: FabricRole,
         names: [SubjectName],
         publicKey: Certificate.PublicKey,
         validity: TimeInterval,
@@ -124,6 +127,7 @@ public struct FabricCA: Sendable {
             issuer: certificate.subject,
             subject: try DistinguishedName {
                 OrganizationName("DEM")
+                OrganizationalUnitName(role.rawValue)
                 CommonName(commonName)
             },
             signatureAlgorithm: .ecdsaWithSHA256,
@@ -139,6 +143,86 @@ public struct FabricCA: Sendable {
             },
             issuerPrivateKey: signer
         )
+    }
+}
+
+extension FabricCA {
+    /// How long a target's certificate is valid.
+    public static let targetValidity: TimeInterval = 365 * 86400
+
+    /// The certificate of target `alias` for the key of `csrPEM` (a PEM certificate signing
+    /// request, its signature checked: whoever sends it holds the key), for `names` (where dem
+    /// reaches the target's API). Its role is ``FabricRole/target`` and its common name the alias.
+    public func enrol(alias: String, csrPEM: String, names: [SubjectName], now: Date = Date()) throws -> Certificate {
+        let request: CertificateSigningRequest
+        do {
+            request = try CertificateSigningRequest(pemEncoded: csrPEM)
+        } catch {
+            throw TLSSetupError("CSR is not a PEM certificate signing request: \(error)")
+        }
+        guard request.publicKey.isValidSignature(request.signature, for: request) else {
+            throw TLSSetupError("CSR is not signed by its own key")
+        }
+        return try issue(
+            commonName: alias,
+            role: .target,
+            names: names,
+            publicKey: request.publicKey,
+            validity: Self.targetValidity,
+            now: now
+        )
+    }
+}
+
+/// What a certificate of the fabric CA is for (its subject's organizational unit).
+public enum FabricRole: String, Sendable, Hashable {
+    /// dem: its API's certificate, which it also presents to targets.
+    case dem
+    /// A target's dem-em, named by its alias (the common name).
+    case target = "dem-em"
+}
+
+/// Who a verified certificate of the fabric CA names: its role and common name.
+public struct FabricIdentity: Sendable, Hashable, CustomStringConvertible {
+    public var role: FabricRole
+    public var name: String
+
+    public init(role: FabricRole, name: String) {
+        self.role = role
+        self.name = name
+    }
+
+    /// The identity of a certificate (DER), if it has a role and a common name.
+    public init?(certificateDER der: [UInt8]) {
+        guard let certificate = try? Certificate(derEncoded: der) else { return nil }
+        self.init(certificate: certificate)
+    }
+
+    public init?(certificate: Certificate) {
+        var role: FabricRole?
+        var name: String?
+        for rdn in certificate.subject {
+            for attribute in rdn {
+                if attribute.type == .RDNAttributeType.organizationalUnitName {
+                    role = FabricRole(rawValue: String(describing: attribute.value))
+                } else if attribute.type == .RDNAttributeType.commonName {
+                    name = String(describing: attribute.value)
+                }
+            }
+        }
+        guard let role, let name else { return nil }
+        self.init(role: role, name: name)
+    }
+
+    /// `role:name`, as a request's logger carries it (`tls.peer`).
+    public var description: String { role.rawValue + ":" + name }
+
+    /// The identity in a `tls.peer` text.
+    public init?(_ text: String) {
+        guard let colon = text.firstIndex(of: ":"), let role = FabricRole(rawValue: String(text[..<colon])) else {
+            return nil
+        }
+        self.init(role: role, name: String(text[text.index(after: colon)...]))
     }
 }
 
@@ -191,6 +275,14 @@ public enum FabricPKI {
             || (bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[12] == 127)
     }
 
+    /// Whether `text` can name a certificate's subject: an IP address, or a host name (letters,
+    /// digits, `-` and `.`, at most 253 characters).
+    public static func isValidName(_ text: String) -> Bool {
+        addressBytes(text) != nil
+            || (!text.isEmpty && text.count <= 253
+                && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") })
+    }
+
     /// The 4 or 16 bytes of an IP address in text.
     public static func addressBytes(_ text: String) -> [UInt8]? {
         var v4 = in_addr()
@@ -240,6 +332,7 @@ public enum FabricPKI {
         in directory: String,
         base: String,
         commonName: String,
+        role: FabricRole = .dem,
         ca: FabricCA,
         names: [SubjectName],
         now: Date = Date()
@@ -270,6 +363,8 @@ public enum FabricPKI {
                     != (try? ca.certificate.extensions.subjectKeyIdentifier?.keyIdentifier)
             {
                 reason = "it was issued by another CA"
+            } else if FabricIdentity(certificate: certificate)?.role != role {
+                reason = "it did not name its role (\(role.rawValue))"
             } else if !missing.isEmpty {
                 reason = "it lacked \(missing.map(\.description).joined(separator: ", "))"
             } else if certificate.notValidAfter.timeIntervalSince(now) < lifetime / 3 {
@@ -283,6 +378,7 @@ public enum FabricPKI {
         let key = P256.Signing.PrivateKey()
         let certificate = try ca.issue(
             commonName: commonName,
+            role: role,
             names: names,
             publicKey: Certificate.PublicKey(key.publicKey),
             validity: serverValidity,
@@ -321,6 +417,49 @@ public enum FabricPKI {
         }
         guard !certificates.isEmpty else { throw TLSSetupError("\(path) holds no certificate") }
         return certificates
+    }
+}
+
+extension FabricPKI {
+    /// The certificate chain a TLS server at `host`:`port` presents, read without verifying it
+    /// (to show or check its CA's fingerprint before trusting it).
+    public static func presentedChain(host: String, port: Int) async throws -> [NIOSSLCertificate] {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .none
+        let context = try NIOSSLContext(configuration: configuration)
+        let group = MultiThreadedEventLoopGroup.singleton
+        let seen = group.any().makePromise(of: [NIOSSLCertificate].self)
+        let channel = try await ClientBootstrap(group: group)
+            .connectTimeout(.seconds(10))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = try NIOSSLClientHandler(
+                        context: context,
+                        serverHostname: host.contains(":") || host.first?.isNumber == true ? nil : host,
+                        customVerificationCallback: { chain, verified in
+                            seen.succeed(chain)
+                            verified.succeed(.certificateVerified)
+                        }
+                    )
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+            .connect(host: host, port: port)
+            .get()
+        let timeout = channel.eventLoop.scheduleTask(in: .seconds(10)) {
+            seen.fail(ChannelError.connectTimeout(.seconds(10)))
+        }
+        channel.closeFuture.whenComplete { _ in seen.fail(ChannelError.eof) }
+        defer {
+            timeout.cancel()
+            channel.close(promise: nil)
+        }
+        return try await seen.futureResult.get()
+    }
+
+    /// The SHA-256 fingerprint (`sha256:<hex>`) of a certificate's DER bytes.
+    public static func fingerprint(der: [UInt8]) -> String {
+        "sha256:" + SHA256.hash(data: der).map { String(format: "%02x", $0) }.joined()
     }
 }
 
