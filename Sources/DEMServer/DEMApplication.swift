@@ -451,7 +451,7 @@ public struct DEMApplication: Sendable {
                                 "admin-token":
                                     "\(adminToken.path)\(adminToken.created ? " (created now, mode 0600)" : "")",
                                 "fabric-credential":
-                                    "\(credentialPath)\(credential.created ? " (created now, mode 0600; copy it to each dem-em)" : "")",
+                                    "\(credentialPath)\(credential.created ? " (created now, mode 0600; enrolment gives it to each dem-em)" : "")",
                                 "host-nqn": "\(identity.nqn) (allow it on dem-em's in-band channel)",
                                 "try":
                                     "dem-cli -s \(tls.context == nil ? "http://" : "")\(reach) -p \(port) list target",

@@ -89,6 +89,13 @@ struct Serve: AsyncParsableCommand {
     var join: String?
 
     @Option(
+        name: .customLong("enrol"),
+        help:
+            "dem's REST API to enrol with (with --token and --ca-hash) without joining it: a target dem manages in band."
+    )
+    var enrol: String?
+
+    @Option(
         name: .customLong("token"),
         help:
             "A join token (dem-cli add join-token): enrol with dem at --join, receiving a certificate of its fabric CA."
@@ -309,16 +316,16 @@ struct Serve: AsyncParsableCommand {
             )
         }
         if let token {
-            guard let join, let caHash else {
+            guard let url = enrol ?? join, let caHash else {
                 logger.critical(
                     "dem-em cannot enrol",
-                    metadata: ["error": "--token needs --join https://HEAD:22345 and --ca-hash sha256:…"]
+                    metadata: ["error": "--token needs --join (or --enrol) https://HEAD:22345 and --ca-hash sha256:…"]
                 )
                 throw ExitCode(1)
             }
             do {
                 _ = try await EndpointEnrolment.enrol(
-                    url: join,
+                    url: url,
                     token: token,
                     caHash: caHash,
                     alias: alias ?? EndpointEnrolment.defaultAlias,

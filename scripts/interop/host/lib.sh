@@ -167,6 +167,20 @@ dem_start() {
 api_url() { echo "${DEM_API_SCHEME:-https}://127.0.0.1:$API_PORT"; }
 # api_curl_tls : the curl options that trust dem's fabric CA (in dem's data directory)
 api_curl_tls() { echo "--cacert $DATA/fabric-ca.pem"; }
+# join_token NAME : a one-time join token from dem-cli (600 s) in $SHARE/join.token and the
+# fabric CA's fingerprint, as dem logged it and as the token's note repeats it, in
+# $SHARE/ca.hash, for a guest's dem-em to enrol with; records join-token
+join_token() {
+    local hash
+    hash=$(grep -a -m1 'REST API listening' "$OUT/dem.log" | grep -o 'tls-ca-fingerprint=sha256:[0-9a-f]*' | sed 's/.*=//')
+    if DEM_DATA_DIR=$DATA timeout 30 "$DEMCLI_BIN" -p "$API_PORT" add join-token "$1" 600 > "$SHARE/join.token" 2> "$OUT/join-token.err" \
+        && grep -q '^dem_' "$SHARE/join.token" && [ -n "$hash" ] && grep -qF -- "--ca-hash $hash" "$OUT/join-token.err"; then
+        record PASS join-token
+        echo "$hash" > "$SHARE/ca.hash"
+    else
+        record FAIL join-token "dem-cli add join-token $1 600: $(head -c 300 "$OUT/join-token.err"); fingerprint '$hash'"
+    fi
+}
 # the scenarios' host steps run dem_cli and dem_api in shells of their own
 export -f api_url api_curl_tls
 # dem_api_wait : wait (up to 30 s) until dem logs that its REST API listens; sets API_PORT

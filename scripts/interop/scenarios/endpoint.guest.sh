@@ -14,13 +14,15 @@ nullb_memory 1 || { echo "cannot load null_blk"; exit 1; }
 
 # ---------------------------------------------------------------- dem-em
 EM_PID=""
-em_start() { # em_start LOG : dem-em in the background (EM_PID), its output in LOG
+em_start() { # em_start LOG [ARGS...] : dem-em in the background (EM_PID), its output in LOG
+    local log=$1
+    shift
     mkdir -p $EM_DIR
-    echo "+ dem-em --data-dir $EM_DIR ... --join http://$DC_ADDR:$API_PORT --alias t1 --advertise-port $EM_FWD_PORT > $1"
-    /host/dem-em --data-dir $EM_DIR --fabric-key $EM_DIR/fabric.key \
-        --api-address 0.0.0.0 --api-port 22334 --join "http://$DC_ADDR:$API_PORT" --alias t1 \
+    echo "+ dem-em --data-dir $EM_DIR ... --join https://$DC_ADDR:$API_PORT --alias t1 --advertise-port $EM_FWD_PORT $* > $log"
+    /host/dem-em --data-dir $EM_DIR \
+        --api-address 0.0.0.0 --api-port 22334 --join "https://$DC_ADDR:$API_PORT" --alias t1 \
         --advertise-address 127.0.0.1 --advertise-port "$EM_FWD_PORT" --check-interval 2 \
-        --log-level "${EM_LOG_LEVEL:-info}" > "$1" 2>&1 < /dev/null &
+        --log-level "${EM_LOG_LEVEL:-info}" "$@" > "$log" 2>&1 < /dev/null &
     EM_PID=$!
     EM_T0=$(cut -d' ' -f1 /proc/uptime)
 }
@@ -51,8 +53,15 @@ em() { run /host/dem-em "$@" --data-dir $EM_DIR; }   # em SUBCOMMAND : dem-em st
 # the "apply done" lines of a dem-em log (one per reconciliation, with its operation count)
 applies() { grep 'apply done' "$1"; }
 
-mkdir -p $EM_DIR && cp /host/fabric.key $EM_DIR/fabric.key && chmod 600 $EM_DIR/fabric.key
-em_start /tmp/em1.log
+# the first start enrols: a one-time join token and the fabric CA's fingerprint, no fabric.key
+mkdir -p $EM_DIR
+em_start /tmp/em1.log --token "$(cat /host/join.token)" --ca-hash "$(cat /host/ca.hash)"
+if log_wait /tmp/em1.log 'enrolled with dem' 60 && [ "$(stat -c %a $EM_DIR/dem-em.key)" = 600 ] \
+    && [ -s $EM_DIR/dem-em.pem ] && [ -s $EM_DIR/fabric-ca.pem ]; then
+    pass em-enrolled; echo "dem-em enrolled after $(since "$EM_T0") s: $(grep 'enrolled with dem' /tmp/em1.log)"
+else
+    fail em-enrolled "dem-em $(em_alive && echo 'did not enrol within 60 s' || echo exited): $(tail -n 3 /tmp/em1.log); $(ls -l $EM_DIR 2>&1 | tr '\n' ' ')"
+fi
 if log_wait /tmp/em1.log 'joined dem' 60; then
     pass em-start-join; echo "dem-em joined dem after $(since "$EM_T0") s"
 else

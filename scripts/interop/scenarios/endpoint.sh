@@ -2,10 +2,14 @@
 # endpoint: dem-em (dem's endpoint manager) in the guest, on the guest kernel's real nvmet
 # configfs, configured by dem on this machine (REST API on a free port, no entries file)
 # through dem-cli:
-#   - dem creates its fabric credential (fabric.key, mode 0600) at the first start; the guest
-#     gets a copy, starts dem-em and dem-em joins dem (POST /dem/join over 10.0.2.2); dem
-#     reaches dem-em's API through a qemu port forward, and lists target t1 as reachable;
-#   - dem-em's API answers a request without the credential, or with a wrong one, with 401;
+#   - dem serves its API over TLS (its fabric CA; --tls-name 10.0.2.2, the address the guest
+#     reaches it at); dem-cli makes a one-time join token; dem-em enrols with it and the CA's
+#     fingerprint (no fabric.key is copied), then joins dem with its certificate (POST
+#     /dem/join over 10.0.2.2); dem reaches dem-em's API over mutual TLS through a qemu port
+#     forward, and lists target t1 as reachable; the used join token is refused again;
+#   - dem-em's API refuses a client without a certificate, with another CA's, and the fabric
+#     credential in their place, and answers dem's certificate (curl);
+#   - a tshark capture of the management ports (dem's API, dem-em's) holds TLS records only;
 #   - dem-cli defines port 1 (tcp 10.0.2.15:4420) and a restricted subsystem with a null_blk
 #     namespace whose access list holds h1 (the guest's host NQN): dem pushes it to dem-em,
 #     the configfs tree shows it, and dem serves the entry once dem-em reports it live;
@@ -26,15 +30,15 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/../host/lib.sh"
 scenario_begin endpoint
 
-GUEST_CHECKS="em-start-join configfs-port configfs-namespace configfs-acl discover-lists-subsystem
+GUEST_CHECKS="em-enrolled em-start-join configfs-port configfs-namespace configfs-acl discover-lists-subsystem
  connect-all connect-all-namespace direct-io em-stop-clean em-restart-join em-restart-no-configfs-ops
  em-restart-export-unchanged em-status-no-drift io-during-restart disconnect-io persistent-discover
  aen-on-delete configfs-subsystem-removed persistent-reread-hides-deleted local-target-setup
  aen-on-local-add persistent-reread-shows-local local-discover em-leaves-local-alone
  em-final-stop-clean"
-STEP_CHECKS="em-joined-reachable em-api-anonymous-401 em-api-bad-token-401 em-api-fabric-key-200
- cli-configure dem-serves-live-subsystem em-rejoined cli-delete local-configure local-harvested"
-HOST_CHECKS="dem-fabric-key"
+STEP_CHECKS="em-joined-reachable em-api-no-certificate-refused em-api-other-ca-refused
+ em-api-fabric-key-refused em-api-dem-certificate-200 join-token-reused-401 cli-configure dem-serves-live-subsystem em-rejoined cli-delete local-configure local-harvested"
+HOST_CHECKS="join-token mgmt-tls-only"
 
 P=nqn.2024-01.io.example:endpoint
 NQN=$P-t1-nullb0 LOCAL_NQN=$P-t2-local
@@ -59,13 +63,15 @@ echo "$DCREC" > "$E/deleted"
 # bash -c, as exported functions.  OUT and SCEN go on the command line (run-guest.sh has
 # variables of the same names).
 step_cmd() { printf 'OUT=%q SCEN=%q %q' "$OUT" "$SCEN" "$1"; }
-# em_api NAME WANT [CURL-ARGS...] : dem-em's GET /status through the port forward answers WANT
+# em_api NAME WANT [CURL-ARGS...] : dem-em's GET /status through the port forward, over TLS
+# with the fabric CA trusted, answers WANT (000: the TLS handshake was refused)
 em_api() {
     local name=$1 want=$2 code
     shift 2
-    code=$(curl -s -o "$OUT/$name.body" -w '%{http_code}' --max-time 10 "$@" "http://127.0.0.1:$EM_PORT/status")
+    code=$(curl -s -o "$OUT/$name.body" -w '%{http_code}' --max-time 10 --cacert "$DATA/fabric-ca.pem" "$@" \
+        "https://127.0.0.1:$EM_PORT/status" 2>"$OUT/$name.err")
     if [ "$code" = "$want" ]; then record PASS "$name"
-    else record FAIL "$name" "dem-em's GET /status answered ${code:-nothing} (want $want): $(head -c 200 "$OUT/$name.body" 2>/dev/null)"; fi
+    else record FAIL "$name" "dem-em's GET /status answered ${code:-nothing} (want $want): $(head -c 200 "$OUT/$name.body" 2>/dev/null) $(head -c 200 "$OUT/$name.err")"; fi
 }
 # dem-em joined: t1 is listed and reachable (dem got its status through the forward)
 step_joined() {
@@ -76,9 +82,16 @@ step_joined() {
     else
         record FAIL em-joined-reachable "t1 not listed as reachable within 20 s of dem-em's join: $(printf '%s' "$TARGET_STATUS" | cut -c1-300)"
     fi
-    em_api em-api-anonymous-401 401
-    em_api em-api-bad-token-401 401 -H "Authorization: Bearer demfabric_not-the-fabric-key"
-    em_api em-api-fabric-key-200 200 -H "Authorization: Bearer $(cat "$DATA/fabric.key")"
+    em_api em-api-no-certificate-refused 000
+    em_api em-api-other-ca-refused 000 --cert "$OUT/other.pem" --key "$OUT/other.key"
+    em_api em-api-fabric-key-refused 000 -H "Authorization: Bearer $(cat "$DATA/fabric.key")"
+    em_api em-api-dem-certificate-200 200 --cert "$DATA/dem-api.pem" --key "$DATA/dem-api.key"
+    local code
+    code=$(curl -s -o "$OUT/reused.body" -w '%{http_code}' --max-time 10 --cacert "$DATA/fabric-ca.pem" -X POST \
+        -H "Authorization: Bearer $(cat "$SHARE/join.token")" -H 'Content-Type: application/json' \
+        --data '{"Alias":"t1","CSR":"x"}' "$(api_url)/dem/enrol")
+    if [ "$code" = 401 ]; then record PASS join-token-reused-401
+    else record FAIL join-token-reused-401 "POST /dem/enrol with the used join token answered ${code:-nothing}: $(head -c 200 "$OUT/reused.body")"; fi
 }
 # dem-cli defines port, subsystem, namespace, host and access list; dem serves the entry once
 # dem-em reports the subsystem live on port 1
@@ -136,28 +149,27 @@ step_local() {
 }
 export -f record dem_cli dem_api json_field wait_target elapsed em_api \
     step_joined step_configure step_rejoined step_delete step_local
-export RESULTS DATA DEMCLI_BIN NQN LOCAL_NQN EM_PORT LOCAL_PORT GUEST_HOSTNQN GUEST_HOSTID
+export RESULTS DATA DEMCLI_BIN NQN LOCAL_NQN EM_PORT LOCAL_PORT GUEST_HOSTNQN GUEST_HOSTID SHARE
 
 # dem-em's binary is linked into the share for the boot only
-trap 'rm -f "$SHARE/dem-em" "$SHARE/fabric.key"; scenario_cleanup' EXIT
+trap 'rm -f "$SHARE/dem-em" "$SHARE/join.token" "$SHARE/ca.hash"; scenario_cleanup' EXIT
 
 capture_start
+# the management links: dem's API (administrators, dem-em) and dem-em's (dem, via the forward)
+capture_on "$API or tcp port $EM_PORT" "$OUT/mgmt.pcapng" && MGMT_CAP=$CAPTURED
+# a client certificate of another CA, which dem-em must refuse
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/OU=dem/CN=dem" \
+    -keyout "$OUT/other.key" -out "$OUT/other.pem" 2>/dev/null
 ALL="$HOST_CHECKS $STEP_CHECKS $GUEST_CHECKS"
 if [ -z "${DEMCLI_BIN:-}" ] || [ ! -x "$DEMCLI_BIN" ] || [ -z "${DEMEM_BIN:-}" ] || [ ! -x "$DEMEM_BIN" ]; then
     skip_guest "$ALL" "not run: DEMCLI_BIN '${DEMCLI_BIN:-}' or DEMEM_BIN '${DEMEM_BIN:-}' is not an executable (run.sh builds them)"
-elif DEM_NO_ENTRIES=1 dem_start --api-port "$API" --probe-interval 1 --target-timeout 5 --insecure-http; then
+elif DEM_NO_ENTRIES=1 dem_start --api-port "$API" --probe-interval 1 --target-timeout 5 --tls-name 10.0.2.2; then
     if ! dem_api_wait; then
         skip_guest "$ALL" "not run: dem's REST API did not come up within 30 s: $(tail -n 1 "$OUT/dem.log")"
     else
         echo "[$SCEN] REST API on 127.0.0.1:$API_PORT; dem-em's API forwarded from 127.0.0.1:$EM_PORT, t2's nvmet port 2 from 127.0.0.1:$LOCAL_PORT"
         export API_PORT
-        key=$DATA/fabric.key
-        if [ -s "$key" ] && [ "$(stat -c %a "$key")" = 600 ] && [ "$(wc -c < "$key")" -ge 16 ]; then
-            record PASS dem-fabric-key
-        else
-            record FAIL dem-fabric-key "want $key, mode 600: $(ls -l "$key" 2>&1)"
-        fi
-        cp "$key" "$SHARE/fabric.key" 2>/dev/null
+        join_token t1
         share_file "$DEMEM_BIN" dem-em
         : > "$OUT/dem-cli.log"
         run_guest "$HERE/endpoint.guest.sh" "${DEM_INTEROP_BOOT_TIMEOUT:-200}" \
@@ -165,7 +177,7 @@ elif DEM_NO_ENTRIES=1 dem_start --api-port "$API" --probe-interval 1 --target-ti
             -H "joined=$(step_cmd step_joined)" -H "configure=$(step_cmd step_configure)" \
             -H "rejoined=$(step_cmd step_rejoined)" -H "delete=$(step_cmd step_delete)" \
             -H "local=$(step_cmd step_local)"
-        rm -f "$SHARE/dem-em" "$SHARE/fabric.key"
+        rm -f "$SHARE/dem-em" "$SHARE/join.token" "$SHARE/ca.hash"
         guest_results "$GUEST_CHECKS"
         step_checks_result "$STEP_CHECKS"
     fi
@@ -174,6 +186,25 @@ else
     skip_guest "$ALL" "not run: dem did not start"
 fi
 capture_stop
+capture_off "${MGMT_CAP:-}"
+# dem <-> dem-em and dem-em -> dem: TLS records only, never HTTP
+m=$OUT/mgmt.pcapng
+if [ -s "$m" ]; then
+    mt() { tshark -r "$m" -d "tcp.port==$API,tls" -d "tcp.port==$EM_PORT,tls" "$@" 2>> "$OUT/tshark-read.err"; }
+    clear=$(mt -Y 'http || (tcp.len > 0 && !tls && !tcp.reassembled_in)' | wc -l)
+    hellos=$(mt -Y 'tls.handshake.type == 1' | wc -l)
+    # TLS 1.3 records carry application data under the outer (opaque) type 23
+    appdata=$(mt -Y 'tls.record.opaque_type == 23 || tls.record.content_type == 23' | wc -l)
+    em_appdata=$(mt -Y "tcp.port == $EM_PORT && (tls.record.opaque_type == 23 || tls.record.content_type == 23)" | wc -l)
+    if [ "$clear" = 0 ] && [ "$hellos" -ge 2 ] && [ "$appdata" -ge 1 ] && [ "$em_appdata" -ge 1 ]; then
+        record PASS mgmt-tls-only
+        echo "management capture: $hellos ClientHellos, $appdata frames of TLS application data ($em_appdata to or from dem-em), no clear payload"
+    else
+        record FAIL mgmt-tls-only "$clear frames with clear payload, $hellos ClientHellos, $appdata TLS application-data frames ($em_appdata on dem-em's port): $(mt -Y 'http || (tcp.len > 0 && !tls && !tcp.reassembled_in)' | head -n 3)"
+    fi
+else
+    record FAIL mgmt-tls-only "no capture of the management ports"
+fi
 # shellcheck disable=SC2119  # no digests here
 tshark_checks
 scenario_end

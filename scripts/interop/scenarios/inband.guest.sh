@@ -10,15 +10,21 @@ SUB=$CFG/subsystems/$NQN
 modprobe -a nvmet nvmet-tcp nvme-tcp || { echo "cannot load nvmet/nvme-tcp"; exit 1; }
 nullb_memory 1 || { echo "cannot load null_blk"; exit 1; }
 
-mkdir -p $EM_DIR && cp /host/fabric.key $EM_DIR/fabric.key && chmod 600 $EM_DIR/fabric.key
-echo "+ dem-em --api-address 127.0.0.1 --inband-address 0.0.0.0 --alias t1 --inband-allow-host $DEM_HOSTNQN"
-/host/dem-em --data-dir $EM_DIR --fabric-key $EM_DIR/fabric.key --api-address 127.0.0.1 \
+# dem-em enrols with dem (a one-time join token and the CA's fingerprint; dem's API at the
+# host's 10.0.2.2) and gets the fabric credential its in-band channel authenticates with: no
+# fabric.key is copied
+mkdir -p $EM_DIR
+echo "+ dem-em --enrol https://$DC_ADDR:$API_PORT --token … --ca-hash … --api-address 127.0.0.1 --inband-address 0.0.0.0 --alias t1 --inband-allow-host $DEM_HOSTNQN"
+/host/dem-em --data-dir $EM_DIR --enrol "https://$DC_ADDR:$API_PORT" --token "$(cat /host/join.token)" \
+    --ca-hash "$(cat /host/ca.hash)" --api-address 127.0.0.1 \
     --inband-address 0.0.0.0 --inband-port 22335 --alias t1 --inband-allow-host "$DEM_HOSTNQN" \
     --check-interval 2 --log-level "${EM_LOG_LEVEL:-info}" > /tmp/em.log 2>&1 < /dev/null &
 EM_PID=$!
 em_alive() { [ -e /proc/$EM_PID/stat ] && [ "$(awk '{print $3}' /proc/$EM_PID/stat 2>/dev/null)" != Z ]; }
 i=0
 while ! grep -q 'in-band management channel listening' /tmp/em.log && em_alive && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+if grep -q 'enrolled with dem' /tmp/em.log && [ "$(stat -c %a $EM_DIR/fabric.key)" = 600 ]; then pass em-enrolled
+else fail em-enrolled "dem-em did not enrol: $(grep -m 3 -i 'enrol\|critical' /tmp/em.log); $(ls -l $EM_DIR 2>&1 | tr '\n' ' ')"; fi
 if grep 'in-band management channel listening' /tmp/em.log | grep -q "nqn=$MGMT_NQN"; then pass em-start-inband
 else fail em-start-inband "dem-em $(em_alive && echo 'does not say its in-band channel listens' || echo exited): $(tail -n 3 /tmp/em.log)"; fi
 host_step configure

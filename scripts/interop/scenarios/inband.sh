@@ -4,6 +4,10 @@
 # network) and its in-band channel on NVMe/TCP port 22335; dem, on this machine, reaches that
 # channel through a qemu port forward, as an NVMe/TCP host under a fixed host NQN on dem-em's
 # allow-list:
+#   - dem-em enrols first (a one-time join token from dem-cli, the fabric CA's fingerprint, dem's
+#     API over TLS at 10.0.2.2, which --tls-name adds to dem's certificate): it gets its
+#     certificate and the fabric credential the in-band channel authenticates with, so no
+#     fabric.key is copied;
 #   - dem-cli makes t1 an InBandMgmt target and defines port 1 (tcp 10.0.2.15:4420) and a
 #     restricted subsystem with a null_blk namespace for h1 (the guest's host NQN): dem
 #     authenticates, pushes it in NVMe-MI commands, dem-em writes configfs, and dem serves the
@@ -20,11 +24,11 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/../host/lib.sh"
 scenario_begin inband
 
-GUEST_CHECKS="em-start-inband configfs-port configfs-namespace configfs-acl discover-lists-subsystem
+GUEST_CHECKS="em-enrolled em-start-inband configfs-port configfs-namespace configfs-acl discover-lists-subsystem
  connect-all connect-all-namespace direct-io disconnect-io not-dem-refused em-logged-refusal
  configfs-subsystem-removed em-final-stop-clean"
 STEP_CHECKS="inband-configure dem-serves-live-subsystem cli-delete"
-HOST_CHECKS="tshark-channel-decode tshark-channel-clean"
+HOST_CHECKS="join-token tshark-channel-decode tshark-channel-clean"
 
 P=nqn.2024-01.io.example:inband
 NQN=$P-t1-nullb0
@@ -33,7 +37,7 @@ API=${DEM_API_PORT:-$(free_port)}
 while [ "$API" = "$IB_PORT" ]; do API=$(free_port); done
 DEM_HOSTNQN=nqn.2014-08.org.nvmexpress:uuid:5e1f0d2c-3b4a-4c5d-8e6f-7a8b9c0d1e2f
 MGMT_NQN=nqn.2014-08.org.nvmexpress.dem:em:t1
-param NQN "$NQN"; param MGMT_NQN "$MGMT_NQN"; param DEM_HOSTNQN "$DEM_HOSTNQN"
+param NQN "$NQN"; param MGMT_NQN "$MGMT_NQN"; param DEM_HOSTNQN "$DEM_HOSTNQN"; param API_PORT "$API"
 param HOSTNQN "$GUEST_HOSTNQN"; param HOSTID "$GUEST_HOSTID"
 param EM_LOG_LEVEL "${DEM_EM_LOG_LEVEL:-info}"
 
@@ -96,19 +100,20 @@ ib_tshark_checks() {
     else record FAIL tshark-channel-clean "$(printf '%s\n' "$bad" | wc -l) frames malformed or with expert errors, first: $(printf '%s\n' "$bad" | head -n 1 | cut -c1-200)"; fi
 }
 
-trap 'rm -f "$SHARE/dem-em" "$SHARE/fabric.key"; scenario_cleanup' EXIT
+trap 'rm -f "$SHARE/dem-em" "$SHARE/join.token" "$SHARE/ca.hash"; scenario_cleanup' EXIT
 
 capture_start
 ALL="$HOST_CHECKS $STEP_CHECKS $GUEST_CHECKS"
 if [ -z "${DEMCLI_BIN:-}" ] || [ ! -x "$DEMCLI_BIN" ] || [ -z "${DEMEM_BIN:-}" ] || [ ! -x "$DEMEM_BIN" ]; then
     skip_guest "$ALL" "not run: DEMCLI_BIN '${DEMCLI_BIN:-}' or DEMEM_BIN '${DEMEM_BIN:-}' is not an executable (run.sh builds them)"
-elif DEM_NO_ENTRIES=1 dem_start --api-port "$API" --probe-interval 1 --target-timeout 10 --hostnqn "$DEM_HOSTNQN"; then
+elif DEM_NO_ENTRIES=1 dem_start --api-port "$API" --probe-interval 1 --target-timeout 10 --hostnqn "$DEM_HOSTNQN" \
+    --tls-name 10.0.2.2; then
     if ! dem_api_wait; then
         skip_guest "$ALL" "not run: dem's REST API did not come up within 30 s: $(tail -n 1 "$OUT/dem.log")"
     else
         echo "[$SCEN] REST API on 127.0.0.1:$API_PORT; dem-em's in-band channel forwarded from 127.0.0.1:$IB_PORT"
         export API_PORT
-        cp "$DATA/fabric.key" "$SHARE/fabric.key" 2>/dev/null
+        join_token t1
         share_file "$DEMEM_BIN" dem-em
         : > "$OUT/dem-cli.log"
         capture_on "$IB_PORT" "$OUT/inband.pcapng"
@@ -117,7 +122,7 @@ elif DEM_NO_ENTRIES=1 dem_start --api-port "$API" --probe-interval 1 --target-ti
             -f "tcp:127.0.0.1:$IB_PORT-:22335" \
             -H "configure=$(step_cmd step_configure)" -H "delete=$(step_cmd step_delete)"
         capture_off "$IB_CAP"
-        rm -f "$SHARE/dem-em" "$SHARE/fabric.key"
+        rm -f "$SHARE/dem-em" "$SHARE/join.token" "$SHARE/ca.hash"
         guest_results "$GUEST_CHECKS"
         step_checks_result "$STEP_CHECKS"
         ib_tshark_checks
