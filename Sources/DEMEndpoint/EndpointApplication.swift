@@ -88,6 +88,18 @@ public struct EndpointApplication: Sendable {
                 )
             }
             options.alias = identity.alias
+            // dem verifies this API's certificate against the address it calls: one the
+            // certificate does not name fails every call until dem-em enrols again.
+            let advertised = options.advertiseAddress ?? DesiredStateKeeper.defaultAdvertiseAddress(options.apiAddress)
+            if options.joinURL != nil, !identity.names.contains(SubjectName(advertised)) {
+                logger.warning(
+                    "dem will reach this API at an address its certificate does not name: enrol again (--token, --ca-hash) for it",
+                    metadata: [
+                        "advertised": "\(advertised)",
+                        "certificate-names": "\(identity.names.map(\.description).joined(separator: ", "))",
+                    ]
+                )
+            }
         }
         // An enrolled dem-em's API takes dem's certificate: the fabric credential is needed only
         // by the in-band channel and for hosts' sealed DH-HMAC-CHAP keys (enrolment brings it).

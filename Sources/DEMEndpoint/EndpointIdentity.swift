@@ -23,6 +23,8 @@ public struct EndpointIdentity: Sendable {
     /// The target's alias (the certificate's common name).
     public var alias: String
     public var expires: Date
+    /// The names dem may reach this API by (the certificate's subject alternative names).
+    public var names: [SubjectName]
 
     /// The identity in `directory`; nil when dem-em has not enrolled (none of its files there).
     public static func load(dataDirectory directory: String) throws -> EndpointIdentity? {
@@ -52,7 +54,8 @@ public struct EndpointIdentity: Sendable {
             keyPEM: keyPEM,
             caPEM: caPEM,
             alias: identity.name,
-            expires: certificate.notValidAfter
+            expires: certificate.notValidAfter,
+            names: FabricPKI.subjectNames(of: certificate)
         )
     }
 

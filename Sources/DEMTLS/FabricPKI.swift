@@ -344,16 +344,7 @@ public enum FabricPKI {
             let certificate = try? Certificate(pemEncoded: certificateText),
             let key = try? P256.Signing.PrivateKey(pemRepresentation: keyText)
         {
-            let present = Set(
-                (try? certificate.extensions.subjectAlternativeNames)?.map { $0 }.compactMap {
-                    name -> SubjectName? in
-                    switch name {
-                    case .dnsName(let host): return .dns(host)
-                    case .ipAddress(let bytes): return .ip(Array(bytes.bytes))
-                    default: return nil
-                    }
-                } ?? []
-            )
+            let present = Set(subjectNames(of: certificate))
             let missing = names.filter { !present.contains($0) }
             let lifetime = certificate.notValidAfter.timeIntervalSince(certificate.notValidBefore)
             if Certificate.PublicKey(key.publicKey) != certificate.publicKey {
@@ -388,6 +379,18 @@ public enum FabricPKI {
         try AtomicFile.write(Data(key.pemRepresentation.utf8), to: keyPath, mode: 0o600, folderMode: 0o700)
         try AtomicFile.write(Data(certificateText.utf8), to: certificatePath, mode: 0o644, folderMode: 0o700)
         return (certificateText + (try ca.certificatePEM), key.pemRepresentation, reason)
+    }
+
+    /// The DNS names and IP addresses a certificate is for (its subject alternative names).
+    public static func subjectNames(of certificate: Certificate) -> [SubjectName] {
+        ((try? certificate.extensions.subjectAlternativeNames) ?? SubjectAlternativeNames()).compactMap {
+            name -> SubjectName? in
+            switch name {
+            case .dnsName(let host): return .dns(host)
+            case .ipAddress(let bytes): return .ip(Array(bytes.bytes))
+            default: return nil
+            }
+        }
     }
 
     /// A file's text, or an error naming it.

@@ -151,6 +151,7 @@ struct EnrolmentTests {
         try await enrol(token: joinToken, hash: caHash)
         let identity = try #require(try EndpointIdentity.load(dataDirectory: emDirectory))
         #expect(identity.alias == "t1")
+        #expect(identity.names == [SubjectName("127.0.0.1")])
         #expect(
             identity.caPEM.trimmingCharacters(in: .whitespacesAndNewlines)
                 == caPEM.trimmingCharacters(in: .whitespacesAndNewlines)

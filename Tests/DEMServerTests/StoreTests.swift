@@ -50,7 +50,8 @@ struct StoreTests {
         #expect(
             try store.appliedMigrations() == [
                 "v1: targets, subsystems, hosts, groups, tokens", "v2: discovery generation counters reserved",
-                "v3: host DH-HMAC-CHAP keys", "v4: API tokens kept as SHA-256 hashes, with their last use and expiry",
+                "v3: host DH-HMAC-CHAP keys", "v4: API tokens kept as SHA-256 hashes, with their last use",
+                "v5: API tokens with an expiry (join tokens)",
             ]
         )
         #expect(try store.integrityCheck() == "ok")

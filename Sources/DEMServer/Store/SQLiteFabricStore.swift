@@ -147,7 +147,7 @@ public final class SQLiteFabricStore: FabricStore {
         migrator.registerMigration("v3: host DH-HMAC-CHAP keys") { db in
             try db.execute(sql: "CREATE TABLE host_key (alias TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);")
         }
-        migrator.registerMigration("v4: API tokens kept as SHA-256 hashes, with their last use and expiry") { db in
+        migrator.registerMigration("v4: API tokens kept as SHA-256 hashes, with their last use") { db in
             // The secrets are hashed and the old table dropped; secure_delete (on for every
             // connection) overwrites the freed pages, so no secret stays in the file.
             let rows = try Row.fetchAll(db, sql: "SELECT id, name, role, secret, created FROM api_token")
@@ -156,7 +156,7 @@ public final class SQLiteFabricStore: FabricStore {
                     DROP TABLE api_token;
                     CREATE TABLE api_token (
                         id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
-                        secret_sha256 BLOB NOT NULL, created REAL NOT NULL, last_used REAL, expires REAL);
+                        secret_sha256 BLOB NOT NULL, created REAL NOT NULL, last_used REAL);
                     """
             )
             for row in rows {
@@ -169,6 +169,9 @@ public final class SQLiteFabricStore: FabricStore {
                     ]
                 )
             }
+        }
+        migrator.registerMigration("v5: API tokens with an expiry (join tokens)") { db in
+            try db.execute(sql: "ALTER TABLE api_token ADD COLUMN expires REAL")
         }
         return migrator
     }
