@@ -71,13 +71,7 @@ public struct EndpointIdentity: Sendable {
 
     /// TLS towards dem: the fabric CA alone trusted, this certificate presented.
     public func clientConfiguration() throws -> TLSConfiguration {
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        configuration.minimumTLSVersion = .tlsv13
-        configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8)))
-        configuration.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8))
-            .map { .certificate($0) }
-        configuration.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
-        return configuration
+        try fabricClientConfiguration(caPEM: caPEM, certificateChainPEM: certificatePEM, keyPEM: keyPEM)
     }
 }
 

@@ -160,12 +160,11 @@ extension DEMApplication {
                 )
             }
             let caPEM = try ca.certificatePEM
-            var targets = TLSConfiguration.makeClientConfiguration()
-            targets.minimumTLSVersion = .tlsv13
-            targets.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8)))
-            targets.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(server.certificatePEM.utf8))
-                .map { .certificate($0) }
-            targets.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(server.keyPEM.utf8), format: .pem))
+            let targets = try fabricClientConfiguration(
+                caPEM: caPEM,
+                certificateChainPEM: server.certificatePEM,
+                keyPEM: server.keyPEM
+            )
             guard options.apiTransport == .fabricCA else { return DEMTLS(ca: ca, targets: targets) }
             let settings = TLSServerSettings(
                 certificateChainPEM: server.certificatePEM,

@@ -70,3 +70,22 @@ public struct TLSServerSettings: Sendable {
         }
     }
 }
+
+/// The client side of the fabric's mutual TLS: TLS 1.3, the fabric CA (PEM) alone trusted, and
+/// a certificate chain and key (PEM) presented: dem's towards enrolled dem-em, a dem-em's
+/// towards dem.
+public func fabricClientConfiguration(
+    caPEM: String,
+    certificateChainPEM: String,
+    keyPEM: String
+) throws
+    -> TLSConfiguration
+{
+    var configuration = TLSConfiguration.makeClientConfiguration()
+    configuration.minimumTLSVersion = .tlsv13
+    configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8)))
+    configuration.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(certificateChainPEM.utf8))
+        .map { .certificate($0) }
+    configuration.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
+    return configuration
+}
