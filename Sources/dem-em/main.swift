@@ -215,6 +215,16 @@ struct Serve: AsyncParsableCommand {
     var standalone = false
 
     func validate() throws {
+        if token != nil && ((enrol ?? join) == nil || caHash == nil) {
+            throw ValidationError(
+                "--token enrols: it needs --join (or --enrol) https://HEAD:22345 and --ca-hash sha256:…"
+            )
+        }
+        if token == nil && (caHash != nil || enrol != nil) {
+            throw ValidationError(
+                "\(caHash != nil ? "--ca-hash" : "--enrol") goes with --token (a join token): enrolment"
+            )
+        }
         guard (1...1_000_000).contains(maxConnections) else {
             throw ValidationError("--max-connections must be 1...1000000, not \(maxConnections)")
         }
@@ -315,14 +325,8 @@ struct Serve: AsyncParsableCommand {
                 metadata: ["soft": "\(descriptors.soft)", "hard": "\(descriptors.hard)"]
             )
         }
-        if let token {
-            guard let url = enrol ?? join, let caHash else {
-                logger.critical(
-                    "dem-em cannot enrol",
-                    metadata: ["error": "--token needs --join (or --enrol) https://HEAD:22345 and --ca-hash sha256:…"]
-                )
-                throw ExitCode(1)
-            }
+        // validate() made sure --token comes with a URL and --ca-hash.
+        if let token, let url = enrol ?? join, let caHash {
             do {
                 _ = try await EndpointEnrolment.enrol(
                     url: url,

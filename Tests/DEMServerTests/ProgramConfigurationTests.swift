@@ -111,4 +111,20 @@ struct ProgramConfigurationTests {
         #expect(em.contains("--inband-address"), "\(em)")
         #expect(em.contains("--nvmet-root"))
     }
+
+    @Test("dem-em's enrolment flags go together: a usage error names the one that is missing, nothing starts")
+    func enrolmentFlagsGoTogether() async throws {
+        let directory = temporaryDirectory("dem-em-enrol-flags")
+        for (arguments, message) in [
+            (["--ca-hash", "sha256:00"], "--ca-hash goes with --token"),
+            (["--enrol", "https://head:22345"], "--enrol goes with --token"),
+            (["--token", "dem_x", "--join", "https://head:22345"], "--token enrols: it needs"),
+            (["--token", "dem_x", "--ca-hash", "sha256:00"], "--token enrols: it needs"),
+        ] {
+            let (status, _, errors) = try await run("dem-em", ["--data-dir", directory] + arguments, seconds: 10)
+            #expect(status != 0, "\(arguments)")
+            #expect(errors.contains(message), "\(arguments): \(errors)")
+            #expect(!FileManager.default.fileExists(atPath: directory + "/lock"), "\(arguments)")
+        }
+    }
 }
