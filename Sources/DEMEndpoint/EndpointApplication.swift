@@ -106,12 +106,15 @@ public struct EndpointApplication: Sendable {
         let credential: String? =
             identity != nil && !FileManager.default.fileExists(atPath: options.credentialPath)
             ? nil : try FabricCredential.load(path: options.credentialPath)
-        let tls: NIOSSLContext?
+        let credentials: EndpointCredentials?
         do {
-            tls = try identity?.serverSettings.makeContext()
+            credentials = try identity.map {
+                try EndpointCredentials(identity: $0, dataDirectory: options.dataDirectory, logger: logger)
+            }
         } catch {
             throw EndpointStartError("TLS: \(error)")
         }
+        let tls = credentials?.context
         try StateDirectory.prepare(options.dataDirectory)
         // One dem-em per data directory: a second one, or dem-em import, is refused meanwhile.
         let lock = try StateDirectoryLock.acquire(directory: options.dataDirectory, owner: "dem-em serve")
@@ -134,6 +137,7 @@ public struct EndpointApplication: Sendable {
         let routes = EndpointRoutes(
             service: service,
             credential: identity == nil ? credential : nil,
+            credentials: credentials,
             gates: [apiGate, inBandGate]
         ) {
             guard let group = shutdown.withLock({ $0 }) else { return }

@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOSSL
+import Synchronization
 import X509
 
 /// dem-em's identity in the fabric once it enrolled: its certificate of the fabric CA (role
@@ -38,6 +39,7 @@ public struct EndpointIdentity: Sendable {
             )
         }
         let certificatePEM = try FabricPKI.readText(paths[0])
+        try completeRenewal(certificatePEM: certificatePEM, keyPath: paths[1])
         let keyPEM = try FabricPKI.readText(paths[1])
         let caPEM = try FabricPKI.readText(paths[2])
         let certificate = try FabricPKI.readCertificates(paths[0])[0]
@@ -59,6 +61,23 @@ public struct EndpointIdentity: Sendable {
         )
     }
 
+    /// A renewal that stopped between writing the certificate and putting its key in place is
+    /// completed; a new key whose certificate never came is removed.
+    static func completeRenewal(certificatePEM: String, keyPath: String) throws {
+        let newKeyPath = keyPath + ".new"
+        guard let text = try? FabricPKI.readText(newKeyPath) else { return }
+        if let key = try? P256.Signing.PrivateKey(pemRepresentation: text),
+            let certificate = FabricPKI.certificates(pem: certificatePEM).first,
+            Certificate.PublicKey(key.publicKey) == certificate.publicKey
+        {
+            guard rename(newKeyPath, keyPath) == 0 else {
+                throw TLSSetupError("cannot rename \(newKeyPath) to \(keyPath): \(String(cString: strerror(errno)))")
+            }
+        } else {
+            try? FileManager.default.removeItem(atPath: newKeyPath)
+        }
+    }
+
     /// The API's TLS: this certificate, and a client certificate of the fabric CA required
     /// (the server also requires its role to be dem's).
     public var serverSettings: TLSServerSettings {
@@ -72,6 +91,138 @@ public struct EndpointIdentity: Sendable {
     /// TLS towards dem: the fabric CA alone trusted, this certificate presented.
     public func clientConfiguration() throws -> TLSConfiguration {
         try fabricClientConfiguration(caPEM: caPEM, certificateChainPEM: certificatePEM, keyPEM: keyPEM)
+    }
+}
+
+/// An enrolled dem-em's identity while it runs: dem renews its certificate (`POST
+/// /certificate/request`, then `PUT /certificate`) when it is due or the fabric's CAs change,
+/// and the API serves the new one on new connections at once.
+public final class EndpointCredentials: Sendable {
+    private struct State {
+        var identity: EndpointIdentity
+        /// Keys of requests not yet answered by a certificate, newest last (a few: two renewals
+        /// asked at once both complete).
+        var pending: [P256.Signing.PrivateKey]
+    }
+
+    public let dataDirectory: String
+    /// The API's TLS context.
+    public let context: TLSContextBox
+    private let state: Mutex<State>
+    let logger: Logger
+
+    public init(identity: EndpointIdentity, dataDirectory: String, logger: Logger) throws {
+        self.dataDirectory = dataDirectory
+        self.logger = logger
+        context = TLSContextBox(try identity.serverSettings.makeContext())
+        state = Mutex(State(identity: identity, pending: []))
+    }
+
+    public var identity: EndpointIdentity { state.withLock { $0.identity } }
+
+    /// The certificate as `/status` reports it.
+    public var status: EndpointCertificate? {
+        let identity = self.identity
+        guard let certificate = FabricPKI.certificates(pem: identity.certificatePEM).first else { return nil }
+        return FabricPKI.status(certificate: certificate, trusted: FabricPKI.certificates(pem: identity.caPEM))
+    }
+
+    /// A request for a certificate of a new key, for this target's alias and names.
+    public func request() throws -> EndpointCertificateRequest {
+        let key = P256.Signing.PrivateKey()
+        let identity = self.identity
+        let request = try CertificateSigningRequest(
+            version: .v1,
+            subject: try DistinguishedName { CommonName(identity.alias) },
+            privateKey: Certificate.PrivateKey(key),
+            attributes: CertificateSigningRequest.Attributes(),
+            signatureAlgorithm: .ecdsaWithSHA256
+        )
+        state.withLock { state in
+            state.pending.append(key)
+            if state.pending.count > 4 { state.pending.removeFirst() }
+        }
+        return EndpointCertificateRequest(
+            CSR: try request.serializeAsPEM().pemString,
+            Names: identity.names.map(\.description)
+        )
+    }
+
+    /// Installs the certificate dem issued for a pending request, and the CAs to trust for
+    /// dem's certificate: written to the data directory (key first), served at once.
+    /// - Throws: ``TLSSetupError`` naming what does not fit (the files are left as they were).
+    public func install(_ install: EndpointCertificateInstall) throws -> EndpointCertificate {
+        guard let certificate = FabricPKI.certificates(pem: install.Certificate).first else {
+            throw TLSSetupError("Certificate is not a PEM certificate")
+        }
+        let cas = FabricPKI.certificates(pem: install.CA)
+        guard !cas.isEmpty else { throw TLSSetupError("CA holds no PEM certificate") }
+        guard FabricPKI.issuer(of: certificate, among: cas) != nil else {
+            throw TLSSetupError("Certificate is not signed by a CA of CA")
+        }
+        return try state.withLock { state in
+            guard let identity = FabricIdentity(certificate: certificate), identity.role == .target,
+                identity.name == state.identity.alias
+            else {
+                throw TLSSetupError("Certificate is not target \(state.identity.alias)'s (role dem-em, CN its alias)")
+            }
+            guard
+                let index = state.pending.firstIndex(where: {
+                    Certificate.PublicKey($0.publicKey) == certificate.publicKey
+                })
+            else {
+                throw TLSSetupError("Certificate is not for a key this dem-em asked for (POST /certificate/request)")
+            }
+            let key = state.pending[index]
+            let certificatePEM = try certificate.serializeAsPEM().pemString + "\n"
+            let caPEM = try FabricPKI.pem(cas)
+            let renewed = EndpointIdentity(
+                certificatePEM: certificatePEM,
+                keyPEM: key.pemRepresentation,
+                caPEM: caPEM,
+                alias: identity.name,
+                expires: certificate.notValidAfter,
+                names: FabricPKI.subjectNames(of: certificate)
+            )
+            let context = try renewed.serverSettings.makeContext()
+            // The new key beside the old one, the CAs, the certificate, then the key in place: a
+            // stop in between leaves the old pair, or a new certificate whose key
+            // ``EndpointIdentity/load(dataDirectory:)`` puts in place.
+            let keyPath = dataDirectory + "/" + EndpointIdentity.keyFile
+            try AtomicFile.write(
+                Data(key.pemRepresentation.utf8),
+                to: keyPath + ".new",
+                mode: 0o600,
+                folderMode: 0o700
+            )
+            try AtomicFile.write(
+                Data(caPEM.utf8),
+                to: dataDirectory + "/" + EndpointIdentity.caFile,
+                mode: 0o644,
+                folderMode: 0o700
+            )
+            try AtomicFile.write(
+                Data(certificatePEM.utf8),
+                to: dataDirectory + "/" + EndpointIdentity.certificateFile,
+                mode: 0o644,
+                folderMode: 0o700
+            )
+            guard rename(keyPath + ".new", keyPath) == 0 else {
+                throw TLSSetupError("cannot rename \(keyPath).new to \(keyPath): \(String(cString: strerror(errno)))")
+            }
+            // Its key is used; another request's (two renewals at once) may still complete.
+            state.pending.remove(at: index)
+            state.identity = renewed
+            self.context.replace(context)
+            logger.notice(
+                "installed a new certificate from dem",
+                metadata: [
+                    "expires": "\(certificate.notValidAfter)",
+                    "trusts": "\(cas.compactMap { try? FabricPKI.fingerprint($0) }.joined(separator: ", "))",
+                ]
+            )
+            return FabricPKI.status(certificate: certificate, trusted: cas)
+        }
     }
 }
 
@@ -202,8 +353,12 @@ public enum EndpointEnrolment {
             mode: 0o600,
             folderMode: 0o700
         )
+        // The CAs dem gives to trust (two during a CA rotation), when they include the one checked.
+        let bundle = FabricPKI.certificates(pem: decoded.CA)
+        let trustPEM =
+            bundle.contains { (try? FabricPKI.fingerprint($0)) == presented } ? try FabricPKI.pem(bundle) : caPEM
         try AtomicFile.write(
-            Data(caPEM.utf8),
+            Data(trustPEM.utf8),
             to: dataDirectory + "/" + EndpointIdentity.caFile,
             mode: 0o644,
             folderMode: 0o700

@@ -67,14 +67,18 @@ public struct EndpointRoutes: Sendable {
     let credential: String?
     /// The ports' connection gates, whose counts `/metrics` shows.
     let gates: [ConnectionGate]
+    /// The enrolled identity, which dem renews (nil: not enrolled).
+    let credentials: EndpointCredentials?
     let shutdown: @Sendable () -> Void
 
     public init(
         service: EndpointService,
         credential: String?,
+        credentials: EndpointCredentials? = nil,
         gates: [ConnectionGate] = [],
         shutdown: @escaping @Sendable () -> Void
     ) {
+        self.credentials = credentials
         self.service = service
         self.credential = credential
         self.gates = gates
@@ -96,13 +100,21 @@ public struct EndpointRoutes: Sendable {
         from owner: EndpointOwner? = nil,
         _ body: @escaping @Sendable (inout EndpointConfiguration) throws(ModelError) -> Void
     ) async throws -> Response {
-        let status: EndpointStatus
+        var status: EndpointStatus
         do throws(ModelError) {
             status = try await service.change(adopt: adopt, from: owner, body)
         } catch {
             throw APIError(error)
         }
+        status.certificate = credentials?.status
         return try APIResponse.json(status)
+    }
+
+    /// The status, with the certificate when enrolled.
+    func status() -> EndpointStatus {
+        var status = service.status()
+        status.certificate = credentials?.status
+        return status
     }
 
     /// The owner a push names (`?target=ALIAS&dem=NQN`, what dem sends), or nil.
@@ -129,7 +141,36 @@ public struct EndpointRoutes: Sendable {
         router.get("/inventory") { _, _ in try APIResponse.json(service.inventory()) }
         router.get("/nsdev") { _, _ in try APIResponse.json(["NSDevices": service.inventory().devices]) }
         router.get("/interface") { _, _ in try APIResponse.json(["Interfaces": service.inventory().interfaces]) }
-        router.get("/status") { _, _ in try APIResponse.json(service.status()) }
+        router.get("/status") { _, _ in try APIResponse.json(status()) }
+        // dem renews this dem-em's certificate: a request for a new key's, then the certificate.
+        router.post("/certificate/request") { _, _ in
+            guard let credentials else {
+                throw APIError(.conflict, "this dem-em has not enrolled: it has no certificate to renew")
+            }
+            do {
+                return try APIResponse.json(try credentials.request())
+            } catch {
+                throw APIError(.internalServerError, "cannot make a certificate request: \(error)")
+            }
+        }
+        router.put("/certificate") { request, context in
+            guard let credentials else {
+                throw APIError(.conflict, "this dem-em has not enrolled: it has no certificate to renew")
+            }
+            guard let body = try await APIBody.read(request, context: context) else {
+                throw APIError(.badRequest, field: "Certificate", "the body must hold Certificate and CA")
+            }
+            let install = try body.decode(EndpointCertificateInstall.self)
+            do {
+                return try APIResponse.json(try credentials.install(install))
+            } catch let error as TLSSetupError {
+                throw APIError(
+                    .unprocessableContent,
+                    field: error.description.hasPrefix("CA ") ? "CA" : "Certificate",
+                    error.description
+                )
+            }
+        }
         router.get("/config") { _, _ in try APIResponse.json(service.desired) }
         router.put("/config") { request, context in
             let body = try await APIBody.read(request, context: context)

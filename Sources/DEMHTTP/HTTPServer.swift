@@ -54,8 +54,9 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
         public var listenerHandlers: @Sendable () -> [any ChannelHandler]
         /// TLS for every connection (nil: plain HTTP). The request timeout covers the handshake.
         /// A client certificate the context verified is named in each request's logger
-        /// (`tls.peer`: its ``FabricIdentity``).
-        public var tls: NIOSSLContext?
+        /// (`tls.peer`: its ``FabricIdentity``). Each connection takes the box's context when it
+        /// is accepted (a renewed certificate serves new connections at once).
+        public var tls: TLSContextBox?
         /// With TLS: the role a client's certificate must have (nil: any, or none); a connection
         /// whose certificate has another is closed after the handshake, before any request.
         public var requiredPeerRole: FabricRole?
@@ -68,7 +69,7 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
             gate: ConnectionGate? = nil,
             requestTimeout: TimeAmount = .seconds(30),
             listenerHandlers: @escaping @Sendable () -> [any ChannelHandler] = { [] },
-            tls: NIOSSLContext? = nil,
+            tls: TLSContextBox? = nil,
             requiredPeerRole: FabricRole? = nil
         ) {
             self.tls = tls
@@ -145,7 +146,9 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let pipeline = channel.pipeline.syncOperations
-                        if let tls = configuration.tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
+                        if let tls = configuration.tls {
+                            try pipeline.addHandler(NIOSSLServerHandler(context: tls.current))
+                        }
                         try pipeline.addHandler(HTTPResponseEncoder(configuration: .init()))
                         try pipeline.addHandler(
                             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))

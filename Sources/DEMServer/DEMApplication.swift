@@ -92,17 +92,14 @@ public struct DEMOptions: Sendable {
 }
 
 /// TLS as dem has it: its API's context, the CA its clients trust, and with the fabric CA what
-/// enrols targets and what dem presents to them.
+/// enrols and renews targets and what dem presents to them.
 struct DEMTLS {
     /// The REST API's TLS context (nil: plain HTTP).
-    var context: NIOSSLContext?
+    var context: TLSContextBox?
     /// The CA clients are to trust, and its fingerprint (nil: plain HTTP).
     var trust: (path: String, fingerprint: String)?
-    /// The fabric CA (nil with the site's PKI): it signs the certificates of enrolling targets.
-    var ca: FabricCA?
-    /// TLS towards enrolled targets' dem-em: dem's certificate (role dem) as the client's, and
-    /// the fabric CA as the only one trusted.
-    var targets: TLSConfiguration?
+    /// The fabric CA and dem's certificate (nil with the site's PKI).
+    var authority: FabricAuthority?
 }
 
 extension DEMApplication {
@@ -119,59 +116,26 @@ extension DEMApplication {
                 let trustPath = ca ?? certificate
                 let anchor = try FabricPKI.readCertificates(trustPath).last!
                 return DEMTLS(
-                    context: try settings.makeContext(),
+                    context: TLSContextBox(try settings.makeContext()),
                     trust: (trustPath, try FabricPKI.fingerprint(anchor)),
-                    ca: nil,
-                    targets: nil
-                )
-            }
-            let (ca, created) = try FabricCA.ensure(
-                in: options.dataDirectory,
-                name: "DEM fabric CA \(options.uniqueNQN.split(separator: ":").last ?? "")"
-            )
-            let caPath = options.dataDirectory + "/" + FabricCA.certificateFile
-            let caFingerprint = try ca.fingerprint
-            if created {
-                logger.notice(
-                    "made the fabric CA (back up its key)",
-                    metadata: [
-                        "certificate": "\(caPath)", "key": "\(options.dataDirectory)/\(FabricCA.keyFile) (mode 0600)",
-                        "fingerprint": "\(caFingerprint)",
-                    ]
+                    authority: nil
                 )
             }
             var names = FabricPKI.names(listeningOn: options.apiAddress)
             for name in options.tlsNames.map(SubjectName.init) where !names.contains(name) { names.append(name) }
-            let server = try FabricPKI.ensureServerCertificate(
-                in: options.dataDirectory,
-                base: "dem-api",
-                commonName: "dem",
-                role: .dem,
-                ca: ca,
-                names: names
+            let authority = try FabricAuthority(
+                directory: options.dataDirectory,
+                caName: "DEM fabric CA \(options.uniqueNQN.split(separator: ":").last ?? "")",
+                names: names,
+                servesAPI: options.apiTransport == .fabricCA,
+                logger: logger
             )
-            if let reason = server.madeBecause {
-                logger.notice(
-                    "issued dem's certificate from the fabric CA",
-                    metadata: [
-                        "because": "\(reason)", "names": "\(names.map(\.description).joined(separator: ", "))",
-                        "certificate": "\(options.dataDirectory)/dem-api.pem",
-                    ]
-                )
-            }
-            let caPEM = try ca.certificatePEM
-            let targets = try fabricClientConfiguration(
-                caPEM: caPEM,
-                certificateChainPEM: server.certificatePEM,
-                keyPEM: server.keyPEM
+            guard let context = authority.context else { return DEMTLS(authority: authority) }
+            return DEMTLS(
+                context: context,
+                trust: (authority.trustPath, authority.servingFingerprint),
+                authority: authority
             )
-            guard options.apiTransport == .fabricCA else { return DEMTLS(ca: ca, targets: targets) }
-            let settings = TLSServerSettings(
-                certificateChainPEM: server.certificatePEM,
-                keyPEM: server.keyPEM,
-                clientCertificates: .optional(caPEM: caPEM)
-            )
-            return DEMTLS(context: try settings.makeContext(), trust: (caPath, caFingerprint), ca: ca, targets: targets)
         } catch let error as TLSSetupError {
             throw DEMStartError("TLS: \(error)")
         } catch let error as FileWriteError {
@@ -367,7 +331,11 @@ public struct DEMApplication: Sendable {
                 hostNQN: identity.nqn,
                 hostIdentifier: identity.identifier
             )
-            monitorConfiguration.tls = tls.targets
+            monitorConfiguration.credentials = try TargetCredentials(
+                fabric: credential.secret,
+                directory: options.dataDirectory
+            )
+            monitorConfiguration.authority = tls.authority
             monitorConfiguration.probeInterval = options.probeInterval
             monitorConfiguration.callTimeout = options.targetTimeout
             monitorConfiguration.unreachablePolicy = options.unreachablePolicy
@@ -398,7 +366,7 @@ public struct DEMApplication: Sendable {
                 corsOrigin: options.corsOrigin,
                 monitor: targetMonitor,
                 fabricCredential: credential.secret,
-                fabricCA: tls.ca,
+                authority: tls.authority,
                 audit: audit,
                 shutdown: { trigger.trigger() }
             )
@@ -450,7 +418,7 @@ public struct DEMApplication: Sendable {
                                 "admin-token":
                                     "\(adminToken.path)\(adminToken.created ? " (created now, mode 0600)" : "")",
                                 "fabric-credential":
-                                    "\(credentialPath)\(credential.created ? " (created now, mode 0600; enrolment gives it to each dem-em)" : "")",
+                                    "\(credentialPath)\(credential.created ? " (created now, mode 0600; it stays here: enrolled targets get credentials of their own derived from it)" : "")",
                                 "host-nqn": "\(identity.nqn) (allow it on dem-em's in-band channel)",
                                 "try":
                                     "dem-cli -s \(tls.context == nil ? "http://" : "")\(reach) -p \(port) list target",
@@ -484,6 +452,7 @@ public struct DEMApplication: Sendable {
                 TargetMonitorService(monitor: targetMonitor),
             ]
             if let watcher { services.append(watcher) }
+            if let authority = tls.authority { services.append(CertificateMaintenance(authority: authority)) }
             let serviceGroup = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
                     services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },

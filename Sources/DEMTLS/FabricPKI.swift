@@ -70,9 +70,7 @@ public struct FabricCA: Sendable {
             return (try load(certificate: certificatePath, key: keyPath), false)
         case (false, false):
             let ca = try generate(name: name)
-            // The key first: a certificate without its key would be a CA no one can sign with.
-            try AtomicFile.write(Data(ca.key.pemRepresentation.utf8), to: keyPath, mode: 0o600, folderMode: 0o700)
-            try AtomicFile.write(Data(try ca.certificatePEM.utf8), to: certificatePath, mode: 0o644, folderMode: 0o700)
+            try ca.write(certificate: certificatePath, key: keyPath)
             return (ca, true)
         case (true, false):
             throw TLSSetupError(
@@ -83,6 +81,13 @@ public struct FabricCA: Sendable {
                 "\(keyPath) is there but its certificate \(certificatePath) is not: put the certificate back from a backup, or from any machine that trusts this fabric"
             )
         }
+    }
+
+    /// Writes the key (mode 0600) and then the certificate: a certificate without its key
+    /// would be a CA no one can sign with.
+    public func write(certificate certificatePath: String, key keyPath: String) throws {
+        try AtomicFile.write(Data(key.pemRepresentation.utf8), to: keyPath, mode: 0o600, folderMode: 0o700)
+        try AtomicFile.write(Data(try certificatePEM.utf8), to: certificatePath, mode: 0o644, folderMode: 0o700)
     }
 
     /// The CA of a certificate file and its key file.

@@ -148,6 +148,7 @@ enum Verb: String, CaseIterable, Sendable {
     case logpage
     case audit
     case trust
+    case rotate
 
     /// The verb `word` names, if any.
     static func match(_ word: String) -> Verb? {
@@ -620,6 +621,57 @@ enum CommandTable {
                 }
             }
             return [CLIRequest(.GET, path("health"), rendering: .trust(fingerprint: fingerprint))]
+        },
+        CommandSpec(
+            verb: .rotate,
+            arguments: ["<server|target|ca>"],
+            optional: ["[alias|overlap-seconds|finish]", "[force]"],
+            summary:
+                "issue dem's certificate again, a target's, or the fabric CA (ca [seconds]: start, overlap 604800 s unless given; ca finish [force])"
+        ) { a throws(UsageError) in
+            let usage =
+                "dem-cli rotate server | rotate target <alias> | rotate ca [overlap-seconds] | rotate ca finish [force]"
+            var body: [(String, JSONValue)] = []
+            switch a[0].lowercased() {
+            case "server":
+                guard a.count == 1 else { throw UsageError("'rotate server' takes no more arguments", usage: usage) }
+                body = [("What", .string("server"))]
+            case "target":
+                guard a.count == 2 else {
+                    throw UsageError("'rotate target' takes the target's alias, and only it", usage: usage)
+                }
+                body = [("What", .string("target")), ("Target", .string(a[1]))]
+            case "ca":
+                body = [("What", .string("ca"))]
+                switch (a.count > 1 ? a[1].lowercased() : nil, a.count > 2 ? a[2].lowercased() : nil) {
+                case (nil, nil):
+                    break
+                case ("finish", nil):
+                    body.append(("Finish", .bool(true)))
+                case ("finish", "force"):
+                    body += [("Finish", .bool(true)), ("Force", .bool(true))]
+                case (let seconds?, nil):
+                    body.append(
+                        ("Overlap", .number(String(try integer(seconds, named: "overlap-seconds", in: 0...31_536_000))))
+                    )
+                default:
+                    throw UsageError("'rotate ca' takes overlap seconds, or finish [force]", usage: usage)
+                }
+            default:
+                throw UsageError("'rotate' rotates server, target or ca, not '\(a[0])'", usage: usage)
+            }
+            let finishing = body.contains { $0.0 == "Finish" }
+            return [
+                CLIRequest(
+                    .POST,
+                    path("dem", "rotate"),
+                    body: .members(body),
+                    rendering: .action("rotated"),
+                    confirmation: finishing
+                        ? "Finish the CA rotation? The old CA goes: a target or client that trusts only it refuses dem until it is enrolled or trusts again."
+                        : nil
+                )
+            ]
         },
         CommandSpec(
             verb: .audit,

@@ -193,8 +193,11 @@ struct CompletionTests {
             let head = words.prefix { !$0.hasPrefix("[") && $0 != "..." }
             let repeated = words.contains { $0.hasSuffix("...") }
             let optional = words.contains { $0.hasPrefix("[") }
-            let name = head.prefix(2).joined(separator: " ")
-            return "\(name) \(max(0, head.count - 2)) \(optional) \(repeated)"
+            // A verb that takes objects is named with its object; one that does not, alone.
+            let verb = words.first.flatMap(Verb.match)
+            let named = CommandTable.commands.contains { $0.verb == verb && $0.object != nil } ? 2 : 1
+            let name = head.prefix(named).joined(separator: " ")
+            return "\(name) \(max(0, head.count - named)) \(optional) \(repeated)"
         }
         let manual = Set(try Self.manualCommands().map(shape))
         let table = Set(

@@ -53,6 +53,12 @@ struct CommandTableTests {
         .init("audit", "GET", "/dem/audit?limit=20"),
         .init("audit 500", "GET", "/dem/audit?limit=500"),
         .init("trust", "GET", "/health"),
+        .init("rotate server", "POST", "/dem/rotate", ["What": "server"]),
+        .init("rot target t1", "POST", "/dem/rotate", ["What": "target", "Target": "t1"]),
+        .init("rotate ca", "POST", "/dem/rotate", ["What": "ca"]),
+        .init("rotate ca 3600", "POST", "/dem/rotate", ["What": "ca", "Overlap": 3600]),
+        .init("rotate ca finish", "POST", "/dem/rotate", ["What": "ca", "Finish": true]),
+        .init("rotate ca finish force", "POST", "/dem/rotate", ["What": "ca", "Finish": true, "Force": true]),
         // groups
         .init("list group", "GET", "/group"),
         .init("add group lab", "POST", "/group/lab"),
@@ -203,8 +209,11 @@ struct CommandTableTests {
             #expect(request.method.rawValue == expected.method)
             #expect(request.path == expected.path)
             #expect(try wireBody(request) == expected.body)
-            // Deletes and shutdown ask first; nothing else does (unlink included).
-            let asks = [.delete, .shutdown].contains(Verb.match(input.argv[0]))
+            // Deletes, shutdown and finishing a CA rotation ask first; nothing else does (unlink
+            // included).
+            let asks =
+                [.delete, .shutdown].contains(Verb.match(input.argv[0]))
+                || (Verb.match(input.argv[0]) == .rotate && input.argv.contains("finish"))
             #expect((request.confirmation != nil) == asks)
         }
     }
@@ -255,6 +264,10 @@ struct UsageErrorTests {
         .init(["rename", "target", "t1", "t2", "t3"], "'rename target' takes no more arguments, but got: t3"),
         .init(["config", "now"], "'config' takes no more arguments, but got: now"),
         .init(["audit", "all"], "the count must be a number 1...100000, not 'all'"),
+        .init(["rotate", "everything"], "'rotate' rotates server, target or ca, not 'everything'"),
+        .init(["rotate", "target"], "'rotate target' takes the target's alias, and only it"),
+        .init(["rotate", "ca", "-5"], "overlap-seconds must be 0...31536000, not -5"),
+        .init(["rotate", "ca", "finish", "now"], "'rotate ca' takes overlap seconds, or finish [force]"),
         .init(
             ["trust", "md5:00"],
             "the fingerprint must be sha256: and 64 hex digits, as dem logs it (tls-ca-fingerprint)"

@@ -58,8 +58,11 @@ enum Plain: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-extension Plain: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByDictionaryLiteral {
+extension Plain: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByDictionaryLiteral,
+    ExpressibleByBooleanLiteral
+{
     init(stringLiteral value: String) { self = .string(value) }
+    init(booleanLiteral value: Bool) { self = .bool(value) }
     init(integerLiteral value: Int) { self = .int(value) }
     init(dictionaryLiteral elements: (String, Plain)...) {
         self = .object(Dictionary(uniqueKeysWithValues: elements))

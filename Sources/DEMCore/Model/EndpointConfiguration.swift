@@ -460,8 +460,12 @@ public struct EndpointStatus: Codable, Sendable, Hashable {
     public var hold: String?
     /// The target and the dem this dem-em belongs to, once dem configured it.
     public var owner: EndpointOwner?
+    /// An enrolled dem-em's certificate (nil: not enrolled): dem renews it when it is due, or
+    /// when the fabric's CAs changed.
+    public var certificate: EndpointCertificate?
 
     enum CodingKeys: String, CodingKey {
+        case certificate = "Certificate"
         case generation = "Generation"
         case appliedGeneration = "AppliedGeneration"
         case live = "Live"
@@ -480,8 +484,10 @@ public struct EndpointStatus: Codable, Sendable, Hashable {
         foreign: [String] = [],
         errors: [String] = [],
         hold: String? = nil,
-        owner: EndpointOwner? = nil
+        owner: EndpointOwner? = nil,
+        certificate: EndpointCertificate? = nil
     ) {
+        self.certificate = certificate
         self.generation = generation
         self.appliedGeneration = appliedGeneration
         self.live = live
@@ -490,6 +496,61 @@ public struct EndpointStatus: Codable, Sendable, Hashable {
         self.errors = errors
         self.hold = hold
         self.owner = owner
+    }
+}
+
+/// An enrolled dem-em's certificate of the fabric CA, as its `/status` reports it.
+public struct EndpointCertificate: Codable, Sendable, Hashable {
+    /// `sha256:<hex>` of the certificate.
+    public var fingerprint: String
+    public var issued: Date
+    public var expires: Date
+    /// The fingerprint of the CA that signed it (among those dem-em trusts), or nil.
+    public var issuer: String?
+    /// The fingerprints of the CAs dem-em trusts for dem's certificate.
+    public var trusts: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case fingerprint = "Fingerprint"
+        case issued = "Issued"
+        case expires = "Expires"
+        case issuer = "Issuer"
+        case trusts = "Trusts"
+    }
+
+    public init(fingerprint: String, issued: Date, expires: Date, issuer: String?, trusts: [String]) {
+        self.fingerprint = fingerprint
+        self.issued = issued
+        self.expires = expires
+        self.issuer = issuer
+        self.trusts = trusts
+    }
+}
+
+/// dem-em's answer to `POST /certificate/request`: a request for a certificate of a key it
+/// made now (kept until the certificate is installed), and the names dem reaches its API by.
+public struct EndpointCertificateRequest: Codable, Sendable, Hashable {
+    /// A PEM certificate signing request.
+    public var CSR: String
+    public var Names: [String]
+
+    public init(CSR: String, Names: [String]) {
+        self.CSR = CSR
+        self.Names = Names
+    }
+}
+
+/// `PUT /certificate`: dem-em's new certificate and the CAs it is to trust for dem's (PEM).
+public struct EndpointCertificateInstall: Codable, Sendable, Hashable, RequestFields {
+    public var Certificate: String
+    public var CA: String
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case Certificate, CA }
+    public static let fieldNames = names(CodingKeys.self)
+
+    public init(Certificate: String, CA: String) {
+        self.Certificate = Certificate
+        self.CA = CA
     }
 }
 

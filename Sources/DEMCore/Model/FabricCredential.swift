@@ -42,6 +42,17 @@ public enum FabricCredential {
         return (secret, true)
     }
 
+    /// Target `alias`'s own credential, derived from the fabric credential `fabric`
+    /// (HMAC-SHA-256 under it of a label and the alias): dem computes it for any target, a target
+    /// that holds it cannot compute the fabric credential or another target's.
+    public static func derived(from fabric: String, for alias: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(
+            for: Array("DEM target credential\u{0}\(alias)".utf8),
+            using: SymmetricKey(data: Array(fabric.utf8))
+        )
+        return "demtarget_" + mac.map { String(format: "%02x", $0) }.joined()
+    }
+
     /// Whether `offered` is `secret`, compared in constant time (digests compare in constant
     /// time, and comparing digests hides the secret's length).
     public static func matches(_ offered: some StringProtocol, _ secret: String) -> Bool {

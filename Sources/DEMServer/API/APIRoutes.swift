@@ -21,8 +21,9 @@ public struct APIRoutes: Sendable {
     let monitor: TargetMonitor?
     /// The fabric credential dem-em joins with; nil refuses joins.
     let fabricCredential: String?
-    /// The fabric CA, which signs enrolling targets' certificates (nil: no enrolment).
-    let fabricCA: FabricCA?
+    /// The fabric CA and dem's certificate: it signs enrolling targets' certificates, and is
+    /// rotated through `POST /dem/rotate` (nil: no enrolment).
+    let authority: FabricAuthority?
     /// The audit trail (nil: requests are published as events only).
     let audit: AuditLog?
     /// Answers of the model's reads, encoded once per revision.
@@ -41,11 +42,11 @@ public struct APIRoutes: Sendable {
         corsOrigin: String? = nil,
         monitor: TargetMonitor? = nil,
         fabricCredential: String? = nil,
-        fabricCA: FabricCA? = nil,
+        authority: FabricAuthority? = nil,
         audit: AuditLog? = nil,
         shutdown: @escaping @Sendable () -> Void
     ) {
-        self.fabricCA = fabricCA
+        self.authority = authority
         self.monitor = monitor
         self.audit = audit
         self.fabricCredential = fabricCredential
@@ -207,9 +208,41 @@ public struct APIRoutes: Sendable {
         var Certificate: String
         var CA: String
         var Expires: Date
-        /// The fabric credential, which the in-band channel's DH-HMAC-CHAP and the sealing of
-        /// hosts' keys still use: given over this authenticated channel, never copied by hand.
+        /// The target's own credential (derived from the fabric credential, which never leaves
+        /// dem), for the in-band channel's DH-HMAC-CHAP and its hosts' sealed keys.
         var FabricKey: String?
+    }
+
+    struct RotationRequest: RequestFields {
+        /// `server`, `target` or `ca`.
+        var What: String
+        var Target: String?
+        /// A CA rotation's overlap, in seconds.
+        var Overlap: Int?
+        /// Finish the CA rotation in progress.
+        var Finish: Bool?
+        /// Finish it even though some targets have no certificate of the new CA yet.
+        var Force: Bool?
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case What, Target, Overlap, Finish, Force }
+        static let fieldNames = names(CodingKeys.self)
+    }
+
+    struct RotatedTarget: Encodable {
+        var Alias: String
+        var Certificate: EndpointCertificate?
+        var Error: String?
+    }
+
+    struct RotationAnswer: Encodable {
+        var message: String
+        var What: String
+        /// dem's certificate (`server`), or the fabric's issuing CA (`ca`), as `sha256:…`.
+        var Fingerprint: String
+        var Expires: Date?
+        /// A CA rotation's overlap end.
+        var Until: Date?
+        var Targets: [RotatedTarget]?
     }
 
     struct TokenRequest: RequestFields {
@@ -219,6 +252,94 @@ public struct APIRoutes: Sendable {
 
         enum CodingKeys: String, CodingKey, CaseIterable { case Name, Role, ExpiresIn }
         static let fieldNames = names(CodingKeys.self)
+    }
+
+    /// `POST /dem/rotate {"What":"ca"}`: starts a CA rotation, or finishes it, and renews every
+    /// enrolled target's certificate at once (the monitor renews those it could not reach when
+    /// they answer again).
+    func rotateCA(_ rotation: RotationRequest, authority: FabricAuthority) async throws -> Response {
+        let enrolled = (monitor?.statuses ?? []).filter { $0.certificate != nil }
+        let fingerprint: String
+        let until: Date?
+        if rotation.Finish == true {
+            guard let current = authority.rotationUntil else {
+                throw APIError(
+                    .conflict,
+                    field: "Finish",
+                    "no CA rotation is in progress (dem-cli rotate ca starts one)"
+                )
+            }
+            let issuing = authority.issuingFingerprint
+            let behind = enrolled.filter { $0.certificate?.issuer != issuing }.map(\.alias)
+            if !behind.isEmpty, rotation.Force != true {
+                throw APIError(
+                    .conflict,
+                    field: "Force",
+                    "targets without a certificate of the new CA would refuse dem once the old CA goes: \(behind.joined(separator: ", ")); bring them up (or enrol them again afterwards) and finish with Force (dem-cli rotate ca finish force), or wait: the overlap ends at \(current)"
+                )
+            }
+            do {
+                fingerprint = try authority.finishRotation()
+            } catch {
+                throw APIError(.internalServerError, "cannot finish the CA rotation: \(error)")
+            }
+            until = nil
+        } else {
+            let overlap = rotation.Overlap ?? Int(FabricAuthority.defaultOverlap)
+            guard (0...(365 * 86400)).contains(overlap) else {
+                throw APIError(
+                    .unprocessableContent,
+                    field: "Overlap",
+                    "the overlap is 0 to 31536000 seconds, not \(overlap)"
+                )
+            }
+            do {
+                (fingerprint, until) = try authority.startRotation(overlap: TimeInterval(overlap))
+            } catch let error as AuthorityError {
+                throw APIError(.conflict, field: "What", error.description)
+            } catch {
+                throw APIError(.internalServerError, "cannot start a CA rotation: \(error)")
+            }
+        }
+        var renewed: [RotatedTarget] = []
+        if let monitor {
+            renewed = await withTaskGroup(of: RotatedTarget.self) { group in
+                for target in enrolled {
+                    group.addTask {
+                        do throws(EndpointCallError) {
+                            return RotatedTarget(
+                                Alias: target.alias,
+                                Certificate: try await monitor.renewCertificate(target.alias)
+                            )
+                        } catch {
+                            return RotatedTarget(Alias: target.alias, Error: error.message)
+                        }
+                    }
+                }
+                var all: [RotatedTarget] = []
+                for await result in group { all.append(result) }
+                return all.sorted { $0.Alias < $1.Alias }
+            }
+        }
+        let failed = renewed.filter { $0.Error != nil }
+        var lines = [
+            until.map { "CA rotation started: new CA \(fingerprint), trusted beside the old one until \($0)" }
+                ?? "CA rotation finished: \(fingerprint) is the only CA; a remote dem-cli trusts it again with dem-cli trust"
+        ]
+        lines.append("\(renewed.count - failed.count) of \(renewed.count) enrolled targets renewed")
+        for target in failed { lines.append("  \(target.Alias): \(target.Error ?? "")") }
+        if !failed.isEmpty, until != nil {
+            lines.append("targets not renewed now are renewed when they answer again, before the overlap ends")
+        }
+        return try APIResponse.json(
+            RotationAnswer(
+                message: lines.joined(separator: "\n"),
+                What: "ca",
+                Fingerprint: fingerprint,
+                Until: until,
+                Targets: renewed
+            )
+        )
     }
 
     func addServiceRoutes(_ router: Router<APIRequestContext>) {
@@ -276,6 +397,74 @@ public struct APIRoutes: Sendable {
             shutdown()
             return try APIResponse.message("dem is shutting down", status: .accepted)
         }
+        // Certificates on demand: dem's own, a target's, or the fabric CA (started with an
+        // overlap, then finished).
+        router.post("/dem/rotate") { request, context in
+            guard let authority else {
+                throw APIError(
+                    .conflict,
+                    "dem runs with the site's PKI and has no fabric CA: rotate the certificates there"
+                )
+            }
+            guard let body = try await APIBody.read(request, context: context) else {
+                throw APIError(.badRequest, field: "What", "the body must name what to rotate: server, target or ca")
+            }
+            let rotation = try body.decode(RotationRequest.self)
+            switch rotation.What {
+            case "server":
+                do {
+                    try authority.renewServer(force: true)
+                } catch {
+                    throw APIError(.internalServerError, "cannot issue dem's certificate: \(error)")
+                }
+                let certificate = authority.serverCertificate
+                let fingerprint = (try? FabricPKI.fingerprint(certificate)) ?? ""
+                return try APIResponse.json(
+                    RotationAnswer(
+                        message:
+                            "dem's certificate was issued again (\(fingerprint), until \(certificate.notValidAfter)); new connections get it",
+                        What: "server",
+                        Fingerprint: fingerprint,
+                        Expires: certificate.notValidAfter
+                    )
+                )
+            case "target":
+                guard let alias = rotation.Target, !alias.isEmpty else {
+                    throw APIError(
+                        .unprocessableContent,
+                        field: "Target",
+                        "rotating a target's certificate names the target"
+                    )
+                }
+                guard let monitor else { throw APIError(.conflict, "dem does not manage targets here") }
+                let certificate: EndpointCertificate
+                do throws(EndpointCallError) {
+                    certificate = try await monitor.renewCertificate(alias)
+                } catch {
+                    if case .refused(let status) = error.kind, status == 404 || status == 409 {
+                        throw APIError(HTTPResponse.Status(code: status), field: "Target", error.message)
+                    }
+                    throw error.apiError
+                }
+                return try APIResponse.json(
+                    RotationAnswer(
+                        message:
+                            "target '\(alias)' has a new certificate (\(certificate.fingerprint), until \(certificate.expires))",
+                        What: "target",
+                        Fingerprint: certificate.fingerprint,
+                        Expires: certificate.expires
+                    )
+                )
+            case "ca":
+                return try await rotateCA(rotation, authority: authority)
+            default:
+                throw APIError(
+                    .unprocessableContent,
+                    field: "What",
+                    "\"\(rotation.What)\" is not something dem rotates: server, target or ca"
+                )
+            }
+        }
         router.get("/dem/targets") { _, _ in
             let fabric = service.fabric
             let statuses = fabric.targets.map { target in
@@ -287,7 +476,7 @@ public struct APIRoutes: Sendable {
         // dem-em enrols: with a join token (used up here) and a key of its own (in a CSR), it
         // receives a certificate of the fabric CA for its target, with which it joins.
         router.post("/dem/enrol") { request, context in
-            guard let ca = fabricCA else {
+            guard let authority else {
                 throw APIError(
                     .conflict,
                     "dem runs with the site's PKI and has no fabric CA: issue the target's certificate there"
@@ -313,9 +502,9 @@ public struct APIRoutes: Sendable {
                 }
                 names.append(SubjectName(name))
             }
-            let certificate: Certificate
+            let issued: (certificate: Certificate, certificatePEM: String, trustPEM: String)
             do {
-                certificate = try ca.enrol(alias: enrolment.Alias, csrPEM: enrolment.CSR, names: names)
+                issued = try authority.issueTarget(alias: enrolment.Alias, csrPEM: enrolment.CSR, names: names)
             } catch {
                 throw APIError(.unprocessableContent, field: "CSR", "\(error)")
             }
@@ -333,21 +522,31 @@ public struct APIRoutes: Sendable {
                 error.message = "the join token \(token.id) was used already"
                 throw error
             }
+            // The target's own credential, recorded before it is given: from now on dem uses it
+            // with this target (the in-band channel, its hosts' sealed keys), not fabric.key.
+            var targetCredential: String? = nil
+            if let credentials = monitor?.credentials {
+                do {
+                    targetCredential = try credentials.enrol(enrolment.Alias)
+                } catch {
+                    throw APIError(.internalServerError, "cannot record the enrolment: \(error)")
+                }
+            }
             context.logger.notice(
                 "target enrolled",
                 metadata: [
                     "target": "\(enrolment.Alias)", "join-token": "\(token.id) (\(token.name))",
                     "names": "\(names.map(\.description).joined(separator: ", "))",
-                    "expires": "\(certificate.notValidAfter)",
+                    "expires": "\(issued.certificate.notValidAfter)",
                 ]
             )
             return try APIResponse.json(
                 EnrolmentAnswer(
                     Alias: enrolment.Alias,
-                    Certificate: try certificate.serializeAsPEM().pemString + "\n",
-                    CA: try ca.certificatePEM,
-                    Expires: certificate.notValidAfter,
-                    FabricKey: fabricCredential
+                    Certificate: issued.certificatePEM,
+                    CA: issued.trustPEM,
+                    Expires: issued.certificate.notValidAfter,
+                    FabricKey: targetCredential
                 ),
                 status: .created
             )
@@ -488,7 +687,7 @@ public struct APIRoutes: Sendable {
                 throw APIError(error)
             }
             var view = TokenView(made.token, secret: made.secret)
-            if role == .join { view.CAHash = try? fabricCA?.fingerprint }
+            if role == .join { view.CAHash = authority?.servingFingerprint }
             return try APIResponse.json(
                 view,
                 status: .created,

@@ -94,6 +94,18 @@ public struct EndpointClient: Sendable {
         try await call(.get, "/inventory")
     }
 
+    /// Asks an enrolled dem-em for a certificate signing request of a new key.
+    public func certificateRequest() async throws(EndpointCallError) -> EndpointCertificateRequest {
+        try await call(.post, "/certificate/request")
+    }
+
+    /// Gives an enrolled dem-em its new certificate and the CAs to trust; it serves them at once.
+    public func installCertificate(
+        _ install: EndpointCertificateInstall
+    ) async throws(EndpointCallError) -> EndpointCertificate {
+        try await call(.put, "/certificate", body: install)
+    }
+
     private struct Nothing: Encodable {}
 
     private func call<Result: Decodable>(

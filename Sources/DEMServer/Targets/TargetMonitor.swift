@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import DEMCore
+import DEMHTTP
 import Foundation
 import Logging
 import NIOCore
@@ -7,6 +8,7 @@ import NIOPosix
 import NIOSSL
 import ServiceLifecycle
 import Synchronization
+import X509
 
 /// What dem knows of a target at run time: whether it answers, what it serves, how it differs
 /// from the model. `GET /target/<t>/status`, `GET /dem/targets` and `dem-cli` show it.
@@ -50,8 +52,11 @@ public struct TargetStatus: Codable, Sendable, Hashable {
     /// Entries of this target in the model that no host is served now (not confirmed, not read,
     /// withdrawn); `dem-cli logpage host H` says why for each.
     public var withheld: Int
+    /// Enrolled targets: the certificate its dem-em last reported.
+    public var certificate: EndpointCertificate?
 
     enum CodingKeys: String, CodingKey {
+        case certificate = "Certificate"
         case alias = "Alias"
         case managementMode = "MgmtMode"
         case state = "State"
@@ -107,8 +112,8 @@ public enum UnreachablePolicy: String, Sendable, Hashable, CaseIterable {
 public final class TargetMonitor: Sendable {
     /// What the monitor needs.
     public struct Configuration: Sendable {
-        /// The fabric credential dem sends to dem-em.
-        public var credential: String
+        /// The fabric credential, and each enrolled target's own (see ``TargetCredentials``).
+        public var credentials: TargetCredentials
         /// How often targets are checked.
         public var probeInterval: Duration = .seconds(5)
         /// How long a call to a target may take.
@@ -120,12 +125,14 @@ public final class TargetMonitor: Sendable {
         /// The host NQN dem uses when it reads local targets' discovery controllers.
         public var hostNQN: String
         public var hostIdentifier: [UInt8]
-        /// TLS towards enrolled targets (Interface TLS): dem's certificate and the fabric CA;
-        /// nil when dem has no fabric CA (the site's PKI).
-        public var tls: TLSConfiguration?
+        /// The fabric CA and dem's certificate: TLS towards enrolled targets (Interface TLS),
+        /// and their certificates' renewal; nil when dem has no fabric CA (the site's PKI).
+        public var authority: FabricAuthority?
 
+        /// With `credential` for every target (no enrolment kept): set ``credentials`` for dem's.
         public init(credential: String, hostNQN: String, hostIdentifier: [UInt8]) {
-            self.credential = credential
+            // An in-memory record cannot fail to read.
+            self.credentials = try! TargetCredentials(fabric: credential)
             self.hostNQN = hostNQN
             self.hostIdentifier = hostIdentifier
         }
@@ -155,10 +162,18 @@ public final class TargetMonitor: Sendable {
     private let service: FabricService
     private let feed: DiscoveryModelFeed
     private let configuration: Configuration
+    /// The credentials dem uses with targets (the enrol route records enrolments in it).
+    public var credentials: TargetCredentials { configuration.credentials }
     private let http: HTTPClient
     private let group: any EventLoopGroup
     private let logger: Logger
     private let runtimes = Mutex<[String: Runtime]>([:])
+    /// When a renewal of each target's certificate was last tried.
+    private let renewalTries = Mutex<[String: Date]>([:])
+    /// Targets whose certificate is being renewed now (a probe does not start another).
+    private let renewing = Mutex<Set<String>>([])
+    /// Targets said to use the fabric credential.
+    private let sharedCredentialWarned = Mutex<Set<String>>([])
     private let clock: TargetMonitorClock
     private var policy: TargetWatch.Policy {
         TargetWatch.Policy(
@@ -327,7 +342,7 @@ public final class TargetMonitor: Sendable {
         switch target.managementMode {
         case .inBand, .outOfBand:
             desired = (try? service.fabric.endpointConfiguration(target: alias)).map {
-                service.addingHostKeys(to: $0, credential: configuration.credential)
+                service.addingHostKeys(to: $0, credential: configuration.credentials.credential(for: alias))
             }
         case .local: desired = nil
         }
@@ -362,6 +377,20 @@ public final class TargetMonitor: Sendable {
                         pushed = desired
                     }
                 }
+                if let certificate = status.certificate, let authority = configuration.authority,
+                    let reason = authority.renewalReason(certificate), renewalDue(alias)
+                {
+                    do throws(EndpointCallError) {
+                        status.certificate = try await renewCertificate(target, client: client, because: reason)
+                        renewalTries.withLock { $0[alias] = nil }
+                    } catch {
+                        // The target is still managed with its current certificate; tried again later.
+                        logger.warning(
+                            "cannot renew the target's certificate; trying again in 10 minutes",
+                            metadata: ["target": "\(alias)", "because": "\(reason)", "error": "\(error.message)"]
+                        )
+                    }
+                }
                 let inventory = readInventory ? try await client.inventory() : nil
                 outcome = .managed(status, pushed: pushed, inventory: inventory)
             } catch {
@@ -394,6 +423,88 @@ public final class TargetMonitor: Sendable {
         return failure
     }
 
+    /// Says once per target that it has not enrolled, and so shares the fabric credential.
+    private func warnSharedCredential(_ alias: String) {
+        guard !configuration.credentials.isEnrolled(alias),
+            sharedCredentialWarned.withLock({ $0.insert(alias).inserted })
+        else { return }
+        logger.warning(
+            "target uses the fabric credential (a copy of fabric.key): enrol its dem-em so that it has a credential of its own (dem-cli add join-token; dem-em --join URL or --enrol URL, --token, --ca-hash)",
+            metadata: ["target": "\(alias)"]
+        )
+    }
+
+    // MARK: Certificates
+
+    /// Whether a renewal of target `alias`'s certificate may be tried now: not within 10
+    /// minutes of the last try (a dem-em that cannot renew is not asked every probe).
+    private func renewalDue(_ alias: String) -> Bool {
+        let now = Date()
+        if renewing.withLock({ $0.contains(alias) }) { return false }
+        return renewalTries.withLock { tries in
+            if let last = tries[alias], now.timeIntervalSince(last) < 600 { return false }
+            tries[alias] = now
+            return true
+        }
+    }
+
+    /// Gives target `alias`'s dem-em a new certificate of the fabric CA that issues now, and
+    /// the CAs to trust (`dem-cli rotate target`). - Returns: the certificate, as dem-em serves it.
+    public func renewCertificate(_ alias: String) async throws(EndpointCallError) -> EndpointCertificate {
+        guard let target = try? service.fabric.target(alias) else {
+            throw EndpointCallError(kind: .refused(status: 404), message: "no target \"\(alias)\"")
+        }
+        guard target.managementMode != .local else {
+            throw EndpointCallError(
+                kind: .refused(status: 409),
+                message: "target \"\(alias)\" is LocalMgmt: it has no dem-em, and so no certificate of the fabric"
+            )
+        }
+        let client = try endpointClient(target)
+        let certificate = try await renewCertificate(target, client: client, because: "it was rotated")
+        _ = await pass(alias, reason: .refresh)
+        return certificate
+    }
+
+    private func renewCertificate(
+        _ target: FabricTarget,
+        client: EndpointClient,
+        because reason: String
+    ) async throws(EndpointCallError) -> EndpointCertificate {
+        guard let authority = configuration.authority else {
+            throw EndpointCallError(
+                kind: .refused(status: 409),
+                message:
+                    "dem runs with the site's PKI and has no fabric CA to issue target \"\(target.alias)\"'s certificate"
+            )
+        }
+        renewing.withLock { _ = $0.insert(target.alias) }
+        defer { renewing.withLock { _ = $0.remove(target.alias) } }
+        let request = try await client.certificateRequest()
+        var names: [SubjectName] = []
+        for name in request.Names where FabricPKI.isValidName(name) { names.append(SubjectName(name)) }
+        let issued: (certificate: Certificate, certificatePEM: String, trustPEM: String)
+        do {
+            issued = try authority.issueTarget(alias: target.alias, csrPEM: request.CSR, names: names)
+        } catch {
+            throw EndpointCallError(
+                kind: .refused(status: 0),
+                message: "dem-em at \(client.location) sent a certificate request dem cannot sign: \(error)"
+            )
+        }
+        let installed = try await client.installCertificate(
+            EndpointCertificateInstall(Certificate: issued.certificatePEM, CA: issued.trustPEM)
+        )
+        logger.notice(
+            "renewed the target's certificate",
+            metadata: [
+                "target": "\(target.alias)", "because": "\(reason)", "expires": "\(installed.expires)",
+                "issuer": "\(installed.issuer ?? "-")", "names": "\(names.map(\.description).joined(separator: ", "))",
+            ]
+        )
+        return installed
+    }
+
     /// The client for a managed target's dem-em: HTTP to its out-of-band Interface, or its
     /// in-band association (made now, or again when the Interface changed).
     private func endpointClient(_ target: FabricTarget) throws(EndpointCallError) -> EndpointClient {
@@ -408,7 +519,7 @@ public final class TargetMonitor: Sendable {
             }
             var tls: TLSConfiguration? = nil
             if target.interface?.tls == true {
-                guard let configuration = configuration.tls else {
+                guard let configuration = configuration.authority?.targetsConfiguration else {
                     throw EndpointCallError(
                         kind: .unreachable,
                         message:
@@ -417,9 +528,10 @@ public final class TargetMonitor: Sendable {
                 }
                 tls = configuration
             }
+            if tls == nil { warnSharedCredential(target.alias) }
             return EndpointClient(
                 baseURL: url,
-                credential: configuration.credential,
+                credential: configuration.credentials.credential(for: target.alias),
                 http: http,
                 tls: tls,
                 timeout: timeout
@@ -447,10 +559,14 @@ public final class TargetMonitor: Sendable {
         }
         let port = interface.transportServiceIdentifier ?? DEMCore.endpointInBandPort
         let nqn = InBandManagement.managementNQN(alias: target.alias)
+        // Its own once it enrolled: an association made with the fabric's is made again.
+        let credential = configuration.credentials.credential(for: target.alias)
+        warnSharedCredential(target.alias)
         let session = runtimes.withLock { runtimes -> InBandEndpointSession? in
             guard var runtime = runtimes[target.alias] else { return nil }
             if let existing = runtime.inBand, existing.host == address, existing.port == port,
-                existing.options.subsystemNQN == nqn, existing.options.transport == transport
+                existing.options.subsystemNQN == nqn, existing.options.transport == transport,
+                existing.options.credential == credential
             {
                 return existing
             }
@@ -459,7 +575,7 @@ public final class TargetMonitor: Sendable {
                 hostNQN: configuration.hostNQN,
                 hostIdentifier: configuration.hostIdentifier,
                 subsystemNQN: nqn,
-                credential: configuration.credential
+                credential: credential
             )
             options.transport = transport
             // The probe keeps the association alive; a dem that vanishes is noticed in a minute.

@@ -17,6 +17,9 @@
 #   - dem-em is restarted (SIGTERM, same data directory) while O_DIRECT I/O keeps running:
 #     the I/O never fails, the restarted dem-em makes no configfs change, the kernel target
 #     exports the same, and dem sees the target reachable and serving again;
+#   - the fabric CA is rotated (dem-cli rotate ca 600): dem-em gets a certificate of the new CA
+#     and trusts both; finished (dem-cli rotate ca finish), it trusts the new CA alone, answers
+#     dem's new certificate, and stays managed;
 #   - dem-cli deletes the subsystem: it leaves configfs (directory and port link), the
 #     persistent discovery controller gets the discovery-change AEN and its re-read no longer
 #     lists it;
@@ -37,7 +40,8 @@ GUEST_CHECKS="em-enrolled em-start-join configfs-port configfs-namespace configf
  aen-on-local-add persistent-reread-shows-local local-discover em-leaves-local-alone
  em-final-stop-clean"
 STEP_CHECKS="em-joined-reachable em-api-no-certificate-refused em-api-other-ca-refused
- em-api-fabric-key-refused em-api-dem-certificate-200 join-token-reused-401 cli-configure dem-serves-live-subsystem em-rejoined cli-delete local-configure local-harvested"
+ em-api-fabric-key-refused em-api-dem-certificate-200 join-token-reused-401 cli-configure dem-serves-live-subsystem em-rejoined
+ ca-rotation-renews-target ca-rotation-finished em-api-rotated-dem-certificate-200 cli-delete local-configure local-harvested"
 HOST_CHECKS="join-token mgmt-tls-only"
 
 P=nqn.2024-01.io.example:endpoint
@@ -124,6 +128,36 @@ step_rejoined() {
         record FAIL em-rejoined "t1 not reachable and serving $NQN within 30 s of dem-em's restart: $(printf '%s' "$TARGET_STATUS" | cut -c1-300)"
     fi
     grep -a 'target state changed\|dem-em joined' "$OUT/dem.log" | tail -n 6
+    step_rotate
+}
+# cert_of ALIAS : target ALIAS's certificate as dem's GET /target/ALIAS/status reports it, as
+# "issuer trusted-CA..." (fingerprints)
+cert_of() {
+    dem_api GET "/target/$1/status" | python3 -c 'import json, sys; c = json.load(sys.stdin).get("Certificate") or {}; print(c.get("Issuer", "-"), *c.get("Trusts", []))'
+}
+# ca_hash FILE : the SHA-256 of the first certificate of FILE, as dem writes it
+ca_hash() { openssl x509 -in "$1" -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr 'A-F' 'a-f' | sed 's/^/sha256:/'; }
+# the fabric CA is rotated while the guest's dem-em is managed: started with an overlap, dem-em
+# gets a certificate of the new CA and trusts both; finished, it trusts the new one alone, takes
+# dem's new certificate, and is still managed (the delete that follows goes through it)
+step_rotate() {
+    local old new cert
+    old=$(ca_hash "$DATA/fabric-ca.pem")
+    if dem_cli rotate ca 600 && new=$(ca_hash "$DATA/fabric-ca-next.pem") && cert=$(cert_of t1) \
+        && [ "$cert" = "$new $old $new" ]; then
+        record PASS ca-rotation-renews-target
+        echo "rotation started: t1's certificate issued by $new, trusting $old and $new"
+    else
+        record FAIL ca-rotation-renews-target "dem-cli rotate ca 600: t1 reports '${cert:-}' (want issuer ${new:-?} trusting $old ${new:-?}): $(tail -n 3 "$OUT/dem-cli.log" | tr '\n' ' ')"
+    fi
+    if dem_cli -f rotate ca finish && cert=$(cert_of t1) && [ "$(ca_hash "$DATA/fabric-ca.pem")" = "$new" ] \
+        && [ "$cert" = "$new $new" ] && wait_target t1 20 reachable 1; then
+        record PASS ca-rotation-finished
+        echo "rotation finished: fabric-ca.pem is $new; t1 trusts it alone and is reachable"
+    else
+        record FAIL ca-rotation-finished "dem-cli -f rotate ca finish: t1 reports '${cert:-}', fabric-ca.pem $(ca_hash "$DATA/fabric-ca.pem"): $(tail -n 3 "$OUT/dem-cli.log" | tr '\n' ' ') $(printf '%s' "$TARGET_STATUS" | cut -c1-200)"
+    fi
+    em_api em-api-rotated-dem-certificate-200 200 --cert "$DATA/dem-api.pem" --key "$DATA/dem-api.key"
 }
 step_delete() {
     if dem_cli -f delete subsystem t1 "$NQN"; then record PASS cli-delete
@@ -147,8 +181,8 @@ step_local() {
     fi
     dem_cli get target t2
 }
-export -f record dem_cli dem_api json_field wait_target elapsed em_api \
-    step_joined step_configure step_rejoined step_delete step_local
+export -f record dem_cli dem_api json_field wait_target elapsed em_api cert_of ca_hash \
+    step_joined step_configure step_rejoined step_rotate step_delete step_local
 export RESULTS DATA DEMCLI_BIN NQN LOCAL_NQN EM_PORT LOCAL_PORT GUEST_HOSTNQN GUEST_HOSTID SHARE
 
 # dem-em's binary is linked into the share for the boot only

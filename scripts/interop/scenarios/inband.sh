@@ -6,8 +6,8 @@
 # allow-list:
 #   - dem-em enrols first (a one-time join token from dem-cli, the fabric CA's fingerprint, dem's
 #     API over TLS at 10.0.2.2, which --tls-name adds to dem's certificate): it gets its
-#     certificate and the fabric credential the in-band channel authenticates with, so no
-#     fabric.key is copied;
+#     certificate and a credential of its own (derived from dem's fabric credential, which stays
+#     on this machine) that the in-band channel authenticates with, so no fabric.key is copied;
 #   - dem-cli makes t1 an InBandMgmt target and defines port 1 (tcp 10.0.2.15:4420) and a
 #     restricted subsystem with a null_blk namespace for h1 (the guest's host NQN): dem
 #     authenticates, pushes it in NVMe-MI commands, dem-em writes configfs, and dem serves the
@@ -27,7 +27,7 @@ scenario_begin inband
 GUEST_CHECKS="em-enrolled em-start-inband configfs-port configfs-namespace configfs-acl discover-lists-subsystem
  connect-all connect-all-namespace direct-io disconnect-io not-dem-refused em-logged-refusal
  configfs-subsystem-removed em-final-stop-clean"
-STEP_CHECKS="inband-configure dem-serves-live-subsystem cli-delete"
+STEP_CHECKS="inband-configure dem-serves-live-subsystem inband-own-credential cli-delete"
 HOST_CHECKS="join-token tshark-channel-decode tshark-channel-clean"
 
 P=nqn.2024-01.io.example:inband
@@ -67,6 +67,13 @@ step_configure() {
         record FAIL dem-serves-live-subsystem "t1 not reachable in band with $NQN live on port 1 and served within 40 s: $(printf '%s' "$TARGET_STATUS" | cut -c1-300)"
     fi
     dem_cli get target t1
+    # the channel authenticated with t1's own credential: dem recorded the enrolment, and never
+    # said that t1 uses the fabric credential
+    if grep -q '"t1"' "$DATA/enrolled-targets.json" 2>/dev/null && ! grep -q 'uses the fabric credential' "$OUT/dem.log"; then
+        record PASS inband-own-credential
+    else
+        record FAIL inband-own-credential "t1 is not in $DATA/enrolled-targets.json, or dem used the fabric credential with it: $(grep -m 1 'uses the fabric credential' "$OUT/dem.log")"
+    fi
 }
 step_delete() {
     if dem_cli -f delete subsystem t1 "$NQN"; then record PASS cli-delete
