@@ -19,7 +19,8 @@
 #     exports the same, and dem sees the target reachable and serving again;
 #   - the fabric CA is rotated (dem-cli rotate ca 600): dem-em gets a certificate of the new CA
 #     and trusts both; finished (dem-cli rotate ca finish), it trusts the new CA alone, answers
-#     dem's new certificate, and stays managed;
+#     dem's new certificate, and stays managed; testssl.sh finds its listener TLS 1.3 only, AEAD
+#     ciphers only, and its chain of trust good for the new CA;
 #   - dem-cli deletes the subsystem: it leaves configfs (directory and port link), the
 #     persistent discovery controller gets the discovery-change AEN and its re-read no longer
 #     lists it;
@@ -41,7 +42,7 @@ GUEST_CHECKS="em-enrolled em-start-join configfs-port configfs-namespace configf
  em-final-stop-clean"
 STEP_CHECKS="em-joined-reachable em-api-no-certificate-refused em-api-other-ca-refused
  em-api-fabric-key-refused em-api-dem-certificate-200 join-token-reused-401 cli-configure dem-serves-live-subsystem em-rejoined
- ca-rotation-renews-target ca-rotation-finished em-api-rotated-dem-certificate-200 cli-delete local-configure local-harvested"
+ ca-rotation-renews-target ca-rotation-finished em-api-rotated-dem-certificate-200 em-testssl cli-delete local-configure local-harvested"
 HOST_CHECKS="join-token mgmt-tls-only"
 
 P=nqn.2024-01.io.example:endpoint
@@ -158,6 +159,22 @@ step_rotate() {
         record FAIL ca-rotation-finished "dem-cli -f rotate ca finish: t1 reports '${cert:-}', fabric-ca.pem $(ca_hash "$DATA/fabric-ca.pem"): $(tail -n 3 "$OUT/dem-cli.log" | tr '\n' ' ') $(printf '%s' "$TARGET_STATUS" | cut -c1-200)"
     fi
     em_api em-api-rotated-dem-certificate-200 200 --cert "$DATA/dem-api.pem" --key "$DATA/dem-api.key"
+    # testssl.sh against dem-em's listener (its renewed certificate, the new CA)
+    local testssl verdict
+    testssl=$(command -v testssl || command -v testssl.sh)
+    if [ -z "$testssl" ]; then
+        record FAIL em-testssl "testssl.sh is not installed (scripts/test installs it: apt-get install testssl.sh)"
+        return
+    fi
+    rm -f "$OUT/testssl-em.json"
+    "$testssl" --quiet --color 0 --warnings off --add-ca "$DATA/fabric-ca.pem" --jsonfile "$OUT/testssl-em.json" \
+        -p -s -S "127.0.0.1:$EM_PORT" >"$OUT/testssl-em.log" 2>&1
+    if verdict=$(python3 "$TESTSSL_CHECK" "$OUT/testssl-em.json"); then
+        record PASS em-testssl
+        echo "testssl.sh against dem-em: $verdict"
+    else
+        record FAIL em-testssl "testssl.sh against dem-em's API: $verdict (see $OUT/testssl-em.log)"
+    fi
 }
 step_delete() {
     if dem_cli -f delete subsystem t1 "$NQN"; then record PASS cli-delete
@@ -183,7 +200,8 @@ step_local() {
 }
 export -f record dem_cli dem_api json_field wait_target elapsed em_api cert_of ca_hash \
     step_joined step_configure step_rejoined step_rotate step_delete step_local
-export RESULTS DATA DEMCLI_BIN NQN LOCAL_NQN EM_PORT LOCAL_PORT GUEST_HOSTNQN GUEST_HOSTID SHARE
+TESTSSL_CHECK=$(cd "$HERE/../../api" && pwd)/testssl-check.py
+export RESULTS DATA DEMCLI_BIN NQN LOCAL_NQN EM_PORT LOCAL_PORT GUEST_HOSTNQN GUEST_HOSTID SHARE TESTSSL_CHECK
 
 # dem-em's binary is linked into the share for the boot only
 trap 'rm -f "$SHARE/dem-em" "$SHARE/join.token" "$SHARE/ca.hash"; scenario_cleanup' EXIT
