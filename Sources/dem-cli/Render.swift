@@ -242,6 +242,14 @@ func renderTargetStatus(_ json: JSONValue) -> String {
         let label = key == "Serving" ? "Entries served" : key == "Withheld" ? "Entries withheld" : key
         pairs.append((label, value.displayText))
     }
+    if let certificate = json["Certificate"] {
+        // An enrolled target's: until when, by which CA, and which CAs its dem-em trusts.
+        let trusts = certificate["Trusts"]?.arrayValue?.map(\.displayText) ?? []
+        pairs.append(("Certificate", certificate["Fingerprint"]?.displayText ?? ""))
+        pairs.append(("  expires", certificate["Expires"]?.displayText ?? ""))
+        pairs.append(("  issuer", certificate["Issuer"]?.displayText ?? "-"))
+        pairs.append(("  trusts", trusts.joined(separator: ", ")))
+    }
     var lines = [""] + labelled(pairs)
     if let live = json["Live"]?.arrayValue, !live.isEmpty {
         lines.append("Live on the target:")
@@ -527,7 +535,7 @@ func interfaceText(_ interface: JSONValue) -> String {
     }
     if let family = interface["FAMILY"] {
         let address = hostPort(interface["ADDRESS"]?.displayText ?? "", interface["PORT"]?.displayText ?? "")
-        return family.displayText + " " + address
+        return family.displayText + " " + address + (interface["TLS"]?.displayText == "true" ? " (TLS)" : "")
     }
     return interface.displayText
 }

@@ -433,6 +433,12 @@ struct EnrolmentTests {
         )
         #expect(try await push("after-finish"))
         #expect(try await rotate(#"{"What":"ca","Finish":true}"#).0 == 409)
+        // The audit trail names what each rotation did.
+        let audit = try String(contentsOfFile: directory + "/dem/audit.log", encoding: .utf8)
+        #expect(audit.contains("CA rotation started: \(newHash)"))
+        #expect(audit.contains("CA rotation finished: \(newHash), 1 of 1 targets renewed"))
+        #expect(audit.contains("target t1's certificate: \(renewed)"))
+        #expect(audit.contains("dem's certificate: \(serverFingerprint)"))
         // What dem-em keeps loads again as it would at a restart.
         let reloaded = try #require(try EndpointIdentity.load(dataDirectory: emDirectory))
         #expect(FabricPKI.certificates(pem: reloaded.caPEM).count == 1)

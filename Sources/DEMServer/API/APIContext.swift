@@ -1,6 +1,7 @@
 import DEMCore
 import DEMHTTP
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Prometheus
 import Synchronization
@@ -64,15 +65,12 @@ struct AuthenticationMiddleware: RouterMiddleware {
         let changing = request.method != .get && request.method != .head
         var actor = "-"
         do {
-            let response = try await authenticated(request, context: context, actor: &actor, next: next)
+            var response = try await authenticated(request, context: context, actor: &actor, next: next)
+            // What the change named: where it is, or what a route says of it for the trail only.
+            let detail = response.headers[.location] ?? response.headers[.auditDetail]
+            response.headers[.auditDetail] = nil
             if changing {
-                record(
-                    request,
-                    context: context,
-                    actor: actor,
-                    status: response.status.code,
-                    detail: response.headers[.location]
-                )
+                record(request, context: context, actor: actor, status: response.status.code, detail: detail)
             }
             return response
         } catch {
@@ -367,4 +365,18 @@ extension APIError {
         realm: "dem",
         hint: "the admin token is in dem's data directory, admin.token"
     )
+}
+
+extension HTTPField.Name {
+    /// What a change's route says of it for the audit trail (never sent to the client).
+    static let auditDetail = HTTPField.Name("DEM-Audit-Detail")!
+}
+
+extension Response {
+    /// This response, with `detail` recorded in the audit trail for its request.
+    func auditing(_ detail: String) -> Response {
+        var response = self
+        response.headers[.auditDetail] = detail
+        return response
+    }
 }

@@ -339,6 +339,9 @@ public struct APIRoutes: Sendable {
                 Until: until,
                 Targets: renewed
             )
+        ).auditing(
+            (until == nil ? "CA rotation finished: " : "CA rotation started: ") + fingerprint
+                + ", \(renewed.count - failed.count) of \(renewed.count) targets renewed"
         )
     }
 
@@ -428,6 +431,7 @@ public struct APIRoutes: Sendable {
                         Expires: certificate.notValidAfter
                     )
                 )
+                .auditing("dem's certificate: \(fingerprint)")
             case "target":
                 guard let alias = rotation.Target, !alias.isEmpty else {
                     throw APIError(
@@ -454,7 +458,7 @@ public struct APIRoutes: Sendable {
                         Fingerprint: certificate.fingerprint,
                         Expires: certificate.expires
                     )
-                )
+                ).auditing("target \(alias)'s certificate: \(certificate.fingerprint)")
             case "ca":
                 return try await rotateCA(rotation, authority: authority)
             default:
