@@ -1,6 +1,7 @@
 import DEMCore
 import DEMServer
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
@@ -352,6 +353,21 @@ struct RESTDiscoveryTests {
                 ]
             )
             #expect(try await page("h2") == [dc, "nqn.2024-01.io.example:open"])
+            // Each entry says why the host sees it (the console's "what does this host see").
+            let h1 = try await client.call(.get, "/host/h1/logpage", token: token)
+            var reasons: [String: String] = [:]
+            for record in h1.json["records"] as? [[String: Any]] ?? [] {
+                reasons[record["subnqn"] as? String ?? ""] =
+                    "\(record["target"] as? String ?? "-"): \(record["reason"] as? String ?? "")"
+            }
+            #expect(
+                reasons == [
+                    dc: "-: dem's discovery controller: every host",
+                    "nqn.2024-01.io.example:only-h1": "t1: on the access list",
+                    "nqn.2024-01.io.example:open": "t1: any host (AllowAnyHost)",
+                    "nqn.2024-01.io.example:grouped": "t2: any host (AllowAnyHost), in group g1 with target t2",
+                ]
+            )
             // The REST page is the discovery controller's page.
             let served = fixture.feed.catalog.discoveryLogPage(hostNQN: hostB)
             #expect(served.entries.map(\.subsystemNQN) == [dc, "nqn.2024-01.io.example:open"])
@@ -518,5 +534,49 @@ struct AuditTrailTests {
         }
         #expect(audited.first == "POST /dem/tokens 201")
         #expect(audited.last == "POST /target/t2 400")
+    }
+}
+
+@Suite("REST API: the web console's routes")
+struct ConsoleRouteTests {
+    @Test("the page, style sheet and script need no token and carry a content security policy; nothing else opens")
+    func assets() async throws {
+        let fixture = try await APIFixture.make()
+        try await fixture.test { client in
+            for path in ["/", "/console/app.css", "/console/app.js"] {
+                let result = try await client.call(.get, path, token: nil)
+                #expect(result.status == .ok, "\(path)")
+                #expect(
+                    result.headers[HTTPField.Name("Content-Security-Policy")!]?.hasPrefix("default-src 'none'") == true
+                )
+                #expect(result.headers[HTTPField.Name("X-Frame-Options")!] == "DENY")
+            }
+            #expect(try await client.call(.get, "/", token: nil).body.contains("id=\"sign-in-form\""))
+            for path in ["/console/", "/console/app.js.map", "/index.html", "/dem/whoami"] {
+                #expect(try await client.call(.get, path, token: nil).status == .unauthorized, "\(path)")
+            }
+            // A change to an asset's path is not let through either.
+            #expect(try await client.call(.post, "/console/app.js", token: nil).status == .unauthorized)
+        }
+    }
+
+    @Test("GET /dem/whoami names the token and its role")
+    func whoami() async throws {
+        let fixture = try await APIFixture.make()
+        let token = fixture.adminToken
+        try await fixture.test { client in
+            let admin = try await client.call(.get, "/dem/whoami", token: token)
+            #expect(admin.json["Role"] as? String == "admin")
+            let made = try await client.call(
+                .post,
+                "/dem/tokens",
+                token: token,
+                body: #"{"Name":"viewer","Role":"read"}"#
+            )
+            let reader = try #require(made.json["Token"] as? String)
+            let read = try await client.call(.get, "/dem/whoami", token: reader)
+            #expect(read.json["Role"] as? String == "read")
+            #expect(read.json["Name"] as? String == "viewer")
+        }
     }
 }

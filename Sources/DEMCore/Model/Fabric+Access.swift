@@ -68,6 +68,30 @@ extension Fabric {
     /// The access rules of this model, computed once.
     public var accessRules: AccessRules { AccessRules(self) }
 
+    /// Why host `alias` may use subsystem `nqn` of target `target`, in words (the console's
+    /// "what does this host see"), or nil when it may not: AllowAnyHost or the access list,
+    /// and the groups it shares with the target when the target is in any.
+    public func visibility(host alias: String, target: String, subsystem nqn: String, rules: AccessRules) -> String? {
+        guard let subsystem = (try? self.target(target))?.subsystems.first(where: { $0.nqn == nqn }),
+            rules.groupsAllow(host: alias, target: target)
+        else { return nil }
+        var reason: String
+        if subsystem.allowAnyHost {
+            reason = "any host (AllowAnyHost)"
+        } else if subsystem.hosts.contains(alias) {
+            reason = "on the access list"
+        } else {
+            return nil
+        }
+        if let targetGroups = rules.groupsOfTarget[target], !targetGroups.isEmpty {
+            let shared = targetGroups.intersection(rules.groupsOfHost[alias] ?? []).sorted()
+            reason +=
+                ", in group" + (shared.count == 1 ? " " : "s ") + shared.joined(separator: ", ")
+                + " with target " + target
+        }
+        return reason
+    }
+
     /// The subsystems host `alias` may use: `Shared` (AllowAnyHost) and `Restricted` (its alias is
     /// on the access list), after the group rule.
     public func subsystems(

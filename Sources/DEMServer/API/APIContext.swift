@@ -37,7 +37,8 @@ public struct APIRequestContext: RequestContext {
     public var maxUploadSize: Int { APIBody.maximumSize }
 }
 
-/// Bearer-token authentication on every path but `/health` (and CORS preflights): 401 without a
+/// Bearer-token authentication on every path but `/health` and the console's page, style sheet
+/// and script (and CORS preflights): 401 without a
 /// valid token, 403 when a read-only token asks for anything but GET or HEAD, or for the tokens
 /// themselves.
 ///
@@ -59,7 +60,9 @@ struct AuthenticationMiddleware: RouterMiddleware {
         context: Context,
         next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        if request.uri.path == "/health" || request.method == .options {
+        if request.uri.path == "/health" || request.method == .options
+            || (request.method == .get && ConsoleAssets.isAsset(request.uri.path))
+        {
             return try await next(request, context)
         }
         let changing = request.method != .get && request.method != .head

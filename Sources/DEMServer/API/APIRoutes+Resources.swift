@@ -656,8 +656,44 @@ extension APIRoutes {
                     Key(nqn: $0.subsystemNQN, address: $0.transportAddress, service: $0.transportServiceIdentifier)
                 }
             )
+            // Each served entry with its target and why this host sees it.
+            let fabric = service.fabric
+            let rules = fabric.accessRules
+            var targetOf: [Key: String] = [:]
             var withheld: [[String: Any]] = []
-            for model in service.fabric.discoveryEntries() {
+            let models = fabric.discoveryEntries()
+            for model in models {
+                let entry = model.entry
+                targetOf[
+                    Key(
+                        nqn: entry.subsystemNQN,
+                        address: entry.transportAddress,
+                        service: entry.transportServiceIdentifier
+                    )
+                ] = model.targetAlias
+            }
+            let records = page.entries.map { entry -> [String: Any] in
+                var record = DiscoveryLogJSON.record(entry)
+                let key = Key(
+                    nqn: entry.subsystemNQN,
+                    address: entry.transportAddress,
+                    service: entry.transportServiceIdentifier
+                )
+                if let target = targetOf[key] {
+                    record["target"] = target
+                    record["reason"] =
+                        fabric.visibility(host: alias, target: target, subsystem: entry.subsystemNQN, rules: rules)
+                        ?? "served"
+                } else if entry.subsystemType == .currentDiscovery {
+                    record["reason"] = "dem's discovery controller: every host"
+                } else if entry.subsystemType == .referral {
+                    record["reason"] = "a referral to another discovery controller"
+                } else {
+                    record["reason"] = "from dem's entries file"
+                }
+                return record
+            }
+            for model in models {
                 if let allowed = model.allowedHostNQNs, !allowed.contains(nqn) { continue }
                 let entry = model.entry
                 let key = Key(
@@ -678,7 +714,7 @@ extension APIRoutes {
             }
             return try APIResponse.object([
                 "Alias": alias, "HOSTNQN": nqn, "genctr": page.generationCounter,
-                "records": page.entries.map(DiscoveryLogJSON.record), "withheld": withheld,
+                "records": records, "withheld": withheld,
             ])
         }
     }

@@ -75,6 +75,7 @@ public struct APIRoutes: Sendable {
             middleware: AuthenticationMiddleware(service: service, fabricCredential: fabricCredential, audit: audit)
         )
         addServiceRoutes(router)
+        addConsoleRoutes(router)
         addTargetRoutes(router)
         addSubsystemRoutes(router)
         addHostRoutes(router)
