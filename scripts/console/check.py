@@ -12,7 +12,7 @@ import time
 
 from axe_selenium_python import Axe
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.common.exceptions import ElementNotInteractableException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
@@ -87,7 +87,9 @@ def sign_in(driver, token):
 
 def go(driver, hash_, expect):
     driver.execute_script("location.hash = arguments[0]", hash_)
-    return wait(lambda: expect in text(driver))
+    shown = wait(lambda: expect in text(driver))
+    time.sleep(0.2)
+    return shown
 
 
 def submit(driver, form_label, values):
@@ -108,9 +110,26 @@ def submit(driver, form_label, values):
                     field.send_keys(value)
             form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
             return form
-        except StaleElementReferenceException:
+        except (StaleElementReferenceException, ElementNotInteractableException):
+            # Redrawn under the test's hands: a change event arrived (the target's state, say).
             time.sleep(0.3)
     raise RuntimeError(f"the form {form_label!r} kept being redrawn")
+
+
+def retry(action):
+    """`action()` again when the page was redrawn under it (a change event arrived)."""
+    for attempt in range(20):
+        try:
+            return action()
+        except (StaleElementReferenceException, ElementNotInteractableException):
+            time.sleep(0.25)
+    return action()
+
+
+def click(driver, xpath):
+    """Clicks the element at `xpath` once it is there (found again if the page was redrawn)."""
+    wait(lambda: driver.find_element(By.XPATH, xpath))
+    retry(lambda: driver.find_element(By.XPATH, xpath).click())
 
 
 def shot(driver, name):
@@ -157,7 +176,7 @@ try:
     form = submit(first, "Add a port", {"PORTID": "1", "TRADDR": "not-an-address", "TRSVCID": "4420"})
     field_error = wait(lambda: form.find_element(By.CSS_SELECTOR, '.field-error[data-field="TRADDR"]').text)
     record(field_error, "the API's validation error is shown next to the field it names (TRADDR)",
-           f"form: {form.text[:300]!r}")
+           f"the page: {text(first)[:300]!r}")
     form = submit(first, "Add a port", {"PORTID": "1", "TRADDR": "192.0.2.10", "TRSVCID": "4420"})
     record(wait(lambda: "192.0.2.10" in text(first)), "a port is added through the console")
     submit(first, "Add a subsystem", {"SUBNQN": S1, "AllowAnyHost": False})
@@ -168,6 +187,19 @@ try:
     shown = cli("get", "target", "t1")
     record(S1 in shown and "h1" in shown and "192.0.2.10" in shown,
            "dem-cli get target t1 shows the port, subsystem and access list made in the console", shown[:400])
+    # The management mode, as dem-cli set outofband does it.
+    submit(first, "How dem manages t1", {"MgmtMode": "OutOfBandMgmt", "ADDRESS": "192.0.2.20", "PORT": "22334"})
+    record(wait(lambda: "OutOfBandMgmt at 192.0.2.20:22334" in text(first)) and "OutOfBandMgmt" in cli("get", "target", "t1"),
+           "the target's management mode and interface are set through the console", text(first)[:200])
+
+    # Editing: open the subsystem to any host, and restrict it again.
+    click(first, f"//button[.='Open {S1} to any host']")
+    opened = wait(lambda: first.find_elements(By.XPATH, f"//button[.='Restrict {S1} to its access list']"))
+    record(opened, "a subsystem is opened to any host through the console (PATCH)")
+    if opened:
+        click(first, f"//button[.='Restrict {S1} to its access list']")
+    record(wait(lambda: first.find_elements(By.XPATH, f"//button[.='Open {S1} to any host']")),
+           "and restricted to its access list again")
     shot(first, "target")
     axe_check(first, "target")
 
@@ -185,11 +217,13 @@ try:
     go(first, "#/host/h1", "What this host sees")
     wait(lambda: first.find_elements(By.CSS_SELECTOR, "table caption"))
     page = json.loads(cli("--json", "logpage", "host", "h1"))
-    rows = []
-    for table in first.find_elements(By.CSS_SELECTOR, "#view table"):
-        caption = table.find_elements(By.TAG_NAME, "caption")
-        if caption and caption[0].text == "entries":
-            rows = [[c.text for c in r.find_elements(By.TAG_NAME, "td")] for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    def entry_rows():
+        for table in first.find_elements(By.CSS_SELECTOR, "#view table"):
+            caption = table.find_elements(By.TAG_NAME, "caption")
+            if caption and caption[0].text == "entries":
+                return [[c.text for c in r.find_elements(By.TAG_NAME, "td")] for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        return []
+    rows = retry(entry_rows)
     console_entries = sorted((r[1], r[2], r[3]) for r in rows if len(r) > 3)
     cli_entries = sorted((r["subnqn"], r["traddr"], str(r["trsvcid"])) for r in page["records"])
     record(console_entries == cli_entries and console_entries, "the host's page lists exactly the entries of dem-cli logpage host",
@@ -202,6 +236,14 @@ try:
            f"console {withheld_console}, dem-cli {withheld_cli}")
     shot(first, "host")
     axe_check(first, "host")
+
+    # Groups: one made and a host put in it by clicking, seen through dem-cli.
+    go(first, "#/groups", "Add a group")
+    submit(first, "Add a group", {"Name": "lab"})
+    wait(lambda: first.find_elements(By.CSS_SELECTOR, 'form[aria-label="Put a host in a group"]'))
+    submit(first, "Put a host in a group", {"Group": "lab", "Alias": "h1"})
+    record(wait(lambda: "h1" in cli("get", "group", "lab")), "a group is made and a host put in it through the console",
+           cli("get", "group", "lab", check=False))
 
     for view, expect in (("overview", "Needs attention"), ("targets", "Add a target"), ("groups", "Add a group"),
                          ("fabric", "Filter the picture"), ("events", "Changes as dem publishes them")):
@@ -223,7 +265,7 @@ try:
     first.set_window_size(1280, 800)
 
     # Signing out forgets the token.
-    first.find_element(By.ID, "sign-out").click()
+    retry(lambda: first.find_element(By.ID, "sign-out").click())
     record(wait(lambda: first.find_element(By.ID, "token").is_displayed())
            and first.execute_script("return sessionStorage.length") == 0,
            "signing out shows the sign-in form and forgets the token")
@@ -235,9 +277,11 @@ try:
     sign_in(first, reader)
     record(wait(lambda: "read-only" in text(first)), "a read-only token signs in to a read-only console", text(first)[:200])
     go(first, "#/target/t1", "Add a port")
-    buttons = [b for b in first.find_elements(By.CSS_SELECTOR, "#view button") if b.text not in ("Previous", "Next")]
-    enabled = [b.text for b in buttons if b.is_enabled()]
-    titled = all(b.get_attribute("title") == "Read-only token: changes need an admin token" for b in buttons)
+    def scan():
+        found = [b for b in first.find_elements(By.CSS_SELECTOR, "#view button") if b.text not in ("Previous", "Next")]
+        return (found, [b.text for b in found if b.is_enabled()],
+                all(b.get_attribute("title") == "Read-only token: changes need an admin token" for b in found))
+    buttons, enabled, titled = retry(scan)
     record(buttons and not enabled and titled, "every change button is disabled for it, saying why",
            f"enabled: {enabled}")
     shot(first, "read-only")
