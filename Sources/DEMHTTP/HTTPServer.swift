@@ -26,8 +26,9 @@ import Synchronization
 /// within the loop turn that read the request. A route that waits (a store commit on its writer
 /// queue, a call to a target) resumes on the loop afterwards.
 ///
-/// A connection is three handlers: NIO's HTTP/1 decoder and encoder and ``HTTPConnectionHandler``,
-/// which admits it through the port's ``ConnectionGate``, bounds how long a request may take to
+/// A connection is admitted through the port's ``ConnectionGate``, then is three handlers (after
+/// TLS's, and ``PlainHTTPRedirect`` before them on a TLS port): NIO's HTTP/1 decoder and encoder
+/// and ``HTTPConnectionHandler``, which bounds how long a request may take to
 /// arrive, reads each request whole (up to `maximumBodySize`; beyond that the responder sees
 /// `maximumBodySize + 1` bytes, so its own `collect(upTo:)` answers 413), answers pipelined
 /// requests in order, honours `Connection: close` and HTTP/1.0, and answers a request that cannot
@@ -145,22 +146,34 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        // The port's gate admits each connection first (a refused one is closed).
+                        if let gate = configuration.gate, !gate.admit(channel) { return }
                         let pipeline = channel.pipeline.syncOperations
-                        if let tls = configuration.tls {
-                            try pipeline.addHandler(NIOSSLServerHandler(context: tls.current))
-                        }
-                        try pipeline.addHandler(HTTPResponseEncoder(configuration: .init()))
-                        try pipeline.addHandler(
-                            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))
-                        )
-                        try pipeline.addHandler(
-                            HTTPConnectionHandler(
-                                responder: responder,
-                                executor: executors.executor(for: channel.eventLoop),
-                                configuration: configuration,
-                                dates: dates,
-                                logger: logger
+                        let executor = executors.executor(for: channel.eventLoop)
+                        // TLS, then HTTP/1.1 and the connection's handler.
+                        @Sendable func serve(
+                            _ pipeline: ChannelPipeline.SynchronousOperations,
+                            tls: TLSContextBox?
+                        ) throws {
+                            if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls.current)) }
+                            try pipeline.addHandler(HTTPResponseEncoder(configuration: .init()))
+                            try pipeline.addHandler(
+                                ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))
                             )
+                            try pipeline.addHandler(
+                                HTTPConnectionHandler(
+                                    responder: responder,
+                                    executor: executor,
+                                    configuration: configuration,
+                                    dates: dates,
+                                    logger: logger
+                                )
+                            )
+                        }
+                        guard let tls = configuration.tls else { return try serve(pipeline, tls: nil) }
+                        // A TLS client goes on; plain HTTP typed into a browser is sent to https://.
+                        try pipeline.addHandler(
+                            PlainHTTPRedirect(timeout: configuration.requestTimeout) { try serve($0, tls: tls) }
                         )
                     }
                 }
@@ -242,10 +255,6 @@ where Responder.Context: RequestContext, Responder.Context.Source == Application
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if let gate = configuration.gate, !gate.admit(context.channel) {
-            state = .closed
-            return
-        }
         arm(context)
     }
 

@@ -61,9 +61,12 @@ struct TLSTests {
         }
         // By name too: the certificate names localhost.
         #expect(try await Self.get("https://localhost:\(dem.apiPort)/health", trusting: ca) == 200)
-        // Plain HTTP to the TLS port gets no answer, and dem serves on.
+        // Plain HTTP to the TLS port gets a redirect to https://, nothing of the API, and dem
+        // serves on.
         let plain = await rawHTTPExchange(port: dem.apiPort, sending: "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        #expect(plain?.hasPrefix("HTTP/") != true)
+        #expect(plain?.hasPrefix("HTTP/1.1 301 ") == true)
+        #expect(plain?.contains("Location: https://x/\r\n") == true)
+        #expect(plain?.contains("\"status\"") != true)
         #expect(try await Self.get(url + "/health", trusting: ca) == 200)
         // The CA key is private; the certificate names 127.0.0.1 and localhost and chains to the CA.
         let keyMode =
@@ -92,7 +95,9 @@ struct TLSTests {
         #expect(try await Self.get("https://127.0.0.1:\(again.apiPort)/health", trusting: ca) == 200)
     }
 
-    @Test("a truncated handshake, garbage and a client that stalls are closed without disturbing others")
+    @Test(
+        "a truncated handshake, garbage and a client that stalls are closed without disturbing others; plain HTTP is sent to https://"
+    )
     func misbehavingClients() async throws {
         let directory = temporaryDirectory("dem-tls-bad")
         let dem = try await DEMProcess.start(dataDirectory: directory, extraArguments: ["--http-timeout", "2"])
@@ -117,6 +122,18 @@ struct TLSTests {
         // Garbage: a record that is no TLS at all.
         let garbage = await rawHTTPExchange(port: dem.apiPort, sending: String(repeating: "\u{7f}garbage", count: 64))
         #expect(garbage?.hasPrefix("HTTP/") != true)
+        #expect(try await Self.get(url, trusting: ca) == 200)
+        // Plain HTTP to the TLS port (http:// typed into a browser): sent to https:// the same
+        // host and port, the console's page, never the path asked for; a Host that is not a host
+        // and port gets 400.
+        let plain = await rawHTTPExchange(
+            port: dem.apiPort,
+            sending: "GET /target?x=1 HTTP/1.1\r\nHost: 127.0.0.1:\(dem.apiPort)\r\n\r\n"
+        )
+        #expect(plain?.hasPrefix("HTTP/1.1 301 Moved Permanently\r\n") == true, "\(plain ?? "nothing")")
+        #expect(plain?.contains("\r\nLocation: https://127.0.0.1:\(dem.apiPort)/\r\n") == true)
+        let forged = await rawHTTPExchange(port: dem.apiPort, sending: "GET / HTTP/1.1\r\nHost: evil.example/x\r\n\r\n")
+        #expect(forged?.hasPrefix("HTTP/1.1 400") == true, "\(forged ?? "nothing")")
         #expect(try await Self.get(url, trusting: ca) == 200)
     }
 

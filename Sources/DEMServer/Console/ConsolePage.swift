@@ -96,6 +96,7 @@ extension ConsoleAssets {
         .sign-in { max-width: 460px; }
         .sign-in form { display: flex; flex-direction: column; gap: 8px; }
         .pager { display: flex; gap: 8px; align-items: center; }
+        input[type="search"] { margin: 0 0 8px 8px; }
         .events { list-style: none; padding: 0; margin: 0; font-family: ui-monospace, monospace; font-size: 0.9rem; }
         .events li { padding: 2px 0; border-bottom: 1px dotted var(--line); }
         .attention li { margin-bottom: 4px; }

@@ -357,20 +357,30 @@ extension ConsoleAssets {
             const limit = 100;
             if (hostSet.size > limit) { box.replaceChildren(h("p", {}, hostSet.size + " hosts match: filter to " + limit + " or fewer to draw them.")); return; }
             const hostList = [...hostSet].sort(), subList = [...subSet].sort(), targetList = [...targetSet].sort();
-            const row = 24, width = 960, colX = [10, 330, 700];
+            // Three columns: hosts, subsystems (the label cut to fit, the whole NQN as its title),
+            // targets; an edge from the end of a label to the start of the next column's.
+            const row = 24, width = 1000, colX = [10, 290, 800], hostEnd = 240, subEnd = 770;
+            const cut = (text, room) => text.length * 7 <= room ? text : "…" + text.slice(text.length - Math.floor(room / 7) + 1);
             const height = Math.max(hostList.length, subList.length, targetList.length, 1) * row + 40;
             const ns = "http://www.w3.org/2000/svg";
             const svg = document.createElementNS(ns, "svg");
             svg.setAttribute("viewBox", "0 0 " + width + " " + height); svg.setAttribute("width", "100%"); svg.setAttribute("role", "img");
             svg.setAttribute("aria-label", hostList.length + " hosts, " + subList.length + " subsystems, " + targetList.length + " targets");
-            const el = (name, attrs, text) => { const n = document.createElementNS(ns, name); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); if (text) n.textContent = text; svg.append(n); return n; };
+            const el = (name, attrs, text, title) => {
+              const n = document.createElementNS(ns, name);
+              for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+              if (text) n.textContent = text;
+              if (title) { const t = document.createElementNS(ns, "title"); t.textContent = title; n.append(t); }
+              svg.append(n);
+              return n;
+            };
             const y = (list, item) => 30 + list.indexOf(item) * row;
             el("text", { x: colX[0], y: 14 }, "Hosts"); el("text", { x: colX[1], y: 14 }, "Subsystems"); el("text", { x: colX[2], y: 14 }, "Targets");
-            for (const [x, key] of edges) el("path", { class: "edge", d: "M" + (colX[0] + 200) + " " + (y(hostList, x) - 4) + " L" + (colX[1] - 6) + " " + (y(subList, key) - 4) });
-            for (const key of subList) { const t = key.split(" ")[0]; el("path", { class: "edge", d: "M" + (colX[1] + 340) + " " + (y(subList, key) - 4) + " L" + (colX[2] - 6) + " " + (y(targetList, t) - 4) }); }
-            hostList.forEach((x) => el("text", { x: colX[0], y: y(hostList, x) }, x));
-            subList.forEach((key) => el("text", { x: colX[1], y: y(subList, key) }, key.split(" ")[1]));
-            targetList.forEach((t) => el("text", { x: colX[2], y: y(targetList, t) }, t));
+            for (const [x, key] of edges) el("path", { class: "edge", d: "M" + hostEnd + " " + (y(hostList, x) - 4) + " L" + (colX[1] - 6) + " " + (y(subList, key) - 4) });
+            for (const key of subList) { const t = key.split(" ")[0]; el("path", { class: "edge", d: "M" + subEnd + " " + (y(subList, key) - 4) + " L" + (colX[2] - 6) + " " + (y(targetList, t) - 4) }); }
+            hostList.forEach((x) => el("text", { x: colX[0], y: y(hostList, x) }, cut(x, hostEnd - colX[0] - 6), x));
+            subList.forEach((key) => el("text", { x: colX[1], y: y(subList, key) }, cut(key.split(" ")[1], subEnd - colX[1] - 6), key.split(" ")[1]));
+            targetList.forEach((t) => el("text", { x: colX[2], y: y(targetList, t) }, cut(t, width - colX[2] - 6), t));
             box.replaceChildren(svg);
           };
           input.addEventListener("input", draw);
