@@ -17,6 +17,10 @@ public struct EndpointOptions: Sendable {
     public var dataDirectory: String
     /// The nvmet configfs root (a plain folder stands in for it in tests).
     public var nvmetRoot: String = "/sys/kernel/config/nvmet"
+    /// SPDK nvmf_tgt's JSON-RPC socket: set, dem-em drives SPDK instead of nvmet.
+    public var spdkSocket: String?
+    /// How often an SPDK target is asked whether it restarted (and lost what was applied).
+    public var restartCheckInterval: Duration = .seconds(2)
     public var sysfsRoot: String = "/sys"
     /// Block devices and files beyond NVMe namespaces and null_blk that may back namespaces
     /// (glob patterns).
@@ -121,6 +125,7 @@ public struct EndpointApplication: Sendable {
         let service = try EndpointService.open(
             dataDirectory: options.dataDirectory,
             nvmetRoot: options.nvmetRoot,
+            spdkSocket: options.spdkSocket,
             sysfsRoot: options.sysfsRoot,
             allowedDevices: options.allowedDevices,
             legacyInterfaces: options.legacyInterfaces,
@@ -165,7 +170,8 @@ public struct EndpointApplication: Sendable {
                 logger.notice(
                     "REST API listening",
                     metadata: [
-                        "address": "\(options.apiAddress)", "port": "\(port)", "nvmet-root": "\(options.nvmetRoot)",
+                        "address": "\(options.apiAddress)", "port": "\(port)",
+                        "target": "\(options.spdkSocket.map { "spdk at \($0)" } ?? "nvmet at \(options.nvmetRoot)")",
                         "tls":
                             "\(identity.map { "TLS 1.3, as \($0.alias) (certificate until \($0.expires)); only dem's certificate is taken" } ?? "none: plain HTTP with the fabric credential (enrol with --join URL --token … --ca-hash …)")",
                     ]
@@ -361,6 +367,9 @@ struct DesiredStateKeeper: Service, CustomStringConvertible {
                     tasks.addTask { await join(url) }
                 }
                 tasks.addTask { await check() }
+                if options.spdkSocket != nil {
+                    tasks.addTask { await watchRestarts() }
+                }
             }
         }
     }
@@ -391,6 +400,26 @@ struct DesiredStateKeeper: Service, CustomStringConvertible {
             if !status.drift.isEmpty, options.repairDrift {
                 _ = await service.applyDesired()
             }
+        }
+    }
+
+    /// Applies the desired state again when the target lost it: SPDK keeps nothing across a
+    /// restart, and a target that comes up after dem-em has nothing yet.
+    private func watchRestarts() async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: options.restartCheckInterval) } catch { return }
+            guard service.backend.lostState() else { continue }
+            logger.notice(
+                "the target answers on a new connection (restarted, or up at last): applying the desired state"
+            )
+            let status = await service.applyDesired(adopt: options.adopt)
+            logger.notice(
+                "desired state applied",
+                metadata: [
+                    "generation": "\(status.generation)", "subsystems-live": "\(status.live.count)",
+                    "errors": "\(status.errors.count)", "drift": "\(status.drift.count)",
+                ]
+            )
         }
     }
 

@@ -5,8 +5,9 @@ import Logging
 import Synchronization
 
 /// dem-em's one writer: it keeps the desired state (in `desired.json` in its data directory,
-/// so it survives a reboot that empties configfs), applies it to the kernel target through the
-/// ``NvmetBackend`` one change at a time, and answers what it applied and what it found.
+/// so it survives a reboot that empties configfs or a restart of SPDK), applies it to the target
+/// through its ``TargetBackend`` (nvmet or SPDK) one change at a time, and answers what it
+/// applied and what it found.
 public final class EndpointService: Sendable {
     /// The desired state as it is kept on disk.
     struct Stored: Codable {
@@ -28,7 +29,7 @@ public final class EndpointService: Sendable {
         var owner: EndpointOwner?
     }
 
-    public let backend: NvmetBackend
+    public let backend: any TargetBackend
     public let scanner: InventoryScanner
     private let statePath: String
     private let ownerPath: String
@@ -42,7 +43,7 @@ public final class EndpointService: Sendable {
     /// A desired state that is missing while the ledger owns objects, or that cannot be read, is
     /// never taken for an empty one (which would remove everything dem-em created): the service
     /// holds — applies nothing, says why in its status — until a configuration is pushed.
-    public init(dataDirectory: String, backend: NvmetBackend, scanner: InventoryScanner, logger: Logger) throws {
+    public init(dataDirectory: String, backend: any TargetBackend, scanner: InventoryScanner, logger: Logger) throws {
         self.backend = backend
         self.scanner = scanner
         self.logger = logger
@@ -50,7 +51,7 @@ public final class EndpointService: Sendable {
         ownerPath = dataDirectory + "/owner.json"
         var stored = Stored(generation: 0, configuration: EndpointConfiguration())
         var hold: String? = nil
-        let owned = backend.ownership.objects.count
+        let owned = backend.ownedCount
         let remedy =
             "nothing in the kernel target is changed until dem pushes its configuration (it does when it next reaches dem-em) or an operator sets one (PUT /config, PUT /nvmetcli; DELETE /config removes what dem-em created)"
         if FileManager.default.fileExists(atPath: statePath) {
@@ -62,7 +63,7 @@ public final class EndpointService: Sendable {
             }
         } else if owned > 0 {
             hold =
-                "the desired state \(statePath) is missing while dem-em owns \(owned) objects in the kernel target (\(backend.ledger.path)); \(remedy)"
+                "the desired state \(statePath) is missing while dem-em owns \(owned) objects in the kernel target (\(backend.ledgerPath)); \(remedy)"
         }
         var owner: EndpointOwner? = nil
         if FileManager.default.fileExists(atPath: ownerPath) {
@@ -101,6 +102,7 @@ public final class EndpointService: Sendable {
     public static func open(
         dataDirectory: String,
         nvmetRoot: String,
+        spdkSocket: String? = nil,
         sysfsRoot: String = "/sys",
         allowedDevices: [String] = [],
         legacyInterfaces: [LegacyInterface] = [],
@@ -109,12 +111,22 @@ public final class EndpointService: Sendable {
     ) throws -> EndpointService {
         try StateDirectory.prepare(dataDirectory)
         // A folder standing in for configfs gets its ports/, subsystems/ and hosts/ made.
-        let backend = try NvmetBackend(
-            root: nvmetRoot,
-            ledgerPath: dataDirectory + "/owned.json",
-            logger: logger,
-            credential: credential
-        )
+        let backend: any TargetBackend
+        if let spdkSocket {
+            // SPDK's objects have their own ledger: switching backends never confuses the two.
+            backend = try SPDKBackend(
+                client: SPDKRPCClient(socketPath: spdkSocket),
+                ledgerPath: dataDirectory + "/owned-spdk.json",
+                logger: logger
+            )
+        } else {
+            backend = try NvmetBackend(
+                root: nvmetRoot,
+                ledgerPath: dataDirectory + "/owned.json",
+                logger: logger,
+                credential: credential
+            )
+        }
         return try EndpointService(
             dataDirectory: dataDirectory,
             backend: backend,
@@ -267,9 +279,9 @@ public final class EndpointService: Sendable {
         let status = try await change { desired throws(ModelError) in desired = EndpointConfiguration() }
         guard all else { return status }
         return await onWriter {
-            let result = self.backend.reset(all: true)
+            let result = self.backend.resetTarget(all: true)
             self.log(result, what: "reset")
-            return self.status(errors: result.errorLines)
+            return self.status(errors: result.errors)
         }
     }
 
@@ -292,12 +304,17 @@ public final class EndpointService: Sendable {
             foreign: hold == nil ? check.foreign : [],
             errors: errors,
             hold: hold,
-            owner: owner
+            owner: owner,
+            backend: backend.describe()
         )
     }
 
     /// What the machine has now.
-    public func inventory() -> EndpointInventory { scanner.scan() }
+    public func inventory() -> EndpointInventory {
+        var inventory = scanner.scan()
+        backend.inventory(&inventory)
+        return inventory
+    }
 
     private func applyLocked(adopt: Bool) -> EndpointStatus {
         let (generation, desired, hold) = state.withLock { ($0.stored.generation, $0.stored.configuration, $0.hold) }
@@ -305,9 +322,9 @@ public final class EndpointService: Sendable {
             logger.warning("holding: nothing applied", metadata: ["reason": "\(hold)"])
             return status(errors: state.withLock { $0.lastErrors })
         }
-        let result = backend.reconcile(desired, adopt: adopt)
+        let result = backend.apply(desired, adopt: adopt)
         log(result, what: "apply")
-        let errors = result.errorLines
+        let errors = result.errors
         state.withLock { state in
             state.lastErrors = errors
             if result.succeeded { state.appliedGeneration = generation }
@@ -319,18 +336,19 @@ public final class EndpointService: Sendable {
             drift: result.drift,
             foreign: result.foreign,
             errors: errors,
-            owner: state.withLock { $0.owner }
+            owner: state.withLock { $0.owner },
+            backend: backend.describe()
         )
     }
 
-    private func log(_ result: NvmetReconcileResult, what: String) {
-        for line in result.operations { logger.info("nvmet", metadata: ["op": "\(line)"]) }
-        for note in result.notes { logger.notice("nvmet left alone", metadata: ["note": "\(note)"]) }
-        for error in result.errorLines { logger.error("nvmet operation failed", metadata: ["error": "\(error)"]) }
+    private func log(_ result: TargetApplyResult, what: String) {
+        for line in result.operations { logger.info("applied", metadata: ["op": "\(line)"]) }
+        for note in result.notes { logger.notice("left alone", metadata: ["note": "\(note)"]) }
+        for error in result.errors { logger.error("operation failed", metadata: ["error": "\(error)"]) }
         logger.info(
             "\(what) done",
             metadata: [
-                "operations": "\(result.operationCount)", "errors": "\(result.errorLines.count)",
+                "operations": "\(result.operations.count)", "errors": "\(result.errors.count)",
                 "foreign": "\(result.foreign.count)", "drift": "\(result.drift.count)",
             ]
         )

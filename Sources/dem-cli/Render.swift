@@ -242,6 +242,14 @@ func renderTargetStatus(_ json: JSONValue) -> String {
         let label = key == "Serving" ? "Entries served" : key == "Withheld" ? "Entries withheld" : key
         pairs.append((label, value.displayText))
     }
+    if let backend = json["Backend"] {
+        // The target software its dem-em drives: nvmet, or SPDK with its version and socket.
+        var text = backend["Name"]?.displayText ?? "-"
+        if let version = backend["Version"]?.displayText { text += " (\(version))" }
+        if let location = backend["Location"]?.displayText { text += " at \(location)" }
+        if backend["Reachable"]?.displayText == "false" { text += ", not answering" }
+        pairs.append(("Backend", text))
+    }
     if let certificate = json["Certificate"] {
         // An enrolled target's: until when, by which CA, and which CAs its dem-em trusts.
         let trusts = certificate["Trusts"]?.arrayValue?.map(\.displayText) ?? []

@@ -13,8 +13,18 @@ struct CommonFlags: ParsableArguments {
     )
     var dataDirectory: String?
 
-    @Option(name: .customLong("nvmet-root"), help: "The nvmet configfs directory.")
+    @Option(
+        name: .customLong("backend"),
+        help:
+            "The NVMe-oF target to drive: nvmet (the kernel's, through configfs) or spdk (SPDK's nvmf_tgt, through its RPC socket)."
+    )
+    var backend: String = "nvmet"
+
+    @Option(name: .customLong("nvmet-root"), help: "The nvmet configfs directory (--backend nvmet).")
     var nvmetRoot: String = "/sys/kernel/config/nvmet"
+
+    @Option(name: .customLong("spdk-socket"), help: "SPDK nvmf_tgt's JSON-RPC socket (--backend spdk).")
+    var spdkSocket: String = "/var/tmp/spdk.sock"
 
     @Option(name: .customLong("sysfs-root"), help: "Where sysfs is mounted.")
     var sysfsRoot: String = "/sys"
@@ -29,6 +39,16 @@ struct CommonFlags: ParsableArguments {
     @OptionGroup var configuration: ConfigurationOptions
 
     var resolvedDataDirectory: String { StateDirectory.resolve(dataDirectory, name: "dem-em") }
+
+    /// The SPDK socket with --backend spdk, nil with nvmet.
+    var resolvedSPDKSocket: String? { backend == "spdk" ? spdkSocket : nil }
+
+    func validate() throws {
+        guard backend == "nvmet" || backend == "spdk" else {
+            throw ValidationError("--backend \"\(backend)\": must be nvmet or spdk")
+        }
+        guard !spdkSocket.isEmpty else { throw ValidationError("--spdk-socket must name a socket file") }
+    }
 }
 
 @main
@@ -48,11 +68,14 @@ struct DEMEM: AsyncParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "dem-em",
-        abstract: "DEM's endpoint manager: applies dem's configuration to this machine's kernel NVMe-oF target.",
+        abstract:
+            "DEM's endpoint manager: applies dem's configuration to this machine's NVMe-oF target (the kernel's or SPDK's).",
         discussion: """
             Keeps the desired state dem sends (ports, subsystems, namespaces, hosts) in its data \
-            directory and makes the kernel target (nvmet, through configfs) match it, touching \
-            only what it created. Reports the devices and fabric interfaces it finds.
+            directory and makes the target match it, touching only what it created: the kernel \
+            target (nvmet, through configfs), or with --backend spdk SPDK's nvmf_tgt (through \
+            its JSON-RPC socket; the desired state is applied again when nvmf_tgt restarts). \
+            Reports the devices and fabric interfaces it finds.
             """,
         subcommands: [Serve.self, Inventory.self, Status.self, Import.self, Export.self],
         defaultSubcommand: Serve.self
@@ -293,6 +316,7 @@ struct Serve: AsyncParsableCommand {
         let logger = logging.bootstrap(label: "dem-em")
         var options = EndpointOptions(dataDirectory: common.resolvedDataDirectory, credentialPath: fabricKey)
         options.nvmetRoot = common.nvmetRoot
+        options.spdkSocket = common.resolvedSPDKSocket
         options.sysfsRoot = common.sysfsRoot
         options.allowedDevices = common.allowedDevices
         do {
@@ -472,6 +496,7 @@ func makeService(_ common: CommonFlags) throws -> EndpointService {
     return try EndpointService.open(
         dataDirectory: common.resolvedDataDirectory,
         nvmetRoot: common.nvmetRoot,
+        spdkSocket: common.resolvedSPDKSocket,
         sysfsRoot: common.sysfsRoot,
         allowedDevices: common.allowedDevices,
         logger: logger

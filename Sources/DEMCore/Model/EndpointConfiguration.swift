@@ -352,12 +352,15 @@ public struct EndpointInventory: Codable, Sendable, Hashable {
     public var rdmaDevices: [RDMADevice]
     /// The machine's host name.
     public var hostname: String?
+    /// The target software and what it has (SPDK: its transports, listeners, NVMe controllers).
+    public var backend: EndpointBackend?
 
     enum CodingKeys: String, CodingKey {
         case devices = "NSDevices"
         case interfaces = "Interfaces"
         case rdmaDevices = "RDMADevices"
         case hostname = "Hostname"
+        case backend = "Backend"
     }
 
     public init(
@@ -378,6 +381,63 @@ public struct EndpointInventory: Codable, Sendable, Hashable {
         interfaces = try c.decodeIfPresent([ReportedInterface].self, forKey: .interfaces) ?? []
         rdmaDevices = try c.decodeIfPresent([RDMADevice].self, forKey: .rdmaDevices) ?? []
         hostname = try c.decodeIfPresent(String.self, forKey: .hostname)
+        backend = try c.decodeIfPresent(EndpointBackend.self, forKey: .backend)
+    }
+}
+
+/// The NVMe-oF target software a dem-em drives.
+public struct EndpointBackend: Codable, Sendable, Hashable {
+    /// `nvmet` (the kernel target, through configfs) or `spdk` (SPDK's nvmf_tgt, through its
+    /// JSON-RPC socket).
+    public var name: String
+    /// The target's version as it reports it (SPDK: `SPDK v24.01 git sha1 …`).
+    public var version: String?
+    /// Where dem-em drives it: the configfs folder or the RPC socket.
+    public var location: String?
+    /// Whether it answered at the last look (nil: not asked).
+    public var reachable: Bool?
+    /// SPDK: the transports made (TCP, RDMA).
+    public var transports: [String]?
+    /// SPDK: every listener, `NQN tcp:ipv4:ADDRESS:PORT` (the discovery subsystem's included).
+    public var listeners: [String]?
+    /// SPDK: the NVMe controllers attached, `NAME (ADDRESS)`.
+    public var controllers: [String]?
+
+    enum CodingKeys: String, CodingKey {
+        case name = "Name"
+        case version = "Version"
+        case location = "Location"
+        case reachable = "Reachable"
+        case transports = "Transports"
+        case listeners = "Listeners"
+        case controllers = "Controllers"
+    }
+
+    public init(
+        name: String,
+        version: String? = nil,
+        location: String? = nil,
+        reachable: Bool? = nil,
+        transports: [String]? = nil,
+        listeners: [String]? = nil,
+        controllers: [String]? = nil
+    ) {
+        self.name = name
+        self.version = version
+        self.location = location
+        self.reachable = reachable
+        self.transports = transports
+        self.listeners = listeners
+        self.controllers = controllers
+    }
+
+    /// One line: `spdk SPDK v24.01 git sha1 247e1d7 at /var/tmp/spdk.sock`.
+    public var summary: String {
+        var text = name
+        if let version { text += " (\(version))" }
+        if let location { text += " at \(location)" }
+        if reachable == false { text += ", not answering" }
+        return text
     }
 }
 
@@ -463,9 +523,12 @@ public struct EndpointStatus: Codable, Sendable, Hashable {
     /// An enrolled dem-em's certificate (nil: not enrolled): dem renews it when it is due, or
     /// when the fabric's CAs changed.
     public var certificate: EndpointCertificate?
+    /// The target software dem-em drives (nil: a dem-em that does not say, which drives nvmet).
+    public var backend: EndpointBackend?
 
     enum CodingKeys: String, CodingKey {
         case certificate = "Certificate"
+        case backend = "Backend"
         case generation = "Generation"
         case appliedGeneration = "AppliedGeneration"
         case live = "Live"
@@ -485,9 +548,11 @@ public struct EndpointStatus: Codable, Sendable, Hashable {
         errors: [String] = [],
         hold: String? = nil,
         owner: EndpointOwner? = nil,
-        certificate: EndpointCertificate? = nil
+        certificate: EndpointCertificate? = nil,
+        backend: EndpointBackend? = nil
     ) {
         self.certificate = certificate
+        self.backend = backend
         self.generation = generation
         self.appliedGeneration = appliedGeneration
         self.live = live

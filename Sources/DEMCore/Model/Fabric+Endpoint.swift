@@ -65,3 +65,11 @@ extension Fabric {
         return EndpointConfiguration(ports: target.ports, hosts: Array(hosts), subsystems: subsystems)
     }
 }
+
+extension ReportedDevice {
+    /// Whether a DevicePath names a device dem-em makes itself (an SPDK RAM or null bdev,
+    /// `/spdk/malloc/NAME/SIZE`, `/spdk/null/NAME/SIZE`), which no inventory reports beforehand.
+    public static func isMadeByEndpoint(_ path: String) -> Bool {
+        path.hasPrefix("/spdk/malloc/") || path.hasPrefix("/spdk/null/")
+    }
+}

@@ -407,7 +407,7 @@ public struct Fabric: Codable, Sendable, Hashable {
         }
         if target.managementMode != .local, let path = namespace.devicePath {
             let reportedPaths = Set(target.reportedDevices.compactMap(\.devicePath))
-            guard reportedPaths.isEmpty || reportedPaths.contains(path) else {
+            guard reportedPaths.isEmpty || reportedPaths.contains(path) || ReportedDevice.isMadeByEndpoint(path) else {
                 throw .invalid(
                     "DevicePath",
                     "target \"\(alias)\" reports no device \(path) (it reports \(reportedPaths.sorted().joined(separator: ", ")))"

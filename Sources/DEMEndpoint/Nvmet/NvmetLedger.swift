@@ -9,11 +9,25 @@ import Musl
 import Darwin
 #endif
 
-/// The JSON file recording what dem-em owns in the nvmet tree, written atomically (temporary
-/// file, fsync, rename, fsync of the folder) so a crash leaves the old or the new version.
-public struct NvmetLedger: Sendable {
+/// What a ledger keeps: the objects a backend owns.
+public protocol LedgerContents: Codable, Sendable {
+    /// Nothing owned.
+    init()
+}
+
+extension NvmetOwnership: LedgerContents {
+    public init() { self.init(ports: [], subsystems: [], hosts: []) }
+}
+
+/// The ledger of the nvmet backend (`owned.json`).
+public typealias NvmetLedger = OwnershipLedger<NvmetOwnership>
+
+/// The JSON file recording what dem-em owns in a target (the nvmet tree, an SPDK target),
+/// written atomically (temporary file, fsync, rename, fsync of the folder) so a crash leaves the
+/// old or the new version.
+public struct OwnershipLedger<Owned: LedgerContents>: Sendable {
     /// The ledger's schema.
-    public static let currentVersion = 1
+    public static var currentVersion: Int { 1 }
 
     public let path: String
 
@@ -24,7 +38,7 @@ public struct NvmetLedger: Sendable {
     /// The file's contents: a version and the owned objects.
     private struct File: Codable {
         var version: Int
-        var owned: NvmetOwnership
+        var owned: Owned
 
         enum CodingKeys: String, CodingKey {
             case version = "Version"
@@ -34,8 +48,8 @@ public struct NvmetLedger: Sendable {
 
     /// The recorded ownership; empty when the file does not exist yet. Throws when the file is
     /// unreadable or malformed (dem-em must not forget what it owns by accident).
-    public func load() throws -> NvmetOwnership {
-        guard FileManager.default.fileExists(atPath: path) else { return NvmetOwnership() }
+    public func load() throws -> Owned {
+        guard FileManager.default.fileExists(atPath: path) else { return Owned() }
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         let file: File
         do {
@@ -50,7 +64,7 @@ public struct NvmetLedger: Sendable {
     }
 
     /// Replaces the file with `owned`, atomically, creating its folder when missing.
-    public func save(_ owned: NvmetOwnership) throws {
+    public func save(_ owned: Owned) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(File(version: Self.currentVersion, owned: owned))

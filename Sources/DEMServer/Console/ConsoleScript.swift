@@ -227,6 +227,7 @@ extension ConsoleAssets {
               h("h2", {}, "Target " + alias),
               h("p", {}, t.MgmtMode, t.Interface ? " at " + (t.Interface.ADDRESS || t.Interface.TRADDR || "") + ":" + (t.Interface.PORT || t.Interface.TRSVCID || "") + (t.Interface.TLS ? " (TLS)" : "") : "", " · state ", stateCell(s.State), s.LastContact ? " · last contact " + s.LastContact : "", " · entries served " + (s.Serving ?? 0)),
               s.LastError ? h("p", { class: "error" }, "Last error: " + s.LastError) : null,
+              s.Backend ? h("p", { "data-backend": s.Backend.Name }, "Backend " + s.Backend.Name + (s.Backend.Version ? " (" + s.Backend.Version + ")" : "") + (s.Backend.Location ? " at " + s.Backend.Location : "") + (s.Backend.Reachable === false ? ", not answering" : "")) : null,
               h("div", {}, action("Refresh", () => api("POST", base + "/refresh").then(redraw), { kind: "secondary" }), " ",
                 action("Reconfigure", () => api("POST", base + "/reconfig").then(redraw), { kind: "secondary" }), " ",
                 action("Delete target", async () => { await api("DELETE", base); location.hash = "#/targets"; }, { kind: "danger", confirm: "Delete target " + alias + " and everything on it?" })),

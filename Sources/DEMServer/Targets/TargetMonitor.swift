@@ -54,9 +54,12 @@ public struct TargetStatus: Codable, Sendable, Hashable {
     public var withheld: Int
     /// Enrolled targets: the certificate its dem-em last reported.
     public var certificate: EndpointCertificate?
+    /// Managed targets: the target software its dem-em drives (nvmet or spdk), as last reported.
+    public var backend: EndpointBackend?
 
     enum CodingKeys: String, CodingKey {
         case certificate = "Certificate"
+        case backend = "Backend"
         case alias = "Alias"
         case managementMode = "MgmtMode"
         case state = "State"

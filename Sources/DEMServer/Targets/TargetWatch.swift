@@ -155,6 +155,7 @@ struct TargetWatch: Sendable, Equatable {
             status.drift = endpoint.drift
             status.foreign = endpoint.foreign
             status.certificate = endpoint.certificate
+            status.backend = endpoint.backend
             status.errors = endpoint.errors + (endpoint.hold.map { ["dem-em holds: \($0)"] } ?? [])
             status.state =
                 status.drift.isEmpty && status.errors.isEmpty && status.foreign.isEmpty ? .reachable : .drifted
