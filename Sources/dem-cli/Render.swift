@@ -309,9 +309,19 @@ func renderTarget(_ json: JSONValue) -> String {
     if let devices = json["NSDevices"]?.arrayValue, !devices.isEmpty {
         lines.append("")
         lines.append("Devices reported by the target:")
-        lines += objectTable(devices, columns: ["DeviceID", "DeviceNSID"], indent: "  ") { key, value in
-            key == "DeviceID" && value?.intValue == -1 ? "-1 (nullb0)" : value?.displayText ?? ""
+        // DeviceID -1 is nullb0 to nvme-dem, and any device DevicePath names (an SPDK bdev).
+        let shown = devices.map { device -> JSONValue in
+            guard device["DeviceID"]?.intValue == -1, case .object(let members) = device else { return device }
+            let isNullBlock = device["DevicePath"] == nil || device["Kind"]?.stringValue == "null_blk"
+            return .object(
+                members.map { member in
+                    member.key == "DeviceID"
+                        ? JSONMember(key: "DeviceID", value: .string(isNullBlock ? "-1 (nullb0)" : "-1"))
+                        : member
+                }
+            )
         }
+        lines += objectTable(shown, columns: ["DeviceID", "DeviceNSID"], indent: "  ")
     }
     if let interfaces = json["Interfaces"]?.arrayValue, !interfaces.isEmpty {
         lines.append("")

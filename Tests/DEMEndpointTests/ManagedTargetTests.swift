@@ -400,6 +400,9 @@ struct ManagedTargetTests {
         #expect(target.interface?.port == endpointPort)
         #expect(try await eventually { dem.state("joined-target") == .reachable })
         #expect(dem.application.monitor.status("joined-target")?.joined == true)
+        // dem knows what the target's dem-em drives (the folder standing in for configfs here).
+        #expect(dem.application.monitor.status("joined-target")?.backend?.name == "nvmet")
+        #expect(dem.application.monitor.status("joined-target")?.backend?.location?.isEmpty == false)
         await application.serviceGroup.triggerGracefulShutdown()
         try await task.value
         try await dem.stop()

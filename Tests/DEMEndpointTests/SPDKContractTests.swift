@@ -30,7 +30,13 @@ import Testing
                 EndpointSubsystem(
                     nqn: subsystem,
                     allowAnyHost: false,
-                    namespaces: [EndpointNamespace(namespaceID: 1, devicePath: "/spdk/malloc/M2/1M")],
+                    namespaces: [
+                        EndpointNamespace(
+                            namespaceID: 1,
+                            devicePath: "/spdk/malloc/M2/1M",
+                            uuid: "2cd6d322-06fc-4164-b218-3fbb4bcc276f"
+                        )
+                    ],
                     hosts: [host],
                     ports: [1]
                 )

@@ -30,7 +30,7 @@ import Testing
                     hosts: [C.host],
                     serial: "00000000000000000000",
                     model: "SPDK bdev Controller",
-                    namespaces: [SPDKNamespace(nsid: 1, bdev: "M2")]
+                    namespaces: [SPDKNamespace(nsid: 1, bdev: "M2", uuid: "2cd6d322-06fc-4164-b218-3fbb4bcc276f")]
                 ),
             ],
             bdevs: [SPDKBdev(name: "M2", product: "Malloc disk", blockSize: 512, blocks: 2048)]
@@ -82,7 +82,7 @@ import Testing
         var desired = C.desired
         desired.subsystems[0].allowAnyHost = true
         desired.subsystems[0].hosts = []
-        desired.subsystems[0].namespaces[0].uuid = "2cd6d322-06fc-4164-b218-3fbb4bcc276f"
+        desired.subsystems[0].namespaces[0].uuid = "11111111-06fc-4164-b218-3fbb4bcc276f"
         desired.subsystems[0].serial = "DEM1"
         let plan = SPDKPlanner.plan(desired: desired, actual: state, owned: owned)
         #expect(
@@ -132,6 +132,26 @@ import Testing
         // Neither the key's host nor the TLS port is served without what they ask for.
         #expect(!plan.operations.contains { $0.method == "nvmf_subsystem_add_host" })
         #expect(!plan.operations.contains { $0.params["listen_address"]?["traddr"]?.stringValue == "10.0.0.1" })
+    }
+
+    @Test func aNamespaceWithoutUUIDGetsTheSameOneEveryTime() {
+        let namespace = EndpointNamespace(namespaceID: 1, devicePath: "/spdk/malloc/M2/1M")
+        let uuid = SPDKPlanner.uuid(of: namespace, in: C.subsystem)
+        #expect(uuid == SPDKPlanner.uuid(of: namespace, in: C.subsystem))
+        #expect(uuid != SPDKPlanner.uuid(of: namespace, in: C.subsystem + "x"))
+        #expect(UUID(uuidString: uuid) != nil)
+        #expect(Array(uuid)[14] == "8", "version 8")
+        let plan = SPDKPlanner.plan(
+            desired: EndpointConfiguration(subsystems: [
+                EndpointSubsystem(nqn: C.subsystem, allowAnyHost: true, namespaces: [namespace])
+            ]),
+            actual: SPDKState(),
+            owned: SPDKOwnership()
+        )
+        #expect(
+            plan.operations.first { $0.method == "nvmf_subsystem_add_ns" }?.params["namespace"]?["uuid"]?.stringValue
+                == uuid
+        )
     }
 
     @Test func devicePaths() throws {

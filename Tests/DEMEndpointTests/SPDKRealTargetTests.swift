@@ -190,4 +190,37 @@ struct SPDKRealTargetTests {
         #expect(removed.errors == [])
         #expect(try backend.state().bdevs.isEmpty)
     }
+
+    @Test func anNVMeDriveThatIsNotThereIsAnErrorNamingItAndNothingElseIsLost() throws {
+        // nvmf_tgt runs without PCI (-u): the attach is refused as on a machine without the drive.
+        let target = try Target()
+        let backend = try SPDKBackend(
+            client: SPDKRPCClient(socketPath: target.socket),
+            ledgerPath: target.directory + "/owned-spdk.json",
+            logger: Logger(label: "test")
+        )
+        var desired = Self.desired
+        desired.subsystems[0].namespaces.append(
+            EndpointNamespace(namespaceID: 2, devicePath: "/spdk/nvme/0000:01:00.0/n1")
+        )
+        let result = backend.reconcile(desired)
+        #expect(
+            result.errors.contains {
+                $0.hasPrefix(
+                    "NVMe controller dem_0000_01_00_0 (0000:01:00.0): bdev_nvme_attach_controller: SPDK error -19 (errno 19)"
+                )
+            },
+            "\(result.errors)"
+        )
+        #expect(
+            result.errors.contains {
+                $0.hasPrefix("skipped: nvmf_subsystem_add_ns subsystem \(SPDKContractTests.subsystem) namespace 2")
+            }
+        )
+        #expect(backend.ownership.controllers.isEmpty)
+        // The rest is served.
+        let made = try #require(try backend.state().subsystems.first { $0.nqn == SPDKContractTests.subsystem })
+        #expect(made.namespaces.map(\.nsid) == [1, 3])
+        #expect(result.drift.contains { $0.object == "NVMe controller dem_0000_01_00_0" })
+    }
 }

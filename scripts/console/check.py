@@ -5,6 +5,7 @@ lines and "console-check: N passed, M failed"; screenshots of each view go to
 $OUT/screenshots."""
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from selenium.webdriver.support.ui import Select
 URL = os.environ["DEM_URL"]
 DATA = os.environ["DEM_DATA"]
 DEMCLI = os.environ["DEMCLI"]
+DEMEM = os.environ.get("DEMEM", "")
 OUT = os.environ["OUT"]
 PORT = URL.rsplit(":", 1)[1]
 HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:6d1c3a52-7e0f-4a4b-9c3d-2f5e8a9b0c1d"
@@ -45,6 +47,22 @@ def cli(*args, check=True):
     if check and result.returncode != 0:
         raise RuntimeError(f"dem-cli {' '.join(args)}: {result.returncode} {result.stderr.strip()}")
     return result.stdout
+
+
+def start_endpoint_manager():
+    """dem-em enrolled and joined as target em1, on a folder standing in for configfs."""
+    env = dict(os.environ, DEM_DATA_DIR=DATA)
+    issued = subprocess.run([DEMCLI, "-s", "127.0.0.1", "-p", PORT, "add", "join-token", "em1", "600"],
+                            env=env, capture_output=True, text=True, timeout=30)
+    token = issued.stdout.strip()
+    ca_hash = re.search(r"--ca-hash (sha256:[0-9a-f]+)", issued.stderr).group(1)
+    folder = tempfile.mkdtemp(prefix="dem-console-em.")
+    os.makedirs(folder + "/nvmet")
+    return subprocess.Popen(
+        [DEMEM, "--data-dir", folder + "/data", "--nvmet-root", folder + "/nvmet", "--api-address", "127.0.0.1",
+         "--api-port", "0", "--join", URL, "--token", token, "--ca-hash", ca_hash, "--alias", "em1",
+         "--log-level", "warning"],
+        stdout=open(OUT + "/dem-em.log", "w"), stderr=subprocess.STDOUT)
 
 
 def browser(width=1280, height=800):
@@ -256,6 +274,20 @@ try:
     go(first, "#/events", "Changes as dem publishes them")
     events = first.find_elements(By.CSS_SELECTOR, "ul.events li")
     record(len(events) >= 3, "the event feed lists the changes", f"{len(events)} events")
+
+    # A target whose dem-em joined: its view names the backend dem-em drives (nvmet, on a folder
+    # standing in for configfs; SPDK's is shown the same way, see scripts/interop spdk).
+    endpoint = start_endpoint_manager()
+    try:
+        joined = wait(lambda: "State:          reachable" in cli("get", "target", "em1", check=False), 60)
+        shown = joined and go(first, "#/target/em1", "Backend nvmet")
+        record(shown and first.find_elements(By.CSS_SELECTOR, "[data-backend=nvmet]"),
+               "a target's view names the backend its dem-em drives (nvmet)",
+               text(first)[:300] if joined else "target em1 did not become reachable: " + cli("get", "target", "em1", check=False)[-300:])
+        shot(first, "target-backend")
+    finally:
+        endpoint.terminate()
+        endpoint.wait(timeout=30)
 
     # A narrow screen.
     first.set_window_size(420, 900)

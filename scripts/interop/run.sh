@@ -7,7 +7,7 @@
 #
 # Usage: scripts/interop/run.sh [SCENARIO...]     (default: every scenario)
 #   scenarios: bare discovery large-page connect-aen management endpoint inband autoconnect auth
-#              endpoint-auth rdma
+#              endpoint-auth rdma, and spdk when SPDK_DIR names a built SPDK tree
 #              (scripts/interop/scenarios/NAME.sh)
 # Env:
 #   DEM_BIN          dem binary to test; default: build it with
@@ -32,6 +32,8 @@
 #   DEM_AC_LOG_LEVEL dem-ac --log-level in the guest (autoconnect scenario; default debug)
 #   DEM_INTEROP_SCENARIO_TIMEOUT  hard limit per scenario in seconds (default 320)
 #   DEM_INTEROP_GUEST_OPTS        extra run-guest.sh options for every boot (e.g. -p)
+#   SPDK_DIR         a built SPDK tree (build/bin/nvmf_tgt, scripts/rpc.py): adds the spdk
+#                    scenario (dem-em --backend spdk on this machine, the guest as its host)
 # Output: one line per check, "PASS name" or "FAIL name (detail)" (diagnostics for failed
 # scenarios are indented below them), "INFO name (detail)" for a measurement (it neither passes
 # nor fails), then "interop: N passed, M failed".
@@ -43,7 +45,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/host/common.sh"
 export DEM_LAB_CACHE=${DEM_LAB_CACHE:-/tmp/dem-lab-cache}
 export DEM_LAB_LOGS=${DEM_LAB_LOGS:-/tmp/dem-lab-logs}
-ALL_SCENARIOS="bare discovery large-page connect-aen management endpoint inband autoconnect auth endpoint-auth rdma"
+# spdk: with SPDK_DIR naming a built SPDK tree (build/bin/nvmf_tgt, scripts/rpc.py)
+ALL_SCENARIOS="bare discovery large-page connect-aen management endpoint inband autoconnect auth endpoint-auth rdma${SPDK_DIR:+ spdk}"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 RUN=$DEM_LAB_LOGS/interop-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RUN" "$DEM_LAB_CACHE"
@@ -98,6 +101,7 @@ for s in $SCENARIOS; do
     [ -f "$HERE/scenarios/$s.sh" ] || { echo "run.sh: unknown scenario '$s' (known: $ALL_SCENARIOS)" >&2; exit 2; }
 done
 info "logs in $RUN"
+[ -n "${SPDK_DIR:-}" ] || info "scenario spdk not run: SPDK_DIR is not set (a built SPDK tree: build/bin/nvmf_tgt, scripts/rpc.py)"
 
 # only one interop run at a time on this machine (they share port 8009)
 exec 9> "$DEM_LAB_CACHE/.interop.lock"

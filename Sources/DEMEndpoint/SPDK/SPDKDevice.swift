@@ -26,6 +26,13 @@ public enum SPDKDevice: Sendable, Hashable {
         }
     }
 
+    /// What a namespace on it needs made first: the controller of an NVMe namespace, else the
+    /// bdev.
+    var dependency: String {
+        if case .nvme(let controller, _, _) = self { return "controller:\(controller)" }
+        return "bdev:\(bdevName)"
+    }
+
     /// The kind kept in the ledger for a bdev dem-em made (it picks the delete call).
     public var kind: String {
         switch self {

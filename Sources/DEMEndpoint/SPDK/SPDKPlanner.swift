@@ -1,3 +1,4 @@
+import Crypto
 import DEMCore
 
 /// Plans the JSON-RPC calls that bring an SPDK target to a desired state: a pure function of
@@ -194,11 +195,12 @@ public enum SPDKPlanner {
             let object = "subsystem \(nqn)"
             let hosts = subsystem.hosts.filter { !keyed.contains($0) }
             let listeners = subsystem.ports.compactMap { addresses[$0] }
-            let namespaces = subsystem.namespaces.filter(\.enabled).compactMap { ns -> (EndpointNamespace, String)? in
+            let namespaces = subsystem.namespaces.filter(\.enabled).compactMap {
+                ns -> (EndpointNamespace, SPDKDevice)? in
                 guard let device = try? SPDKDevice.parse(ns.devicePath).get(), usable.contains(device.bdevName) else {
                     return nil
                 }
-                return (ns, device.bdevName)
+                return (ns, device)
             }
             let needs = ["subsystem:\(nqn)"]
             guard let current = present[nqn] else {
@@ -210,8 +212,8 @@ public enum SPDKPlanner {
                 plan.operations.append(
                     SPDKOperation("nvmf_create_subsystem", .members(params), object: object, claim: .subsystem(nqn))
                 )
-                for (namespace, bdev) in namespaces {
-                    plan.operations.append(addNamespace(nqn, namespace, bdev: bdev, needs: needs))
+                for (namespace, device) in namespaces {
+                    plan.operations.append(addNamespace(nqn, namespace, device: device, needs: needs))
                 }
                 for host in hosts { plan.operations.append(addHost(nqn, host, needs: needs)) }
                 for address in listeners { plan.operations.append(addListener(nqn, address, needs: needs)) }
@@ -301,7 +303,7 @@ public enum SPDKPlanner {
         _ current: SPDKSubsystem,
         hosts: [String],
         listeners: [SPDKAddress],
-        namespaces: [(EndpointNamespace, String)],
+        namespaces: [(EndpointNamespace, SPDKDevice)],
         into plan: inout SPDKPlan
     ) {
         let nqn = subsystem.nqn
@@ -322,14 +324,16 @@ public enum SPDKPlanner {
         let wanted = Dictionary(namespaces.map { ($0.0.namespaceID, $0) }, uniquingKeysWith: { a, _ in a })
         var have = Set<Int>()
         for namespace in current.namespaces {
-            if let (desired, bdev) = wanted[namespace.nsid], matches(namespace, desired, bdev: bdev) {
+            if let (desired, device) = wanted[namespace.nsid],
+                matches(namespace, desired, in: nqn, bdev: device.bdevName)
+            {
                 have.insert(namespace.nsid)
                 continue
             }
             plan.drift.append(
                 EndpointDrift(
                     object: "\(object) namespace \(namespace.nsid)",
-                    expected: wanted[namespace.nsid].map { "bdev \($0.1)" },
+                    expected: wanted[namespace.nsid].map { "bdev \($0.1.bdevName)" },
                     actual: "bdev \(namespace.bdev)"
                 )
             )
@@ -341,17 +345,17 @@ public enum SPDKPlanner {
                 )
             )
         }
-        for (namespace, bdev) in namespaces where !have.contains(namespace.namespaceID) {
+        for (namespace, device) in namespaces where !have.contains(namespace.namespaceID) {
             if !current.namespaces.contains(where: { $0.nsid == namespace.namespaceID }) {
                 plan.drift.append(
                     EndpointDrift(
                         object: "\(object) namespace \(namespace.namespaceID)",
-                        expected: "bdev \(bdev)",
+                        expected: "bdev \(device.bdevName)",
                         actual: nil
                     )
                 )
             }
-            plan.operations.append(addNamespace(nqn, namespace, bdev: bdev, needs: []))
+            plan.operations.append(addNamespace(nqn, namespace, device: device, needs: []))
         }
         // Hosts before allow_any_host is turned off; removed after it is turned on.
         let currentHosts = Set(current.hosts)
@@ -405,10 +409,43 @@ public enum SPDKPlanner {
         }
     }
 
-    private static func matches(_ actual: SPDKNamespace, _ desired: EndpointNamespace, bdev: String) -> Bool {
+    /// The namespace's UUID: the desired one, or one derived from the subsystem and NSID. SPDK
+    /// would take the bdev's, which a RAM or AIO bdev draws anew each time it is made: after a
+    /// restart of nvmf_tgt the host would find the identifiers changed and drop the namespace.
+    static func uuid(of namespace: EndpointNamespace, in nqn: String) -> String {
+        if let uuid = namespace.uuid { return uuid.lowercased() }
+        var bytes = Array(SHA256.hash(data: Array("DEM namespace\0\(nqn)\0\(namespace.namespaceID)".utf8)).prefix(16))
+        bytes[6] = (bytes[6] & 0x0F) | 0x80  // version 8: name-based, own hash (RFC 9562)
+        bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 9562 variant
+        let hex = bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        let parts = [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { range in
+            String(
+                hex[
+                    hex.index(
+                        hex.startIndex,
+                        offsetBy: range.lowerBound
+                    )..<hex.index(hex.startIndex, offsetBy: range.upperBound)
+                ]
+            )
+        }
+        return parts.joined(separator: "-")
+    }
+
+    /// The namespace's NGUID: the desired one, or the UUID's 16 bytes (SPDK would take the
+    /// bdev's UUID's, which changes as the bdev is made again).
+    static func nguid(of namespace: EndpointNamespace, in nqn: String) -> String {
+        (namespace.nguid ?? uuid(of: namespace, in: nqn)).filter { $0 != "-" }.uppercased()
+    }
+
+    private static func matches(
+        _ actual: SPDKNamespace,
+        _ desired: EndpointNamespace,
+        in nqn: String,
+        bdev: String
+    ) -> Bool {
         guard actual.bdev == bdev else { return false }
-        if let uuid = desired.uuid, uuid.lowercased() != actual.uuid { return false }
-        if let nguid = desired.nguid, nguid.lowercased().filter({ $0 != "-" }) != actual.nguid?.filter({ $0 != "-" }) {
+        if uuid(of: desired, in: nqn) != actual.uuid { return false }
+        if let nguid = actual.nguid, nguid.filter({ $0 != "-" }) != self.nguid(of: desired, in: nqn).lowercased() {
             return false
         }
         return true
@@ -417,17 +454,19 @@ public enum SPDKPlanner {
     private static func addNamespace(
         _ nqn: String,
         _ namespace: EndpointNamespace,
-        bdev: String,
+        device: SPDKDevice,
         needs: [String]
     ) -> SPDKOperation {
-        var members: [(String, JSONValue)] = [("bdev_name", .string(bdev)), ("nsid", .int(namespace.namespaceID))]
-        if let uuid = namespace.uuid { members.append(("uuid", .string(uuid))) }
-        if let nguid = namespace.nguid { members.append(("nguid", .string(nguid.filter { $0 != "-" }.uppercased()))) }
+        let bdev = device.bdevName
+        let members: [(String, JSONValue)] = [
+            ("bdev_name", .string(bdev)), ("nsid", .int(namespace.namespaceID)),
+            ("uuid", .string(uuid(of: namespace, in: nqn))), ("nguid", .string(nguid(of: namespace, in: nqn))),
+        ]
         return SPDKOperation(
             "nvmf_subsystem_add_ns",
             .members([("nqn", .string(nqn)), ("namespace", .members(members))]),
             object: "subsystem \(nqn) namespace \(namespace.namespaceID) (bdev \(bdev))",
-            needs: needs + ["bdev:\(bdev)"]
+            needs: needs + [device.dependency]
         )
     }
 

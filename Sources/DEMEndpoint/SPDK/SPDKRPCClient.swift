@@ -28,7 +28,8 @@ public enum SPDKRPCError: Error, Sendable, Hashable, CustomStringConvertible {
         case .timeout(let method, let seconds): "\(method): no answer from SPDK in \(seconds) s"
         case .closed(let method): "\(method): SPDK closed the connection"
         case .garbage(let text): text
-        case .rpc(let method, let code, let message): "\(method): SPDK error \(code) \(Self.codeName(code)): \(message)"
+        case .rpc(let method, let code, let message):
+            "\(method): SPDK error \(code)\(Self.codeName(code).isEmpty ? "" : " " + Self.codeName(code)): \(message)"
         }
     }
 
@@ -40,6 +41,7 @@ public enum SPDKRPCError: Error, Sendable, Hashable, CustomStringConvertible {
         case -32601: "(method not found: this SPDK lacks it)"
         case -32602: "(invalid parameters)"
         case -32603: "(internal error)"
+        case ..<0 where code > -4096: "(errno \(-code))"
         default: ""
         }
     }
