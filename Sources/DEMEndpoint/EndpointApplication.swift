@@ -352,15 +352,7 @@ struct DesiredStateKeeper: Service, CustomStringConvertible {
     var description: String { "DesiredStateKeeper" }
 
     func run() async throws {
-        let status = await service.applyDesired(adopt: options.adopt)
-        logger.notice(
-            "desired state applied",
-            metadata: [
-                "generation": "\(status.generation)", "subsystems-live": "\(status.live.count)",
-                "errors": "\(status.errors.count)", "foreign": "\(status.foreign.count)",
-                "drift": "\(status.drift.count)",
-            ]
-        )
+        await applyDesired()
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { tasks in
                 if let url = options.joinURL {
@@ -412,15 +404,21 @@ struct DesiredStateKeeper: Service, CustomStringConvertible {
             logger.notice(
                 "the target answers on a new connection (restarted, or up at last): applying the desired state"
             )
-            let status = await service.applyDesired(adopt: options.adopt)
-            logger.notice(
-                "desired state applied",
-                metadata: [
-                    "generation": "\(status.generation)", "subsystems-live": "\(status.live.count)",
-                    "errors": "\(status.errors.count)", "drift": "\(status.drift.count)",
-                ]
-            )
+            await applyDesired()
         }
+    }
+
+    /// Applies the desired state and logs what it left.
+    private func applyDesired() async {
+        let status = await service.applyDesired(adopt: options.adopt)
+        logger.notice(
+            "desired state applied",
+            metadata: [
+                "generation": "\(status.generation)", "subsystems-live": "\(status.live.count)",
+                "errors": "\(status.errors.count)", "foreign": "\(status.foreign.count)",
+                "drift": "\(status.drift.count)",
+            ]
+        )
     }
 
     /// Announces this target to dem, retrying with backoff until dem takes it.

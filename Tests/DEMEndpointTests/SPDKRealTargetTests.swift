@@ -59,6 +59,17 @@ struct SPDKRealTargetTests {
             throw SPDKRPCError.unreachable(socket: socket, reason: "nvmf_tgt did not start in 10 s")
         }
 
+        /// A client of its socket and a backend with a ledger in its folder.
+        func backend() throws -> (SPDKRPCClient, SPDKBackend) {
+            let client = SPDKRPCClient(socketPath: socket)
+            let backend = try SPDKBackend(
+                client: client,
+                ledgerPath: directory + "/owned-spdk.json",
+                logger: Logger(label: "test")
+            )
+            return (client, backend)
+        }
+
         func stop() {
             process?.terminate()
             process?.waitUntilExit()
@@ -89,15 +100,8 @@ struct SPDKRealTargetTests {
         return desired
     }
 
-    @Test func appliesIdempotentlyLeavesOthersAloneAndSurvivesARestart() throws {
-        let target = try Target()
-        let client = SPDKRPCClient(socketPath: target.socket)
-        let backend = try SPDKBackend(
-            client: client,
-            ledgerPath: target.directory + "/owned-spdk.json",
-            logger: Logger(label: "test")
-        )
-        // Someone else's subsystem and bdev, there before.
+    /// A bdev and a subsystem made by someone else (as SPDK's rpc.py would).
+    static func makeTheirs(_ client: SPDKRPCClient) throws {
         _ = try client.call(
             "bdev_malloc_create",
             .members([("num_blocks", .int(2048)), ("block_size", .int(512)), ("name", .string("theirs"))])
@@ -106,6 +110,13 @@ struct SPDKRealTargetTests {
             "nvmf_create_subsystem",
             .members([("nqn", .string("nqn.2016-06.io.spdk:theirs")), ("allow_any_host", .bool(true))])
         )
+    }
+
+    @Test func appliesIdempotentlyLeavesOthersAloneAndSurvivesARestart() throws {
+        let target = try Target()
+        let (client, backend) = try target.backend()
+        // Someone else's subsystem and bdev, there before.
+        try Self.makeTheirs(client)
 
         let first = backend.reconcile(Self.desired)
         #expect(first.errors == [])
@@ -149,14 +160,7 @@ struct SPDKRealTargetTests {
         #expect(try backend.state().subsystems.contains { $0.nqn == SPDKContractTests.subsystem })
 
         // Someone else's again, then the desired state emptied: only dem-em's objects go.
-        _ = try client.call(
-            "bdev_malloc_create",
-            .members([("num_blocks", .int(2048)), ("block_size", .int(512)), ("name", .string("theirs"))])
-        )
-        _ = try client.call(
-            "nvmf_create_subsystem",
-            .members([("nqn", .string("nqn.2016-06.io.spdk:theirs")), ("allow_any_host", .bool(true))])
-        )
+        try Self.makeTheirs(client)
         let removed = backend.reconcile(EndpointConfiguration())
         #expect(removed.errors == [])
         let after = try backend.state()
@@ -168,12 +172,7 @@ struct SPDKRealTargetTests {
 
     @Test func aMissingBdevAndAFileThroughAIO() throws {
         let target = try Target()
-        let client = SPDKRPCClient(socketPath: target.socket)
-        let backend = try SPDKBackend(
-            client: client,
-            ledgerPath: target.directory + "/owned-spdk.json",
-            logger: Logger(label: "test")
-        )
+        let (client, backend) = try target.backend()
         let file = target.directory + "/disk.img"
         FileManager.default.createFile(atPath: file, contents: Data(count: 1 << 20))
         var desired = Self.desired
@@ -194,11 +193,7 @@ struct SPDKRealTargetTests {
     @Test func anNVMeDriveThatIsNotThereIsAnErrorNamingItAndNothingElseIsLost() throws {
         // nvmf_tgt runs without PCI (-u): the attach is refused as on a machine without the drive.
         let target = try Target()
-        let backend = try SPDKBackend(
-            client: SPDKRPCClient(socketPath: target.socket),
-            ledgerPath: target.directory + "/owned-spdk.json",
-            logger: Logger(label: "test")
-        )
+        let (_, backend) = try target.backend()
         var desired = Self.desired
         desired.subsystems[0].namespaces.append(
             EndpointNamespace(namespaceID: 2, devicePath: "/spdk/nvme/0000:01:00.0/n1")

@@ -74,13 +74,15 @@ public struct SPDKOwnership: LedgerContents, Hashable {
             + controllers.sorted().map { .controller($0) } + discoveryListeners.sorted().map { .discoveryListener($0) }
     }
 
-    /// Every subsystem, bdev, controller and discovery listener of `state` (for a reset of all).
+    /// Every subsystem, RAM, null and AIO bdev, controller and discovery listener of `state`
+    /// (for a reset of all; bdevs of other kinds have delete calls of their own, and stay).
     public static func everything(in state: SPDKState) -> SPDKOwnership {
         var owned = SPDKOwnership()
         owned.subsystems = Set(state.storageSubsystems.map(\.nqn))
         let controllers = Set(state.controllers.map(\.name))
         for bdev in state.bdevs where !controllers.contains(where: { bdev.name.hasPrefix($0 + "n") }) {
-            owned.bdevs[bdev.name] = SPDKBackend.kind(ofProduct: bdev.product)
+            let kind = SPDKBackend.kind(ofProduct: bdev.product)
+            if kind != "existing" { owned.bdevs[bdev.name] = kind }
         }
         owned.controllers = controllers
         owned.discoveryListeners = Set(state.discoveryListeners.map(\.description))
