@@ -283,6 +283,10 @@ public struct NVMeStatus: Sendable, Hashable, CustomStringConvertible {
     public static let connectInvalidHost = commandSpecific(0x84)
     /// 01h/91h Authentication Required: the queue has not authenticated yet.
     public static let authenticationRequired = commandSpecific(0x91)
+    /// Discovery Information Management: the data is not valid for the entity (TP8010).
+    public static let invalidDiscoveryInformation = commandSpecific(0x2F)
+    /// Discovery Information Management: more entries than the discovery controller keeps.
+    public static let insufficientDiscoveryResources = commandSpecific(0x32)
     /// 02h/86h Access Denied.
     public static let accessDenied = NVMeStatus(statusCodeType: 2, statusCode: 0x86)
 
