@@ -203,6 +203,11 @@ import Testing
         let backend = try box.backend()
         _ = backend.reconcile(Self.desired)
         let owned = backend.ownership
+        // On a kept connection the status names the version without a call of its own.
+        box.target.resetLog()
+        #expect(backend.describe().version == "SPDK v24.01 git sha1 247e1d7")
+        #expect(backend.describe().reachable == true)
+        #expect(box.target.methods == [])
         box.target.stop()
         let result = backend.reconcile(Self.desired)
         #expect(result.errors.count == 1)
@@ -211,6 +216,7 @@ import Testing
         #expect(backend.ownership == owned)
         let check = backend.check(Self.desired)
         #expect(check.drift.first?.object == "SPDK target \(box.target.path)")
+        #expect(backend.describe().reachable == false)
     }
 
     @Test func garbageFromTheTargetIsAnErrorAndTheNextCallReconnects() throws {

@@ -273,13 +273,16 @@ public final class SPDKBackend: Sendable {
 }
 
 extension SPDKBackend: TargetBackend {
+    /// The backend as the status reports it. A kept connection answered the last call (a failed
+    /// one drops it), so the version asked once per connection is reused: no call of its own
+    /// then, only a probe when the connection is down.
     public func describe() -> EndpointBackend {
-        let version = try? client.call("spdk_get_version")["version"]?.stringValue
+        let reachable = client.isConnected || (try? client.call("spdk_get_version")) != nil
         return EndpointBackend(
             name: "spdk",
-            version: version ?? seen.withLock { $0.version },
+            version: reachable ? version() : seen.withLock { $0.version },
             location: client.socketPath,
-            reachable: version != nil
+            reachable: reachable
         )
     }
 
