@@ -305,6 +305,7 @@ public struct DEMApplication: Sendable {
             let feed = DiscoveryModelFeed(catalog: catalog, coalescing: options.coalescing, logger: logger)
             let service = try FabricService(store: store, logger: logger) { fabric in feed.changed(fabric) }
             service.attach(keyring)
+            catalog.setRegistrar(service)
             logger.notice(
                 "host authentication (DH-HMAC-CHAP)",
                 metadata: [

@@ -19,6 +19,16 @@ public struct DiscoveryListenerAddress: Sendable, Hashable {
     public var isWildcard: Bool { address == "0.0.0.0" || address == "::" }
 }
 
+/// Who keeps the discovery registrations (TP8010) and the hosts seen: the fabric service.
+public protocol DiscoveryRegistrar: Sendable {
+    /// Carries out a checked Discovery Information Management command; returns its status.
+    func discoveryInformation(_ request: DiscoveryInformationRequest, host: DiscoveryHostContext) async -> NVMeStatus
+    /// `host` opened a discovery controller.
+    func hostSeen(_ host: DiscoveryHostContext)
+}
+
+extension FabricService: DiscoveryRegistrar {}
+
 /// Every host's view of the discovery service: which entries each host may see, the page bytes,
 /// the per-host generation counter, and change notices to the connected hosts whose view changed.
 ///
@@ -352,7 +362,8 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
     }
 
     public func controllerCreated(_ host: DiscoveryHostContext, onChange: @escaping @Sendable () -> Void) -> UInt64 {
-        state.withLock { state in
+        registrar.withLock { $0 }?.hostSeen(host)
+        return state.withLock { state in
             let key = viewKey(host, state)
             let token = state.nextToken
             state.nextToken += 1
@@ -372,6 +383,22 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
     public func asynchronousEventSent() {
         changeNoticeCount.add(1, ordering: .relaxed)
     }
+
+    public func discoveryInformation(
+        _ request: DiscoveryInformationRequest,
+        host: DiscoveryHostContext
+    ) async -> NVMeStatus {
+        guard let registrar = registrar.withLock({ $0 }) else { return .invalidOpcode.withDoNotRetry }
+        return await registrar.discoveryInformation(request, host: host)
+    }
+
+    /// Makes `registrar` carry out registrations and hear of every host that connects (without
+    /// one, Discovery Information Management is answered Invalid Opcode).
+    public func setRegistrar(_ registrar: any DiscoveryRegistrar) {
+        self.registrar.withLock { $0 = registrar }
+    }
+
+    private let registrar = Mutex<(any DiscoveryRegistrar)?>(nil)
 
     /// Get Log Page commands answered since the start.
     public let logPageReadCount = Atomic<Int>(0)

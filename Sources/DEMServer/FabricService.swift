@@ -49,6 +49,10 @@ public final class FabricService: Sendable {
         /// DH-HMAC-CHAP keys by host alias.
         var hostKeys: [String: HostKey] = [:]
         var keyring: HostKeyring?
+        /// Discovery registrations (TP8010) by NQN.
+        var registrations: [String: DiscoveryRegistration] = [:]
+        /// Hosts that opened a discovery controller, by NQN (in memory).
+        var seen: [String: SeenHost] = [:]
         var sequence: UInt64 = 0
         var subscribers: [UInt64: AsyncStream<ChangeEvent>.Continuation] = [:]
         var nextSubscriber: UInt64 = 1
@@ -60,19 +64,140 @@ public final class FabricService: Sendable {
     private let writer = DispatchQueue(label: "dem.fabric.writer")
     private let published: @Sendable (Fabric) -> Void
     private let logger: Logger
+    /// The most discovery registrations kept; one more is refused with Insufficient Discovery
+    /// Resources (32h). Also the most hosts remembered as seen.
+    public let registrationLimit: Int
 
-    /// Loads the model and tokens from `store`.
+    /// Loads the model, tokens and registrations from `store`.
     /// - Parameter published: called (on the writer thread) with each committed model.
-    public init(store: any FabricStore, logger: Logger, published: @escaping @Sendable (Fabric) -> Void) throws {
+    public init(
+        store: any FabricStore,
+        logger: Logger,
+        registrationLimit: Int = 65_536,
+        published: @escaping @Sendable (Fabric) -> Void
+    ) throws {
         self.store = store
         self.logger = logger
+        self.registrationLimit = registrationLimit
         self.published = published
         let fabric = try store.loadFabric()
         var tokens: [String: APIToken] = [:]
         for token in try store.loadTokens() { tokens[token.id] = token }
         var initial = State(fabric: fabric, tokens: tokens)
         initial.hostKeys = try store.loadHostKeys()
+        for registration in try store.loadRegistrations() { initial.registrations[registration.nqn] = registration }
         state = Mutex(initial)
+    }
+
+    // MARK: Discovery registrations
+
+    /// Every registration, by NQN.
+    public var registrations: [DiscoveryRegistration] {
+        state.withLock { $0.registrations.values.sorted { $0.nqn < $1.nqn } }
+    }
+
+    /// Hosts that opened a discovery controller since dem started, by NQN.
+    public var seenHosts: [SeenHost] { state.withLock { $0.seen.values.sorted { $0.nqn < $1.nqn } } }
+
+    /// `host` opened a discovery controller: remember it as seen (the least recently seen is
+    /// forgotten beyond ``registrationLimit``).
+    public func hostSeen(_ host: DiscoveryHostContext) {
+        let seen = SeenHost(host, now: Date())
+        state.withLock { state in
+            if state.seen[seen.nqn] == nil, state.seen.count >= registrationLimit,
+                let oldest = state.seen.values.min(by: { $0.lastSeen < $1.lastSeen })
+            {
+                state.seen[oldest.nqn] = nil
+            }
+            state.seen[seen.nqn] = seen
+        }
+    }
+
+    /// Carries out a Discovery Information Management command from `host`: the registration is
+    /// durable before the status is returned.
+    /// - Returns: success; Insufficient Discovery Resources (32h) when ``registrationLimit``
+    ///   registrations are kept already; Internal Error when the store failed (nothing changed).
+    public func discoveryInformation(
+        _ request: DiscoveryInformationRequest,
+        host: DiscoveryHostContext
+    ) async
+        -> NVMeStatus
+    {
+        await withCheckedContinuation { continuation in
+            writer.async {
+                continuation.resume(returning: self.storeDiscoveryInformation(request, host: host))
+            }
+        }
+    }
+
+    private func storeDiscoveryInformation(
+        _ request: DiscoveryInformationRequest,
+        host: DiscoveryHostContext
+    )
+        -> NVMeStatus
+    {
+        let nqn = request.information.entityIdentifier
+        let old = state.withLock { $0.registrations[nqn] }
+        var new: DiscoveryRegistration?
+        switch request.task {
+        case .register, .update:
+            var registration = DiscoveryRegistration(request.information, host: host, now: Date())
+            if let old {
+                registration.registered = old.registered
+            } else if state.withLock({ $0.registrations.count }) >= registrationLimit {
+                logger.warning(
+                    "discovery registration refused: the registrations are full",
+                    metadata: ["nqn": "\(nqn)", "limit": "\(registrationLimit)"]
+                )
+                return .insufficientDiscoveryResources.withDoNotRetry
+            }
+            new = registration
+        case .deregister:
+            guard old != nil else { return .success }
+        }
+        do {
+            try store.setRegistration(new, nqn: nqn)
+        } catch {
+            logger.error(
+                "store write failed; the registration is refused",
+                metadata: ["error": "\(error)", "nqn": "\(nqn)"]
+            )
+            return .internalError
+        }
+        state.withLock { $0.registrations[nqn] = new }
+        let action: ChangeEvent.Action = new == nil ? .deleted : (old == nil ? .created : .updated)
+        publish(action, path: APIRoutes.path("registration", nqn))
+        logger.notice(
+            "discovery registration \(request.task)",
+            metadata: [
+                "nqn": "\(nqn)", "type": "\(request.information.entityType.name)",
+                "name": "\(request.information.entityName)", "from": "\(host.remoteAddress ?? "?")",
+            ]
+        )
+        return .success
+    }
+
+    /// Deletes the registration of `nqn` (an administrator's clean-up).
+    /// - Returns: whether it existed.
+    public func deleteRegistration(_ nqn: String) async throws(ChangeError) -> Bool {
+        let outcome: Swift.Result<Bool, ChangeError> = await withCheckedContinuation { continuation in
+            writer.async {
+                guard self.state.withLock({ $0.registrations[nqn] }) != nil else {
+                    continuation.resume(returning: .success(false))
+                    return
+                }
+                do {
+                    try self.store.setRegistration(nil, nqn: nqn)
+                } catch {
+                    continuation.resume(returning: .failure(.store("\(error)")))
+                    return
+                }
+                self.state.withLock { $0.registrations[nqn] = nil }
+                self.publish(.deleted, path: APIRoutes.path("registration", nqn))
+                continuation.resume(returning: .success(true))
+            }
+        }
+        return try outcome.get()
     }
 
     // MARK: Host keys

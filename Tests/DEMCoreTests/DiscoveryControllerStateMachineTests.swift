@@ -808,7 +808,10 @@ struct KeepAliveAndErrorTests {
         arguments: [
             ("Create I/O CQ (05h)", SubmissionQueueEntry(opcode: 0x05, commandIdentifier: 1)),
             ("vendor specific C0h", SubmissionQueueEntry(opcode: 0xC0, commandIdentifier: 1)),
-            ("Discovery Information Management (21h)", SubmissionQueueEntry(opcode: 0x21, commandIdentifier: 1)),
+            (
+                "Fabric Zoning Receive (22h): target-driven zoning is not served",
+                SubmissionQueueEntry(opcode: 0x22, commandIdentifier: 1)
+            ),
             ("Fabrics FCTYPE 7Eh", SubmissionQueueEntry(opcode: 0x7F, commandIdentifier: 1, namespaceIdentifier: 0x7E)),
         ]
     )

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import Testing
 
@@ -131,5 +132,198 @@ import Testing
         var longName = Self.libnvmeRegistration()
         longName.setBytes([UInt8](repeating: 0x41, count: 256), at: 280)
         #expect((try? DiscoveryInformation(parsing: longName))?.entityName.count == 256)
+    }
+}
+
+/// The controller core with Discovery Information Management: checked in the core, carried out
+/// by the service, completed when the service answers; bad data answered 2Fh, the controller
+/// serving on.
+@Suite struct DiscoveryInformationControllerTests {
+    private func capsule(_ pdu: NVMeTCPPDU) -> CapsuleCommand {
+        guard case .capsuleCommand(let capsule) = pdu else { preconditionFailure("not a command: \(pdu)") }
+        return capsule
+    }
+
+    private func completion(_ actions: [ControllerStateMachine.Action]) -> CompletionQueueEntry? {
+        for action in actions {
+            if case .complete(let entry, _) = action { return entry }
+        }
+        return nil
+    }
+
+    private func ready() -> ControllerStateMachine {
+        var core = ControllerStateMachine(
+            configuration: TestValues.configuration(),
+            serving: .discovery(FakeDiscoveryService()),
+            transportSetupStep: nil,
+            remoteAddress: "192.0.2.7:51000"
+        )
+        _ = core.connectionOpened(now: TestValues.start)
+        _ = core.commandReceived(capsule(HostPDU.connect(cid: 1)), now: TestValues.start)
+        _ = core.commandReceived(capsule(HostPDU.enable(cid: 2)), now: TestValues.start)
+        return core
+    }
+
+    private func dim(
+        _ task: DiscoveryInformationCommand.Task,
+        cid: UInt16,
+        _ data: ByteBuffer
+    ) -> CapsuleCommand {
+        CapsuleCommand(
+            command: DiscoveryInformationCommand.submissionQueueEntry(
+                task: task,
+                commandIdentifier: cid,
+                length: UInt32(data.readableBytes)
+            ),
+            data: data
+        )
+    }
+
+    private func registration(eid: String = TestValues.hostNQN) -> ByteBuffer {
+        let entry = DiscoveryLogEntry(
+            transportType: .tcp,
+            addressFamily: .ipv4,
+            subsystemType: .nvm,
+            portIdentifier: 0,
+            transportServiceIdentifier: "",
+            subsystemNQN: eid,
+            transportAddress: ""
+        )
+        return DiscoveryInformation(
+            format: .extended,
+            entityType: .host,
+            entityIdentifier: eid,
+            entityName: "guest",
+            entityVersion: "Linux 6.1",
+            entries: [DiscoveryInformationEntry(entry: entry, hostIdentifier: TestValues.hostID, symbolicName: "lab")]
+        ).encoded()
+    }
+
+    @Test("a registration goes to the service and completes with the service's status")
+    func registers() throws {
+        var core = ready()
+        let actions = core.commandReceived(dim(.register, cid: 5, registration()), now: TestValues.start)
+        #expect(completion(actions) == nil, "waits for the service")
+        let performed = actions.compactMap { action -> DiscoveryInformationRequest? in
+            if case .session(.performDiscoveryInformation(let request, let host)) = action {
+                #expect(host.hostNQN == TestValues.hostNQN)
+                return request
+            }
+            return nil
+        }
+        let request = try #require(performed.first)
+        #expect(request.task == .register)
+        #expect(request.information.entityName == "guest")
+        // A command reusing the running one's CID conflicts; another one waits its turn.
+        let conflict = completion(core.commandReceived(capsule(HostPDU.identify(cid: 5)), now: TestValues.start))
+        #expect(conflict?.status == NVMeStatus.commandIdentifierConflict.withDoNotRetry)
+        let second = completion(core.commandReceived(dim(.update, cid: 6, registration()), now: TestValues.start))
+        #expect(second?.status == .commandSequenceError)
+        let done = try #require(completion(core.discoveryInformationCompleted(.success)))
+        #expect(done.commandIdentifier == 5)
+        #expect(done.status == .success)
+        #expect(core.discoveryInformationCompleted(.success).isEmpty, "nothing runs any more")
+        let full = core.commandReceived(dim(.register, cid: 7, registration()), now: TestValues.start)
+        #expect(completion(full) == nil)
+        let refused = try #require(completion(core.discoveryInformationCompleted(.insufficientDiscoveryResources)))
+        #expect(refused.status == .insufficientDiscoveryResources)
+    }
+
+    @Test(
+        "bad data is Invalid Discovery Information (2Fh) with the reason, and the controller serves on",
+        arguments: [
+            ("truncated", DiscoveryInformationTests.libnvmeRegistration().getSlice(at: 0, length: 1500)!),
+            ("NUMENT beyond TDL", DiscoveryInformationTests.libnvmeRegistration(entries: 3)),
+            ("unknown ETYPE", DiscoveryInformationTests.libnvmeRegistration(type: 9)),
+            ("TEL past TDL", DiscoveryInformationTests.libnvmeRegistration(tel: 4096)),
+        ]
+    )
+    func badData(_ name: String, _ data: ByteBuffer) throws {
+        var core = ready()
+        let actions = core.commandReceived(dim(.register, cid: 5, data), now: TestValues.start)
+        let refused = try #require(completion(actions), "\(name)")
+        #expect(refused.status == NVMeStatus.invalidDiscoveryInformation.withDoNotRetry, "\(name)")
+        #expect(
+            actions.contains { if case .session(.discoveryInformationRefused) = $0 { true } else { false } },
+            "\(name): the reason goes to the log"
+        )
+        let identified = completion(core.commandReceived(capsule(HostPDU.identify(cid: 6)), now: TestValues.start))
+        #expect(identified?.status == .success, "\(name)")
+        #expect(!core.isClosed)
+    }
+
+    @Test("a host registers itself only: an EID other than its Connect's host NQN is refused")
+    func othersEID() throws {
+        var core = ready()
+        let other = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001"
+        let refused = try #require(
+            completion(core.commandReceived(dim(.register, cid: 5, registration(eid: other)), now: TestValues.start))
+        )
+        #expect(refused.status == NVMeStatus.invalidDiscoveryInformation.withDoNotRetry)
+    }
+
+    @Test("no data, a reserved task, data the SGL does not announce: each refused")
+    func malformedCommands() throws {
+        var core = ready()
+        let noData = CapsuleCommand(
+            command: DiscoveryInformationCommand.submissionQueueEntry(task: .register, commandIdentifier: 5, length: 0)
+        )
+        #expect(
+            completion(core.commandReceived(noData, now: TestValues.start))?.status
+                == NVMeStatus.invalidDiscoveryInformation.withDoNotRetry
+        )
+        var reserved = dim(.register, cid: 6, registration())
+        reserved.command.cdw10 = 7
+        #expect(
+            completion(core.commandReceived(reserved, now: TestValues.start))?.status
+                == NVMeStatus.invalidField.withDoNotRetry
+        )
+        var short = dim(.register, cid: 7, registration())
+        short.command.dataPointer = .inCapsule(length: 100)
+        #expect(
+            completion(core.commandReceived(short, now: TestValues.start))?.status
+                == NVMeStatus.dataSGLLengthInvalid.withDoNotRetry
+        )
+        // Host data on any other command of a discovery controller is still refused.
+        var identify = capsule(HostPDU.identify(cid: 8))
+        identify.data = ByteBuffer(bytes: [1, 2, 3, 4])
+        #expect(
+            completion(core.commandReceived(identify, now: TestValues.start))?.status
+                == NVMeStatus.invalidField.withDoNotRetry
+        )
+    }
+
+    @Test("the registration made: an empty TRADDR is the address the command came from; the host ID")
+    func registrationRecord() throws {
+        let information = try DiscoveryInformation(parsing: DiscoveryInformationTests.libnvmeRegistration())
+        let host = DiscoveryHostContext(
+            hostNQN: DiscoveryInformationTests.hostNQN,
+            hostIdentifier: DiscoveryInformationTests.hostID,
+            subsystemNQN: TestValues.uniqueNQN,
+            remoteAddress: "192.0.2.7:51000"
+        )
+        let record = DiscoveryRegistration(information, host: host, now: Date(timeIntervalSince1970: 1000))
+        #expect(record.nqn == DiscoveryInformationTests.hostNQN)
+        #expect(record.entityType == "host")
+        #expect(record.name == "guest")
+        #expect(record.version == "Linux 6.1.0-28-amd64")
+        #expect(record.hostID == "c9773de9-fb1c-42ba-855e-34e5c63e6676")
+        #expect(record.symbolicName == "lab guest")
+        #expect(
+            record.addresses == [
+                .init(
+                    transport: "tcp",
+                    family: "ipv4",
+                    address: "192.0.2.7",
+                    service: "",
+                    subsystemNQN: DiscoveryInformationTests.hostNQN
+                )
+            ]
+        )
+        #expect(record.from == "192.0.2.7")
+        #expect(record.suggestedAlias == "guest")
+        var v6 = host
+        v6.remoteAddress = "fe80::1:4420"
+        #expect(DiscoveryRegistration(information, host: v6, now: Date()).from == "fe80::1")
     }
 }

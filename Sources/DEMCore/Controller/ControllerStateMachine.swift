@@ -23,6 +23,13 @@ public enum ControllerSessionAction: Sendable, Hashable {
     /// ``ManagementControllerService/perform(_:host:)`` and pass the response message to the
     /// controller's `managementRequestCompleted(_:)`.
     case performManagementRequest(ByteBuffer, host: DiscoveryHostContext)
+    /// A host's (or a discovery controller's) Discovery Information Management command passed
+    /// the checks: carry it out with ``DiscoveryControllerService/discoveryInformation(_:host:)``
+    /// and pass the status to the controller's `discoveryInformationCompleted(_:)`.
+    case performDiscoveryInformation(DiscoveryInformationRequest, host: DiscoveryHostContext)
+    /// A Discovery Information Management command was refused as Invalid Discovery
+    /// Information (2Fh), for the log.
+    case discoveryInformationRefused(reason: String)
 }
 
 /// One NVMe controller's admin queue, as a pure state machine that speaks NVMe and no transport:
@@ -279,6 +286,17 @@ public struct ControllerStateMachine {
         }
     }
 
+    /// The registration passed out by
+    /// ``ControllerSessionAction/performDiscoveryInformation(_:host:)`` was carried out: see
+    /// ``DiscoveryLogController/discoveryInformationCompleted(_:_:)``.
+    public mutating func discoveryInformationCompleted(_ status: NVMeStatus) -> [Action] {
+        modifyPersonality { personality, association in
+            guard case .discovery(var discovery) = personality else { return [] }
+            defer { personality = .discovery(discovery) }
+            return discovery.discoveryInformationCompleted(status, association)
+        }
+    }
+
     /// The connection closed (or the transport failed).
     public mutating func channelClosed() {
         state = .closed
@@ -311,7 +329,7 @@ public struct ControllerStateMachine {
         guard association.isAuthenticated else {
             return fail(.authenticationRequired.withDoNotRetry)
         }
-        if let data = capsule.data, data.readableBytes > 0, !ManagementChannel.takesHostData(command, association) {
+        if let data = capsule.data, data.readableBytes > 0, !Self.takesHostData(command, association) {
             // No other admin command of these controllers takes host data.
             return fail(.invalidField.withDoNotRetry)
         }
@@ -321,7 +339,7 @@ public struct ControllerStateMachine {
         // The controller's own commands first.
         switch association.personality {
         case .discovery(var discovery):
-            if let actions = discovery.execute(command, &association, configuration: configuration, service: service) {
+            if let actions = discovery.execute(capsule, &association, configuration: configuration, service: service) {
                 association.personality = .discovery(discovery)
                 return actions
             }
@@ -366,6 +384,16 @@ public struct ControllerStateMachine {
             }
         default:
             return fail(.invalidOpcode.withDoNotRetry)
+        }
+    }
+
+    /// Whether `command` may bring host data on `association`: the controller's own commands
+    /// that take some (NVMe-MI Send on a management association, Discovery Information
+    /// Management on a discovery one).
+    static func takesHostData(_ command: SubmissionQueueEntry, _ association: Association) -> Bool {
+        switch association.personality {
+        case .management: ManagementChannel.takesHostData(command)
+        case .discovery: DiscoveryLogController.takesHostData(command)
         }
     }
 

@@ -74,6 +74,10 @@ public protocol DiscoveryControllerService: HostAuthenticationService {
     func logPageRead(offset: UInt64, length: UInt64)
     /// A discovery change notice (an AER completion) was sent (for metrics).
     func asynchronousEventSent()
+    /// Carries out a Discovery Information Management command (TP8010 registration) that the
+    /// controller checked, from `host`'s association; returns the command's status. Called off
+    /// the event loop; it may take time (a durable write).
+    func discoveryInformation(_ request: DiscoveryInformationRequest, host: DiscoveryHostContext) async -> NVMeStatus
 }
 
 extension DiscoveryControllerService {
@@ -87,6 +91,13 @@ extension DiscoveryControllerService {
     public func logPageRead(offset: UInt64, length: UInt64) {}
     /// Not counted.
     public func asynchronousEventSent() {}
+    /// No registrations: the command is not supported.
+    public func discoveryInformation(
+        _ request: DiscoveryInformationRequest,
+        host: DiscoveryHostContext
+    ) async -> NVMeStatus {
+        .invalidOpcode.withDoNotRetry
+    }
 }
 
 /// What the administrative controller of dem-em's in-band channel asks of the service around it

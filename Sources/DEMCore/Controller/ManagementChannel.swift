@@ -16,14 +16,10 @@ struct ManagementChannel {
     /// The last response, read by Receive segments.
     private var response: (tag: UInt16, data: ByteBuffer)?
 
-    /// Whether `command` may bring host data on `association`: NVMe-MI Send on a management
-    /// association (no other admin command of these controllers takes any).
-    static func takesHostData(
-        _ command: SubmissionQueueEntry,
-        _ association: ControllerStateMachine.Association
-    ) -> Bool {
-        guard case .management = association.personality else { return false }
-        return command.opcode == AdminOpcode.nvmeMISend
+    /// Whether `command` may bring host data: NVMe-MI Send (no other command of the management
+    /// controller takes any).
+    static func takesHostData(_ command: SubmissionQueueEntry) -> Bool {
+        command.opcode == AdminOpcode.nvmeMISend
     }
 
     /// The actions for `capsule` when it is one of the channel's commands, else nil.

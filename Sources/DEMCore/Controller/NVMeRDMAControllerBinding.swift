@@ -158,6 +158,11 @@ public struct NVMeRDMAControllerBinding {
         translate(machine.managementRequestCompleted(response))
     }
 
+    /// See ``ControllerStateMachine/discoveryInformationCompleted(_:)``.
+    public mutating func discoveryInformationCompleted(_ status: NVMeStatus) -> [Action] {
+        translate(machine.discoveryInformationCompleted(status))
+    }
+
     private mutating func deliver(_ capsule: CapsuleCommand, now: NIODeadline) -> [Action] {
         translate(machine.commandReceived(capsule, now: now))
     }

@@ -179,6 +179,11 @@ public struct NVMeTCPControllerBinding {
         translate(machine.managementRequestCompleted(response))
     }
 
+    /// See ``ControllerStateMachine/discoveryInformationCompleted(_:)``.
+    public mutating func discoveryInformationCompleted(_ status: NVMeStatus) -> [Action] {
+        translate(machine.discoveryInformationCompleted(status))
+    }
+
     /// The connection closed.
     public mutating func channelClosed() {
         machine.channelClosed()

@@ -36,6 +36,8 @@ public enum ControllerSessionEvent: Sendable {
     case discoveryLogChanged
     /// An in-band request was carried out: call the binding's `managementRequestCompleted(_:)`.
     case managementRequestCompleted(ByteBuffer)
+    /// A registration was carried out: call the binding's `discoveryInformationCompleted(_:)`.
+    case discoveryInformationCompleted(NVMeStatus)
 }
 
 /// Carries out the ``ControllerSessionAction``s of one controller, whatever its transport: the
@@ -145,6 +147,22 @@ public final class ControllerSessionDriver: @unchecked Sendable {
                     deliver(.managementRequestCompleted(response))
                 }
             }
+        case .performDiscoveryInformation(let request, let host):
+            guard case .discovery(let discovery) = service else { return }
+            let loop = loop
+            self.request = Task { [self] in
+                let status = await discovery.discoveryInformation(request, host: host)
+                loop.execute { [self] in
+                    guard !ended else { return }
+                    self.request = nil
+                    deliver(.discoveryInformationCompleted(status))
+                }
+            }
+        case .discoveryInformationRefused(let reason):
+            logger.notice(
+                "Discovery Information Management refused (Invalid Discovery Information)",
+                metadata: metadata(["reason": "\(reason)"])
+            )
         }
     }
 

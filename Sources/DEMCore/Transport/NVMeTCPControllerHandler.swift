@@ -209,6 +209,8 @@ public final class NVMeTCPControllerHandler: ChannelInboundHandler, RemovableCha
             run(binding.discoveryLogChanged(), context: context)
         case .managementRequestCompleted(let response):
             run(binding.managementRequestCompleted(response), context: context)
+        case .discoveryInformationCompleted(let status):
+            run(binding.discoveryInformationCompleted(status), context: context)
         }
     }
 

@@ -250,3 +250,15 @@ public struct DiscoveryInformation: Sendable, Hashable {
         return body
     }
 }
+
+/// A Discovery Information Management command that passed the controller's checks: what the
+/// service carries out.
+public struct DiscoveryInformationRequest: Sendable, Hashable {
+    public var task: DiscoveryInformationCommand.Task
+    public var information: DiscoveryInformation
+
+    public init(task: DiscoveryInformationCommand.Task, information: DiscoveryInformation) {
+        self.task = task
+        self.information = information
+    }
+}

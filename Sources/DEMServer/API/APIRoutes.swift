@@ -80,6 +80,7 @@ public struct APIRoutes: Sendable {
         addSubsystemRoutes(router)
         addHostRoutes(router)
         addGroupRoutes(router)
+        addRegistrationRoutes(router)
         return router
     }
 

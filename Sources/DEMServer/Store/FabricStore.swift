@@ -105,6 +105,10 @@ public protocol FabricStore: Sendable {
     func loadHostKeys() throws -> [String: HostKey]
     /// Stores (or with nil deletes) the keys of host `alias`.
     func setHostKey(_ key: HostKey?, alias: String) throws
+    /// Every discovery registration (TP8010), by NQN order.
+    func loadRegistrations() throws -> [DiscoveryRegistration]
+    /// Stores (or with nil deletes) the registration of `nqn`.
+    func setRegistration(_ registration: DiscoveryRegistration?, nqn: String) throws
     /// Durably reserves the next `count` discovery generation counters (GENCTR): never handed
     /// out before by this store, so a host never sees one GENCTR for two pages across restarts.
     func reserveGenerations(_ count: UInt64) throws -> ClosedRange<UInt64>

@@ -173,6 +173,9 @@ public final class SQLiteFabricStore: FabricStore {
         migrator.registerMigration("v5: API tokens with an expiry (join tokens)") { db in
             try db.execute(sql: "ALTER TABLE api_token ADD COLUMN expires REAL")
         }
+        migrator.registerMigration("v6: discovery registrations (TP8010)") { db in
+            try db.execute(sql: "CREATE TABLE registration (nqn TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);")
+        }
         return migrator
     }
 
@@ -415,6 +418,30 @@ public final class SQLiteFabricStore: FabricStore {
                 )
             } else {
                 try db.execute(sql: "DELETE FROM host_key WHERE alias = ?", arguments: [alias])
+            }
+        }
+    }
+
+    public func loadRegistrations() throws -> [DiscoveryRegistration] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT body FROM registration ORDER BY nqn").map { row in
+                let body: String = row["body"]
+                return try JSONDecoder().decode(DiscoveryRegistration.self, from: Data(body.utf8))
+            }
+        }
+    }
+
+    public func setRegistration(_ registration: DiscoveryRegistration?, nqn: String) throws {
+        let body = try registration.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        try pool.write { db in
+            if let body {
+                try db.execute(
+                    sql:
+                        "INSERT INTO registration (nqn, body) VALUES (?, ?) ON CONFLICT(nqn) DO UPDATE SET body = excluded.body",
+                    arguments: [nqn, body]
+                )
+            } else {
+                try db.execute(sql: "DELETE FROM registration WHERE nqn = ?", arguments: [nqn])
             }
         }
     }

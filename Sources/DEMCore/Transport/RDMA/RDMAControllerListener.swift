@@ -294,6 +294,7 @@ final class RDMAControllerConnection: @unchecked Sendable {
         case .keepAliveTimerFired: run(binding.keepAliveTimerFired(now: .now()))
         case .discoveryLogChanged: run(binding.discoveryLogChanged())
         case .managementRequestCompleted(let response): run(binding.managementRequestCompleted(response))
+        case .discoveryInformationCompleted(let status): run(binding.discoveryInformationCompleted(status))
         }
     }
 }
