@@ -77,11 +77,9 @@ public final class DiscoveryModelFeed: Sendable {
             case .model:
                 result += fabric.discoveryEntries(target: target.alias).map { source($0.entry, $0.allowedHostNQNs) }
             case .confirmed(let live):
-                for (subsystem, allowed) in fabric.subsystemAccess(of: target, rules: rules) {
-                    guard let ports = live[subsystem.nqn] else { continue }
-                    for port in target.ports where ports.contains(port.portID) {
-                        result.append(source(port.discoveryLogEntry(subsystemNQN: subsystem.nqn), allowed))
-                    }
+                for (subsystem, port, allowed) in fabric.entryAccess(of: target, rules: rules)
+                where live[subsystem.nqn]?.contains(port.portID) == true {
+                    result.append(source(port.discoveryLogEntry(subsystemNQN: subsystem.nqn), allowed))
                 }
             case .harvested(let entries):
                 var access: [String: Set<String>?] = [:]

@@ -395,6 +395,15 @@ enum ScaleBenchmark {
             "(\(fmt(Double(privateBytes) * Double(privateHosts.count) / Double(1 << 30), 1)) GiB for all of them)."
         )
         say()
+        try await zoning(
+            settings,
+            scenario: scenario,
+            service: service,
+            catalog: catalog,
+            notices: notices,
+            timings: timings
+        )
+
         let cpu = ProcFS.cpuSeconds() - cpuStart
         let machine = ProcFS.machineCPU()
         let machineSeconds = machine.total - machineStart.total
@@ -403,6 +412,100 @@ enum ScaleBenchmark {
         sayJoined(
             "dem-bench: \(fmt(cpu, 1)) s of CPU, VmRSS \((ProcFS.residentKiB(getpid()) ?? 0) / 1024) MiB, ",
             "peak \((ProcFS.peakResidentKiB(getpid()) ?? 0) / 1024) MiB; other load¹ meanwhile \(fmt(other * 100, 0)) %."
+        )
+        say()
+    }
+}
+
+extension ScaleBenchmark {
+    /// (d) Zoning with every host connected: `zones` zones of `hosts / zones` hosts each and one
+    /// subsystem nobody else may use; the dry run (per host, the entries gained and lost) and the
+    /// activation (model check, commit, every view decided, the notices), in dem's CPU time.
+    static func zoning(
+        _ settings: Settings,
+        scenario: Scenario,
+        service: FabricService,
+        catalog: DiscoveryCatalog,
+        notices: SharedCounter,
+        timings: SharedBox<[Double]>
+    ) async throws {
+        let zones = max(1, settings.hosts / 10)
+        let perZone = settings.hosts / zones
+        let target = scenario.ungroupedTargets.first!
+        note("zoning: \(zones) zones of \(perZone) hosts")
+        @Sendable func nqn(_ zone: Int) -> String { "nqn.2024-01.io.dem.scale:zoned-\(zone)" }
+        do {
+            try await service.change(.created, path: "/zoning/setup") { fabric throws(ModelError) in
+                for zone in 0..<zones {
+                    try fabric.addSubsystem(target: target, FabricSubsystem(nqn: nqn(zone), allowAnyHost: false))
+                    let name = "z" + padded(zone, 4)
+                    for member in 0..<perZone {
+                        try fabric.addZoneMember(
+                            group: "rack",
+                            zone: name,
+                            FabricZoneMember(kind: .host, nqn: benchHostNQN(zone * perZone + member + 1))
+                        )
+                    }
+                    try fabric.addZoneMember(
+                        group: "rack",
+                        zone: name,
+                        FabricZoneMember(kind: .subsystem, nqn: nqn(zone))
+                    )
+                }
+            }
+        } catch {
+            throw BenchError("configuring the zones failed: \(error)")
+        }
+        let configured = service.fabric
+        let cpuBeforeDiff = ProcFS.cpuSeconds()
+        let (changes, diffSeconds) = time { configured.zoningChanges() }
+        let diffCPU = ProcFS.cpuSeconds() - cpuBeforeDiff
+        let gained = changes.reduce(0) { $0 + $1.gained.count }
+        guard changes.count == zones * perZone, changes.allSatisfy({ $0.gained.count == 1 && $0.lost.isEmpty }) else {
+            throw BenchError(
+                "the dry run named \(changes.count) hosts, expected \(zones * perZone) each gaining one entry"
+            )
+        }
+        notices.reset()
+        timings.value = [0, 0, 0]
+        let cpuBeforeActivation = ProcFS.cpuSeconds()
+        let start = ContinuousClock.now
+        do {
+            try await service.change(.updated, path: "/zoning/active") { fabric throws(ModelError) in
+                fabric.activateZoning()
+            }
+        } catch {
+            throw BenchError("activating the zones failed: \(error)")
+        }
+        let activationSeconds = start.duration(to: .now).seconds
+        let activationCPU = ProcFS.cpuSeconds() - cpuBeforeActivation
+        let measured = timings.value
+        guard notices.value == zones * perZone else {
+            throw BenchError("activation notified \(notices.value) hosts, expected \(zones * perZone)")
+        }
+        let sample = catalog.discoveryLogPage(hostNQN: benchHostNQN(1), localAddress: "127.0.0.1")
+        guard sample.entries.contains(where: { $0.subsystemNQN == nqn(0) }) else {
+            throw BenchError("a zoned host's page does not list its zone's subsystem")
+        }
+        sayJoined(
+            "Zoning, every host still connected: \(zones) zones in zone group `rack`, each with \(perZone) hosts and one ",
+            "subsystem nobody may use otherwise (so each host gains one entry). The dry run is `Fabric.zoningChanges()` ",
+            "(per host, the entries gained and lost); the activation is `FabricService.change` making the configured ",
+            "zoning active, with the catalog update that decides every view and calls onChange (the notices). ",
+            "CPU is this process's (user + system) over the step; the goal is under 1 s of dem CPU for the diff and the notices."
+        )
+        say()
+        say("| step | wall | CPU | result |")
+        say("|---|---:|---:|---|")
+        say(
+            "| dry run: per-host diff | \(ms(diffSeconds)) ms | \(ms(diffCPU)) ms | \(changes.count) hosts, \(gained) entries gained |"
+        )
+        sayJoined(
+            "| activation: check, commit, sourceEntries (\(ms(measured[0])) ms), catalog update (\(ms(measured[1])) ms) | ",
+            "\(ms(activationSeconds)) ms | \(ms(activationCPU)) ms | \(Int(measured[2])) hosts notified (\(notices.value) onChange calls) |"
+        )
+        say(
+            "| **dry run + activation, dem CPU** | | **\(ms(diffCPU + activationCPU)) ms** | ÷ the 1 s goal: \(fmt((diffCPU + activationCPU) / 1.0, 2)) |"
         )
         say()
     }

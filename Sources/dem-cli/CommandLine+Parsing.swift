@@ -111,6 +111,14 @@ enum Rendering: Equatable, Sendable {
     case tokens
     /// `GET /dem/audit`.
     case audit
+    /// `GET /registration`: registered and seen hosts.
+    case registrations
+    /// `POST /registration/<r>/adopt`: the host or target made.
+    case adopted
+    /// `GET /zoning`: the configured and the active zoning databases.
+    case zoning
+    /// `GET /zoning/diff`, `POST /zoning/activate`: per host, the entries gained and lost.
+    case zoningChanges(activated: Bool)
     /// Not a request: `dem-cli trust` pins dem's CA after showing its fingerprint (or checking
     /// the one given).
     case trust(fingerprint: String?)
@@ -145,6 +153,9 @@ struct UsageError: Error, Equatable, Sendable {
 enum Verb: String, CaseIterable, Sendable {
     case list, add, set, get, delete, rename, link, unlink, edit, refresh, reconfigure, usage, config, shutdown
     case show
+    case adopt
+    case diff
+    case activate
     case logpage
     case audit
     case trust
@@ -159,19 +170,27 @@ enum Verb: String, CaseIterable, Sendable {
 }
 
 /// A dem-cli object. As in nvme-dem, a word names the object that starts with the same letter
-/// (`t`, `tgt`, `targets` are all target), except `token`, written `tok…`, and `join-token`,
-/// written `join…`.
+/// (`t`, `tgt`, `targets` are all target), except the objects that share a first letter with
+/// another: `token` is written `tok…`, `join-token` `join…`, and `registration` `reg…`.
 enum CLIObject: String, CaseIterable, Sendable {
     case group, target, host, subsystem, portid, acl, ns, local, inband, outofband, refresh, token
     case joinToken = "join-token"
+    case registration
+    case zone
+
+    /// The objects named by a longer prefix than their first letter, with that prefix.
+    static let prefixed: [(prefix: String, object: CLIObject)] = [
+        ("tok", .token), ("join", .joinToken), ("reg", .registration),
+    ]
 
     /// The object `word` names, if any.
     static func match(_ word: String) -> CLIObject? {
         let word = word.lowercased()
-        if word.hasPrefix("tok") { return .token }
-        if word.hasPrefix("join") { return .joinToken }
+        if let named = prefixed.first(where: { word.hasPrefix($0.prefix) }) { return named.object }
         guard let first = word.first else { return nil }
-        return allCases.first { $0 != .token && $0 != .joinToken && $0.rawValue.first == first }
+        return allCases.first { object in
+            !prefixed.contains { $0.object == object } && object.rawValue.first == first
+        }
     }
 }
 
@@ -1286,6 +1305,148 @@ enum CommandTable {
             [CLIRequest(.GET, path("host", a[0], "logpage"), rendering: .hostLogPage)]
         },
 
+        // discovery registrations (TP8010)
+        CommandSpec(
+            verb: .list,
+            object: .registration,
+            arguments: [],
+            summary: "list who registered with dem's discovery controller, and hosts seen without registering"
+        ) { _ in
+            [CLIRequest(.GET, path("registration"), rendering: .registrations)]
+        },
+        CommandSpec(
+            verb: .get,
+            object: .registration,
+            arguments: ["<nqn|name>"],
+            summary: "show a registration: what the entity sent, and when"
+        ) { a in
+            [CLIRequest(.GET, path("registration", a[0]), rendering: .generic)]
+        },
+        CommandSpec(
+            verb: .adopt,
+            object: .registration,
+            arguments: ["<nqn|name>"],
+            optional: ["[alias]"],
+            summary: "make a registered (or seen) host a host, or a registered DDC a local target (alias: its name)"
+        ) { a in
+            [
+                CLIRequest(
+                    .POST,
+                    path("registration", a[0], "adopt"),
+                    body: a.count == 2 ? .members(["Alias": .string(a[1])]) : nil,
+                    rendering: .adopted
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .delete,
+            object: .registration,
+            arguments: ["<nqn|name>"],
+            repeatsLast: true,
+            summary: "forget registrations (the entity may register again)"
+        ) { a in
+            [
+                CLIRequest(
+                    .DELETE,
+                    path("registration", a[0]),
+                    rendering: .done("Registration '\(a[0])' deleted"),
+                    confirmation: "Delete the registration of '\(a[0])'?"
+                )
+            ]
+        },
+
+        // zoning (TP8010)
+        CommandSpec(
+            verb: .list,
+            object: .zone,
+            arguments: [],
+            summary: "the configured zoning database, and whether it differs from the active one"
+        ) { _ in
+            [CLIRequest(.GET, path("zoning"), rendering: .zoning)]
+        },
+        CommandSpec(
+            verb: .add,
+            object: .zone,
+            arguments: ["<zonegroup>", "<zone>"],
+            summary: "create an empty zone (and its zone group) in the configured database"
+        ) { a in
+            [CLIRequest(.POST, path("zoning", a[0], a[1]), rendering: .done("Zone '\(a[0])/\(a[1])' added"))]
+        },
+        CommandSpec(
+            verb: .delete,
+            object: .zone,
+            arguments: ["<zonegroup>", "<zone>"],
+            summary: "delete a zone from the configured database (activate to apply)"
+        ) { a in
+            [
+                CLIRequest(
+                    .DELETE,
+                    path("zoning", a[0], a[1]),
+                    rendering: .done("Zone '\(a[0])/\(a[1])' deleted"),
+                    confirmation: "Delete zone '\(a[0])/\(a[1])'?"
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .link,
+            object: .zone,
+            arguments: ["<zonegroup>", "<zone>", "<host|subsystem>", "<name>"],
+            optional: ["[traddr]", "[trsvcid]"],
+            summary: "put a host (alias or NQN) or a subsystem (NQN, perhaps one port) in a zone"
+        ) { a throws(UsageError) in
+            let kind = try zoneMemberKind(a[2])
+            var body: JSONValue? = nil
+            if a.count > 4 {
+                guard kind == "subsystem" else {
+                    throw UsageError("only a subsystem member names a TRADDR and TRSVCID")
+                }
+                var members: [(String, JSONValue)] = [("TRADDR", .string(a[4]))]
+                if a.count == 6 {
+                    members.append(("TRSVCID", .number(String(try integer(a[5], named: "<trsvcid>", in: 0...65535)))))
+                }
+                body = .members(members)
+            }
+            return [
+                CLIRequest(
+                    .PUT,
+                    path("zoning", a[0], a[1], kind, a[3]),
+                    body: body,
+                    rendering: .done("\(kind.capitalized) '\(a[3])' is in zone '\(a[0])/\(a[1])'")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .unlink,
+            object: .zone,
+            arguments: ["<zonegroup>", "<zone>", "<host|subsystem>", "<name>"],
+            summary: "take a host or a subsystem out of a zone"
+        ) { a throws(UsageError) in
+            let kind = try zoneMemberKind(a[2])
+            return [
+                CLIRequest(
+                    .DELETE,
+                    path("zoning", a[0], a[1], kind, a[3]),
+                    rendering: .done("\(kind.capitalized) '\(a[3])' is out of zone '\(a[0])/\(a[1])'")
+                )
+            ]
+        },
+        CommandSpec(
+            verb: .diff,
+            object: .zone,
+            arguments: [],
+            summary: "dry run: per host, the entries activating the configured zoning would add and remove"
+        ) { _ in
+            [CLIRequest(.GET, path("zoning", "diff"), rendering: .zoningChanges(activated: false))]
+        },
+        CommandSpec(
+            verb: .activate,
+            object: .zone,
+            arguments: [],
+            summary: "make the configured zoning active (hosts whose page changes get a change notice)"
+        ) { _ in
+            [CLIRequest(.POST, path("zoning", "activate"), rendering: .zoningChanges(activated: true))]
+        },
+
         // API tokens
         CommandSpec(verb: .list, object: .token, arguments: [], summary: "list the API tokens") { _ in
             [CLIRequest(.GET, path("dem", "tokens"), rendering: .tokens)]
@@ -1343,6 +1504,13 @@ enum CommandTable {
 }
 
 // MARK: - Argument values
+
+/// `host` or `subsystem` (any prefix of three letters or more), for a zone member.
+func zoneMemberKind(_ text: String) throws(UsageError) -> String {
+    let word = text.lowercased()
+    for kind in ["host", "subsystem"] where word.count >= 3 && kind.hasPrefix(word) { return kind }
+    throw UsageError("a zone member is a host or a subsystem, not '\(text)'")
+}
 
 /// `text` as a decimal integer in `range`, or a usage error naming the argument.
 func integer(_ text: String, named name: String, in range: ClosedRange<Int>) throws(UsageError) -> Int {

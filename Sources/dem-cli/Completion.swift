@@ -108,8 +108,8 @@ enum Completion {
 
     /// `case` arms of an object word (lowercased) to its object, as ``CLIObject/match(_:)`` reads it.
     static func objectArms(print: String, indent: String) -> [String] {
-        ["\(indent)tok*) \(print) token ;;", "\(indent)join*) \(print) join-token ;;"]
-            + CLIObject.allCases.filter { $0 != .token && $0 != .joinToken }.map {
+        CLIObject.prefixed.map { "\(indent)\($0.prefix)*) \(print) \($0.object.rawValue) ;;" }
+            + CLIObject.allCases.filter { object in !CLIObject.prefixed.contains { $0.object == object } }.map {
                 "\(indent)\($0.rawValue.first!)*) \(print) \($0.rawValue) ;;"
             }
     }

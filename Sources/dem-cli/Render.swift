@@ -162,6 +162,10 @@ func render(_ rendering: Rendering, _ json: JSONValue) -> String {
     case .host: return renderHost(json)
     case .group: return renderGroup(json)
     case .tokens: return renderTokens(json)
+    case .registrations: return renderRegistrations(json)
+    case .adopted: return renderAdopted(json)
+    case .zoning: return renderZoning(json)
+    case .zoningChanges(let activated): return renderZoningChanges(json, activated: activated)
     case .audit: return renderAudit(json)
     case .hostLogPage: return renderLogPage(json, forTarget: false)
     case .targetLogPage: return renderLogPage(json, forTarget: true)
@@ -432,6 +436,93 @@ func renderTokens(_ json: JSONValue) -> String {
     return objectTable(tokens, columns: ["ID", "Name", "Role", "Created", "LastUsed"], indent: "") { key, value in
         key == "LastUsed" && value == nil ? "never" : value?.displayText ?? ""
     }.joined(separator: "\n")
+}
+
+/// `GET /registration`: a table STATE TYPE NAME NQN FROM ADOPTED WHEN, the registered first,
+/// then the hosts seen without registering.
+func renderRegistrations(_ json: JSONValue) -> String {
+    guard let registered = json["Registrations"]?.arrayValue else { return renderGeneric(json) }
+    let seen = json["Seen"]?.arrayValue ?? []
+    guard !registered.isEmpty || !seen.isEmpty else { return "" }
+    func text(_ value: JSONValue?) -> String {
+        guard let value, value != .null else { return "-" }
+        let shown = value.displayText
+        return shown.isEmpty ? "-" : shown
+    }
+    var rows: [[String]] = registered.map { entry in
+        [
+            "registered", text(entry["Type"]), text(entry["Name"]), text(entry["NQN"]), text(entry["From"]),
+            text(entry["Adopted"]), text(entry["Updated"]),
+        ]
+    }
+    rows += seen.map { entry in
+        ["seen", "host", "-", text(entry["NQN"]), text(entry["From"]), text(entry["Adopted"]), text(entry["LastSeen"])]
+    }
+    return table(["STATE", "TYPE", "NAME", "NQN", "FROM", "ADOPTED", "WHEN"], rows, indent: "").joined(separator: "\n")
+}
+
+/// `POST /registration/<r>/adopt`: which host or target was made.
+func renderAdopted(_ json: JSONValue) -> String {
+    guard let alias = json["Alias"]?.displayText else { return renderGeneric(json) }
+    if let nqn = json["HOSTNQN"]?.displayText { return "Host '\(alias)' added with HOSTNQN \(nqn)" }
+    return "Target '\(alias)' added (LocalMgmt: dem reads its discovery controller)"
+}
+
+/// `GET /zoning`: each zone of the configured database with its members, then whether it is
+/// the active one.
+func renderZoning(_ json: JSONValue) -> String {
+    guard let groups = json["ZoneGroups"]?.arrayValue else { return renderGeneric(json) }
+    var lines: [String] = []
+    for group in groups {
+        for zone in group["Zones"]?.arrayValue ?? [] {
+            lines.append("Zone \(group["Name"]?.displayText ?? "")/\(zone["Name"]?.displayText ?? "")")
+            for member in zone["Members"]?.arrayValue ?? [] {
+                var line = "  \(member["Type"]?.displayText ?? "") \(member["NQN"]?.displayText ?? "")"
+                if let address = member["TRADDR"]?.displayText {
+                    line += " at \(hostPort(address, member["TRSVCID"]?.displayText ?? "any port"))"
+                }
+                lines.append(line)
+            }
+        }
+    }
+    if lines.isEmpty { lines.append("No zones configured.") }
+    let pending = json["Pending"]?.displayText == "true"
+    lines.append(
+        pending
+            ? "The configured zoning is not active: dem-cli diff zone shows what activating it changes."
+            : "The configured zoning is the active one."
+    )
+    return lines.joined(separator: "\n")
+}
+
+/// `GET /zoning/diff` and `POST /zoning/activate`: per host, `+` for an entry gained and `-` for
+/// one lost.
+func renderZoningChanges(_ json: JSONValue, activated: Bool) -> String {
+    guard let hosts = json["Hosts"]?.arrayValue else { return renderGeneric(json) }
+    var lines: [String] = []
+    for host in hosts {
+        var title = "Host \(host["HOSTNQN"]?.displayText ?? "")"
+        if let alias = host["Host"]?.displayText { title = "Host '\(alias)' (\(host["HOSTNQN"]?.displayText ?? ""))" }
+        lines.append(title)
+        for (sign, key) in [("+", "Gained"), ("-", "Lost")] {
+            for entry in host[key]?.arrayValue ?? [] {
+                let address = hostPort(entry["TRADDR"]?.displayText ?? "", entry["TRSVCID"]?.displayText ?? "")
+                lines.append(
+                    "  \(sign) \(entry["SUBNQN"]?.displayText ?? "") on target '\(entry["Target"]?.displayText ?? "")' port \(entry["PORTID"]?.displayText ?? "") (\(address))"
+                )
+            }
+        }
+    }
+    if activated {
+        lines.append(
+            hosts.isEmpty
+                ? "Zoning activated; no host's page changed."
+                : "Zoning activated; \(hosts.count) host\(hosts.count == 1 ? "'s page" : "s' pages") changed (connected ones are notified)."
+        )
+    } else if hosts.isEmpty {
+        lines.append("Activating the configured zoning changes no host's page.")
+    }
+    return lines.joined(separator: "\n")
 }
 
 /// `GET /dem/audit`: a table TIME ACTOR SOURCE METHOD PATH STATUS DETAIL, oldest first.

@@ -183,6 +183,26 @@ struct CommandTableTests {
         .init("delete host h1", "DELETE", "/host/h1"),
         .init("ren h h1 h2", "PATCH", "/host/h1", ["Alias": "h2"]),
         .init("logpage host h1", "GET", "/host/h1/logpage"),
+        // registrations: `reg`, since `r` is refresh
+        .init("list reg", "GET", "/registration"),
+        .init("get registration guest", "GET", "/registration/guest"),
+        .init("adopt reg guest", "POST", "/registration/guest/adopt"),
+        .init("adopt reg \(h1NQN) h1", "POST", "/registration/\(h1NQN)/adopt", ["Alias": "h1"]),
+        .init("delete registrations guest", "DELETE", "/registration/guest"),
+        // zoning
+        .init("list zone", "GET", "/zoning"),
+        .init("add zone lab z1", "POST", "/zoning/lab/z1"),
+        .init("delete z lab z1", "DELETE", "/zoning/lab/z1"),
+        .init("link zone lab z1 host h1", "PUT", "/zoning/lab/z1/host/h1"),
+        .init(
+            "link zone lab z1 sub \(s1) 10.0.0.1 4420",
+            "PUT",
+            "/zoning/lab/z1/subsystem/\(s1)",
+            ["TRADDR": "10.0.0.1", "TRSVCID": 4420]
+        ),
+        .init("unlink zone lab z1 subsystem \(s1)", "DELETE", "/zoning/lab/z1/subsystem/\(s1)"),
+        .init("diff zone", "GET", "/zoning/diff"),
+        .init("activate zone", "POST", "/zoning/activate"),
         // API tokens: `tok`, since `t` is target
         .init("list tok", "GET", "/dem/tokens"),
         .init("add token ci", "POST", "/dem/tokens", ["Name": "ci", "Role": "read"]),

@@ -953,3 +953,159 @@ struct FabricModelAccessTests {
         #expect(entry.transportSpecificAddressSubtype == input.transportSpecificAddressSubtype)
     }
 }
+
+// MARK: - Zoning
+
+/// Zoning (TP8010): zones evaluated with the access lists and groups as one rule.
+@Suite("Fabric model: zoning")
+struct FabricModelZoningTests {
+    /// The access fabric with every access list emptied: what the lists gave is given by zones.
+    static func zonedInsteadOfLists() throws -> Fabric {
+        var fabric = try Access.fabric()
+        for (target, hosts) in [("open", ["h1", "h3"]), ("closed", ["h1", "h3"])] {
+            for host in hosts { try fabric.disallowHost(target: target, subsystem: Access.acl, host: host) }
+        }
+        return fabric
+    }
+
+    @Test("an access list and a zone with the same hosts and subsystem yield the same pages; groups still apply")
+    func sameAsAccessLists() throws {
+        let lists = try Access.fabric()
+        var zoned = try Self.zonedInsteadOfLists()
+        #expect(Access.rows(zoned) != Access.rows(lists), "without the lists, the pages differ")
+        // The open target's list as a zone on its ports; the closed target's list was h1, h3 of
+        // whom only h3 shares its group: one zone member on its port.
+        try zoned.addZoneMember(group: "lab", zone: "open-acl", FabricZoneMember(kind: .host, nqn: "h1"))
+        try zoned.addZoneMember(group: "lab", zone: "open-acl", FabricZoneMember(kind: .host, nqn: Access.nqn3))
+        try zoned.addZoneMember(
+            group: "lab",
+            zone: "open-acl",
+            FabricZoneMember(kind: .subsystem, nqn: Access.acl, transportAddress: "10.0.0.1")
+        )
+        #expect(Access.rows(zoned) != Access.rows(lists), "configured, not active: no effect")
+        zoned.activateZoning()
+        // The closed target's port is 10.0.1.1: the open-acl zone does not reach it.
+        #expect(Access.rows(zoned, target: "open") == Access.rows(lists, target: "open"))
+        try zoned.addZoneMember(group: "lab", zone: "closed-acl", FabricZoneMember(kind: .host, nqn: Access.nqn3))
+        try zoned.addZoneMember(
+            group: "lab",
+            zone: "closed-acl",
+            FabricZoneMember(
+                kind: .subsystem,
+                nqn: Access.acl,
+                transportAddress: "10.0.1.1",
+                transportServiceIdentifier: 4420
+            )
+        )
+        zoned.activateZoning()
+        #expect(Access.rows(zoned) == Access.rows(lists))
+        for host in ["h1", "h2", "h3"] {
+            #expect(try zoned.subsystems(visibleTo: host).restricted == lists.subsystems(visibleTo: host).restricted)
+        }
+        let rules = zoned.accessRules
+        #expect(
+            zoned.visibility(host: "h3", target: "closed", subsystem: Access.acl, rules: rules)
+                == "in zone lab/closed-acl"
+        )
+        // The target's own access list (what dem-em writes to nvmet) lets the zoned hosts in.
+        let open = try zoned.target("open")
+        let access = zoned.subsystemAccess(of: open, rules: rules).first { $0.subsystem.nqn == Access.acl }
+        #expect(access?.allowedHostNQNs == [Access.nqn1, Access.nqn3])
+    }
+
+    @Test("a zone reaches a host the lists and groups leave out, on the port it names only")
+    func zoneAddsToGroups() throws {
+        var fabric = try Access.fabric()
+        // h1 is not in g1, so closed's `any` is hidden from it; a zone gives it the one port.
+        try fabric.addZoneMember(group: "z", zone: "a", FabricZoneMember(kind: .host, nqn: Access.nqn1))
+        try fabric.addZoneMember(group: "z", zone: "a", FabricZoneMember(kind: .subsystem, nqn: Access.any))
+        fabric.activateZoning()
+        let closedAny = Access.rows(fabric, target: "closed").first { $0.nqn == Access.any }
+        #expect(closedAny?.allowed == [Access.nqn1, Access.nqn2, Access.nqn3])
+        #expect(
+            fabric.visibility(host: "h1", target: "closed", subsystem: Access.any, rules: fabric.accessRules)
+                == "in zone z/a"
+        )
+        // An entry for any host stays for any host.
+        #expect(Access.rows(fabric, target: "open").first { $0.nqn == Access.any }?.allowed == nil)
+        // The empty subsystem nobody may use stays out until a zone names it.
+        #expect(!Access.rows(fabric).contains { $0.nqn == Access.empty })
+        try fabric.addZoneMember(group: "z", zone: "a", FabricZoneMember(kind: .subsystem, nqn: Access.empty))
+        fabric.activateZoning()
+        #expect(Access.rows(fabric).filter { $0.nqn == Access.empty }.map(\.allowed) == [[Access.nqn1], [Access.nqn1]])
+    }
+
+    @Test("the dry run names per host what it gains and loses; activation changes exactly that")
+    func dryRun() throws {
+        var fabric = try Access.fabric()
+        try fabric.addZoneMember(group: "z", zone: "a", FabricZoneMember(kind: .host, nqn: "h2"))
+        try fabric.addZoneMember(group: "z", zone: "a", FabricZoneMember(kind: .subsystem, nqn: Access.acl))
+        let outsider = "nqn.2024-01.io.example:registered-only"
+        let changes = fabric.zoningChanges(otherHosts: [outsider])
+        #expect(changes.map(\.hostNQN) == [Access.nqn2])
+        #expect(changes.first?.host == "h2")
+        #expect(changes.first?.gained.map(\.target) == ["closed", "open", "open"])
+        #expect(changes.first?.lost == [])
+        var activated = fabric
+        activated.activateZoning()
+        #expect(activated.zoningChanges() == [], "nothing pending after activation")
+        // Deactivating: delete the zone, the dry run shows the loss.
+        try activated.deleteZone(group: "z", zone: "a")
+        #expect(activated.zoneGroups.isEmpty)
+        let undo = activated.zoningChanges()
+        #expect(undo.map(\.hostNQN) == [Access.nqn2])
+        #expect(undo.first?.lost.count == 3)
+        // An entry going from any host to some: every known host not kept loses it.
+        var restricted = try Access.fabric()
+        try restricted.updateSubsystem(target: "open", nqn: Access.any, .init(allowAnyHost: false))
+        let all = try Access.fabric().accessChanges(to: restricted, otherHosts: [outsider])
+        #expect(Set(all.map(\.hostNQN)) == [Access.nqn1, Access.nqn2, Access.nqn3, outsider])
+    }
+
+    @Test(
+        "bad members are refused with the field named; the configuration round-trips and a replacement names lost zone groups"
+    )
+    func badMembersAndRoundTrip() throws {
+        var fabric = try Access.fabric()
+        func refused(_ member: FabricZoneMember, _ field: String) {
+            var copy = fabric
+            let error = #expect(throws: ModelError.self) { try copy.addZoneMember(group: "z", zone: "a", member) }
+            #expect(error?.field == field, "\(member)")
+        }
+        refused(FabricZoneMember(kind: .host, nqn: "not an nqn"), "NQN")
+        refused(FabricZoneMember(kind: .host, nqn: Access.nqn1, transportAddress: "10.0.0.1"), "TRADDR")
+        refused(FabricZoneMember(kind: .subsystem, nqn: Access.any, transportServiceIdentifier: 4420), "TRSVCID")
+        refused(
+            FabricZoneMember(
+                kind: .subsystem,
+                nqn: Access.any,
+                transportAddress: "10.0.0.1",
+                transportServiceIdentifier: 70000
+            ),
+            "TRSVCID"
+        )
+        #expect(throws: ModelError.self) { try fabric.addZone(group: "z/x", zone: "a") }
+        #expect(throws: ModelError.self) {
+            try fabric.removeZoneMember(group: "z", zone: "a", kind: .host, nqn: Access.nqn1)
+        }
+        try fabric.addZone(group: "z", zone: "a")
+        #expect(throws: ModelError.self) { try fabric.addZone(group: "z", zone: "a") }
+        try fabric.addZoneMember(group: "z", zone: "a", FabricZoneMember(kind: .host, nqn: "h1"))
+        #expect(
+            try !fabric.addZoneMember(group: "z", zone: "a", FabricZoneMember(kind: .host, nqn: Access.nqn1)),
+            "the alias is its NQN"
+        )
+        fabric.activateZoning()
+        let data = try JSONEncoder().encode(fabric)
+        #expect(try JSONDecoder().decode(Fabric.self, from: data) == fabric)
+        let member =
+            #"{"Targets":[],"ZoneGroups":[{"Name":"z","Zones":[{"Name":"a","Members":[{"Type":"router","NQN":"nqn.2024-01.io.example:x"}]}]}]}"#
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(Fabric.self, from: Data(member.utf8)) }
+        // nvme-dem's configuration has no zoning: its export writes none.
+        let plain = String(decoding: try JSONEncoder().encode(try Access.fabric()), as: UTF8.self)
+        #expect(!plain.contains("Zone"))
+        let removed = FabricReplacement(old: fabric, new: try Access.fabric())
+        #expect(removed.zoneGroups == ["z"])
+        #expect(!removed.isEmpty)
+    }
+}

@@ -239,3 +239,108 @@ struct RegistrationTests {
         #expect(page.entries.map(\.subsystemType) == [.currentDiscovery])
     }
 }
+
+/// Zoning through the REST API: edit, dry run, activate; notices only to hosts whose page changed.
+@Suite("REST API: zoning")
+struct RESTZoningTests {
+    @Test(
+        "a zone edited, dry-run per host, activated: the zoned host's page lists the subsystem and only it is notified"
+    )
+    func zoneThenActivate() async throws {
+        let fixture = try await APIFixture.make()
+        let token = fixture.adminToken
+        let catalog = fixture.feed.catalog
+        let counts = CallCounter()
+        for nqn in [hostA, hostB] {
+            _ = catalog.controllerCreated(
+                DiscoveryHostContext(hostNQN: nqn, hostIdentifier: [], subsystemNQN: DEMCore.wellKnownDiscoveryNQN)
+            ) {
+                counts.add(nqn)
+            }
+        }
+        let restricted = "nqn.2024-01.io.example:zoned"
+        try await fixture.test { client in
+            try await client.call(.put, "/host", token: token, body: #"{"Alias":"h1","HOSTNQN":"\#(hostA)"}"#)
+            try await client.call(.put, "/host", token: token, body: #"{"Alias":"h2","HOSTNQN":"\#(hostB)"}"#)
+            try await client.call(.post, "/target/t1", token: token)
+            try await client.call(
+                .put,
+                "/target/t1/portid",
+                token: token,
+                body: #"{"PORTID":1,"TRTYPE":"tcp","ADRFAM":"ipv4","TRADDR":"10.0.0.1","TRSVCID":4420}"#
+            )
+            try await client.call(
+                .put,
+                "/target/t1/subsystem",
+                token: token,
+                body: #"{"SUBNQN":"\#(restricted)","AllowAnyHost":0}"#
+            )
+            fixture.feed.flush()
+            #expect(counts.snapshot.isEmpty)
+
+            let host = try await client.call(.put, "/zoning/lab/z1/host/h1", token: token)
+            #expect(host.status == .created, "\(host.body)")
+            let again = try await client.call(.put, "/zoning/lab/z1/host/\(hostA)", token: token)
+            #expect(again.status == .ok, "the alias is its NQN: already a member")
+            let subsystem = try await client.call(.put, "/zoning/lab/z1/subsystem/\(restricted)", token: token)
+            #expect(subsystem.status == .created, "\(subsystem.body)")
+            let zoning = try await client.call(.get, "/zoning", token: token)
+            #expect(zoning.json["Pending"] as? Bool == true)
+            fixture.feed.flush()
+            #expect(counts.snapshot.isEmpty, "configured, not active: no page changed")
+
+            let diff = try await client.call(.get, "/zoning/diff", token: token)
+            let hosts = diff.json["Hosts"] as? [[String: Any]] ?? []
+            #expect(hosts.map { $0["HOSTNQN"] as? String } == [hostA])
+            #expect(hosts.first?["Host"] as? String == "h1")
+            #expect((hosts.first?["Gained"] as? [[String: Any]])?.map { $0["SUBNQN"] as? String } == [restricted])
+
+            let activated = try await client.call(.post, "/zoning/activate", token: token)
+            #expect(activated.status == .ok)
+            fixture.feed.flush()
+            #expect(counts.snapshot == [hostA: 1], "only h1's page changed")
+            let page = try await client.call(.get, "/host/h1/logpage", token: token)
+            #expect(page.body.contains(restricted))
+            #expect(page.body.contains(#""reason":"in zone lab\/z1""#))
+            #expect(fixture.feed.catalog.discoveryLogPage(hostNQN: hostB).entries.count == 1)
+
+            // Bad edits name the field and change nothing.
+            let hostBody = try await client.call(
+                .put,
+                "/zoning/lab/z1/host/h2",
+                token: token,
+                body: #"{"TRADDR":"1.2.3.4"}"#
+            )
+            #expect(hostBody.status == .badRequest)
+            let lonePort = try await client.call(
+                .put,
+                "/zoning/lab/z1/subsystem/\(restricted)",
+                token: token,
+                body: #"{"TRSVCID":4420}"#
+            )
+            #expect(lonePort.status == .unprocessableContent)
+            #expect(lonePort.json["field"] as? String == "TRSVCID")
+            let unknown = try await client.call(
+                .put,
+                "/zoning/lab/z1/subsystem/\(restricted)",
+                token: token,
+                body: #"{"PORT":1}"#
+            )
+            #expect(unknown.status == .badRequest)
+            #expect(try await client.call(.delete, "/zoning/lab/z1/host/h2", token: token).status == .notFound)
+            #expect(try await client.call(.delete, "/zoning/lab/nope", token: token).status == .notFound)
+
+            // Deactivating: delete the zone and activate; h1 loses the entry and is notified again.
+            #expect(try await client.call(.delete, "/zoning/lab/z1", token: token).status == .noContent)
+            let undo = try await client.call(.post, "/zoning/activate", token: token)
+            let lost = (undo.json["Hosts"] as? [[String: Any]])?.first?["Lost"] as? [[String: Any]]
+            #expect(lost?.map { $0["SUBNQN"] as? String } == [restricted])
+            fixture.feed.flush()
+            #expect(counts.snapshot == [hostA: 2])
+            #expect(fixture.feed.catalog.discoveryLogPage(hostNQN: hostA).entries.count == 1)
+        }
+        // The active zoning is in the store.
+        let stored = try SQLiteFabricStore(path: fixture.directory + "/dem.sqlite").loadFabric()
+        #expect(stored == fixture.service.fabric)
+    }
+}

@@ -52,7 +52,7 @@ struct StoreTests {
                 "v1: targets, subsystems, hosts, groups, tokens", "v2: discovery generation counters reserved",
                 "v3: host DH-HMAC-CHAP keys", "v4: API tokens kept as SHA-256 hashes, with their last use",
                 "v5: API tokens with an expiry (join tokens)",
-                "v6: discovery registrations (TP8010)",
+                "v6: discovery registrations and zoning (TP8010)",
             ]
         )
         #expect(try store.integrityCheck() == "ok")

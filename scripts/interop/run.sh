@@ -6,7 +6,7 @@
 # this machine (127.0.0.1:8009, the guest's 10.0.2.2:8009); tshark decodes the traffic.
 #
 # Usage: scripts/interop/run.sh [SCENARIO...]     (default: every scenario)
-#   scenarios: bare discovery large-page connect-aen management endpoint inband autoconnect auth
+#   scenarios: bare discovery large-page connect-aen management registration endpoint inband autoconnect auth
 #              endpoint-auth rdma, and spdk when SPDK_DIR names a built SPDK tree
 #              (scripts/interop/scenarios/NAME.sh)
 # Env:
@@ -46,7 +46,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 export DEM_LAB_CACHE=${DEM_LAB_CACHE:-/tmp/dem-lab-cache}
 export DEM_LAB_LOGS=${DEM_LAB_LOGS:-/tmp/dem-lab-logs}
 # spdk: with SPDK_DIR naming a built SPDK tree (build/bin/nvmf_tgt, scripts/rpc.py)
-ALL_SCENARIOS="bare discovery large-page connect-aen management endpoint inband autoconnect auth endpoint-auth rdma${SPDK_DIR:+ spdk}"
+ALL_SCENARIOS="bare discovery large-page connect-aen management registration endpoint inband autoconnect auth endpoint-auth rdma${SPDK_DIR:+ spdk}"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 RUN=$DEM_LAB_LOGS/interop-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RUN" "$DEM_LAB_CACHE"

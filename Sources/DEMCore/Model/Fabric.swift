@@ -9,11 +9,18 @@ public struct Fabric: Codable, Sendable, Hashable {
     public private(set) var targets: [FabricTarget]
     public private(set) var hosts: [FabricHost]
     public private(set) var groups: [FabricGroup]
+    /// The configured zoning database (TP8010): edited, then activated.
+    public internal(set) var zoneGroups: [FabricZoneGroup]
+    /// The active zoning database: what the discovery pages follow, beside the access lists and
+    /// groups.
+    public internal(set) var activeZoneGroups: [FabricZoneGroup]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case targets = "Targets"
         case hosts = "Hosts"
         case groups = "Groups"
+        case zoneGroups = "ZoneGroups"
+        case activeZoneGroups = "ActiveZoneGroups"
     }
 
     /// An empty fabric.
@@ -21,10 +28,28 @@ public struct Fabric: Codable, Sendable, Hashable {
         targets = []
         hosts = []
         groups = []
+        zoneGroups = []
+        activeZoneGroups = []
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(targets, forKey: .targets)
+        try c.encode(hosts, forKey: .hosts)
+        try c.encode(groups, forKey: .groups)
+        // nvme-dem's configuration has no zoning: written only when there is some.
+        if !zoneGroups.isEmpty { try c.encode(zoneGroups, forKey: .zoneGroups) }
+        if !activeZoneGroups.isEmpty { try c.encode(activeZoneGroups, forKey: .activeZoneGroups) }
     }
 
     /// A fabric from its parts, checked as a whole (an import).
-    public init(targets: [FabricTarget], hosts: [FabricHost], groups: [FabricGroup]) throws(ModelError) {
+    public init(
+        targets: [FabricTarget],
+        hosts: [FabricHost],
+        groups: [FabricGroup],
+        zoneGroups: [FabricZoneGroup] = [],
+        activeZoneGroups: [FabricZoneGroup] = []
+    ) throws(ModelError) {
         var fabric = Fabric()
         for (index, host) in hosts.enumerated() {
             do { try fabric.addHost(host) } catch { throw error.prefixed("Hosts[\(index)].") }
@@ -47,12 +72,20 @@ public struct Fabric: Codable, Sendable, Hashable {
                 }
             } catch { throw error.prefixed("Groups[\(index)].") }
         }
+        fabric.zoneGroups = try fabric.checkedZoning(zoneGroups, field: "ZoneGroups")
+        fabric.activeZoneGroups = try fabric.checkedZoning(activeZoneGroups, field: "ActiveZoneGroups")
         self = fabric
     }
 
     /// A fabric read back from dem's own store, which only ever holds checked models: taken as
     /// it is (sorted), so that a start never fails on a rule added later.
-    public init(stored targets: [FabricTarget], hosts: [FabricHost], groups: [FabricGroup]) {
+    public init(
+        stored targets: [FabricTarget],
+        hosts: [FabricHost],
+        groups: [FabricGroup],
+        zoneGroups: [FabricZoneGroup] = [],
+        activeZoneGroups: [FabricZoneGroup] = []
+    ) {
         self.targets = targets.sorted { $0.alias < $1.alias }
         for t in self.targets.indices {
             self.targets[t].ports.sort { $0.portID < $1.portID }
@@ -60,6 +93,8 @@ public struct Fabric: Codable, Sendable, Hashable {
         }
         self.hosts = hosts.sorted { $0.alias < $1.alias }
         self.groups = groups.sorted { $0.name < $1.name }
+        self.zoneGroups = zoneGroups.sorted { $0.name < $1.name }
+        self.activeZoneGroups = activeZoneGroups.sorted { $0.name < $1.name }
     }
 
     public init(from decoder: any Decoder) throws {
@@ -67,7 +102,9 @@ public struct Fabric: Codable, Sendable, Hashable {
         try self.init(
             targets: c.decodeIfPresent([FabricTarget].self, forKey: .targets) ?? [],
             hosts: c.decodeIfPresent([FabricHost].self, forKey: .hosts) ?? [],
-            groups: c.decodeIfPresent([FabricGroup].self, forKey: .groups) ?? []
+            groups: c.decodeIfPresent([FabricGroup].self, forKey: .groups) ?? [],
+            zoneGroups: c.decodeIfPresent([FabricZoneGroup].self, forKey: .zoneGroups) ?? [],
+            activeZoneGroups: c.decodeIfPresent([FabricZoneGroup].self, forKey: .activeZoneGroups) ?? []
         )
     }
 

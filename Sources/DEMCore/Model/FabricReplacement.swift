@@ -1,17 +1,20 @@
 /// What replacing the whole model (`PUT /dem/config`, `dem import`) removes: the targets,
-/// subsystems, hosts and groups of the old model the new one does not have.
+/// subsystems, hosts, groups and zone groups of the old model the new one does not have.
 public struct FabricReplacement: Sendable, Hashable, Encodable {
     public var targets: [String]
     /// `target/nqn` of subsystems removed from targets that stay.
     public var subsystems: [String]
     public var hosts: [String]
     public var groups: [String]
+    /// Zone groups of the configured or the active zoning database.
+    public var zoneGroups: [String]
 
     enum CodingKeys: String, CodingKey {
         case targets = "Targets"
         case subsystems = "Subsystems"
         case hosts = "Hosts"
         case groups = "Groups"
+        case zoneGroups = "ZoneGroups"
     }
 
     public init(old: Fabric, new: Fabric) {
@@ -26,10 +29,14 @@ public struct FabricReplacement: Sendable, Hashable, Encodable {
         hosts = old.hosts.map(\.alias).filter { !newHosts.contains($0) }
         let newGroups = Set(new.groups.map(\.name))
         groups = old.groups.map(\.name).filter { !newGroups.contains($0) }
+        let newZoneGroups = Set((new.zoneGroups + new.activeZoneGroups).map(\.name))
+        zoneGroups = Set((old.zoneGroups + old.activeZoneGroups).map(\.name)).subtracting(newZoneGroups).sorted()
     }
 
     /// Whether nothing is removed.
-    public var isEmpty: Bool { targets.isEmpty && subsystems.isEmpty && hosts.isEmpty && groups.isEmpty }
+    public var isEmpty: Bool {
+        targets.isEmpty && subsystems.isEmpty && hosts.isEmpty && groups.isEmpty && zoneGroups.isEmpty
+    }
 
     /// One line, such as `2 targets (t1, t2), 197 hosts (h1, h2, h3, …), 1 group (g)`.
     public var summary: String {
@@ -41,6 +48,7 @@ public struct FabricReplacement: Sendable, Hashable, Encodable {
         return [
             part(targets, "target", "targets"), part(subsystems, "subsystem", "subsystems"),
             part(hosts, "host", "hosts"), part(groups, "group", "groups"),
+            part(zoneGroups, "zone group", "zone groups"),
         ].compactMap { $0 }.joined(separator: ", ")
     }
 

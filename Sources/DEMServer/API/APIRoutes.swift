@@ -81,6 +81,7 @@ public struct APIRoutes: Sendable {
         addHostRoutes(router)
         addGroupRoutes(router)
         addRegistrationRoutes(router)
+        addZoningRoutes(router)
         return router
     }
 

@@ -173,8 +173,15 @@ public final class SQLiteFabricStore: FabricStore {
         migrator.registerMigration("v5: API tokens with an expiry (join tokens)") { db in
             try db.execute(sql: "ALTER TABLE api_token ADD COLUMN expires REAL")
         }
-        migrator.registerMigration("v6: discovery registrations (TP8010)") { db in
-            try db.execute(sql: "CREATE TABLE registration (nqn TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);")
+        migrator.registerMigration("v6: discovery registrations and zoning (TP8010)") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE registration (nqn TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);
+                    CREATE TABLE zone_group (
+                        active INTEGER NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
+                        PRIMARY KEY (active, name));
+                    """
+            )
         }
         return migrator
     }
@@ -260,7 +267,20 @@ public final class SQLiteFabricStore: FabricStore {
             let groups = try String.fetchAll(db, sql: "SELECT body FROM fabric_group").map {
                 try decoder.decode(FabricGroup.self, from: Data($0.utf8))
             }
-            return Fabric(stored: targets, hosts: hosts, groups: groups)
+            var zoning: [Bool: [FabricZoneGroup]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT active, body FROM zone_group") {
+                let body: String = row["body"]
+                zoning[row["active"] as Bool, default: []].append(
+                    try decoder.decode(FabricZoneGroup.self, from: Data(body.utf8))
+                )
+            }
+            return Fabric(
+                stored: targets,
+                hosts: hosts,
+                groups: groups,
+                zoneGroups: zoning[false] ?? [],
+                activeZoneGroups: zoning[true] ?? []
+            )
         }
     }
 
@@ -312,6 +332,21 @@ public final class SQLiteFabricStore: FabricStore {
                 )
             } removed: { group in
                 try db.execute(sql: "DELETE FROM fabric_group WHERE name = ?", arguments: [group.name])
+            }
+            for (active, old, new) in [
+                (false, old.zoneGroups, new.zoneGroups), (true, old.activeZoneGroups, new.activeZoneGroups),
+            ] {
+                try Self.diff(old, new, key: \.name) { _, group in
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO zone_group (active, name, body) VALUES (?, ?, ?)",
+                        arguments: [active, group.name, try json(group)]
+                    )
+                } removed: { group in
+                    try db.execute(
+                        sql: "DELETE FROM zone_group WHERE active = ? AND name = ?",
+                        arguments: [active, group.name]
+                    )
+                }
             }
         }
     }

@@ -205,6 +205,15 @@ dem_cli() {
     [ $rc = 0 ] || echo "  -> exit status $rc" >> "$OUT/dem-cli.log"
     return $rc
 }
+# step_result NAME TAG : the host step TAG (dem-cli commands run while the guest waited) succeeded
+step_result() {
+    local rc
+    rc=$(sed -n "s/^hoststep $2 rc=\([0-9]*\).*/\1/p" "$OUT/guest/timings" 2>/dev/null | head -n 1)
+    if [ "$rc" = 0 ]; then record PASS "$1"
+    elif [ -z "$rc" ]; then record FAIL "$1" "the guest never asked for host step '$2'"
+    else record FAIL "$1" "rc=$rc: $(tail -n 2 "$OUT/guest/host-$2.log" 2>/dev/null | tr '\n' ' ')"; fi
+}
+
 # dem_cli_cmd ARGS... : the same dem_cli call as a shell command (for run-guest.sh -H TAG=CMD;
 # its output goes to the host step's log)
 dem_cli_cmd() {

@@ -83,15 +83,6 @@ api_401() {
     if [ "$code" = 401 ]; then record PASS "$name"
     else record FAIL "$name" "GET /target answered ${code:-nothing} (want 401): $(head -c 200 "$OUT/$name.body" 2>/dev/null)"; fi
 }
-# step_result NAME TAG : the host step TAG (dem-cli commands run while the guest waited) succeeded
-step_result() {
-    local rc
-    rc=$(sed -n "s/^hoststep $2 rc=\([0-9]*\).*/\1/p" "$OUT/guest/timings" 2>/dev/null | head -n 1)
-    if [ "$rc" = 0 ]; then record PASS "$1"
-    elif [ -z "$rc" ]; then record FAIL "$1" "the guest never asked for host step '$2'"
-    else record FAIL "$1" "rc=$rc: $(tail -n 2 "$OUT/guest/host-$2.log" 2>/dev/null | tr '\n' ' ')"; fi
-}
-
 capture_start
 if [ -z "${DEMCLI_BIN:-}" ] || [ ! -x "$DEMCLI_BIN" ]; then
     record FAIL cli-configure "DEMCLI_BIN is not an executable: '${DEMCLI_BIN:-}' (run.sh builds it)"
