@@ -80,6 +80,13 @@ public struct DiscoveryFlags: ParsableArguments {
     )
     public var backoffCap: Int = 60
 
+    @Flag(
+        name: .customLong("mdns"),
+        help:
+            "Also find discovery controllers by multicast DNS (_nvme-disc._tcp, TP8009) and follow them; the default when no controller is configured."
+    )
+    public var mdns = false
+
     @OptionGroup public var logging: LoggingOptions
 
     @Flag(
@@ -124,7 +131,11 @@ public struct DiscoveryFlags: ParsableArguments {
         guard (1...3600).contains(backoffCap) else { throw ValidationError("--backoff-cap must be 1...3600 seconds") }
     }
 
-    /// The controllers of -a and of the discovery configuration file, without repeats.
+    /// Whether to browse multicast DNS for controllers: --mdns, or none configured.
+    public func browsesMDNS(_ controllers: [DiscoveryControllerAddress]) -> Bool { mdns || controllers.isEmpty }
+
+    /// The controllers of -a and of the discovery configuration file, without repeats (none:
+    /// they are found by multicast DNS).
     public func controllers() throws -> [DiscoveryControllerAddress] {
         var result = addresses.map {
             DiscoveryControllerAddress(
@@ -140,13 +151,7 @@ public struct DiscoveryFlags: ParsableArguments {
             throw ValidationError("\(error)")
         }
         var seen = Set<DiscoveryControllerKey>()
-        result = result.filter { seen.insert($0.key).inserted }
-        guard !result.isEmpty else {
-            throw ValidationError(
-                "no discovery controller: give -a ADDRESS, or list controllers in \(discoveryConfiguration)"
-            )
-        }
-        return result
+        return result.filter { seen.insert($0.key).inserted }
     }
 
     public func identity() throws -> HostIdentity {

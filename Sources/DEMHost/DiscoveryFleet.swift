@@ -18,6 +18,8 @@ public final class DiscoveryFleet: Sendable {
         var referrals: DiscoveryReferralSet
         var watchers: [DiscoveryControllerKey: (watcher: DiscoveryWatcher, task: Task<Void, Never>)] = [:]
         var stopped = false
+        /// The controllers mDNS found (``setDiscovered(_:)``).
+        var discovered: [DiscoveryControllerAddress] = []
     }
 
     public let reports: AsyncStream<Report>
@@ -101,14 +103,41 @@ public final class DiscoveryFleet: Sendable {
         continuation.yield(Report(controller: address, report: report))
         guard followReferrals, case .page(let entries, _) = report else { return }
         let change = state.withLock { state in state.referrals.pageRead(from: address, entries: entries) }
+        apply(change, why: "a referral from \(address)")
+    }
+
+    /// The controllers multicast DNS finds now (TP8009): watched like configured ones; one no
+    /// longer found (gone, or moved to another address) stops being watched, and what it listed
+    /// is reported as an empty page.
+    public func setDiscovered(_ addresses: [DiscoveryControllerAddress]) {
+        let change = state.withLock { state -> DiscoveryReferralSet.Change in
+            var change = DiscoveryReferralSet.Change()
+            let keys = Set(addresses.map(\.key))
+            for old in state.discovered where !keys.contains(old.key) {
+                let step = state.referrals.removeConfigured(old)
+                change.added += step.added
+                change.removed += step.removed
+            }
+            for new in addresses {
+                let step = state.referrals.addConfigured(new)
+                change.added += step.added
+                change.removed += step.removed
+            }
+            state.discovered = addresses
+            return change
+        }
+        apply(change, why: "mDNS")
+    }
+
+    private func apply(_ change: DiscoveryReferralSet.Change, why: String) {
         for added in change.added {
-            logger.notice("following a referral", metadata: ["nvme.dc": "\(added)", "from": "\(address)"])
+            logger.notice("watching a discovery controller", metadata: ["nvme.dc": "\(added)", "found by": "\(why)"])
             startWatcher(added)
         }
         for removed in change.removed {
             let entry = state.withLock { $0.watchers.removeValue(forKey: removed.key) }
             entry?.watcher.stop()
-            logger.notice("referral gone; no longer watched", metadata: ["nvme.dc": "\(removed)"])
+            logger.notice("discovery controller gone; no longer watched", metadata: ["nvme.dc": "\(removed)"])
             // What it listed is no longer known: an empty page stands for it.
             continuation.yield(Report(controller: removed, report: .page(entries: [], generation: 0)))
         }

@@ -69,6 +69,9 @@ public struct DEMOptions: Sendable {
     public var apiTransport: APITransport = .plain
     /// More names dem's certificate is for (`--tls-name`), beside those it listens on.
     public var tlsNames: [String] = []
+    /// Whether dem advertises its discovery controller over multicast DNS (TP8009) on the
+    /// non-loopback IPv4 interfaces its listeners serve.
+    public var mdns = true
 
     /// Plain HTTP or TLS, and with which certificate.
     public enum APITransport: Sendable, Equatable {
@@ -454,9 +457,26 @@ public struct DEMApplication: Sendable {
             ]
             if let watcher { services.append(watcher) }
             if let authority = tls.authority { services.append(CertificateMaintenance(authority: authority)) }
+            var configurations = services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
+            if options.mdns {
+                let tcp = options.addresses + options.moreListeners.filter { $0.transport == .tcp }.map(\.address)
+                // mDNS is an extra: its end (nothing to advertise on) does not end dem.
+                configurations.append(
+                    ServiceGroupConfiguration.ServiceConfiguration(
+                        service: MDNSResponderService(
+                            listenAddresses: tcp,
+                            port: listeners.boundAddresses.first?.port ?? options.port,
+                            nqn: options.uniqueNQN,
+                            logger: logger
+                        ),
+                        successTerminationBehavior: .ignore,
+                        failureTerminationBehavior: .ignore
+                    )
+                )
+            }
             let serviceGroup = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
-                    services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                    services: configurations,
                     gracefulShutdownSignals: signals,
                     logger: logger
                 )

@@ -130,12 +130,15 @@ struct DEMAC: AsyncParsableCommand {
             "dem-ac started",
             metadata: [
                 "controllers": "\(controllers.map(\.description).joined(separator: " "))",
+                "mdns": "\(discovery.browsesMDNS(controllers))",
                 "hostnqn": "\(identity.hostNQN.value)", "disconnect": "\(disconnect)",
             ]
         )
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: AutoConnectService(autoConnect: autoConnect, fleet: fleet))],
+                services: [.init(service: AutoConnectService(autoConnect: autoConnect, fleet: fleet))]
+                    + (discovery.browsesMDNS(controllers)
+                        ? [.init(service: MDNSFollowService(fleet: fleet, browser: MDNSBrowser(logger: logger)))] : []),
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

@@ -44,6 +44,11 @@ struct DEMDM: AsyncParsableCommand {
         let controllers = try discovery.controllers()
         let identity = try discovery.identity()
         if once {
+            guard !controllers.isEmpty else {
+                throw ValidationError(
+                    "no discovery controller: give -a ADDRESS, or list controllers in \(discovery.discoveryConfiguration) (--once does not browse mDNS)"
+                )
+            }
             throw ExitCode(await Self.printOnce(controllers, identity: identity, json: json))
         }
         let fleet = DiscoveryFleet(
@@ -55,7 +60,9 @@ struct DEMDM: AsyncParsableCommand {
         )
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: MonitorService(fleet: fleet, json: json))],
+                services: [.init(service: MonitorService(fleet: fleet, json: json))]
+                    + (discovery.browsesMDNS(controllers)
+                        ? [.init(service: MDNSFollowService(fleet: fleet, browser: MDNSBrowser(logger: logger)))] : []),
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

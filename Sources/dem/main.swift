@@ -171,6 +171,13 @@ struct ServeFlags: ParsableArguments {
     var tlsNames: [String] = []
 
     @Flag(
+        name: .customLong("no-mdns"),
+        help:
+            "Do not advertise the discovery controller over multicast DNS (by default dem announces _nvme-disc._tcp with the _cdc subtype on the non-loopback IPv4 interfaces it listens on)."
+    )
+    var noMDNS = false
+
+    @Flag(
         name: .customLong("insecure-http"),
         help:
             "Serve the REST API in plain HTTP instead of TLS; on a non-loopback --api-address tokens cross the network in the clear (a warning is logged)."
@@ -338,6 +345,7 @@ struct ServeFlags: ParsableArguments {
         options.httpTimeout = .milliseconds(Int64(httpTimeout * 1000))
         options.apiTransport = apiTransport
         options.tlsNames = tlsNames
+        options.mdns = !noMDNS
         if insecureHTTP && !FabricPKI.isLoopback(apiAddress) {
             logger.warning(
                 "the REST API serves plain HTTP on a network address (--insecure-http): tokens and the fabric credential cross the network in the clear",
