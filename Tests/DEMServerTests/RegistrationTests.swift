@@ -219,13 +219,17 @@ struct RegistrationTests {
                 body: #"{"Alias":"lurker"}"#
             )
             #expect(lurk.status == .created, "\(lurk.body)")
-            // A DDC becomes a locally managed target whose port is its discovery controller.
+            // A DDC becomes a locally managed target whose discovery controller is where it
+            // registered; it has no NVM port until dem reads its page.
             let target = try await client.call(.post, "/registration/t9/adopt", token: token)
             #expect(target.status == .created, "\(target.body)")
             let t9 = try #require(try fixture.service.fabric.target("t9"))
             #expect(t9.managementMode == .local)
-            #expect(t9.ports.map(\.transportAddress) == ["10.0.0.9"])
-            #expect(t9.ports.map(\.transportServiceIdentifier) == [8009])
+            #expect(t9.interface?.transportAddress == "10.0.0.9")
+            #expect(t9.interface?.transportServiceIdentifier == 8009)
+            #expect(t9.ports.isEmpty)
+            let ddcView = try await client.call(.get, "/registration/t9", token: token)
+            #expect(ddcView.json["Adopted"] as? String == "t9")
             // Unknown names, bad bodies, read-only tokens.
             #expect(try await client.call(.post, "/registration/nobody/adopt", token: token).status == .notFound)
             let bad = try await client.call(.post, "/registration/guest/adopt", token: token, body: #"{"Alais":"x"}"#)

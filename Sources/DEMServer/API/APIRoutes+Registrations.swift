@@ -122,45 +122,42 @@ extension APIRoutes {
     private func adopted(_ registration: DiscoveryRegistration, _ fabric: Fabric) -> String? {
         if registration.entityType == DiscoveryEntityType.directDiscoveryController.name {
             return fabric.targets.first { target in
-                target.managementMode == .local
-                    && target.ports.contains { port in
-                        registration.addresses.contains {
-                            $0.address == port.transportAddress && $0.service == String(port.transportServiceIdentifier)
-                        }
-                    }
+                guard target.managementMode == .local, let interface = target.interface else { return false }
+                return registration.addresses.contains {
+                    $0.address == interface.transportAddress
+                        && Int($0.service) ?? DEMCore.discoveryPort == interface.transportServiceIdentifier
+                }
             }?.alias
         }
         return fabric.hosts.first { $0.nqn == registration.nqn }?.alias
     }
 
-    /// A host with the registration's NQN and host ID; for a DDC, a locally managed target
-    /// whose ports are the addresses it registered (dem reads its discovery controller there).
+    /// A host with the registration's NQN and host ID; for a DDC, a locally managed target whose
+    /// discovery controller is where it registered (dem reads its page there, as
+    /// `dem-cli set local ALIAS TRTYPE ADRFAM TRADDR TRSVCID` makes it).
     private func adopt(_ registration: DiscoveryRegistration, alias: String?) async throws -> Response {
         let alias = alias ?? registration.suggestedAlias
         switch registration.entityType {
         case DiscoveryEntityType.host.name:
             return try await createHost(FabricHost(alias: alias, nqn: registration.nqn, hostID: registration.hostID))
         case DiscoveryEntityType.directDiscoveryController.name:
-            let ports = registration.addresses.filter { $0.transport == "tcp" || $0.transport == "rdma" }
-            guard !ports.isEmpty else {
+            guard let address = registration.addresses.first(where: { $0.transport == "tcp" && !$0.address.isEmpty })
+            else {
                 throw APIError(
                     .unprocessableContent,
                     field: "Addresses",
-                    "DDC \(registration.nqn) registered no TCP or RDMA address where dem could read its discovery log"
+                    "DDC \(registration.nqn) registered no TCP address where dem could read its discovery log"
                 )
             }
             let target = FabricTarget(
                 alias: alias,
                 managementMode: .local,
-                ports: ports.enumerated().map { index, address in
-                    FabricPort(
-                        portID: index + 1,
-                        transportType: address.transport,
-                        addressFamily: address.family,
-                        transportAddress: address.address,
-                        transportServiceIdentifier: Int(address.service) ?? 8009
-                    )
-                }
+                interface: ManagementInterface(
+                    transportType: "tcp",
+                    addressFamily: address.family == "ipv6" ? "ipv6" : "ipv4",
+                    transportAddress: address.address,
+                    transportServiceIdentifier: Int(address.service) ?? DEMCore.discoveryPort
+                )
             )
             let path = Self.path("target", alias)
             try await change(.created, path) { fabric throws(ModelError) in try fabric.addTarget(target) }
