@@ -223,7 +223,7 @@ struct RegistrationTests {
             // registered; it has no NVM port until dem reads its page.
             let target = try await client.call(.post, "/registration/t9/adopt", token: token)
             #expect(target.status == .created, "\(target.body)")
-            let t9 = try #require(try fixture.service.fabric.target("t9"))
+            let t9 = try fixture.service.fabric.target("t9")
             #expect(t9.managementMode == .local)
             #expect(t9.interface?.transportAddress == "10.0.0.9")
             #expect(t9.interface?.transportServiceIdentifier == 8009)
