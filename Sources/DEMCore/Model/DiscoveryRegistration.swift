@@ -100,7 +100,7 @@ public struct DiscoveryRegistration: Codable, Sendable, Hashable {
         self.init(
             nqn: information.entityIdentifier,
             entityType: information.entityType.name,
-            hostID: hostID.flatMap(Self.uuidText),
+            hostID: hostID.flatMap(uuidText),
             name: information.entityName,
             version: information.entityVersion,
             symbolicName: information.entries.lazy.compactMap(\.symbolicName).first { !$0.isEmpty },
@@ -136,22 +136,6 @@ public struct DiscoveryRegistration: Codable, Sendable, Hashable {
             }
         )
         return String(cleaned.prefix(64))
-    }
-
-    static func uuidText(_ bytes: [UInt8]) -> String? {
-        guard bytes.count == 16 else { return nil }
-        let hex = bytes.map { String(format: "%02x", $0) }.joined()
-        let parts = [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { range in
-            String(
-                hex[
-                    hex.index(
-                        hex.startIndex,
-                        offsetBy: range.lowerBound
-                    )..<hex.index(hex.startIndex, offsetBy: range.upperBound)
-                ]
-            )
-        }
-        return parts.joined(separator: "-")
     }
 
     /// `192.0.2.1` from `192.0.2.1:4420`, `fe80::1` from `fe80::1:4420` or `[fe80::1]:4420` (the
@@ -210,7 +194,7 @@ public struct SeenHost: Codable, Sendable, Hashable {
         nqn = host.hostNQN
         hostID =
             host.hostIdentifier.contains(where: { $0 != 0 })
-            ? DiscoveryRegistration.uuidText(host.hostIdentifier) : nil
+            ? uuidText(host.hostIdentifier) : nil
         from = host.remoteAddress.map(DiscoveryRegistration.addressOnly)
         lastSeen = now
     }

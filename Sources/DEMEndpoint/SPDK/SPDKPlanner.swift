@@ -417,18 +417,7 @@ public enum SPDKPlanner {
         var bytes = Array(SHA256.hash(data: Array("DEM namespace\0\(nqn)\0\(namespace.namespaceID)".utf8)).prefix(16))
         bytes[6] = (bytes[6] & 0x0F) | 0x80  // version 8: name-based, own hash (RFC 9562)
         bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 9562 variant
-        let hex = bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-        let parts = [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { range in
-            String(
-                hex[
-                    hex.index(
-                        hex.startIndex,
-                        offsetBy: range.lowerBound
-                    )..<hex.index(hex.startIndex, offsetBy: range.upperBound)
-                ]
-            )
-        }
-        return parts.joined(separator: "-")
+        return uuidText(bytes)!
     }
 
     /// The namespace's NGUID: the desired one, or the UUID's 16 bytes (SPDK would take the

@@ -14,39 +14,25 @@ struct AdoptBody: RequestFields {
     static let fieldNames = names(CodingKeys.self)
 }
 
-/// A registration as `GET /registration` shows it: with the host or target that has its NQN.
-struct RegistrationView: Encodable {
-    var registration: DiscoveryRegistration
-    /// The host (or, for a DDC, the target) adopted from it, if any.
+/// A registration, or a host seen, as `GET /registration` shows it: with the host (or, for a
+/// DDC, the target) adopted from it, if any.
+struct AdoptedView<Item: Encodable>: Encodable {
+    var item: Item
     var adopted: String?
 
     enum CodingKeys: String, CodingKey { case adopted = "Adopted" }
 
     func encode(to encoder: any Encoder) throws {
-        try registration.encode(to: encoder)
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encodeIfPresent(adopted, forKey: .adopted)
-    }
-}
-
-/// A host seen but not registered, with the host alias that has its NQN.
-struct SeenHostView: Encodable {
-    var seen: SeenHost
-    var adopted: String?
-
-    enum CodingKeys: String, CodingKey { case adopted = "Adopted" }
-
-    func encode(to encoder: any Encoder) throws {
-        try seen.encode(to: encoder)
+        try item.encode(to: encoder)
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encodeIfPresent(adopted, forKey: .adopted)
     }
 }
 
 struct RegistrationsView: Encodable {
-    var Registrations: [RegistrationView]
+    var Registrations: [AdoptedView<DiscoveryRegistration>]
     /// Hosts that connected since dem started and have not registered.
-    var Seen: [SeenHostView]
+    var Seen: [AdoptedView<SeenHost>]
 }
 
 extension APIRoutes {
@@ -58,10 +44,10 @@ extension APIRoutes {
             return try APIResponse.json(
                 RegistrationsView(
                     Registrations: registrations.map {
-                        RegistrationView(registration: $0, adopted: adopted($0, fabric))
+                        AdoptedView(item: $0, adopted: adopted($0, fabric))
                     },
                     Seen: service.seenHosts.filter { !registered.contains($0.nqn) }.map { seen in
-                        SeenHostView(seen: seen, adopted: fabric.hosts.first { $0.nqn == seen.nqn }?.alias)
+                        AdoptedView(item: seen, adopted: fabric.hosts.first { $0.nqn == seen.nqn }?.alias)
                     }
                 )
             )
@@ -69,7 +55,7 @@ extension APIRoutes {
         router.get("/registration/:r") { _, context in
             let registration = try lookUp(try context.parameters.decoded("r"))
             return try APIResponse.json(
-                RegistrationView(registration: registration, adopted: adopted(registration, service.fabric))
+                AdoptedView(item: registration, adopted: adopted(registration, service.fabric))
             )
         }
         router.delete("/registration/:r") { _, context in
