@@ -8,7 +8,7 @@ import Hummingbird
 /// Every error the API answers with goes through here, so status codes are decided in one place:
 /// a malformed body is 400, no or bad credentials 401, a read-only token writing 403, a resource
 /// that does not exist 404, one that exists already 409, a body too large 413, a value the
-/// model refuses 422, a store failure 500, a target that answers wrongly 502 or not in time
+/// model refuses 422, a store that cannot record the change 503, a target that answers wrongly 502 or not in time
 /// 504.
 public struct APIError: HTTPResponseError, Sendable {
     public var status: HTTPResponse.Status

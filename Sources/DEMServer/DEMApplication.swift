@@ -72,6 +72,9 @@ public struct DEMOptions: Sendable {
     /// Whether dem advertises its discovery controller over multicast DNS (TP8009) on the
     /// non-loopback IPv4 interfaces its listeners serve.
     public var mdns = true
+    /// The PostgreSQL store that dem replicas share (`--store`); nil: SQLite in the data
+    /// directory.
+    public var postgres: PostgresLocation?
 
     /// Plain HTTP or TLS, and with which certificate.
     public enum APITransport: Sendable, Equatable {
@@ -174,6 +177,18 @@ struct EventStreamCloser: Service {
     }
 }
 
+/// Takes in what other dem replicas write to the shared PostgreSQL store, until shutdown.
+struct StoreWatchService: Service {
+    let store: PostgresFabricStore
+    let service: FabricService
+
+    func run() async throws {
+        let stop = service.follow(store)
+        try? await gracefulShutdown()
+        stop()
+    }
+}
+
 /// dem assembled: the catalog, the bound listeners and the service group that runs them.
 public struct DEMApplication: Sendable {
     /// Every host's view.
@@ -271,8 +286,18 @@ public struct DEMApplication: Sendable {
             throw DEMStartError(error.description)
         }
         // Checked before anything is written to it: a damaged store is refused.
-        let store = try SQLiteFabricStore(path: options.dataDirectory + "/dem.sqlite")
-        chmod(options.dataDirectory + "/dem.sqlite", 0o600)
+        let store: any FabricStore
+        if let location = options.postgres {
+            do {
+                store = try PostgresFabricStore(location)
+            } catch {
+                throw DEMStartError("\(error)")
+            }
+            logger.notice("store: PostgreSQL, shared with the other dem replicas", metadata: ["url": "\(location)"])
+        } else {
+            store = try SQLiteFabricStore(path: options.dataDirectory + "/dem.sqlite")
+            chmod(options.dataDirectory + "/dem.sqlite", 0o600)
+        }
         // GENCTR grows across restarts: the store reserves the counters before any is served.
         try catalog.reserveGenerations(using: { try store.reserveGenerations($0) }, logger: logger)
         // The listeners are bound before anything that needs shutting down is made, so a port in
@@ -456,6 +481,9 @@ public struct DEMApplication: Sendable {
                 TargetMonitorService(monitor: targetMonitor),
             ]
             if let watcher { services.append(watcher) }
+            if let shared = store as? PostgresFabricStore {
+                services.append(StoreWatchService(store: shared, service: service))
+            }
             if let authority = tls.authority { services.append(CertificateMaintenance(authority: authority)) }
             var configurations = services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
             if options.mdns {

@@ -381,35 +381,149 @@ public final class FabricService: Sendable {
         path: String,
         _ change: (inout Fabric) throws(ModelError) -> Result
     ) -> Swift.Result<Result, ChangeError> {
+        // Another dem replica may have written since this one read the model: its change is
+        // taken in and this one made again on top of it (checked against what it lands on).
+        // Each conflict means another replica's change landed, so the fabric moves on; the
+        // bound only stops a replica that cannot read the store.
+        var attempts = 0
+        while true {
+            let old = fabric
+            var new = old
+            let result: Result
+            do {
+                result = try change(&new)
+            } catch {
+                return .failure(.model(error))
+            }
+            guard new != old else { return .success(result) }
+            do {
+                try store.commit(from: old, to: new)
+            } catch let conflict as FabricStoreConflict where attempts < 100 {
+                attempts += 1
+                logger.info(
+                    "the model changed on another replica; the change is made again on it",
+                    metadata: ["path": "\(path)", "revision": "\(conflict.storedRevision)"]
+                )
+                guard takeInStoredFabric() else { return .failure(.store("\(conflict)")) }
+                continue
+            } catch {
+                logger.error(
+                    "store commit failed; the change is refused",
+                    metadata: ["error": "\(error)", "path": "\(path)"]
+                )
+                return .failure(.store("\(error)"))
+            }
+            let event: ChangeEvent = state.withLock { state in
+                state.fabric = new
+                state.sequence += 1
+                let event = ChangeEvent(sequence: state.sequence, action: action, path: path, time: Date())
+                for subscriber in state.subscribers.values { subscriber.yield(event) }
+                return event
+            }
+            logger.info("fabric changed", metadata: ["action": "\(event.action.rawValue)", "path": "\(path)"])
+            if new.hosts != old.hosts { hostsChanged(from: old, to: new) }
+            published(new)
+            return .success(result)
+        }
+    }
+
+    // MARK: Other replicas
+
+    /// Takes in what another writer (a dem replica on the same database) committed: the model
+    /// (published as a local change is, so the hosts whose page changed get their notices), the
+    /// tokens, the host keys or the registrations, read from the store.
+    public func storeChanged(_ change: StoreChange) {
+        writer.async {
+            switch change {
+            case .fabric: _ = self.takeInStoredFabric()
+            case .tokens: self.takeInStoredTokens()
+            case .hostKeys: self.takeInStoredHostKeys()
+            case .registrations: self.takeInStoredRegistrations()
+            case .everything:
+                _ = self.takeInStoredFabric()
+                self.takeInStoredTokens()
+                self.takeInStoredHostKeys()
+                self.takeInStoredRegistrations()
+            }
+        }
+    }
+
+    /// Takes in what other replicas write to `store` (this service's store) from now on.
+    /// - Returns: a call that stops it.
+    public func follow(_ store: PostgresFabricStore) -> @Sendable () -> Void {
+        store.watch { [weak self] change in
+            // This replica's own commits come back too: those it knows are skipped.
+            if case .fabric(let revision) = change, revision <= store.knownRevision { return }
+            self?.storeChanged(change)
+        }
+    }
+
+    /// Reads the model from the store and, when it differs, makes it the current one (on the
+    /// writer thread). - Returns: whether the store could be read.
+    private func takeInStoredFabric() -> Bool {
+        let stored: Fabric
+        do {
+            stored = try store.loadFabric()
+        } catch {
+            logger.error("cannot read the model another replica changed", metadata: ["error": "\(error)"])
+            return false
+        }
         let old = fabric
-        var new = old
-        let result: Result
-        do {
-            result = try change(&new)
-        } catch {
-            return .failure(.model(error))
-        }
-        guard new != old else { return .success(result) }
-        do {
-            try store.commit(from: old, to: new)
-        } catch {
-            logger.error(
-                "store commit failed; the change is refused",
-                metadata: ["error": "\(error)", "path": "\(path)"]
-            )
-            return .failure(.store("\(error)"))
-        }
-        let event: ChangeEvent = state.withLock { state in
-            state.fabric = new
+        guard stored != old else { return true }
+        state.withLock { state in
+            state.fabric = stored
             state.sequence += 1
-            let event = ChangeEvent(sequence: state.sequence, action: action, path: path, time: Date())
+            let event = ChangeEvent(sequence: state.sequence, action: .updated, path: "/dem/config", time: Date())
             for subscriber in state.subscribers.values { subscriber.yield(event) }
-            return event
         }
-        logger.info("fabric changed", metadata: ["action": "\(event.action.rawValue)", "path": "\(path)"])
-        if new.hosts != old.hosts { hostsChanged(from: old, to: new) }
-        published(new)
-        return .success(result)
+        logger.info("fabric changed on another replica")
+        // The replica that made the change moved the host keys; this one reads them.
+        if stored.hosts != old.hosts { takeInStoredHostKeys() }
+        published(stored)
+        return true
+    }
+
+    private func takeInStoredTokens() {
+        do {
+            let stored = try store.loadTokens()
+            state.withLock { state in
+                var tokens: [String: APIToken] = [:]
+                for var token in stored {
+                    // A use this replica saw and has not written yet is kept.
+                    if let mine = state.tokens[token.id]?.lastUsed, mine > token.lastUsed ?? .distantPast {
+                        token.lastUsed = mine
+                    }
+                    tokens[token.id] = token
+                }
+                state.tokens = tokens
+            }
+        } catch {
+            logger.error("cannot read the tokens another replica changed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func takeInStoredHostKeys() {
+        do {
+            let keys = try store.loadHostKeys()
+            let (fabric, keyring) = state.withLock { state in
+                state.hostKeys = keys
+                return (state.fabric, state.keyring)
+            }
+            keyring?.update(policies(fabric, keys))
+        } catch {
+            logger.error("cannot read the host keys another replica changed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func takeInStoredRegistrations() {
+        do {
+            let stored = try store.loadRegistrations()
+            state.withLock { state in
+                state.registrations = Dictionary(stored.map { ($0.nqn, $0) }, uniquingKeysWith: { $1 })
+            }
+        } catch {
+            logger.error("cannot read the registrations another replica changed", metadata: ["error": "\(error)"])
+        }
     }
 
     // MARK: Events

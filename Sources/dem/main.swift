@@ -170,6 +170,20 @@ struct ServeFlags: ParsableArguments {
     )
     var tlsNames: [String] = []
 
+    @Option(
+        name: .customLong("store"),
+        help:
+            "The store: a PostgreSQL URL (postgres://USER@HOST[:PORT]/DATABASE, no password in it) that several dem replicas share (default: SQLite in the data directory)."
+    )
+    var store: String?
+
+    @Option(
+        name: .customLong("store-password-file"),
+        help:
+            "A file holding the PostgreSQL password of --store (mode 0600); without it libpq's PGPASSWORD, PGPASSFILE or ~/.pgpass."
+    )
+    var storePasswordFile: String?
+
     @Flag(
         name: .customLong("no-mdns"),
         help:
@@ -346,6 +360,29 @@ struct ServeFlags: ParsableArguments {
         options.apiTransport = apiTransport
         options.tlsNames = tlsNames
         options.mdns = !noMDNS
+        if let store {
+            guard PostgresLocation.isURL(store) else {
+                throw DEMStartError(
+                    "--store \"\(store)\" is not a PostgreSQL URL (postgres://USER@HOST[:PORT]/DATABASE); without --store dem keeps its store in the data directory"
+                )
+            }
+            var password: String?
+            if let storePasswordFile {
+                guard let data = FileManager.default.contents(atPath: storePasswordFile) else {
+                    throw DEMStartError(
+                        "--store-password-file \(storePasswordFile): cannot read it (\(Errno.describe(errno)))"
+                    )
+                }
+                password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+            }
+            do {
+                options.postgres = try PostgresLocation(url: store, password: password)
+            } catch {
+                throw DEMStartError("--store: \(error)")
+            }
+        } else if storePasswordFile != nil {
+            throw DEMStartError("--store-password-file is for a PostgreSQL --store; none is given")
+        }
         if insecureHTTP && !FabricPKI.isLoopback(apiAddress) {
             logger.warning(
                 "the REST API serves plain HTTP on a network address (--insecure-http): tokens and the fabric credential cross the network in the clear",

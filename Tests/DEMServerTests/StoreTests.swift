@@ -53,6 +53,7 @@ struct StoreTests {
                 "v3: host DH-HMAC-CHAP keys", "v4: API tokens kept as SHA-256 hashes, with their last use",
                 "v5: API tokens with an expiry (join tokens)",
                 "v6: discovery registrations and zoning (TP8010)",
+                "v7: the model's revision (dem replicas on one database)",
             ]
         )
         #expect(try store.integrityCheck() == "ok")
@@ -93,6 +94,24 @@ struct StoreTests {
         #expect(try reopened.loadFabric() == fabric)
         try reopened.commit(from: fabric, to: Fabric())
         #expect(try store.loadFabric() == Fabric())
+    }
+
+    @Test("a file a newer dem migrated is refused before anything is written")
+    func newerSchema() throws {
+        let store = try Self.temporaryStore()
+        try store.commit(from: Fabric(), to: try Self.sample())
+        let queue = try DatabaseQueue(path: store.path)
+        try queue.write { db in
+            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99: something newer')")
+        }
+        try queue.close()
+        let before = FileManager.default.contents(atPath: store.path)
+        #expect {
+            try SQLiteFabricStore(path: store.path)
+        } throws: { error in
+            "\(error)".contains("was migrated by a newer dem (schema v99: something newer")
+        }
+        #expect(FileManager.default.contents(atPath: store.path) == before)
     }
 
     @Test("tokens are stored as hashes, listed, their use recorded and revoked")

@@ -360,7 +360,8 @@ extension APIError {
     public init(_ error: FabricService.ChangeError) {
         switch error {
         case .model(let error): self.init(error)
-        case .store(let message): self.init(.internalServerError, "the store could not record the change: \(message)")
+        case .store(let message):
+            self.init(.serviceUnavailable, "the store could not record the change; nothing changed: \(message)")
         }
     }
 

@@ -52,6 +52,13 @@ public final class SQLiteFabricStore: FabricStore {
             guard try Self.synchronousMode(pool) == 2 else {
                 throw DatabaseError(message: "cannot set PRAGMA synchronous = FULL")
             }
+            // A store a newer dem migrated is refused before anything is written to it.
+            let unknown = try pool.read { db -> [String] in
+                guard try db.tableExists("grdb_migrations") else { return [] }
+                return try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")
+                    .filter { !StoreSchema.identifiers.contains($0) }
+            }
+            guard unknown.isEmpty else { throw StoreError(path: path, message: StoreSchema.newerSchema(unknown)) }
             try Self.migrator.migrate(pool)
             // What a migration freed is overwritten in the WAL; this moves it into the file.
             _ = try pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
@@ -121,67 +128,25 @@ public final class SQLiteFabricStore: FabricStore {
     /// The schema's migrations, oldest first.
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1: targets, subsystems, hosts, groups, tokens") { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE target (alias TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);
-                    CREATE TABLE subsystem (
-                        target TEXT NOT NULL, nqn TEXT NOT NULL, body TEXT NOT NULL,
-                        PRIMARY KEY (target, nqn));
-                    CREATE TABLE host (alias TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);
-                    CREATE TABLE fabric_group (name TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);
-                    CREATE TABLE api_token (
-                        id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
-                        secret TEXT NOT NULL UNIQUE, created REAL NOT NULL);
-                    """
-            )
-        }
-        migrator.registerMigration("v2: discovery generation counters reserved") { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE discovery_generation (
-                        id INTEGER PRIMARY KEY CHECK (id = 1), reserved INTEGER NOT NULL);
-                    """
-            )
-        }
-        migrator.registerMigration("v3: host DH-HMAC-CHAP keys") { db in
-            try db.execute(sql: "CREATE TABLE host_key (alias TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);")
-        }
-        migrator.registerMigration("v4: API tokens kept as SHA-256 hashes, with their last use") { db in
-            // The secrets are hashed and the old table dropped; secure_delete (on for every
-            // connection) overwrites the freed pages, so no secret stays in the file.
-            let rows = try Row.fetchAll(db, sql: "SELECT id, name, role, secret, created FROM api_token")
-            try db.execute(
-                sql: """
-                    DROP TABLE api_token;
-                    CREATE TABLE api_token (
-                        id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
-                        secret_sha256 BLOB NOT NULL, created REAL NOT NULL, last_used REAL);
-                    """
-            )
-            for row in rows {
-                let secret: String = row["secret"]
-                try db.execute(
-                    sql: "INSERT INTO api_token (id, name, role, secret_sha256, created) VALUES (?, ?, ?, ?, ?)",
-                    arguments: [
-                        row["id"] as String, row["name"] as String, row["role"] as String,
-                        Data(APIToken.hash(secret)), row["created"] as Double,
-                    ]
-                )
+        for migration in StoreSchema.migrations {
+            migrator.registerMigration(migration.identifier) { db in
+                // Version 4 hashes the secrets and drops the old table; secure_delete (on for
+                // every connection) overwrites the freed pages, so no secret stays in the file.
+                let tokens =
+                    migration.hashesTokens
+                    ? try Row.fetchAll(db, sql: "SELECT id, name, role, secret, created FROM api_token") : []
+                try db.execute(sql: migration.sqlite)
+                for row in tokens {
+                    let secret: String = row["secret"]
+                    try db.execute(
+                        sql: "INSERT INTO api_token (id, name, role, secret_sha256, created) VALUES (?, ?, ?, ?, ?)",
+                        arguments: [
+                            row["id"] as String, row["name"] as String, row["role"] as String,
+                            Data(APIToken.hash(secret)), row["created"] as Double,
+                        ]
+                    )
+                }
             }
-        }
-        migrator.registerMigration("v5: API tokens with an expiry (join tokens)") { db in
-            try db.execute(sql: "ALTER TABLE api_token ADD COLUMN expires REAL")
-        }
-        migrator.registerMigration("v6: discovery registrations and zoning (TP8010)") { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE registration (nqn TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL);
-                    CREATE TABLE zone_group (
-                        active INTEGER NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
-                        PRIMARY KEY (active, name));
-                    """
-            )
         }
         return migrator
     }
@@ -248,135 +213,47 @@ public final class SQLiteFabricStore: FabricStore {
     // MARK: Model
 
     public func loadFabric() throws -> Fabric {
-        let decoder = JSONDecoder()
-        return try pool.read { db in
-            var subsystems: [String: [FabricSubsystem]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT target, body FROM subsystem") {
-                let target: String = row["target"]
-                let body: String = row["body"]
-                subsystems[target, default: []].append(try decoder.decode(FabricSubsystem.self, from: Data(body.utf8)))
-            }
-            let targets = try String.fetchAll(db, sql: "SELECT body FROM target").map { body in
-                var target = try decoder.decode(FabricTarget.self, from: Data(body.utf8))
-                target.subsystems = subsystems[target.alias] ?? []
-                return target
-            }
-            let hosts = try String.fetchAll(db, sql: "SELECT body FROM host").map {
-                try decoder.decode(FabricHost.self, from: Data($0.utf8))
-            }
-            let groups = try String.fetchAll(db, sql: "SELECT body FROM fabric_group").map {
-                try decoder.decode(FabricGroup.self, from: Data($0.utf8))
-            }
-            var zoning: [Bool: [FabricZoneGroup]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT active, body FROM zone_group") {
-                let body: String = row["body"]
-                zoning[row["active"] as Bool, default: []].append(
-                    try decoder.decode(FabricZoneGroup.self, from: Data(body.utf8))
-                )
-            }
-            return Fabric(
-                stored: targets,
-                hosts: hosts,
-                groups: groups,
-                zoneGroups: zoning[false] ?? [],
-                activeZoneGroups: zoning[true] ?? []
+        try pool.read { db in
+            try FabricRows.fabric(
+                targets: try String.fetchAll(db, sql: "SELECT body FROM target"),
+                subsystems: try Row.fetchAll(db, sql: "SELECT target, body FROM subsystem").map {
+                    (target: $0["target"], body: $0["body"])
+                },
+                hosts: try String.fetchAll(db, sql: "SELECT body FROM host"),
+                groups: try String.fetchAll(db, sql: "SELECT body FROM fabric_group"),
+                zoneGroups: try Row.fetchAll(db, sql: "SELECT active, body FROM zone_group").map {
+                    (active: $0["active"], body: $0["body"])
+                }
             )
         }
     }
 
     public func commit(from old: Fabric, to new: Fabric) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        func json(_ value: some Encodable) throws -> String {
-            String(decoding: try encoder.encode(value), as: UTF8.self)
-        }
+        let changes = try FabricRows.changes(from: old, to: new)
         try pool.write { db in
-            try Self.diff(old.targets, new.targets, key: \.alias) { before, after in
-                var fields = after
-                fields.subsystems = []
-                var oldFields = before
-                oldFields?.subsystems = []
-                if oldFields != fields {
+            for change in changes {
+                let columns = change.key.map(\.name)
+                var arguments = StatementArguments(change.key.map(\.value))
+                if let body = change.body {
+                    arguments += [body]
+                    let names = (columns + ["body"]).joined(separator: ", ")
+                    let marks = Array(repeating: "?", count: columns.count + 1).joined(separator: ", ")
                     try db.execute(
-                        sql: "INSERT OR REPLACE INTO target (alias, body) VALUES (?, ?)",
-                        arguments: [after.alias, try json(fields)]
+                        sql: "INSERT OR REPLACE INTO \(change.table) (\(names)) VALUES (\(marks))",
+                        arguments: arguments
                     )
-                }
-                try Self.diff(before?.subsystems ?? [], after.subsystems, key: \.nqn) { _, subsystem in
-                    try db.execute(
-                        sql: "INSERT OR REPLACE INTO subsystem (target, nqn, body) VALUES (?, ?, ?)",
-                        arguments: [after.alias, subsystem.nqn, try json(subsystem)]
-                    )
-                } removed: { subsystem in
-                    try db.execute(
-                        sql: "DELETE FROM subsystem WHERE target = ? AND nqn = ?",
-                        arguments: [after.alias, subsystem.nqn]
-                    )
-                }
-            } removed: { target in
-                try db.execute(sql: "DELETE FROM target WHERE alias = ?", arguments: [target.alias])
-                try db.execute(sql: "DELETE FROM subsystem WHERE target = ?", arguments: [target.alias])
-            }
-            try Self.diff(old.hosts, new.hosts, key: \.alias) { _, host in
-                try db.execute(
-                    sql: "INSERT OR REPLACE INTO host (alias, body) VALUES (?, ?)",
-                    arguments: [host.alias, try json(host)]
-                )
-            } removed: { host in
-                try db.execute(sql: "DELETE FROM host WHERE alias = ?", arguments: [host.alias])
-            }
-            try Self.diff(old.groups, new.groups, key: \.name) { _, group in
-                try db.execute(
-                    sql: "INSERT OR REPLACE INTO fabric_group (name, body) VALUES (?, ?)",
-                    arguments: [group.name, try json(group)]
-                )
-            } removed: { group in
-                try db.execute(sql: "DELETE FROM fabric_group WHERE name = ?", arguments: [group.name])
-            }
-            for (active, old, new) in [
-                (false, old.zoneGroups, new.zoneGroups), (true, old.activeZoneGroups, new.activeZoneGroups),
-            ] {
-                try Self.diff(old, new, key: \.name) { _, group in
-                    try db.execute(
-                        sql: "INSERT OR REPLACE INTO zone_group (active, name, body) VALUES (?, ?, ?)",
-                        arguments: [active, group.name, try json(group)]
-                    )
-                } removed: { group in
-                    try db.execute(
-                        sql: "DELETE FROM zone_group WHERE active = ? AND name = ?",
-                        arguments: [active, group.name]
-                    )
+                } else {
+                    let condition = columns.map { "\($0) = ?" }.joined(separator: " AND ")
+                    try db.execute(sql: "DELETE FROM \(change.table) WHERE \(condition)", arguments: arguments)
                 }
             }
+            try db.execute(sql: "UPDATE fabric_revision SET revision = revision + 1 WHERE id = 1")
         }
     }
 
-    /// Walks two lists sorted by `key`: `changed(old, new)` for every element added (old nil) or
-    /// different, `removed(old)` for every element gone. Equal lists (the common case of an
-    /// untouched list, which shares its storage) cost one comparison.
-    static func diff<Element: Equatable>(
-        _ old: [Element],
-        _ new: [Element],
-        key: (Element) -> String,
-        changed: (Element?, Element) throws -> Void,
-        removed: (Element) throws -> Void
-    ) rethrows {
-        if old == new { return }
-        var i = 0
-        var j = 0
-        while i < old.count || j < new.count {
-            if j == new.count || (i < old.count && key(old[i]) < key(new[j])) {
-                try removed(old[i])
-                i += 1
-            } else if i == old.count || key(new[j]) < key(old[i]) {
-                try changed(nil, new[j])
-                j += 1
-            } else {
-                if old[i] != new[j] { try changed(old[i], new[j]) }
-                i += 1
-                j += 1
-            }
-        }
+    /// The model's revision: how many commits changed it.
+    public func storedRevision() throws -> Int64 {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT revision FROM fabric_revision WHERE id = 1") ?? 0 }
     }
 
     // MARK: Tokens

@@ -1,0 +1,379 @@
+import DEMCore
+import Foundation
+import Synchronization
+
+/// The fabric model in PostgreSQL (through libpq), for several dem replicas on one database.
+///
+/// The same tables and migrations as ``SQLiteFabricStore`` (``StoreSchema``). Every commit runs
+/// with `synchronous_commit = on` (checked at connect), so a change dem acknowledged is on the
+/// server's disk. The model carries a revision: a commit made on an older revision than the
+/// stored one (another replica wrote in between) is refused with ``FabricStoreConflict`` and
+/// nothing is written, so every change is validated against the model it lands on. Each commit
+/// notifies `dem_changes` (`fabric REVISION`, `tokens`, `host-keys`, `registrations`) for the
+/// other replicas (``watch(_:)``).
+public final class PostgresFabricStore: FabricStore {
+    /// Where the database is (the URL, without a password).
+    public let location: PostgresLocation
+    private struct State: ~Copyable {
+        var connection: PostgresConnection
+        /// The revision of the model this store last read or wrote.
+        var revision: Int64 = 0
+    }
+    private let state: Mutex<State>
+
+    /// The channel of change notices.
+    static let channel = "dem_changes"
+    /// The advisory lock that serialises migrations of replicas starting together.
+    private static let migrationLock = "7301985113"
+
+    /// Connects, refuses a schema a newer dem migrated, and migrates.
+    /// - Throws: ``StoreError`` naming the URL and the cause (unreachable, wrong password, no
+    ///   such database, a newer schema); on a refusal nothing was written.
+    public init(_ location: PostgresLocation) throws {
+        self.location = location
+        let connection = try PostgresConnection(location)
+        try connection.execute("SET synchronous_commit TO on")
+        guard try connection.execute("SHOW synchronous_commit").first?.first == "on" else {
+            throw StoreError(path: location.url, message: "cannot set synchronous_commit = on")
+        }
+        try Self.migrate(connection)
+        state = Mutex(State(connection: connection))
+    }
+
+    private static func migrate(_ connection: PostgresConnection) throws {
+        try connection.transaction {
+            try connection.execute("SELECT pg_advisory_xact_lock(\(migrationLock))")
+            let exists = try connection.execute("SELECT to_regclass('dem_migrations') IS NOT NULL").first?.first
+            var applied: Set<String> = []
+            if exists == "t" {
+                applied = Set(
+                    try connection.execute("SELECT identifier FROM dem_migrations").compactMap { $0.first ?? nil }
+                )
+            }
+            let unknown = applied.subtracting(StoreSchema.identifiers)
+            guard unknown.isEmpty else {
+                throw StoreError(path: connection.location.url, message: StoreSchema.newerSchema(Array(unknown)))
+            }
+            if exists != "t" {
+                try connection.execute("CREATE TABLE dem_migrations (identifier TEXT PRIMARY KEY NOT NULL)")
+            }
+            for migration in StoreSchema.migrations where !applied.contains(migration.identifier) {
+                let tokens =
+                    migration.hashesTokens
+                    ? try connection.execute("SELECT id, name, role, secret, created FROM api_token") : []
+                try connection.execute(migration.postgres)
+                for row in tokens {
+                    try connection.execute(
+                        "INSERT INTO api_token (id, name, role, secret_sha256, created) VALUES ($1, $2, $3, decode($4, 'hex'), $5)",
+                        [row[0], row[1], row[2], Self.hex(APIToken.hash(row[3] ?? "")), row[4]]
+                    )
+                }
+                try connection.execute("INSERT INTO dem_migrations (identifier) VALUES ($1)", [migration.identifier])
+            }
+        }
+    }
+
+    /// The migrations applied to the database, oldest first.
+    public func appliedMigrations() throws -> [String] {
+        let applied = Set(try run { try $0.execute("SELECT identifier FROM dem_migrations").compactMap { $0[0] } })
+        return StoreSchema.migrations.map(\.identifier).filter { applied.contains($0) }
+    }
+
+    /// The server's `synchronous_commit` on this store's connection ("on": every commit flushed).
+    public func synchronousCommit() throws -> String {
+        try run { try $0.execute("SHOW synchronous_commit").first?.first ?? nil } ?? ""
+    }
+
+    /// Runs `body` with the connection, one caller at a time.
+    private func run<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
+        try state.withLock { state in try body(state.connection) }
+    }
+
+    private func notify(_ connection: PostgresConnection, _ payload: String) throws {
+        try connection.execute("SELECT pg_notify($1, $2)", [Self.channel, payload])
+    }
+
+    private static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
+    private static func bytes(hex text: String) -> [UInt8] {
+        // bytea's text form: \x followed by two hex digits a byte.
+        let digits = Array(text.hasPrefix("\\x") ? text.dropFirst(2) : Substring(text))
+        var bytes: [UInt8] = []
+        var index = 0
+        while index + 1 < digits.count, let byte = UInt8(String(digits[index...index + 1]), radix: 16) {
+            bytes.append(byte)
+            index += 2
+        }
+        return bytes
+    }
+
+    // MARK: Model
+
+    public func loadFabric() throws -> Fabric {
+        try state.withLock { state in
+            let connection = state.connection
+            let (fabric, revision) = try connection.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") {
+                let revision =
+                    Int64(try connection.execute("SELECT revision FROM fabric_revision WHERE id = 1")[0][0] ?? "0") ?? 0
+                let fabric = try FabricRows.fabric(
+                    targets: try connection.execute("SELECT body FROM target").map { $0[0] ?? "" },
+                    subsystems: try connection.execute("SELECT target, body FROM subsystem").map {
+                        (target: $0[0] ?? "", body: $0[1] ?? "")
+                    },
+                    hosts: try connection.execute("SELECT body FROM host").map { $0[0] ?? "" },
+                    groups: try connection.execute("SELECT body FROM fabric_group").map { $0[0] ?? "" },
+                    zoneGroups: try connection.execute("SELECT active, body FROM zone_group").map {
+                        (active: $0[0] == "1", body: $0[1] ?? "")
+                    }
+                )
+                return (fabric, revision)
+            }
+            state.revision = revision
+            return fabric
+        }
+    }
+
+    public func commit(from old: Fabric, to new: Fabric) throws {
+        let changes = try FabricRows.changes(from: old, to: new)
+        try state.withLock { state in
+            let connection = state.connection
+            let expected = state.revision
+            state.revision = try connection.transaction {
+                let stored =
+                    Int64(
+                        try connection.execute("SELECT revision FROM fabric_revision WHERE id = 1 FOR UPDATE")[0][0]
+                            ?? "0"
+                    ) ?? 0
+                guard stored == expected else { throw FabricStoreConflict(storedRevision: stored) }
+                for change in changes {
+                    let columns = change.key.map(\.name)
+                    let values: [String?] = change.key.map(\.value)
+                    if let body = change.body {
+                        let names = (columns + ["body"]).joined(separator: ", ")
+                        let marks = (1...columns.count + 1).map { "$\($0)" }.joined(separator: ", ")
+                        try connection.execute(
+                            "INSERT INTO \(change.table) (\(names)) VALUES (\(marks)) ON CONFLICT (\(columns.joined(separator: ", "))) DO UPDATE SET body = excluded.body",
+                            values + [body]
+                        )
+                    } else {
+                        let condition = columns.enumerated().map { "\($0.element) = $\($0.offset + 1)" }
+                            .joined(separator: " AND ")
+                        try connection.execute("DELETE FROM \(change.table) WHERE \(condition)", values)
+                    }
+                }
+                let revision = stored + 1
+                try connection.execute("UPDATE fabric_revision SET revision = $1 WHERE id = 1", [String(revision)])
+                try notify(connection, "fabric \(revision)")
+                return revision
+            }
+        }
+    }
+
+    /// The revision of the model this store last read or wrote: a change notice of this
+    /// revision or an older one is already known.
+    public var knownRevision: Int64 { state.withLock { $0.revision } }
+
+    /// The stored model's revision: how many commits changed it.
+    public func storedRevision() throws -> Int64 {
+        try run { Int64(try $0.execute("SELECT revision FROM fabric_revision WHERE id = 1")[0][0] ?? "0") ?? 0 }
+    }
+
+    // MARK: Discovery generations
+
+    public func reserveGenerations(_ count: UInt64) throws -> ClosedRange<UInt64> {
+        precondition(count > 0)
+        return try run { connection in
+            try connection.transaction {
+                let rows = try connection.execute(
+                    """
+                    INSERT INTO discovery_generation (id, reserved) VALUES (1, $1)
+                    ON CONFLICT (id) DO UPDATE SET reserved = discovery_generation.reserved + $1
+                    RETURNING reserved
+                    """,
+                    [String(Int64(clamping: count))]
+                )
+                let upper = UInt64(rows[0][0] ?? "0") ?? 0
+                return (upper - count + 1)...upper
+            }
+        }
+    }
+
+    public func reservedGeneration() throws -> UInt64 {
+        try run {
+            UInt64(try $0.execute("SELECT reserved FROM discovery_generation WHERE id = 1").first?[0] ?? "0") ?? 0
+        }
+    }
+
+    public func raiseReservedGeneration(to floor: UInt64) throws {
+        _ = try run { connection in
+            try connection.execute(
+                """
+                INSERT INTO discovery_generation (id, reserved) VALUES (1, $1)
+                ON CONFLICT (id) DO UPDATE SET reserved = GREATEST(discovery_generation.reserved, $1)
+                """,
+                [String(Int64(clamping: floor))]
+            )
+        }
+    }
+
+    // MARK: Tokens, keys, registrations
+
+    public func loadTokens() throws -> [APIToken] {
+        try run { connection in
+            try connection.execute(
+                "SELECT id, name, role, encode(secret_sha256, 'hex'), created, last_used, expires FROM api_token ORDER BY created, id"
+            ).map { row in
+                APIToken(
+                    id: row[0] ?? "",
+                    name: row[1] ?? "",
+                    role: APIToken.Role(rawValue: row[2] ?? "") ?? .read,
+                    created: Date(timeIntervalSince1970: Double(row[4] ?? "0") ?? 0),
+                    secretHash: Self.bytes(hex: row[3] ?? ""),
+                    lastUsed: row[5].flatMap(Double.init).map { Date(timeIntervalSince1970: $0) },
+                    expires: row[6].flatMap(Double.init).map { Date(timeIntervalSince1970: $0) }
+                )
+            }
+        }
+    }
+
+    public func addToken(_ token: APIToken) throws {
+        try run { connection in
+            try connection.transaction {
+                try connection.execute(
+                    "INSERT INTO api_token (id, name, role, secret_sha256, created, last_used, expires) VALUES ($1, $2, $3, decode($4, 'hex'), $5, $6, $7)",
+                    [
+                        token.id, token.name, token.role.rawValue, Self.hex(token.secretHash),
+                        Self.number(token.created), token.lastUsed.map(Self.number), token.expires.map(Self.number),
+                    ]
+                )
+                try notify(connection, "tokens")
+            }
+        }
+    }
+
+    public func deleteToken(id: String) throws -> Bool {
+        try run { connection in
+            try connection.transaction {
+                let deleted = try connection.execute("DELETE FROM api_token WHERE id = $1 RETURNING id", [id])
+                try notify(connection, "tokens")
+                return !deleted.isEmpty
+            }
+        }
+    }
+
+    public func recordTokenUse(_ uses: [String: Date]) throws {
+        try run { connection in
+            try connection.transaction {
+                for (id, time) in uses {
+                    try connection.execute(
+                        "UPDATE api_token SET last_used = $1 WHERE id = $2",
+                        [Self.number(time), id]
+                    )
+                }
+            }
+        }
+    }
+
+    /// A time as seconds since 1970, exactly (Double's shortest round-trip text).
+    private static func number(_ date: Date) -> String { "\(date.timeIntervalSince1970)" }
+
+    public func loadHostKeys() throws -> [String: HostKey] {
+        try run { connection in
+            var keys: [String: HostKey] = [:]
+            for row in try connection.execute("SELECT alias, body FROM host_key") {
+                keys[row[0] ?? ""] = try JSONDecoder().decode(HostKey.self, from: Data((row[1] ?? "").utf8))
+            }
+            return keys
+        }
+    }
+
+    public func setHostKey(_ key: HostKey?, alias: String) throws {
+        let body = try key.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        try run { connection in
+            try connection.transaction {
+                if let body {
+                    try connection.execute(
+                        "INSERT INTO host_key (alias, body) VALUES ($1, $2) ON CONFLICT (alias) DO UPDATE SET body = excluded.body",
+                        [alias, body]
+                    )
+                } else {
+                    try connection.execute("DELETE FROM host_key WHERE alias = $1", [alias])
+                }
+                try notify(connection, "host-keys")
+            }
+        }
+    }
+
+    public func loadRegistrations() throws -> [DiscoveryRegistration] {
+        try run { connection in
+            try connection.execute("SELECT body FROM registration ORDER BY nqn").map {
+                try JSONDecoder().decode(DiscoveryRegistration.self, from: Data(($0[0] ?? "").utf8))
+            }
+        }
+    }
+
+    public func setRegistration(_ registration: DiscoveryRegistration?, nqn: String) throws {
+        let body = try registration.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        try run { connection in
+            try connection.transaction {
+                if let body {
+                    try connection.execute(
+                        "INSERT INTO registration (nqn, body) VALUES ($1, $2) ON CONFLICT (nqn) DO UPDATE SET body = excluded.body",
+                        [nqn, body]
+                    )
+                } else {
+                    try connection.execute("DELETE FROM registration WHERE nqn = $1", [nqn])
+                }
+                try notify(connection, "registrations")
+            }
+        }
+    }
+
+    // MARK: Other replicas
+
+    /// Watches the other writers' changes on a connection of its own (LISTEN), calling `handle`
+    /// with each (its own commits included: the caller compares revisions), until `stop` is
+    /// called. A lost connection is made again (with ``Change/everything`` once it is back).
+    ///
+    /// - Returns: a call that stops the watch.
+    public func watch(_ handle: @escaping @Sendable (StoreChange) -> Void) -> @Sendable () -> Void {
+        let stopped = StopFlag()
+        let location = self.location
+        let thread = Thread {
+            var connection: PostgresConnection?
+            var retry = 0.25
+            while !stopped.value.load(ordering: .relaxed) {
+                do {
+                    if connection == nil {
+                        let made = try PostgresConnection(location, applicationName: "dem watch")
+                        try made.execute("LISTEN \(Self.channel)")
+                        connection = made
+                        retry = 0.25
+                        handle(.everything)
+                    }
+                    for notice in try connection!.notifications(timeout: 0.5) {
+                        let words = notice.payload.split(separator: " ")
+                        switch words.first {
+                        case "fabric": handle(.fabric(revision: words.count > 1 ? Int64(words[1]) ?? 0 : 0))
+                        case "tokens": handle(.tokens)
+                        case "host-keys": handle(.hostKeys)
+                        case "registrations": handle(.registrations)
+                        default: break
+                        }
+                    }
+                } catch {
+                    connection = nil
+                    Thread.sleep(forTimeInterval: retry)
+                    retry = min(retry * 2, 5)
+                }
+            }
+        }
+        thread.name = "dem.store.watch"
+        thread.start()
+        return { stopped.value.store(true, ordering: .relaxed) }
+    }
+
+    private final class StopFlag: Sendable {
+        let value = Atomic<Bool>(false)
+    }
+}

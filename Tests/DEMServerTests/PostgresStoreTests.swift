@@ -1,0 +1,245 @@
+import DEMCore
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@testable import DEMServer
+
+/// The throwaway PostgreSQL server that scripts/test starts (scripts/postgres-cluster): its URL
+/// and password file in DEM_TEST_POSTGRES and DEM_TEST_POSTGRES_PASSWORD_FILE.
+enum TestPostgres {
+    static let url = ProcessInfo.processInfo.environment["DEM_TEST_POSTGRES"]
+    static let password: String? = ProcessInfo.processInfo.environment["DEM_TEST_POSTGRES_PASSWORD_FILE"].flatMap {
+        FileManager.default.contents(atPath: $0).map {
+            String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .newlines)
+        }
+    }
+    static var available: Bool { url != nil }
+    static let unavailable =
+        "DEM_TEST_POSTGRES is not set: scripts/test starts a throwaway PostgreSQL server (scripts/postgres-cluster start DIR) and sets it"
+
+    /// The server's URL with `database` in place of its database.
+    static func url(database: String) throws -> String {
+        guard let url, var components = URLComponents(string: url) else { throw TestFailure(unavailable) }
+        components.path = "/" + database
+        return components.string!
+    }
+
+    /// A new, empty database of its own.
+    static func database() throws -> PostgresLocation {
+        let name = "dem_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        let admin = try PostgresConnection(try PostgresLocation(url: try url(database: "postgres"), password: password))
+        try admin.execute("CREATE DATABASE \(name)")
+        return try PostgresLocation(url: try url(database: name), password: password)
+    }
+}
+
+@Suite("PostgreSQL store", .enabled(if: TestPostgres.available, Comment(rawValue: TestPostgres.unavailable)))
+struct PostgresStoreTests {
+    @Test("the same migrations as SQLite, applied once; every commit is flushed (synchronous_commit on)")
+    func migrations() throws {
+        let location = try TestPostgres.database()
+        let store = try PostgresFabricStore(location)
+        let sqlite = try StoreTests.temporaryStore()
+        #expect(try store.appliedMigrations() == (try sqlite.appliedMigrations()))
+        #expect(try store.appliedMigrations().count == StoreSchema.migrations.count)
+        #expect(try store.synchronousCommit() == "on")
+        #expect(try store.loadFabric() == Fabric())
+        // A second replica starting on the migrated database applies nothing again.
+        let again = try PostgresFabricStore(location)
+        #expect(try again.appliedMigrations() == (try store.appliedMigrations()))
+    }
+
+    @Test("a commit then a load gives the same model, across renames and deletes, on another connection too")
+    func roundTrip() throws {
+        let location = try TestPostgres.database()
+        let store = try PostgresFabricStore(location)
+        var fabric = try StoreTests.sample()
+        try store.commit(from: Fabric(), to: fabric)
+        #expect(try store.loadFabric() == fabric)
+        var changed = fabric
+        try changed.updateHost("h1", .init(alias: "h9"))
+        try changed.updateTarget("t1", .init(alias: "t0"))
+        try changed.updateSubsystem(
+            target: "t0",
+            nqn: "nqn.2024-01.io.example:a",
+            .init(nqn: "nqn.2024-01.io.example:c")
+        )
+        try changed.deleteTarget("t2")
+        try changed.renameGroup("g1", to: "g2")
+        try changed.addZone(group: "zg", zone: "z1")
+        changed.activateZoning()
+        try store.commit(from: fabric, to: changed)
+        #expect(try store.loadFabric() == changed)
+        fabric = changed
+        let other = try PostgresFabricStore(location)
+        #expect(try other.loadFabric() == fabric)
+        #expect(try other.storedRevision() == 2)
+        // The same model in SQLite reads back the same.
+        let sqlite = try StoreTests.temporaryStore()
+        try sqlite.commit(from: Fabric(), to: fabric)
+        #expect(try sqlite.loadFabric() == (try other.loadFabric()))
+    }
+
+    @Test(
+        "a commit made on an older model than the stored one is refused, nothing written; made again on the new one it lands"
+    )
+    func conflict() throws {
+        let location = try TestPostgres.database()
+        let a = try PostgresFabricStore(location)
+        let b = try PostgresFabricStore(location)
+        let base = try a.loadFabric()
+        _ = try b.loadFabric()
+        var withH1 = base
+        try withH1.addHost(FabricHost(alias: "h1", nqn: nil))
+        try a.commit(from: base, to: withH1)
+        var withH2 = base
+        try withH2.addHost(FabricHost(alias: "h2", nqn: nil))
+        #expect(throws: FabricStoreConflict.self) { try b.commit(from: base, to: withH2) }
+        #expect(try a.loadFabric().hosts.map(\.alias) == ["h1"])
+        let fresh = try b.loadFabric()
+        var both = fresh
+        try both.addHost(FabricHost(alias: "h2", nqn: nil))
+        try b.commit(from: fresh, to: both)
+        #expect(try a.loadFabric().hosts.map(\.alias) == ["h1", "h2"])
+    }
+
+    @Test("tokens, host keys, registrations and generation counters are stored and read back")
+    func sideTables() throws {
+        let store = try PostgresFabricStore(try TestPostgres.database())
+        let admin = APIToken.generate(
+            name: "admin",
+            role: .admin,
+            expires: Date(timeIntervalSince1970: 1_900_000_000.5)
+        )
+        try store.addToken(admin.token)
+        let loaded = try store.loadTokens()
+        #expect(loaded.map(\.id) == [admin.token.id])
+        #expect(loaded.first?.role == .admin)
+        #expect(loaded.first?.secretHash == admin.token.secretHash)
+        #expect(abs(loaded.first!.created.timeIntervalSince(admin.token.created)) < 0.001)
+        #expect(loaded.first?.expires == admin.token.expires)
+        #expect(loaded.first?.matches(secret: admin.secret) == true)
+        let used = Date(timeIntervalSince1970: 1_800_000_000.25)
+        try store.recordTokenUse([admin.token.id: used])
+        #expect(try store.loadTokens().first?.lastUsed == used)
+        #expect(try store.deleteToken(id: admin.token.id))
+        #expect(try !store.deleteToken(id: admin.token.id))
+
+        let key = HostKey(secret: "DHHC-1:00:ia6zGodOr4SEG0Zzaw398rpY0wqipUWj4jWjUh4HWUz6aQ2n:")
+        try store.setHostKey(key, alias: "h1")
+        #expect(try store.loadHostKeys() == ["h1": key])
+        try store.setHostKey(nil, alias: "h1")
+        #expect(try store.loadHostKeys().isEmpty)
+
+        #expect(try store.reservedGeneration() == 0)
+        #expect(try store.reserveGenerations(10) == 1...10)
+        #expect(try store.reserveGenerations(5) == 11...15)
+        try store.raiseReservedGeneration(to: 100)
+        try store.raiseReservedGeneration(to: 50)
+        #expect(try store.reservedGeneration() == 100)
+    }
+
+    @Test(
+        "two replicas' services on one database: a change on one reaches the other's model and pages; writes on both at once all land"
+    )
+    func replicas() async throws {
+        let location = try TestPostgres.database()
+        let logger = Logger(label: "test")
+        let seenOnB = Mutex<[Fabric]>([])
+        let storeA = try PostgresFabricStore(location)
+        let a = try FabricService(store: storeA, logger: logger) { _ in }
+        let stopA = a.follow(storeA)
+        defer { stopA() }
+        let storeB = try PostgresFabricStore(location)
+        let b = try FabricService(store: storeB, logger: logger) { fabric in seenOnB.withLock { $0.append(fabric) } }
+        let stop = b.follow(storeB)
+        defer { stop() }
+        try await Task.sleep(for: .milliseconds(300))  // the watch's LISTEN is in place
+        try await a.change(.created, path: "/host/h1") { fabric throws(ModelError) in
+            try fabric.addHost(FabricHost(alias: "h1", nqn: nil))
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        // The model is published (to the discovery pages) after it is taken in.
+        while seenOnB.withLock({ $0.isEmpty }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(b.fabric.hosts.map(\.alias) == ["h1"])
+        #expect(seenOnB.withLock { $0.last?.hosts.map(\.alias) } == ["h1"])
+
+        // 20 writers on each replica at once: each change is made on the model it lands on.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<40 {
+                let service = i.isMultiple(of: 2) ? a : b
+                group.addTask {
+                    try await service.change(.created, path: "/host/w\(i)") { fabric throws(ModelError) in
+                        try fabric.addHost(FabricHost(alias: "w\(i)", nqn: nil))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let stored = try PostgresFabricStore(location).loadFabric()
+        #expect(stored.hosts.count == 41)
+        while b.fabric != stored || a.fabric != stored, ContinuousClock.now < deadline + .seconds(10) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(b.fabric == stored)
+        #expect(a.fabric == stored)
+    }
+
+    @Test("a wrong password, an unreachable server, a URL with a password: refused, naming the cause")
+    func badLocations() throws {
+        let location = try TestPostgres.database()
+        #expect {
+            try PostgresFabricStore(try PostgresLocation(url: location.url, password: "wrong"))
+        } throws: { error in
+            "\(error)".contains("password authentication failed for user \"dem\"")
+                && "\(error)".contains(location.url) && !"\(error)".contains("wrong")
+        }
+        #expect {
+            try PostgresFabricStore(try PostgresLocation(url: "postgres://dem@127.0.0.1:1/x", password: nil))
+        } throws: { error in
+            "\(error)".contains("cannot connect") && "\(error)".contains("Connection refused")
+        }
+        #expect {
+            try PostgresLocation(url: "postgres://dem:hunter2@db.example/fabric", password: nil)
+        } throws: { error in
+            "\(error)".contains("carries a password") && !"\(error)".contains("hunter2")
+        }
+        #expect(throws: StoreError.self) { try PostgresLocation(url: "mysql://db.example/fabric", password: nil) }
+    }
+
+    @Test("a database a newer dem migrated is refused before anything is written")
+    func newerSchema() throws {
+        let location = try TestPostgres.database()
+        _ = try PostgresFabricStore(location)
+        let connection = try PostgresConnection(location)
+        try connection.execute("INSERT INTO dem_migrations (identifier) VALUES ('v99: something newer')")
+        try connection.execute("DROP TABLE fabric_revision")
+        try connection.execute("DELETE FROM dem_migrations WHERE identifier LIKE 'v7:%'")
+        #expect {
+            try PostgresFabricStore(location)
+        } throws: { error in
+            "\(error)".contains("was migrated by a newer dem (schema v99: something newer")
+        }
+        // v7 was not applied again.
+        #expect(try connection.execute("SELECT to_regclass('fabric_revision') IS NULL").first?.first == "t")
+    }
+
+    @Test("dem --store: a wrong password ends the start promptly, naming the URL and the cause")
+    func demStartWrongPassword() async throws {
+        let location = try TestPostgres.database()
+        let file = temporaryDirectory("dem-pgpass")
+        try "not-the-password\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let (status, output) = try await runDEM([
+            "--data-dir", temporaryDirectory("dem-pg"), "--port", "0", "--api-port", "0", "--no-mdns",
+            "--store", location.url, "--store-password-file", file,
+        ])
+        #expect(status == 1, "\(output)")
+        #expect(output.contains("store \(location.url): cannot connect"), "\(output)")
+        #expect(output.contains("password authentication failed"), "\(output)")
+        #expect(!output.contains("not-the-password"))
+    }
+}
