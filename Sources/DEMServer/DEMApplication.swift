@@ -75,6 +75,9 @@ public struct DEMOptions: Sendable {
     /// The PostgreSQL store that dem replicas share (`--store`); nil: SQLite in the data
     /// directory.
     public var postgres: PostgresLocation?
+    /// Whether ``uniqueNQN`` was given (`--dc-nqn`) rather than made: replicas on a PostgreSQL
+    /// store share the first one's NQN, and a given one that differs is refused.
+    public var uniqueNQNGiven = false
 
     /// Plain HTTP or TLS, and with which certificate.
     public enum APITransport: Sendable, Equatable {
@@ -189,6 +192,54 @@ struct StoreWatchService: Service {
     }
 }
 
+/// Says in the shared store that this replica is alive, with its discovery listeners, every
+/// ``interval``, and lists the other live replicas' listeners on this one's pages (SUBTYPE 3):
+/// a replica silent for ``liveWithin`` is no longer listed. Leaves on a graceful shutdown.
+struct ReplicaPresenceService: Service {
+    let store: PostgresFabricStore
+    let catalog: DiscoveryCatalog
+    let listeners: [PostgresFabricStore.Replica.Listener]
+    let logger: Logger
+    var interval: Duration = .seconds(2)
+    var liveWithin: Double = 6
+    let id = UUID().uuidString.lowercased()
+
+    func run() async throws {
+        let me = PostgresFabricStore.Replica(
+            listeners: listeners.filter { !DiscoveryListenerAddress(address: $0.address, port: $0.port).isWildcard },
+            started: Date().timeIntervalSince1970
+        )
+        if me.listeners.count < listeners.count {
+            logger.warning(
+                "a discovery listener on a wildcard address is not listed by the other replicas: give --address the addresses hosts reach"
+            )
+        }
+        var listed: [DiscoveryListenerAddress] = []
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                let others = try store.heartbeat(id: id, me, liveWithin: liveWithin)
+                let peers = others.values.flatMap(\.listeners)
+                    .filter { $0.transport == "tcp" }
+                    .map { DiscoveryListenerAddress(address: $0.address, port: $0.port) }
+                    .sorted { ($0.address, $0.port) < ($1.address, $1.port) }
+                if peers != listed {
+                    logger.notice(
+                        "the other replicas' discovery listeners",
+                        metadata: ["listeners": "\(peers.map { "\($0.address):\($0.port)" })"]
+                    )
+                    listed = peers
+                    catalog.setPeers(peers)
+                }
+            } catch {
+                // The pages keep what they list until the store answers again.
+                logger.warning("cannot reach the store for the replicas' heartbeat", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: interval)
+        }
+        try? store.leave(id: id)
+    }
+}
+
 /// dem assembled: the catalog, the bound listeners and the service group that runs them.
 public struct DEMApplication: Sendable {
     /// Every host's view.
@@ -249,12 +300,45 @@ public struct DEMApplication: Sendable {
         return (nqn, Array(SHA256.hash(data: Array(nqn.utf8)).prefix(16)))
     }
 
+    /// Opens the PostgreSQL store when one is configured, with the discovery NQN the replicas
+    /// on it share (they are one discovery controller with several ports).
+    static func openSharedStore(
+        _ options: DEMOptions,
+        logger: Logger
+    ) throws -> (options: DEMOptions, store: PostgresFabricStore?) {
+        guard let location = options.postgres else { return (options, nil) }
+        var options = options
+        do {
+            let shared = try PostgresFabricStore(location)
+            let nqn = try shared.sharedDiscoveryNQN(proposed: options.uniqueNQN)
+            if nqn != options.uniqueNQN {
+                guard !options.uniqueNQNGiven else {
+                    throw DEMStartError(
+                        "--dc-nqn \(options.uniqueNQN) differs from the discovery NQN the other replicas on \(location) use (\(nqn)): give that one, or none"
+                    )
+                }
+                logger.notice(
+                    "discovery NQN: the one the replicas on this store share",
+                    metadata: ["nqn": "\(nqn)", "not": "\(options.uniqueNQN)"]
+                )
+                options.uniqueNQN = nqn
+                options.controller.uniqueNQN = nqn
+            }
+            return (options, shared)
+        } catch let error as DEMStartError {
+            throw error
+        } catch {
+            throw DEMStartError("\(error)")
+        }
+    }
+
     public static func build(
         options: DEMOptions,
         logger: Logger,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         signals: [UnixSignal] = [.sigterm, .sigint]
     ) async throws -> DEMApplication {
+        let (options, shared) = try openSharedStore(options, logger: logger)
         var entries: [SourceEntry] = []
         var source: JSONFileDiscoverySource? = nil
         if let path = options.entriesPath {
@@ -270,7 +354,6 @@ public struct DEMApplication: Sendable {
         }
         // The first page a host sees from a new store has GENCTR 1.
         let keyring = HostKeyring(requirement: options.authentication)
-        let catalog = DiscoveryCatalog(uniqueNQN: options.uniqueNQN, listeners: [], entries: entries, keyring: keyring)
         do {
             try StateDirectory.prepare(options.dataDirectory)
         } catch {
@@ -287,17 +370,17 @@ public struct DEMApplication: Sendable {
         }
         // Checked before anything is written to it: a damaged store is refused.
         let store: any FabricStore
-        if let location = options.postgres {
-            do {
-                store = try PostgresFabricStore(location)
-            } catch {
-                throw DEMStartError("\(error)")
-            }
-            logger.notice("store: PostgreSQL, shared with the other dem replicas", metadata: ["url": "\(location)"])
+        if let shared {
+            store = shared
+            logger.notice(
+                "store: PostgreSQL, shared with the other dem replicas",
+                metadata: ["url": "\(shared.location)"]
+            )
         } else {
             store = try SQLiteFabricStore(path: options.dataDirectory + "/dem.sqlite")
             chmod(options.dataDirectory + "/dem.sqlite", 0o600)
         }
+        let catalog = DiscoveryCatalog(uniqueNQN: options.uniqueNQN, listeners: [], entries: entries, keyring: keyring)
         // GENCTR grows across restarts: the store reserves the counters before any is served.
         try catalog.reserveGenerations(using: { try store.reserveGenerations($0) }, logger: logger)
         // The listeners are bound before anything that needs shutting down is made, so a port in
@@ -483,6 +566,12 @@ public struct DEMApplication: Sendable {
             if let watcher { services.append(watcher) }
             if let shared = store as? PostgresFabricStore {
                 services.append(StoreWatchService(store: shared, service: service))
+                let advertised = listeners.boundAddresses.map {
+                    PostgresFabricStore.Replica.Listener(transport: "tcp", address: $0.address, port: $0.port)
+                }
+                services.append(
+                    ReplicaPresenceService(store: shared, catalog: catalog, listeners: advertised, logger: logger)
+                )
             }
             if let authority = tls.authority { services.append(CertificateMaintenance(authority: authority)) }
             var configurations = services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }

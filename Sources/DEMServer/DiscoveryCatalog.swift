@@ -208,6 +208,8 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         var nextToken: UInt64 = 1
         var nextControllerIdentifier: UInt16 = 1
         var listeners: [DiscoveryListenerAddress]
+        /// The other replicas' listeners (``setPeers(_:)``).
+        var peers: [DiscoveryListenerAddress] = []
         var hasWildcard: Bool { listeners.contains(where: \.isWildcard) }
         /// Contents of this source version, shared by every host whose view has the same
         /// content: one copy of the entries and of each page however many hosts read it.
@@ -412,17 +414,45 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
     /// - Returns: how many connected controllers were notified.
     @discardableResult
     public func update(entries sourceEntries: [SourceEntry], from source: Source = .file) -> Int {
-        let callbacks: [@Sendable () -> Void] = state.withLock { state in
-            guard state.entriesBySource[source] != sourceEntries else { return [] }
+        changeListing { state in
+            guard state.entriesBySource[source] != sourceEntries else { return nil }
+            var bySource = state.entriesBySource
+            bySource[source] = sourceEntries
+            let entries = Source.allCases.flatMap { bySource[$0] ?? [] }
             state.entriesBySource[source] = sourceEntries
-            let entries = Source.allCases.flatMap { state.entriesBySource[$0] ?? [] }
-            guard state.entries != entries else { return [] }
+            guard state.entries != entries else { return nil }
+            return { state in
+                state.entries = entries
+                state.index = Self.index(entries, previous: state.index.shared)
+            }
+        }
+    }
+
+    /// The discovery listeners of the other dem replicas on the same store (the same discovery
+    /// controller, TP8013): listed after dem's own as SUBTYPE 3 entries, so that a host that
+    /// knows one replica learns the others. Notifies every connected host (all their pages change).
+    /// - Returns: how many connected controllers were notified.
+    @discardableResult
+    public func setPeers(_ peers: [DiscoveryListenerAddress]) -> Int {
+        changeListing { state in
+            guard state.peers != peers else { return nil }
+            return { $0.peers = peers }
+        }
+    }
+
+    /// The other replicas' listeners listed.
+    public var peers: [DiscoveryListenerAddress] { state.withLock { $0.peers } }
+
+    /// Applies the change `prepare` returns (nil: nothing changes), bumps the generation and
+    /// notifies every connected host whose page changed (and only those).
+    private func changeListing(_ prepare: (inout State) -> ((inout State) -> Void)?) -> Int {
+        let callbacks: [@Sendable () -> Void] = state.withLock { state in
+            guard let apply = prepare(&state) else { return [] }
             var before: [ViewKey: UInt64] = [:]
             for registration in state.registrations.values where before[registration.key] == nil {
                 before[registration.key] = view(for: registration.key, in: &state).generationCounter
             }
-            state.entries = entries
-            state.index = Self.index(entries, previous: state.index.shared)
+            apply(&state)
             state.sourceVersion += 1
             Self.nextGeneration(&state)
             var changed: [ViewKey: Bool] = [:]
@@ -481,7 +511,10 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         if let known = state.listenerEntries[key.localAddress] {
             listenerEntries = known
         } else {
-            listenerEntries = self.listenerEntries(localAddress: key.localAddress, listeners: state.listeners)
+            listenerEntries = self.listenerEntries(
+                localAddress: key.localAddress,
+                listeners: state.listeners + state.peers.filter { !$0.isWildcard }
+            )
             state.listenerEntries[key.localAddress] = listenerEntries
         }
         let sharedIndices = state.index.sharedIndices

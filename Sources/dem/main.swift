@@ -81,6 +81,7 @@ struct ModelFlags: ParsableArguments {
             nqn = try DataDirectory.uniqueDiscoveryNQN(in: directory).nqn
         }
         var options = DEMOptions(uniqueNQN: nqn, dataDirectory: directory)
+        options.uniqueNQNGiven = discoveryNQN != nil
         // nvme-dem's interface files: a listener for each (on its TRSVCID, else 4420 as nvme-dem
         // took); with files and no --address, dem listens on them only, as nvme-dem did.
         let legacy: [LegacyInterface]

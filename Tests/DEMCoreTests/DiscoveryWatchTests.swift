@@ -443,7 +443,9 @@ struct DiscoveryWatchReferralSetTests {
         #expect(set.pageRead(from: b, entries: page([])).removed == [address("192.0.2.5")])
     }
 
-    @Test("only SUBTYPE 1 entries are followed; host-side settings are inherited; unknown sources ignored")
+    @Test(
+        "SUBTYPE 1 entries and the controller's other ports (SUBTYPE 3) are followed, its own port once; host-side settings are inherited; unknown sources ignored"
+    )
     func referralDetails() throws {
         var source = address("192.0.2.1")
         source.hostInterface = "eth1"
@@ -451,19 +453,24 @@ struct DiscoveryWatchReferralSetTests {
         var set = DiscoveryReferralSet(configured: [source])
         var current = nvmEntry(1, address: "192.0.2.50")
         current.subsystemType = .currentDiscovery
+        var own = nvmEntry(3, address: "192.0.2.1")
+        own.subsystemType = .currentDiscovery
+        own.transportServiceIdentifier = "8009"
         let change = set.pageRead(
             from: source,
-            entries: [nvmEntry(2, address: "192.0.2.60"), current, referralEntry("192.0.2.7", port: "4444")]
+            entries: [own, nvmEntry(2, address: "192.0.2.60"), current, referralEntry("192.0.2.7", port: "4444")]
         )
-        let referral = try #require(change.added.first)
-        #expect(change.added.count == 1)
+        #expect(change.added.map(\.transportAddress) == ["192.0.2.50", "192.0.2.7"])
+        let otherPort = try #require(change.added.first)
+        #expect(otherPort.hostInterface == "eth1")
+        let referral = try #require(change.added.last)
         #expect(referral.transportAddress == "192.0.2.7")
         #expect(referral.port == 4444)
         #expect(referral.hostInterface == "eth1")
         #expect(referral.hostTransportAddress == "192.0.2.200")
         #expect(referral.subsystemNQN == DEMCore.wellKnownDiscoveryNQN)
         #expect(set.pageRead(from: address("198.51.100.1"), entries: page(["192.0.2.8"])).isEmpty)
-        #expect(set.removeConfigured(source).removed == [source, referral])
+        #expect(set.removeConfigured(source).removed == [source, otherPort, referral])
         #expect(set.addConfigured(source).added == [source])
     }
 }

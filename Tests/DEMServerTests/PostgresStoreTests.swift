@@ -189,6 +189,33 @@ struct PostgresStoreTests {
         #expect(a.fabric == stored)
     }
 
+    @Test("replicas on one database share the first one's discovery NQN and see each other's listeners while they beat")
+    func presence() throws {
+        let location = try TestPostgres.database()
+        let a = try PostgresFabricStore(location)
+        let b = try PostgresFabricStore(location)
+        #expect(
+            try a.sharedDiscoveryNQN(proposed: "nqn.2014-08.org.nvmexpress:uuid:aaaa")
+                == "nqn.2014-08.org.nvmexpress:uuid:aaaa"
+        )
+        #expect(
+            try b.sharedDiscoveryNQN(proposed: "nqn.2014-08.org.nvmexpress:uuid:bbbb")
+                == "nqn.2014-08.org.nvmexpress:uuid:aaaa"
+        )
+        let listenerA = PostgresFabricStore.Replica.Listener(transport: "tcp", address: "192.0.2.1", port: 8009)
+        let listenerB = PostgresFabricStore.Replica.Listener(transport: "tcp", address: "192.0.2.2", port: 8009)
+        let replicaA = PostgresFabricStore.Replica(listeners: [listenerA], started: 1)
+        let replicaB = PostgresFabricStore.Replica(listeners: [listenerB], started: 2)
+        #expect(try a.heartbeat(id: "a", replicaA, liveWithin: 5).isEmpty)
+        #expect(try b.heartbeat(id: "b", replicaB, liveWithin: 5) == ["a": replicaA])
+        #expect(try a.heartbeat(id: "a", replicaA, liveWithin: 5) == ["b": replicaB])
+        // A replica silent for longer than the window is not listed; one that left is gone.
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(try a.heartbeat(id: "a", replicaA, liveWithin: 0.2).isEmpty)
+        try b.leave(id: "b")
+        #expect(try a.heartbeat(id: "a", replicaA, liveWithin: 5).isEmpty)
+    }
+
     @Test("a wrong password, an unreachable server, a URL with a password: refused, naming the cause")
     func badLocations() throws {
         let location = try TestPostgres.database()

@@ -155,6 +155,40 @@ struct DiscoveryCatalogTests {
         #expect(page.entries[0].transportAddress == "192.0.2.7")
         #expect(page.entries[0].subsystemNQN == Self.unique)
     }
+
+    @Test("the other replicas' listeners are SUBTYPE 3 entries after dem's own; a change notifies every connected host")
+    func replicaPeers() {
+        let catalog = DiscoveryCatalog(
+            uniqueNQN: Self.unique,
+            listeners: [DiscoveryListenerAddress(address: "192.0.2.1", port: 8009)],
+            entries: [entry("one")]
+        )
+        let counts = NIOLockedCounter()
+        let host = DiscoveryHostContext(
+            hostNQN: TestHosts.a,
+            hostIdentifier: [],
+            subsystemNQN: DEMCore.wellKnownDiscoveryNQN
+        )
+        let before = catalog.discoveryLogPage(hostNQN: TestHosts.a)
+        _ = catalog.controllerCreated(host) { counts.add("a") }
+        let peers = [
+            DiscoveryListenerAddress(address: "192.0.2.2", port: 8009),
+            DiscoveryListenerAddress(address: "192.0.2.3", port: 8010),
+        ]
+        #expect(catalog.setPeers(peers) == 1)
+        #expect(catalog.setPeers(peers) == 0, "the same peers: no notice")
+        let page = catalog.discoveryLogPage(hostNQN: TestHosts.a)
+        #expect(page.generationCounter > before.generationCounter)
+        let current = page.entries.filter { $0.subsystemType == .currentDiscovery }
+        #expect(current.map(\.transportAddress) == ["192.0.2.1", "192.0.2.2", "192.0.2.3"])
+        #expect(current.map(\.transportServiceIdentifier) == ["8009", "8009", "8010"])
+        #expect(current.map(\.portIdentifier) == [1, 2, 3])
+        #expect(current.allSatisfy { $0.subsystemNQN == Self.unique })
+        #expect(page.entries.count == 4)
+        #expect(catalog.setPeers([]) == 1)
+        #expect(counts.value == ["a": 2])
+        #expect(catalog.discoveryLogPage(hostNQN: TestHosts.a).entries.count == 2)
+    }
 }
 
 final class NIOLockedCounter: Sendable {

@@ -54,6 +54,7 @@ struct StoreTests {
                 "v5: API tokens with an expiry (join tokens)",
                 "v6: discovery registrations and zoning (TP8010)",
                 "v7: the model's revision (dem replicas on one database)",
+                "v8: dem replicas: their discovery listeners and the shared discovery NQN",
             ]
         )
         #expect(try store.integrityCheck() == "ok")

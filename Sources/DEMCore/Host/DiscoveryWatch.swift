@@ -136,13 +136,16 @@ public struct DiscoveryWatch: Sendable {
         }
     }
 
-    /// The referrals of the last page read: entries of SUBTYPE 1 (another discovery service),
-    /// for a coordinator to follow (see ``DiscoveryReferralSet``).
+    /// The referrals of the last page read, for a coordinator to follow (see
+    /// ``DiscoveryReferralSet``): entries of SUBTYPE 1 (another discovery service) and of SUBTYPE
+    /// 3 (this discovery controller's ports, TP8013: the controller's own, which the set already
+    /// watches, and its others, such as dem replicas, which are watched too so that losing one
+    /// port leaves the others).
     public var referrals: [DiscoveryLogEntry] { Self.referrals(in: lastPage?.entries ?? []) }
 
-    /// The referral entries among `entries`.
+    /// The referral and current-discovery entries among `entries`.
     public static func referrals(in entries: [DiscoveryLogEntry]) -> [DiscoveryLogEntry] {
-        entries.filter { $0.subsystemType == .referral }
+        entries.filter { $0.subsystemType == .referral || $0.subsystemType == .currentDiscovery }
     }
 
     // MARK: - Events

@@ -331,6 +331,81 @@ public final class PostgresFabricStore: FabricStore {
 
     // MARK: Other replicas
 
+    /// The discovery NQN every replica on this database uses (they are one discovery controller
+    /// with several ports, TP8013): the first replica's `proposed` one, kept in the database.
+    public func sharedDiscoveryNQN(proposed: String) throws -> String {
+        try run { connection in
+            try connection.execute(
+                "INSERT INTO setting (name, value) VALUES ('discovery-nqn', $1) ON CONFLICT (name) DO NOTHING",
+                [proposed]
+            )
+            let stored = try connection.execute("SELECT value FROM setting WHERE name = 'discovery-nqn'")
+            return (stored.first?.first ?? nil) ?? proposed
+        }
+    }
+
+    /// A live replica as its last heartbeat described it.
+    public struct Replica: Sendable, Hashable, Codable {
+        /// Its discovery listeners (never a wildcard address).
+        public var listeners: [Listener]
+        /// When it started (seconds since 1970).
+        public var started: Double
+
+        public struct Listener: Sendable, Hashable, Codable {
+            public var transport: String
+            public var address: String
+            public var port: Int
+
+            public init(transport: String, address: String, port: Int) {
+                self.transport = transport
+                self.address = address
+                self.port = port
+            }
+        }
+
+        public init(listeners: [Listener], started: Double) {
+            self.listeners = listeners
+            self.started = started
+        }
+    }
+
+    /// Records that replica `id` is alive (the database's clock), describing it as `replica`;
+    /// forgets replicas silent for longer than `forgetAfter` seconds.
+    /// - Returns: every other replica heard from within `liveWithin` seconds, by ID.
+    public func heartbeat(
+        id: String,
+        _ replica: Replica,
+        liveWithin: Double,
+        forgetAfter: Double = 3600
+    ) throws -> [String: Replica] {
+        let body = String(decoding: try JSONEncoder().encode(replica), as: UTF8.self)
+        return try run { connection in
+            try connection.transaction {
+                let now = "extract(epoch from clock_timestamp())"
+                try connection.execute(
+                    "INSERT INTO replica (id, body, heartbeat) VALUES ($1, $2, \(now)) ON CONFLICT (id) DO UPDATE SET body = excluded.body, heartbeat = excluded.heartbeat",
+                    [id, body]
+                )
+                try connection.execute("DELETE FROM replica WHERE heartbeat < \(now) - $1", [String(forgetAfter)])
+                var live: [String: Replica] = [:]
+                for row in try connection.execute(
+                    "SELECT id, body FROM replica WHERE id <> $1 AND heartbeat >= \(now) - $2",
+                    [id, String(liveWithin)]
+                ) {
+                    if let other = try? JSONDecoder().decode(Replica.self, from: Data((row[1] ?? "").utf8)) {
+                        live[row[0] ?? ""] = other
+                    }
+                }
+                return live
+            }
+        }
+    }
+
+    /// Replica `id` stops (a graceful shutdown): the others stop listing it at their next beat.
+    public func leave(id: String) throws {
+        _ = try run { try $0.execute("DELETE FROM replica WHERE id = $1", [id]) }
+    }
+
     /// Watches the other writers' changes on a connection of its own (LISTEN), calling `handle`
     /// with each (its own commits included: the caller compares revisions), until `stop` is
     /// called. A lost connection is made again (with ``Change/everything`` once it is back).

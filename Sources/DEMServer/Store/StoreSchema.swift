@@ -102,6 +102,18 @@ enum StoreSchema {
                 INSERT INTO fabric_revision (id, revision) VALUES (1, 0);
                 """
         ),
+        Migration(
+            identifier: "v8: dem replicas: their discovery listeners and the shared discovery NQN",
+            sqlite: """
+                CREATE TABLE replica (id TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, heartbeat REAL NOT NULL);
+                CREATE TABLE setting (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+                """,
+            postgres: """
+                CREATE TABLE replica (
+                    id TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, heartbeat DOUBLE PRECISION NOT NULL);
+                CREATE TABLE setting (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+                """
+        ),
     ]
 
     /// The identifiers of every migration this dem knows.
