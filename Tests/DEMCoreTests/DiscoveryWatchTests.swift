@@ -444,7 +444,7 @@ struct DiscoveryWatchReferralSetTests {
     }
 
     @Test(
-        "SUBTYPE 1 entries and the controller's other ports (SUBTYPE 3) are followed, its own port once; host-side settings are inherited; unknown sources ignored"
+        "SUBTYPE 1 entries and, when the page lists the port reached, the controller's other ports (SUBTYPE 3) are followed; host-side settings are inherited; unknown sources ignored"
     )
     func referralDetails() throws {
         var source = address("192.0.2.1")
@@ -470,6 +470,15 @@ struct DiscoveryWatchReferralSetTests {
         #expect(referral.hostTransportAddress == "192.0.2.200")
         #expect(referral.subsystemNQN == DEMCore.wellKnownDiscoveryNQN)
         #expect(set.pageRead(from: address("198.51.100.1"), entries: page(["192.0.2.8"])).isEmpty)
+        // A page that does not list the port the host reached (an address translated between
+        // them): its other ports are not followed, its referrals are.
+        let translated = set.pageRead(from: source, entries: [current, referralEntry("192.0.2.7", port: "4444")])
+        #expect(translated.removed.map(\.transportAddress) == ["192.0.2.50"])
+        #expect(set.addresses.map(\.transportAddress) == ["192.0.2.1", "192.0.2.7"])
+        _ = set.pageRead(
+            from: source,
+            entries: [own, nvmEntry(2, address: "192.0.2.60"), current, referralEntry("192.0.2.7", port: "4444")]
+        )
         #expect(set.removeConfigured(source).removed == [source, otherPort, referral])
         #expect(set.addConfigured(source).added == [source])
     }

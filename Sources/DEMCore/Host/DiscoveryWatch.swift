@@ -137,15 +137,28 @@ public struct DiscoveryWatch: Sendable {
     }
 
     /// The referrals of the last page read, for a coordinator to follow (see
-    /// ``DiscoveryReferralSet``): entries of SUBTYPE 1 (another discovery service) and of SUBTYPE
-    /// 3 (this discovery controller's ports, TP8013: the controller's own, which the set already
-    /// watches, and its others, such as dem replicas, which are watched too so that losing one
-    /// port leaves the others).
+    /// ``DiscoveryReferralSet``): entries of SUBTYPE 1 (another discovery service).
     public var referrals: [DiscoveryLogEntry] { Self.referrals(in: lastPage?.entries ?? []) }
 
-    /// The referral and current-discovery entries among `entries`.
+    /// The referral entries (SUBTYPE 1) among `entries`.
     public static func referrals(in entries: [DiscoveryLogEntry]) -> [DiscoveryLogEntry] {
-        entries.filter { $0.subsystemType == .referral || $0.subsystemType == .currentDiscovery }
+        entries.filter { $0.subsystemType == .referral }
+    }
+
+    /// What a page read from `source` asks a host to watch: its referrals (SUBTYPE 1) and the
+    /// discovery controller's other ports (SUBTYPE 3, TP8013, such as dem replicas), so that
+    /// losing one port leaves the others. The other ports are taken only when the page lists
+    /// the port the host reached (the controller sees the host's addresses: no address
+    /// translation between them, which would make its addresses wrong for the host).
+    public static func controllersToWatch(
+        in entries: [DiscoveryLogEntry],
+        from source: DiscoveryControllerAddress
+    ) -> [DiscoveryLogEntry] {
+        let current = entries.filter { $0.subsystemType == .currentDiscovery }
+        let listsSource = current.contains { DiscoveryControllerAddress(referral: $0, from: source).key == source.key }
+        return entries.filter {
+            $0.subsystemType == .referral || (listsSource && $0.subsystemType == .currentDiscovery)
+        }
     }
 
     // MARK: - Events
@@ -436,7 +449,7 @@ public struct DiscoveryReferralSet: Sendable {
         entries: [DiscoveryLogEntry]
     ) -> Change {
         guard let watchedSource = entry(for: source) else { return Change() }
-        listed[source.key] = DiscoveryWatch.referrals(in: entries).map {
+        listed[source.key] = DiscoveryWatch.controllersToWatch(in: entries, from: watchedSource.address).map {
             DiscoveryControllerAddress(referral: $0, from: watchedSource.address)
         }
         return recompute()
