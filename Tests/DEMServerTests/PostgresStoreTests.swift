@@ -216,6 +216,49 @@ struct PostgresStoreTests {
         #expect(try a.heartbeat(id: "a", replicaA, liveWithin: 5).isEmpty)
     }
 
+    @Test("the database unreachable: replicas keep their model, a change is refused naming the store; back, both converge")
+    func outage() async throws {
+        let location = try TestPostgres.database()
+        let database = String(location.url.split(separator: "/").last ?? "")
+        let logger = Logger(label: "test")
+        let storeA = try PostgresFabricStore(location)
+        let a = try FabricService(store: storeA, logger: logger) { _ in }
+        let storeB = try PostgresFabricStore(location)
+        let b = try FabricService(store: storeB, logger: logger) { _ in }
+        let stops = [a.follow(storeA), b.follow(storeB)]
+        defer { for stop in stops { stop() } }
+        try await a.change(.created, path: "/host/h1") { fabric throws(ModelError) in
+            try fabric.addHost(FabricHost(alias: "h1", nqn: nil))
+        }
+        let admin = try PostgresConnection(
+            try PostgresLocation(url: try TestPostgres.url(database: "postgres"), password: TestPostgres.password)
+        )
+        // The outage: no new connection to the database, and every one it had ended.
+        try admin.execute("ALTER DATABASE \(database) WITH ALLOW_CONNECTIONS false")
+        try admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            [database]
+        )
+        await #expect {
+            try await b.change(.created, path: "/host/h2") { fabric throws(ModelError) in
+                try fabric.addHost(FabricHost(alias: "h2", nqn: nil))
+            }
+        } throws: { error in
+            guard case .store(let message) = error as? FabricService.ChangeError else { return false }
+            return message.contains(location.url)
+        }
+        #expect(a.fabric.hosts.map(\.alias) == ["h1"])
+        #expect(b.fabric.hosts.map(\.alias) == ["h1"])
+        // Back: the next change lands, and the other replica takes it in.
+        try admin.execute("ALTER DATABASE \(database) WITH ALLOW_CONNECTIONS true")
+        try await b.change(.created, path: "/host/h2") { fabric throws(ModelError) in
+            try fabric.addHost(FabricHost(alias: "h2", nqn: nil))
+        }
+        let deadline = ContinuousClock.now + .seconds(15)
+        while a.fabric.hosts.count < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(a.fabric.hosts.map(\.alias) == ["h1", "h2"])
+    }
+
     @Test("a wrong password, an unreachable server, a URL with a password: refused, naming the cause")
     func badLocations() throws {
         let location = try TestPostgres.database()

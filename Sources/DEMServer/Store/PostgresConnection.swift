@@ -150,8 +150,15 @@ final class PostgresConnection: @unchecked Sendable {  // one caller at a time: 
     }
 
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
+    /// A connection found lost at the start (the server restarted since the last call) is made
+    /// again first: nothing was sent yet, so nothing can have happened twice.
     func transaction<T>(_ begin: String = "BEGIN", _ body: () throws -> T) throws -> T {
-        try execute(begin)
+        do {
+            try execute(begin)
+        } catch where !isConnected {
+            try reconnect()
+            try execute(begin)
+        }
         do {
             let value = try body()
             try execute("COMMIT")
