@@ -16,7 +16,9 @@ struct DEMBench: AsyncParsableCommand {
             release build next to dem-bench, or --dem) and stop it at the end; `scale` runs dem's model, \
             store and catalog in this process. scripts/bench runs them all.
             """,
-        subcommands: [Sessions.self, Idle.self, Management.self, Scale.self, Authentication.self, Floor.self]
+        subcommands: [
+            Sessions.self, Idle.self, Management.self, Scale.self, Replicas.self, Authentication.self, Floor.self,
+        ]
     )
 }
 

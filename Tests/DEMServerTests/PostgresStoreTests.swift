@@ -29,9 +29,10 @@ enum TestPostgres {
     /// A new, empty database of its own.
     static func database() throws -> PostgresLocation {
         let name = "dem_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        let admin = try PostgresConnection(try PostgresLocation(url: try url(database: "postgres"), password: password))
-        try admin.execute("CREATE DATABASE \(name)")
-        return try PostgresLocation(url: try url(database: name), password: password)
+        return try PostgresFabricStore.createDatabase(
+            name,
+            server: try PostgresLocation(url: try url(database: "postgres"), password: password)
+        )
     }
 }
 
@@ -216,7 +217,9 @@ struct PostgresStoreTests {
         #expect(try a.heartbeat(id: "a", replicaA, liveWithin: 5).isEmpty)
     }
 
-    @Test("the database unreachable: replicas keep their model, a change is refused naming the store; back, both converge")
+    @Test(
+        "the database unreachable: replicas keep their model, a change is refused naming the store; back, both converge"
+    )
     func outage() async throws {
         let location = try TestPostgres.database()
         let database = String(location.url.split(separator: "/").last ?? "")

@@ -155,7 +155,7 @@ final class PostgresConnection: @unchecked Sendable {  // one caller at a time: 
     func transaction<T>(_ begin: String = "BEGIN", _ body: () throws -> T) throws -> T {
         do {
             try execute(begin)
-        } catch where !isConnected {
+        } catch  where !isConnected {
             try reconnect()
             try execute(begin)
         }

@@ -73,6 +73,21 @@ public final class PostgresFabricStore: FabricStore {
         }
     }
 
+    /// Creates the empty database `name` on the server of `server` (connecting to its database)
+    /// and returns its location: for tests and benchmarks, which want a database of their own.
+    public static func createDatabase(_ name: String, server: PostgresLocation) throws -> PostgresLocation {
+        guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }), !name.isEmpty else {
+            throw StoreError(path: server.url, message: "\"\(name)\" is not a plain database name")
+        }
+        let connection = try PostgresConnection(server)
+        try connection.execute("CREATE DATABASE \(name)")
+        guard var components = URLComponents(string: server.url) else {
+            throw StoreError(path: server.url, message: "is not a URL")
+        }
+        components.path = "/" + name
+        return try PostgresLocation(url: components.string ?? server.url, password: server.password)
+    }
+
     /// The migrations applied to the database, oldest first.
     public func appliedMigrations() throws -> [String] {
         let applied = Set(try run { try $0.execute("SELECT identifier FROM dem_migrations").compactMap { $0[0] } })
