@@ -184,9 +184,18 @@ struct EventStreamCloser: Service {
 struct StoreWatchService: Service {
     let store: PostgresFabricStore
     let service: FabricService
+    let monitor: TargetMonitor
+    let coordinator: PostgresTargetCoordinator
 
     func run() async throws {
-        let stop = service.follow(store)
+        let monitor = self.monitor
+        let coordinator = self.coordinator
+        let stop = service.follow(store) { change in
+            guard case .target(let alias) = change else { return }
+            Task {
+                if let shared = await coordinator.sharedOutcome(alias) { monitor.recordShared(alias, shared) }
+            }
+        }
         try? await gracefulShutdown()
         stop()
     }
@@ -200,9 +209,10 @@ struct ReplicaPresenceService: Service {
     let catalog: DiscoveryCatalog
     let listeners: [PostgresFabricStore.Replica.Listener]
     let logger: Logger
+    /// This replica's identity (also in the target leases).
+    let id: String
     var interval: Duration = .seconds(2)
     var liveWithin: Double = 6
-    let id = UUID().uuidString.lowercased()
 
     func run() async throws {
         let me = PostgresFabricStore.Replica(
@@ -452,6 +462,12 @@ public struct DEMApplication: Sendable {
             monitorConfiguration.callTimeout = options.targetTimeout
             monitorConfiguration.unreachablePolicy = options.unreachablePolicy
             monitorConfiguration.unreachableAfter = options.unreachableAfter
+            // Replicas: one manages each target; a lease outlives a few missed probes.
+            let replicaID = UUID().uuidString.lowercased()
+            let coordinator = shared.map {
+                PostgresTargetCoordinator(store: $0, replica: replicaID, lease: options.probeInterval * 3)
+            }
+            monitorConfiguration.coordinator = coordinator
             let targetMonitor = TargetMonitor(
                 service: service,
                 feed: feed,
@@ -564,13 +580,21 @@ public struct DEMApplication: Sendable {
                 TargetMonitorService(monitor: targetMonitor),
             ]
             if let watcher { services.append(watcher) }
-            if let shared = store as? PostgresFabricStore {
-                services.append(StoreWatchService(store: shared, service: service))
+            if let shared, let coordinator {
+                services.append(
+                    StoreWatchService(store: shared, service: service, monitor: targetMonitor, coordinator: coordinator)
+                )
                 let advertised = listeners.boundAddresses.map {
                     PostgresFabricStore.Replica.Listener(transport: "tcp", address: $0.address, port: $0.port)
                 }
                 services.append(
-                    ReplicaPresenceService(store: shared, catalog: catalog, listeners: advertised, logger: logger)
+                    ReplicaPresenceService(
+                        store: shared,
+                        catalog: catalog,
+                        listeners: advertised,
+                        logger: logger,
+                        id: replicaID
+                    )
                 )
             }
             if let authority = tls.authority { services.append(CertificateMaintenance(authority: authority)) }

@@ -439,6 +439,7 @@ public final class FabricService: Sendable {
             case .tokens: self.takeInStoredTokens()
             case .hostKeys: self.takeInStoredHostKeys()
             case .registrations: self.takeInStoredRegistrations()
+            case .target: break
             case .everything:
                 _ = self.takeInStoredFabric()
                 self.takeInStoredTokens()
@@ -448,10 +449,15 @@ public final class FabricService: Sendable {
         }
     }
 
-    /// Takes in what other replicas write to `store` (this service's store) from now on.
+    /// Takes in what other replicas write to `store` (this service's store) from now on;
+    /// `also` gets every change as well (a target's shared outcome is the target monitor's).
     /// - Returns: a call that stops it.
-    public func follow(_ store: PostgresFabricStore) -> @Sendable () -> Void {
+    public func follow(
+        _ store: PostgresFabricStore,
+        also: @escaping @Sendable (StoreChange) -> Void = { _ in }
+    ) -> @Sendable () -> Void {
         store.watch { [weak self] change in
+            also(change)
             // This replica's own commits come back too: those it knows are skipped.
             if case .fabric(let revision) = change, revision <= store.knownRevision { return }
             self?.storeChanged(change)

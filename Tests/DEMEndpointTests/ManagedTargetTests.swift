@@ -235,8 +235,13 @@ struct ManagedTargetTests {
             HostKey(secret: key.text, controllerSecret: controller.text, hash: "sha512", group: "ffdhe3072")
         )
         let path = "hosts/\(Self.host)"
-        #expect(try await eventually { endpoint.attribute("\(path)/dhchap_key") == key.text })
-        #expect(endpoint.attribute("\(path)/dhchap_ctrl_key") == controller.text)
+        // dem-em writes the host's attributes one after the other, the controller key last.
+        #expect(
+            try await eventually {
+                endpoint.attribute("\(path)/dhchap_key") == key.text
+                    && endpoint.attribute("\(path)/dhchap_ctrl_key") == controller.text
+            }
+        )
         #expect(endpoint.attribute("\(path)/dhchap_hash") == "hmac(sha512)")
         #expect(endpoint.attribute("\(path)/dhchap_dhgroup") == "ffdhe3072")
         // dem-em keeps the desired state with the keys sealed only.

@@ -54,7 +54,7 @@ struct StoreTests {
                 "v5: API tokens with an expiry (join tokens)",
                 "v6: discovery registrations and zoning (TP8010)",
                 "v7: the model's revision (dem replicas on one database)",
-                "v8: dem replicas: their discovery listeners and the shared discovery NQN",
+                "v8: dem replicas: their discovery listeners, the shared discovery NQN, who manages each target",
             ]
         )
         #expect(try store.integrityCheck() == "ok")

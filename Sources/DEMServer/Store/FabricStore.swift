@@ -126,6 +126,8 @@ public enum StoreChange: Sendable, Hashable {
     case tokens
     case hostKeys
     case registrations
+    /// What the replica that manages this target found there (``TargetCoordinator``).
+    case target(String)
     /// Changes may have been missed (the watch's connection was lost and made again): read
     /// everything again.
     case everything

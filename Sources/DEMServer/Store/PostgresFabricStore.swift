@@ -416,6 +416,62 @@ public final class PostgresFabricStore: FabricStore {
         }
     }
 
+    /// Takes the lease of target `alias` for `owner` when it is free or has run out, or renews
+    /// it when `owner` holds it, for `seconds` (the database's clock).
+    /// - Returns: whether `owner` holds it now.
+    public func claimTarget(_ alias: String, owner: String, seconds: Double) throws -> Bool {
+        try run { connection in
+            !(try connection.execute(
+                """
+                INSERT INTO target_lease (alias, owner, expires) VALUES ($1, $2, extract(epoch from clock_timestamp()) + $3)
+                ON CONFLICT (alias) DO UPDATE SET owner = excluded.owner, expires = excluded.expires
+                WHERE target_lease.owner = excluded.owner OR target_lease.expires < extract(epoch from clock_timestamp())
+                RETURNING owner
+                """,
+                [alias, owner, String(seconds)]
+            )).isEmpty
+        }
+    }
+
+    /// Who holds the lease of target `alias`, while it lasts.
+    public func targetManager(_ alias: String) throws -> String? {
+        try run { connection in
+            try connection.execute(
+                "SELECT owner FROM target_lease WHERE alias = $1 AND expires >= extract(epoch from clock_timestamp())",
+                [alias]
+            ).first?.first ?? nil
+        }
+    }
+
+    /// Gives up every target lease `owner` holds.
+    public func releaseTargets(owner: String) throws {
+        _ = try run { try $0.execute("DELETE FROM target_lease WHERE owner = $1", [owner]) }
+    }
+
+    /// Records what `owner`, the manager of target `alias`, found there, and tells the others.
+    public func shareTargetOutcome(_ alias: String, owner: String, body: String) throws {
+        try run { connection in
+            try connection.transaction {
+                try connection.execute(
+                    "INSERT INTO target_outcome (alias, owner, body) VALUES ($1, $2, $3) ON CONFLICT (alias) DO UPDATE SET owner = excluded.owner, body = excluded.body",
+                    [alias, owner, body]
+                )
+                try notify(connection, "target \(alias)")
+            }
+        }
+    }
+
+    /// What the manager of target `alias` last found there, and who it is.
+    public func targetOutcome(_ alias: String) throws -> (owner: String, body: String)? {
+        try run { connection in
+            guard
+                let row = try connection.execute("SELECT owner, body FROM target_outcome WHERE alias = $1", [alias])
+                    .first
+            else { return nil }
+            return (row[0] ?? "", row[1] ?? "")
+        }
+    }
+
     /// Replica `id` stops (a graceful shutdown): the others stop listing it at their next beat.
     public func leave(id: String) throws {
         _ = try run { try $0.execute("DELETE FROM replica WHERE id = $1", [id]) }
@@ -448,6 +504,10 @@ public final class PostgresFabricStore: FabricStore {
                         case "tokens": handle(.tokens)
                         case "host-keys": handle(.hostKeys)
                         case "registrations": handle(.registrations)
+                        case "target":
+                            if let space = notice.payload.firstIndex(of: " ") {
+                                handle(.target(String(notice.payload[notice.payload.index(after: space)...])))
+                            }
                         default: break
                         }
                     }

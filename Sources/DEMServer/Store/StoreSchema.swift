@@ -103,15 +103,21 @@ enum StoreSchema {
                 """
         ),
         Migration(
-            identifier: "v8: dem replicas: their discovery listeners and the shared discovery NQN",
+            identifier:
+                "v8: dem replicas: their discovery listeners, the shared discovery NQN, who manages each target",
             sqlite: """
                 CREATE TABLE replica (id TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, heartbeat REAL NOT NULL);
                 CREATE TABLE setting (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+                CREATE TABLE target_lease (alias TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, expires REAL NOT NULL);
+                CREATE TABLE target_outcome (alias TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, body TEXT NOT NULL);
                 """,
             postgres: """
                 CREATE TABLE replica (
                     id TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, heartbeat DOUBLE PRECISION NOT NULL);
                 CREATE TABLE setting (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+                CREATE TABLE target_lease (
+                    alias TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, expires DOUBLE PRECISION NOT NULL);
+                CREATE TABLE target_outcome (alias TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, body TEXT NOT NULL);
                 """
         ),
     ]

@@ -131,6 +131,9 @@ public final class TargetMonitor: Sendable {
         /// The fabric CA and dem's certificate: TLS towards enrolled targets (Interface TLS),
         /// and their certificates' renewal; nil when dem has no fabric CA (the site's PKI).
         public var authority: FabricAuthority?
+        /// With several dem replicas on one store: who manages each target (nil: this dem
+        /// manages every target).
+        public var coordinator: (any TargetCoordinator)?
 
         /// With `credential` for every target (no enrolment kept): set ``credentials`` for dem's.
         public init(credential: String, hostNQN: String, hostIdentifier: [UInt8]) {
@@ -171,6 +174,8 @@ public final class TargetMonitor: Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let runtimes = Mutex<[String: Runtime]>([:])
+    /// With replicas: the targets this one manages now (holds the lease of).
+    private let managing = Mutex<Set<String>>([])
     /// When a renewal of each target's certificate was last tried.
     private let renewalTries = Mutex<[String: Date]>([:])
     /// Targets whose certificate is being renewed now (a probe does not start another).
@@ -254,6 +259,7 @@ public final class TargetMonitor: Sendable {
         runtimes.withLock { runtimes in
             for key in runtimes.keys { runtimes[key]?.stop() }
         }
+        await releaseTargets()
         try? await http.shutdown()
     }
 
@@ -335,6 +341,24 @@ public final class TargetMonitor: Sendable {
     /// state call for. - Throws: the failure, for the REST routes that asked.
     @discardableResult
     func pass(_ alias: String, reason: Reason) async -> EndpointCallError? {
+        var reason = reason
+        // With replicas, one manages each target: the others record what it shares. An
+        // administrator's refresh or reconfiguration is carried out by the replica asked. A
+        // replica that takes a target over looks at it as at a start.
+        if let coordinator = configuration.coordinator, reason != .refresh, reason != .reconfig {
+            let manages = await coordinator.claim(alias)
+            let changed = managing.withLock { managing in
+                manages ? managing.insert(alias).inserted : managing.remove(alias) != nil
+            }
+            if changed {
+                logger.notice(
+                    manages ? "this replica manages the target now" : "another replica manages the target now",
+                    metadata: ["target": "\(alias)"]
+                )
+            }
+            guard manages else { return nil }
+            if changed { reason = .start }
+        }
         guard
             let (target, watch) = runtimes.withLock({ r in
                 r[alias].flatMap { rt in rt.watch.slice.map { ($0, rt.watch) } }
@@ -423,7 +447,25 @@ public final class TargetMonitor: Sendable {
             }
         }
         record(alias, outcome, at: now)
+        if let coordinator = configuration.coordinator, let shared = SharedTargetOutcome(outcome) {
+            await coordinator.share(alias, shared)
+        }
         return failure
+    }
+
+    /// Records what the replica that manages target `alias` found there (shared through the
+    /// store), as if this replica had found it.
+    public func recordShared(_ alias: String, _ shared: SharedTargetOutcome) {
+        guard let outcome = shared.outcome, managing.withLock({ !$0.contains(alias) }) else { return }
+        synchronizeWorkers(wakeAll: false)
+        record(alias, outcome, at: clock.now())
+    }
+
+    /// Gives up the targets this replica manages (at shutdown), so that another takes them now.
+    func releaseTargets() async {
+        guard let coordinator = configuration.coordinator else { return }
+        managing.withLock { $0.removeAll() }
+        await coordinator.releaseAll()
     }
 
     /// Says once per target that it has not enrolled, and so shares the fabric credential.
