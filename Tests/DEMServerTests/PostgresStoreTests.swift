@@ -26,6 +26,36 @@ enum TestPostgres {
         return components.string!
     }
 
+    /// Runs `arguments` (posix_spawn and waitpid on a thread of its own: Foundation's Process
+    /// was seen to miss the exit of a script that starts a server) with its output in a file.
+    static func run(_ arguments: String...) async throws -> (status: Int32, output: String) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                let output = temporaryDirectory("dem-run")
+                var actions: posix_spawn_file_actions_t = posix_spawn_file_actions_t()
+                posix_spawn_file_actions_init(&actions)
+                posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+                posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+                posix_spawn_file_actions_adddup2(&actions, 1, 2)
+                defer { posix_spawn_file_actions_destroy(&actions) }
+                let argv = arguments.map { strdup($0) } + [nil]
+                defer { for pointer in argv { free(pointer) } }
+                var pid: pid_t = 0
+                let spawned = posix_spawn(&pid, arguments[0], &actions, nil, argv, environ)
+                guard spawned == 0 else {
+                    continuation.resume(throwing: TestFailure("cannot run \(arguments[0]): errno \(spawned)"))
+                    return
+                }
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+                let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+                try? FileManager.default.removeItem(atPath: output)
+                // WEXITSTATUS
+                continuation.resume(returning: ((status >> 8) & 0xff, text))
+            }
+        }
+    }
+
     /// A new, empty database of its own.
     static func database() throws -> PostgresLocation {
         let name = "dem_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
@@ -260,6 +290,62 @@ struct PostgresStoreTests {
         let deadline = ContinuousClock.now + .seconds(15)
         while a.fabric.hosts.count < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         #expect(a.fabric.hosts.map(\.alias) == ["h1", "h2"])
+    }
+
+    @Test(
+        "the PostgreSQL server restarts: the replicas keep their model, a change is refused naming the store while it is down, and both converge once it is back"
+    )
+    func serverRestart() async throws {
+        // A cluster of this test's own (scripts/postgres-cluster): it is stopped and started.
+        let cluster = temporaryDirectory("dem-pg-restart")
+        let script = InstallTests.repository + "/scripts/postgres-cluster"
+        let started = try await TestPostgres.run(script, "start", cluster)
+        #expect(started.status == 0, "\(started.output)")
+        let output = started.output
+        func value(_ name: String) -> String {
+            output.split(separator: "\n").first { $0.hasPrefix(name + "=") }.map {
+                String($0.dropFirst(name.count + 1))
+            } ?? ""
+        }
+        let password = try String(contentsOfFile: value("DEM_TEST_POSTGRES_PASSWORD_FILE"), encoding: .utf8)
+            .trimmingCharacters(in: .newlines)
+        let location = try PostgresFabricStore.createDatabase(
+            "fabric",
+            server: try PostgresLocation(url: value("DEM_TEST_POSTGRES"), password: password)
+        )
+        let logger = Logger(label: "test")
+        let storeA = try PostgresFabricStore(location)
+        let a = try FabricService(store: storeA, logger: logger) { _ in }
+        let storeB = try PostgresFabricStore(location)
+        let b = try FabricService(store: storeB, logger: logger) { _ in }
+        let stops = [a.follow(storeA), b.follow(storeB)]
+        defer { for stop in stops { stop() } }
+        try await a.change(.created, path: "/host/h1") { fabric throws(ModelError) in
+            try fabric.addHost(FabricHost(alias: "h1", nqn: nil))
+        }
+        #expect(try await TestPostgres.run(script, "stop", cluster).status == 0)
+        await #expect {
+            try await a.change(.created, path: "/host/h2") { fabric throws(ModelError) in
+                try fabric.addHost(FabricHost(alias: "h2", nqn: nil))
+            }
+        } throws: { error in
+            guard case .store(let message) = error as? FabricService.ChangeError else { return false }
+            return message.contains(location.url)
+        }
+        #expect(a.fabric.hosts.map(\.alias) == ["h1"])
+        #expect(b.fabric.hosts.map(\.alias) == ["h1"])
+        #expect(try await TestPostgres.run(script, "start", cluster).status == 0)
+        try await b.change(.created, path: "/host/h2") { fabric throws(ModelError) in
+            try fabric.addHost(FabricHost(alias: "h2", nqn: nil))
+        }
+        let deadline = ContinuousClock.now + .seconds(15)
+        while a.fabric.hosts.count < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(a.fabric.hosts.map(\.alias) == ["h1", "h2"])
+        try await a.change(.created, path: "/host/h3") { fabric throws(ModelError) in
+            try fabric.addHost(FabricHost(alias: "h3", nqn: nil))
+        }
+        _ = try await TestPostgres.run(script, "stop", cluster)
+        try? FileManager.default.removeItem(atPath: cluster)
     }
 
     @Test("a wrong password, an unreachable server, a URL with a password: refused, naming the cause")

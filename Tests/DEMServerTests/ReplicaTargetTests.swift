@@ -1,6 +1,8 @@
+import AsyncHTTPClient
 import DEMCore
 import Foundation
 import Logging
+import NIOCore
 import Testing
 
 @testable import DEMServer
@@ -123,5 +125,93 @@ struct ReplicaTargetTests {
         #expect(try store.claimTarget("t1", owner: "a", seconds: 10))
         try store.shareTargetOutcome("t1", owner: "a", body: "{}")
         #expect(try store.targetOutcome("t1")?.owner == "a")
+    }
+}
+
+@Suite(
+    "replicas on PostgreSQL as processes: durability",
+    .enabled(if: TestPostgres.available, Comment(rawValue: TestPostgres.unavailable)),
+    .serialized
+)
+struct ReplicaDurabilityTests {
+    @Test(
+        "8 writers over three replicas, one killed (SIGKILL) at the 1,000th acknowledged write: after its restart every acknowledged write is on every replica, and all three list the same model"
+    )
+    func killOneReplicaDuringWrites() async throws {
+        let location = try TestPostgres.database()
+        guard let passwordFile = ProcessInfo.processInfo.environment["DEM_TEST_POSTGRES_PASSWORD_FILE"] else {
+            throw TestFailure(TestPostgres.unavailable)
+        }
+        let store = ["--store", location.url, "--store-password-file", passwordFile, "--no-mdns"]
+        let directory = temporaryDirectory("dem-replicas")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var replicas: [DEMProcess] = []
+        for n in 0..<3 {
+            replicas.append(try await DEMProcess.start(dataDirectory: directory + "/r\(n)", extraArguments: store))
+        }
+        let client = HTTPClient.shared
+        let state = MutationState()
+        let killAt = 1_000
+        let writers = replicas
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<8 {
+                let replica = writers[worker % 3]
+                group.addTask {
+                    while !state.killed.load(ordering: .relaxed) {
+                        let alias = "h\(state.next.add(1, ordering: .relaxed).newValue)"
+                        guard
+                            let response = try? await client.execute(
+                                replica.request(.PUT, "/host", body: #"{"Alias":"\#(alias)"}"#),
+                                timeout: .seconds(10)
+                            )
+                        else { continue }
+                        _ = try? await response.body.collect(upTo: 1 << 16)
+                        guard response.status == .created else { continue }
+                        let count = state.acknowledged.withLock { list in
+                            list.append(alias)
+                            return list.count
+                        }
+                        if count == killAt, !state.killed.exchange(true, ordering: .relaxed) {
+                            // Mid-stream: the other writers have requests in flight.
+                            writers[0].kill(SIGKILL)
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        _ = try await replicas[0].waitForExit()
+        let acknowledged = Set(state.acknowledged.withLock { $0 })
+        #expect(acknowledged.count >= killAt)
+        replicas[0] = try await DEMProcess.start(dataDirectory: directory + "/r0", extraArguments: store)
+
+        func hosts(_ replica: DEMProcess) async throws -> [String] {
+            let response = try await client.execute(replica.request(.GET, "/host"), timeout: .seconds(10))
+            let body = try await response.body.collect(upTo: 1 << 24)
+            return try JSONDecoder().decode([String: [String]].self, from: Data(buffer: body))["Hosts"] ?? []
+        }
+        func export(_ replica: DEMProcess) async throws -> String {
+            let response = try await client.execute(replica.request(.GET, "/dem/config"), timeout: .seconds(10))
+            return String(buffer: try await response.body.collect(upTo: 1 << 24))
+        }
+        // The replicas that ran on take in the last writes within moments.
+        let deadline = ContinuousClock.now + .seconds(10)
+        var lists: [[String]] = []
+        repeat {
+            lists = []
+            for replica in replicas { lists.append(try await hosts(replica)) }
+            if Set(lists.map { $0.sorted() }).count == 1 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        } while ContinuousClock.now < deadline
+        for (n, listed) in lists.enumerated() {
+            let missing = acknowledged.subtracting(listed)
+            #expect(missing.isEmpty, "replica \(n): acknowledged but missing: \(missing.sorted().prefix(10))")
+        }
+        let exports = try await [export(replicas[0]), export(replicas[1]), export(replicas[2])]
+        #expect(Set(exports).count == 1, "the replicas' exports differ")
+        for replica in replicas {
+            replica.kill(SIGTERM)
+            #expect(try await replica.waitForExit() == 0)
+        }
     }
 }
