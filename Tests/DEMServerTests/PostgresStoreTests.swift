@@ -89,18 +89,7 @@ struct PostgresStoreTests {
         var fabric = try StoreTests.sample()
         try store.commit(from: Fabric(), to: fabric)
         #expect(try store.loadFabric() == fabric)
-        var changed = fabric
-        try changed.updateHost("h1", .init(alias: "h9"))
-        try changed.updateTarget("t1", .init(alias: "t0"))
-        try changed.updateSubsystem(
-            target: "t0",
-            nqn: "nqn.2024-01.io.example:a",
-            .init(nqn: "nqn.2024-01.io.example:c")
-        )
-        try changed.deleteTarget("t2")
-        try changed.renameGroup("g1", to: "g2")
-        try changed.addZone(group: "zg", zone: "z1")
-        changed.activateZoning()
+        let changed = try StoreTests.renamedAndDeleted(fabric)
         try store.commit(from: fabric, to: changed)
         #expect(try store.loadFabric() == changed)
         fabric = changed
@@ -247,12 +236,14 @@ struct PostgresStoreTests {
         #expect(try a.heartbeat(id: "a", replicaA, liveWithin: 5).isEmpty)
     }
 
-    @Test(
-        "the database unreachable: replicas keep their model, a change is refused naming the store; back, both converge"
-    )
-    func outage() async throws {
-        let location = try TestPostgres.database()
-        let database = String(location.url.split(separator: "/").last ?? "")
+    /// Two replicas' services on `location` through an outage: before it a change lands; while
+    /// the database is down (`down`) both keep their model and a change is refused naming the
+    /// store; once it is back (`up`) the next change lands and reaches the other replica.
+    static func outage(
+        _ location: PostgresLocation,
+        down: () async throws -> Void,
+        up: () async throws -> Void
+    ) async throws {
         let logger = Logger(label: "test")
         let storeA = try PostgresFabricStore(location)
         let a = try FabricService(store: storeA, logger: logger) { _ in }
@@ -260,36 +251,46 @@ struct PostgresStoreTests {
         let b = try FabricService(store: storeB, logger: logger) { _ in }
         let stops = [a.follow(storeA), b.follow(storeB)]
         defer { for stop in stops { stop() } }
-        try await a.change(.created, path: "/host/h1") { fabric throws(ModelError) in
-            try fabric.addHost(FabricHost(alias: "h1", nqn: nil))
+        @Sendable func add(_ alias: String) -> @Sendable (inout Fabric) throws(ModelError) -> Void {
+            { fabric throws(ModelError) in try fabric.addHost(FabricHost(alias: alias, nqn: nil)) }
         }
-        let admin = try PostgresConnection(
-            try PostgresLocation(url: try TestPostgres.url(database: "postgres"), password: TestPostgres.password)
-        )
-        // The outage: no new connection to the database, and every one it had ended.
-        try admin.execute("ALTER DATABASE \(database) WITH ALLOW_CONNECTIONS false")
-        try admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            [database]
-        )
+        try await a.change(.created, path: "/host/h1", add("h1"))
+        try await down()
         await #expect {
-            try await b.change(.created, path: "/host/h2") { fabric throws(ModelError) in
-                try fabric.addHost(FabricHost(alias: "h2", nqn: nil))
-            }
+            try await b.change(.created, path: "/host/h2", add("h2"))
         } throws: { error in
             guard case .store(let message) = error as? FabricService.ChangeError else { return false }
             return message.contains(location.url)
         }
         #expect(a.fabric.hosts.map(\.alias) == ["h1"])
         #expect(b.fabric.hosts.map(\.alias) == ["h1"])
-        // Back: the next change lands, and the other replica takes it in.
-        try admin.execute("ALTER DATABASE \(database) WITH ALLOW_CONNECTIONS true")
-        try await b.change(.created, path: "/host/h2") { fabric throws(ModelError) in
-            try fabric.addHost(FabricHost(alias: "h2", nqn: nil))
-        }
+        try await up()
+        try await b.change(.created, path: "/host/h2", add("h2"))
         let deadline = ContinuousClock.now + .seconds(15)
         while a.fabric.hosts.count < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         #expect(a.fabric.hosts.map(\.alias) == ["h1", "h2"])
+        try await a.change(.created, path: "/host/h3", add("h3"))
+    }
+
+    @Test(
+        "the database unreachable: replicas keep their model, a change is refused naming the store; back, both converge"
+    )
+    func outage() async throws {
+        let location = try TestPostgres.database()
+        let database = String(location.url.split(separator: "/").last ?? "")
+        let admin = try PostgresConnection(
+            try PostgresLocation(url: try TestPostgres.url(database: "postgres"), password: TestPostgres.password)
+        )
+        try await Self.outage(location) {
+            // No new connection to the database, and every one it had ended.
+            try admin.execute("ALTER DATABASE \(database) WITH ALLOW_CONNECTIONS false")
+            try admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                [database]
+            )
+        } up: {
+            try admin.execute("ALTER DATABASE \(database) WITH ALLOW_CONNECTIONS true")
+        }
     }
 
     @Test(
@@ -301,11 +302,9 @@ struct PostgresStoreTests {
         let script = InstallTests.repository + "/scripts/postgres-cluster"
         let started = try await TestPostgres.run(script, "start", cluster)
         #expect(started.status == 0, "\(started.output)")
-        let output = started.output
         func value(_ name: String) -> String {
-            output.split(separator: "\n").first { $0.hasPrefix(name + "=") }.map {
-                String($0.dropFirst(name.count + 1))
-            } ?? ""
+            started.output.split(separator: "\n").first { $0.hasPrefix(name + "=") }
+                .map { String($0.dropFirst(name.count + 1)) } ?? ""
         }
         let password = try String(contentsOfFile: value("DEM_TEST_POSTGRES_PASSWORD_FILE"), encoding: .utf8)
             .trimmingCharacters(in: .newlines)
@@ -313,36 +312,12 @@ struct PostgresStoreTests {
             "fabric",
             server: try PostgresLocation(url: value("DEM_TEST_POSTGRES"), password: password)
         )
-        let logger = Logger(label: "test")
-        let storeA = try PostgresFabricStore(location)
-        let a = try FabricService(store: storeA, logger: logger) { _ in }
-        let storeB = try PostgresFabricStore(location)
-        let b = try FabricService(store: storeB, logger: logger) { _ in }
-        let stops = [a.follow(storeA), b.follow(storeB)]
-        defer { for stop in stops { stop() } }
-        try await a.change(.created, path: "/host/h1") { fabric throws(ModelError) in
-            try fabric.addHost(FabricHost(alias: "h1", nqn: nil))
-        }
-        #expect(try await TestPostgres.run(script, "stop", cluster).status == 0)
-        await #expect {
-            try await a.change(.created, path: "/host/h2") { fabric throws(ModelError) in
-                try fabric.addHost(FabricHost(alias: "h2", nqn: nil))
-            }
-        } throws: { error in
-            guard case .store(let message) = error as? FabricService.ChangeError else { return false }
-            return message.contains(location.url)
-        }
-        #expect(a.fabric.hosts.map(\.alias) == ["h1"])
-        #expect(b.fabric.hosts.map(\.alias) == ["h1"])
-        #expect(try await TestPostgres.run(script, "start", cluster).status == 0)
-        try await b.change(.created, path: "/host/h2") { fabric throws(ModelError) in
-            try fabric.addHost(FabricHost(alias: "h2", nqn: nil))
-        }
-        let deadline = ContinuousClock.now + .seconds(15)
-        while a.fabric.hosts.count < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(a.fabric.hosts.map(\.alias) == ["h1", "h2"])
-        try await a.change(.created, path: "/host/h3") { fabric throws(ModelError) in
-            try fabric.addHost(FabricHost(alias: "h3", nqn: nil))
+        try await Self.outage(location) {
+            let stopped = try await TestPostgres.run(script, "stop", cluster)
+            #expect(stopped.status == 0, "\(stopped.output)")
+        } up: {
+            let again = try await TestPostgres.run(script, "start", cluster)
+            #expect(again.status == 0, "\(again.output)")
         }
         _ = try await TestPostgres.run(script, "stop", cluster)
         try? FileManager.default.removeItem(atPath: cluster)

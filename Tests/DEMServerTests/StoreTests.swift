@@ -44,6 +44,24 @@ struct StoreTests {
         return fabric
     }
 
+    /// `sample()` with a host, a target and a subsystem renamed, a target deleted, a group
+    /// renamed and a zone activated: rows changed, added and removed in every table.
+    static func renamedAndDeleted(_ fabric: Fabric) throws -> Fabric {
+        var changed = fabric
+        try changed.updateHost("h1", .init(alias: "h9"))
+        try changed.updateTarget("t1", .init(alias: "t0"))
+        try changed.updateSubsystem(
+            target: "t0",
+            nqn: "nqn.2024-01.io.example:a",
+            .init(nqn: "nqn.2024-01.io.example:c")
+        )
+        try changed.deleteTarget("t2")
+        try changed.renameGroup("g1", to: "g2")
+        try changed.addZone(group: "zg", zone: "z1")
+        changed.activateZoning()
+        return changed
+    }
+
     @Test("the schema is migrated and the file is intact")
     func migrations() throws {
         let store = try Self.temporaryStore()
@@ -76,16 +94,7 @@ struct StoreTests {
         try store.commit(from: Fabric(), to: fabric)
         #expect(try store.loadFabric() == fabric)
 
-        var changed = fabric
-        try changed.updateHost("h1", .init(alias: "h9"))
-        try changed.updateTarget("t1", .init(alias: "t0"))
-        try changed.updateSubsystem(
-            target: "t0",
-            nqn: "nqn.2024-01.io.example:a",
-            .init(nqn: "nqn.2024-01.io.example:c")
-        )
-        try changed.deleteTarget("t2")
-        try changed.renameGroup("g1", to: "g2")
+        let changed = try Self.renamedAndDeleted(fabric)
         try store.commit(from: fabric, to: changed)
         #expect(try store.loadFabric() == changed)
         fabric = changed
