@@ -255,6 +255,9 @@ struct PostgresStoreTests {
             { fabric throws(ModelError) in try fabric.addHost(FabricHost(alias: alias, nqn: nil)) }
         }
         try await a.change(.created, path: "/host/h1", add("h1"))
+        // B takes it in before the outage (its watch may still be starting).
+        let taken = ContinuousClock.now + .seconds(10)
+        while b.fabric.hosts.isEmpty, ContinuousClock.now < taken { try await Task.sleep(for: .milliseconds(20)) }
         try await down()
         await #expect {
             try await b.change(.created, path: "/host/h2", add("h2"))

@@ -13,16 +13,19 @@ struct ProgramConfigurationTests {
         _ name: String,
         _ arguments: [String],
         environment: [String: String] = [:],
-        seconds: Double = 20
+        seconds: Double = 20,
+        until marker: String? = nil
     ) async throws -> (status: Int32, output: String, errors: String) {
-        // A daemon started to look at its log is stopped after `seconds`.
+        // A daemon started to look at its log is stopped after `seconds`, or once it logged
+        // `marker`.
         let daemon = !arguments.contains { ["--print-config", "--help"].contains($0) }
         let run = try await runProgram(
             name,
             arguments,
             environment: environment,
             seconds: seconds,
-            stopAfter: daemon ? seconds : nil
+            stopAfter: daemon ? seconds : nil,
+            stopWhenLogged: marker
         )
         return (run.status, run.output, run.errors)
     }
@@ -72,7 +75,8 @@ struct ProgramConfigurationTests {
         let (_, _, json) = try await run(
             "dem",
             ["--data-dir", directory, "--port", "0", "--api-port", "0", "--log-format", "json"],
-            seconds: 2
+            seconds: 30,
+            until: "REST API listening"
         )
         let lines = json.split(separator: "\n").filter { !$0.isEmpty }
         #expect(lines.count >= 3)
@@ -92,7 +96,13 @@ struct ProgramConfigurationTests {
         process.environment = ["JOURNAL_STREAM": "\(info.st_dev):\(info.st_ino)"]
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         try process.run()
-        try await Task.sleep(for: .seconds(2))
+        // Until it says it serves (on a loaded machine that takes more than a moment).
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline,
+            !((try? String(contentsOfFile: log, encoding: .utf8))?.contains("REST API listening") ?? false)
+        {
+            try await Task.sleep(for: .milliseconds(50))
+        }
         process.terminate()
         process.waitUntilExit()
         let journal = try String(contentsOfFile: log, encoding: .utf8)

@@ -16,13 +16,15 @@ struct ProgramRun {
 /// Runs `executable` (a path, or the name of a program built beside dem) with `arguments` and
 /// `environment` added to this process's: its exit status and output. It must exit within
 /// `seconds` (else it is killed and the test fails), unless `stopAfter` is set: then it is
-/// stopped with SIGTERM after that long, as a daemon is.
+/// stopped with SIGTERM after that long, as a daemon is, or as soon as its standard error holds
+/// `stopWhenLogged`.
 func runProgram(
     _ executable: String,
     _ arguments: [String],
     environment: [String: String]? = nil,
     seconds: Double = 20,
-    stopAfter: Double? = nil
+    stopAfter: Double? = nil,
+    stopWhenLogged: String? = nil
 ) async throws -> ProgramRun {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable.contains("/") ? executable : DEMProcess.sibling(executable))
@@ -44,7 +46,8 @@ func runProgram(
     let start = ContinuousClock.now
     while process.isRunning {
         let elapsed = ContinuousClock.now - start
-        if let stopAfter, elapsed > .seconds(stopAfter) {
+        let logged = stopWhenLogged.map { (try? String(contentsOfFile: err, encoding: .utf8))?.contains($0) ?? false }
+        if let stopAfter, elapsed > .seconds(stopAfter) || logged == true {
             process.terminate()
             process.waitUntilExit()
             break

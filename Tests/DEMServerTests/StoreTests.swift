@@ -72,7 +72,8 @@ struct StoreTests {
                 "v5: API tokens with an expiry (join tokens)",
                 "v6: discovery registrations and zoning (TP8010)",
                 "v7: the model's revision (dem replicas on one database)",
-                "v8: dem replicas: their discovery listeners, the shared discovery NQN, who manages each target",
+                "v8: dem replicas: their discovery listeners and the shared discovery NQN",
+                "v9: dem replicas: which one manages each target, and what it found",
             ]
         )
         #expect(try store.integrityCheck() == "ok")

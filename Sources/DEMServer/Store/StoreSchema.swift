@@ -103,18 +103,24 @@ enum StoreSchema {
                 """
         ),
         Migration(
-            identifier:
-                "v8: dem replicas: their discovery listeners, the shared discovery NQN, who manages each target",
+            identifier: "v8: dem replicas: their discovery listeners and the shared discovery NQN",
             sqlite: """
                 CREATE TABLE replica (id TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, heartbeat REAL NOT NULL);
                 CREATE TABLE setting (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
-                CREATE TABLE target_lease (alias TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, expires REAL NOT NULL);
-                CREATE TABLE target_outcome (alias TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, body TEXT NOT NULL);
                 """,
             postgres: """
                 CREATE TABLE replica (
                     id TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL, heartbeat DOUBLE PRECISION NOT NULL);
                 CREATE TABLE setting (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+                """
+        ),
+        Migration(
+            identifier: "v9: dem replicas: which one manages each target, and what it found",
+            sqlite: """
+                CREATE TABLE target_lease (alias TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, expires REAL NOT NULL);
+                CREATE TABLE target_outcome (alias TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, body TEXT NOT NULL);
+                """,
+            postgres: """
                 CREATE TABLE target_lease (
                     alias TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, expires DOUBLE PRECISION NOT NULL);
                 CREATE TABLE target_outcome (alias TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, body TEXT NOT NULL);
