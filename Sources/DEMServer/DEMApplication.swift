@@ -225,9 +225,11 @@ struct ReplicaPresenceService: Service {
             )
         }
         var listed: [DiscoveryListenerAddress] = []
+        let (store, id, liveWithin) = (self.store, self.id, self.liveWithin)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                let others = try store.heartbeat(id: id, me, liveWithin: liveWithin)
+                let beat = await offThread { Result { try store.heartbeat(id: id, me, liveWithin: liveWithin) } }
+                let others = try beat.get()
                 let peers = others.values.flatMap(\.listeners)
                     .filter { $0.transport == "tcp" }
                     .map { DiscoveryListenerAddress(address: $0.address, port: $0.port) }
@@ -246,7 +248,7 @@ struct ReplicaPresenceService: Service {
             }
             try? await Task.sleep(for: interval)
         }
-        try? store.leave(id: id)
+        await offThread { try? store.leave(id: id) }
     }
 }
 

@@ -106,12 +106,13 @@ public struct PostgresTargetCoordinator: TargetCoordinator {
             return try? JSONDecoder().decode(SharedTargetOutcome.self, from: Data(body.utf8))
         }
     }
+}
 
-    /// Runs a blocking store call on a thread of its own, not on the caller's.
-    private func offThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(returning: body()) }
-        }
+/// Runs a blocking store call (libpq waits for the server, up to its connect timeout when the
+/// server is gone) on a thread of its own, not on one of Swift concurrency's few.
+func offThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(returning: body()) }
     }
 }
 
