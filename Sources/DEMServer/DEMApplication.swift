@@ -184,16 +184,22 @@ struct EventStreamCloser: Service {
 struct StoreWatchService: Service {
     let store: PostgresFabricStore
     let service: FabricService
+    let catalog: DiscoveryCatalog
     let monitor: TargetMonitor
     let coordinator: PostgresTargetCoordinator
 
     func run() async throws {
-        let monitor = self.monitor
-        let coordinator = self.coordinator
+        let (catalog, monitor, coordinator) = (self.catalog, self.monitor, self.coordinator)
         let stop = service.follow(store) { change in
-            guard case .target(let alias) = change else { return }
-            Task {
-                if let shared = await coordinator.sharedOutcome(alias) { monitor.recordShared(alias, shared) }
+            switch change {
+            case .target(let alias):
+                Task {
+                    if let shared = await coordinator.sharedOutcome(alias) { monitor.recordShared(alias, shared) }
+                }
+            case .generations, .everything:
+                // Off the watch's thread: the catalog asks the store again.
+                Task { await offThread { catalog.storedGenerationsChanged() } }
+            default: break
             }
         }
         try? await gracefulShutdown()
@@ -395,6 +401,8 @@ public struct DEMApplication: Sendable {
         let catalog = DiscoveryCatalog(uniqueNQN: options.uniqueNQN, listeners: [], entries: entries, keyring: keyring)
         // GENCTR grows across restarts: the store reserves the counters before any is served.
         try catalog.reserveGenerations(using: { try store.reserveGenerations($0) }, logger: logger)
+        // Replicas give a page the same GENCTR: the one the shared store keeps for its content.
+        if let shared { catalog.useStoredGenerations(shared, logger: logger) }
         // The listeners are bound before anything that needs shutting down is made, so a port in
         // use ends the start with nothing left behind.
         var controller = options.controller
@@ -584,7 +592,13 @@ public struct DEMApplication: Sendable {
             if let watcher { services.append(watcher) }
             if let shared, let coordinator {
                 services.append(
-                    StoreWatchService(store: shared, service: service, monitor: targetMonitor, coordinator: coordinator)
+                    StoreWatchService(
+                        store: shared,
+                        service: service,
+                        catalog: catalog,
+                        monitor: targetMonitor,
+                        coordinator: coordinator
+                    )
                 )
                 let advertised = listeners.boundAddresses.map {
                     PostgresFabricStore.Replica.Listener(transport: "tcp", address: $0.address, port: $0.port)

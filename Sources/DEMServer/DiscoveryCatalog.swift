@@ -1,3 +1,4 @@
+import Crypto
 import DEMCore
 import Logging
 import NIOCore
@@ -29,12 +30,23 @@ public protocol DiscoveryRegistrar: Sendable {
 
 extension FabricService: DiscoveryRegistrar {}
 
+/// Where GENCTRs come from when every dem replica on a shared store must give a page the same
+/// one: a GENCTR per page content, kept in the store.
+public protocol DiscoveryPageGenerations: Sendable {
+    /// The GENCTR of each page content (a digest of its entries), keyed like `above`: the one
+    /// stored for the content when it is above `above[digest]`, otherwise a new one, higher than
+    /// every GENCTR handed out before, stored for every replica.
+    func pageGenerations(above: [String: UInt64]) throws -> [String: UInt64]
+}
+
 /// Every host's view of the discovery service: which entries each host may see, the page bytes,
 /// the per-host generation counter, and change notices to the connected hosts whose view changed.
 ///
 /// Thread-safe; every connection calls it. GENCTR is per view: a host's page keeps its GENCTR
 /// until an update changes what that host sees, and then takes the new global generation, so it
-/// only ever grows.
+/// only ever grows. With stored generations (``useStoredGenerations(_:logger:)``, dem replicas on
+/// one database) a page's GENCTR is the one the store keeps for its content instead, so every
+/// replica gives a host the same GENCTR for the same page.
 public final class DiscoveryCatalog: DiscoveryControllerService {
     private struct ViewKey: Hashable {
         var hostNQN: String
@@ -81,6 +93,21 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         }
 
         var count: Int { listenerEntries.count + shared.entries.count + own.count }
+
+        /// SHA-256 of the entries in page order (hex), made when first asked for: the key of
+        /// the content's stored GENCTR.
+        var digest: String {
+            if let madeDigest { return madeDigest }
+            var buffer = ByteBufferAllocator().buffer(capacity: count * DiscoveryLogEntry.size)
+            forEachEntry {
+                buffer.writeDiscoveryLogEntry($0)
+                return true
+            }
+            let made = SHA256.hash(data: buffer.readableBytesView).map { String(format: "%02x", $0) }.joined()
+            madeDigest = made
+            return made
+        }
+        private var madeDigest: String?
 
         /// Calls `body` with each entry in page order; stops when it returns false.
         /// - Returns: whether every entry was visited.
@@ -178,6 +205,23 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         var logger: Logger
     }
 
+    /// The GENCTRs kept in the store, by page content (``useStoredGenerations(_:logger:)``).
+    private struct StoredGenerations {
+        var source: any DiscoveryPageGenerations
+        /// What the store answered, by content digest.
+        var known: [String: UInt64] = [:]
+        var logger: Logger
+        /// Whether the store's last answer was an error (logged once until it answers again).
+        var failing = false
+        /// While the store fails, it is asked again only after this (page reads do not each
+        /// wait for it).
+        var retryAfter = ContinuousClock.now
+    }
+
+    /// How long pages take this dem's own GENCTRs after the store failed to give one, before it
+    /// is asked again.
+    static let storedGenerationRetry: Duration = .seconds(5)
+
     private struct Registration {
         var key: ViewKey
         var onChange: @Sendable () -> Void
@@ -203,6 +247,7 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         var generation: UInt64 = 1
         /// The generations reserved durably, when they are (``reserveGenerations(using:blockSize:logger:)``).
         var reservations: Reservations?
+        var stored: StoredGenerations?
         var views: [ViewKey: View] = [:]
         var registrations: [UInt64: Registration] = [:]
         var nextToken: UInt64 = 1
@@ -455,6 +500,7 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
             apply(&state)
             state.sourceVersion += 1
             Self.nextGeneration(&state)
+            resolveStoredGenerations(for: Set(before.keys), in: &state)
             var changed: [ViewKey: Bool] = [:]
             for (key, generation) in before {
                 changed[key] = view(for: key, in: &state).generationCounter != generation
@@ -476,14 +522,29 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         if let existing = state.views[key], existing.sourceVersion == state.sourceVersion {
             return existing
         }
-        if state.sharedVersion != state.sourceVersion {
-            state.sharedContents.removeAll(keepingCapacity: true)
-            state.listenerEntries.removeAll(keepingCapacity: true)
-            state.comparisons.removeAll(keepingCapacity: true)
-            state.sharedVersion = state.sourceVersion
-        }
+        Self.startSharedVersion(&state)
         let content = self.content(for: key, in: &state)
-        if var existing = state.views[key], Self.sameEntries(existing.content, content, in: &state) {
+        let existing = state.views[key]
+        let same = existing.map { Self.sameEntries($0.content, content, in: &state) } ?? false
+        if state.stored != nil,
+            let generation = Self.storedGeneration(
+                content,
+                above: same ? 0 : existing?.generationCounter ?? 0,
+                in: &state
+            )
+        {
+            if same, let existing, content.pages[generation] == nil,
+                let page = existing.content.pages[generation]
+            {
+                content.pages[generation] = page
+            }
+            return remember(
+                View(content: content, generationCounter: generation, sourceVersion: state.sourceVersion),
+                for: key,
+                in: &state
+            )
+        }
+        if same, var existing {
             // The same entries: the view keeps its GENCTR (and the page already encoded for it).
             if content.pages[existing.generationCounter] == nil,
                 let page = existing.content.pages[existing.generationCounter]
@@ -495,12 +556,104 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
             state.views[key] = existing
             return existing
         }
-        let view = View(content: content, generationCounter: state.generation, sourceVersion: state.sourceVersion)
-        state.views[key] = view
-        if state.views.count > Self.rememberedViewLimit {
+        return remember(
+            View(content: content, generationCounter: state.generation, sourceVersion: state.sourceVersion),
+            for: key,
+            in: &state
+        )
+    }
+
+    private func remember(_ view: View, for key: ViewKey, in state: inout State) -> View {
+        let known = state.views.updateValue(view, forKey: key) != nil
+        if !known, state.views.count > Self.rememberedViewLimit {
             forgetDisconnectedViews(&state)
         }
         return view
+    }
+
+    /// Drops the contents, listener entries and comparisons of an older source version.
+    private static func startSharedVersion(_ state: inout State) {
+        guard state.sharedVersion != state.sourceVersion else { return }
+        state.sharedContents.removeAll(keepingCapacity: true)
+        state.listenerEntries.removeAll(keepingCapacity: true)
+        state.comparisons.removeAll(keepingCapacity: true)
+        state.sharedVersion = state.sourceVersion
+    }
+
+    // MARK: Stored generations
+
+    /// Gives every page the GENCTR `source` keeps for its content (dem replicas on one
+    /// database: every replica gives a host the same GENCTR for the same page). When the store
+    /// cannot answer, pages take this dem's own counter until it answers again.
+    public func useStoredGenerations(_ source: any DiscoveryPageGenerations, logger: Logger) {
+        state.withLock { state in
+            state.stored = StoredGenerations(source: source, logger: logger)
+            state.sourceVersion += 1
+        }
+    }
+
+    /// Another replica gave a page content a new GENCTR: reads the connected hosts' ones again
+    /// (their entries did not change, so no change notice is sent).
+    public func storedGenerationsChanged() {
+        state.withLock { state in
+            guard state.stored != nil else { return }
+            state.stored!.known.removeAll()
+            state.sourceVersion += 1
+            resolveStoredGenerations(for: Set(state.registrations.values.map(\.key)), in: &state)
+        }
+    }
+
+    /// The stored GENCTR of `content` above `above`, asked of the store when not known; nil
+    /// when the store cannot answer.
+    private static func storedGeneration(_ content: Content, above: UInt64, in state: inout State) -> UInt64? {
+        guard var stored = state.stored else { return nil }
+        let digest = content.digest
+        if let known = stored.known[digest], known > above { return known }
+        defer { state.stored = stored }
+        return ask(&stored, [digest: above])?[digest]
+    }
+
+    /// Asks the store in one go for the GENCTRs of the contents `keys` see in this source version
+    /// that are not known yet (or changed: above what the view had).
+    private func resolveStoredGenerations(for keys: Set<ViewKey>, in state: inout State) {
+        guard state.stored != nil else { return }
+        Self.startSharedVersion(&state)
+        var above: [String: UInt64] = [:]
+        for key in keys {
+            let content = self.content(for: key, in: &state)
+            var floor: UInt64 = 0
+            if let existing = state.views[key], !Self.sameEntries(existing.content, content, in: &state) {
+                floor = existing.generationCounter
+            }
+            let digest = content.digest
+            if let known = state.stored!.known[digest], known > floor { continue }
+            above[digest] = max(above[digest] ?? 0, floor)
+        }
+        guard !above.isEmpty else { return }
+        _ = Self.ask(&state.stored!, above)
+    }
+
+    private static func ask(_ stored: inout StoredGenerations, _ above: [String: UInt64]) -> [String: UInt64]? {
+        if stored.failing, ContinuousClock.now < stored.retryAfter { return nil }
+        do {
+            let answer = try stored.source.pageGenerations(above: above)
+            stored.known.merge(answer) { _, new in new }
+            if stored.failing {
+                stored.failing = false
+                stored.logger.notice("the store gives the pages' GENCTRs again")
+            }
+            return answer
+        } catch {
+            stored.retryAfter = ContinuousClock.now + storedGenerationRetry
+            if !stored.failing {
+                stored.failing = true
+                stored.logger.error(
+                    "cannot read the pages' GENCTRs from the store: pages take this replica's own until it answers, so another replica may give the same page another GENCTR",
+                    metadata: ["error": "\(error)"]
+                )
+            }
+            return nil
+        }
     }
 
     /// The content of this source version `key` sees.
@@ -513,7 +666,8 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         } else {
             listenerEntries = self.listenerEntries(
                 localAddress: key.localAddress,
-                listeners: state.listeners + state.peers.filter { !$0.isWildcard }
+                listeners: state.listeners,
+                peers: state.peers
             )
             state.listenerEntries[key.localAddress] = listenerEntries
         }
@@ -586,24 +740,38 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
         }
     }
 
+    /// dem's listeners' entries, then the other replicas' (``setPeers(_:)``). With other
+    /// replicas every replica lists the same ports in the same order (by address and port, a
+    /// wildcard as the address the host reached), so a host's page is the same whichever replica
+    /// it reads it from; PORTID numbers them from 1.
     private func listenerEntries(
         localAddress: String?,
-        listeners: [DiscoveryListenerAddress]
+        listeners: [DiscoveryListenerAddress],
+        peers: [DiscoveryListenerAddress]
     ) -> [DiscoveryLogEntry] {
+        var ports = (listeners + peers.filter { !$0.isWildcard }).map { listener in
+            DiscoveryListenerAddress(
+                address: listener.isWildcard ? (localAddress ?? listener.address) : listener.address,
+                port: listener.port
+            )
+        }
+        if !peers.isEmpty {
+            var seen = Set<DiscoveryListenerAddress>()
+            ports = ports.filter { seen.insert($0).inserted }.sorted { ($0.address, $0.port) < ($1.address, $1.port) }
+        }
         var result: [DiscoveryLogEntry] = []
-        for (index, listener) in listeners.enumerated() {
-            let address = listener.isWildcard ? (localAddress ?? listener.address) : listener.address
+        for (index, port) in ports.enumerated() {
             result.append(
                 DiscoveryLogEntry(
                     transportType: .tcp,
-                    addressFamily: IPAddressText.isIPv6(address) ? .ipv6 : .ipv4,
+                    addressFamily: IPAddressText.isIPv6(port.address) ? .ipv6 : .ipv4,
                     subsystemType: .currentDiscovery,
                     transportRequirements: .notSpecified,
                     portIdentifier: UInt16(truncatingIfNeeded: index + 1),
                     entryFlags: [.explicitPersistentConnection],
-                    transportServiceIdentifier: String(listener.port),
+                    transportServiceIdentifier: String(port.port),
                     subsystemNQN: uniqueNQN,
-                    transportAddress: address
+                    transportAddress: port.address
                 )
             )
         }

@@ -236,6 +236,92 @@ struct PostgresStoreTests {
         #expect(try a.heartbeat(id: "a", replicaA, liveWithin: 5).isEmpty)
     }
 
+    @Test(
+        "replicas give a host the same GENCTR for the same page: a change raises it on every replica, a page that returns to an older content takes a new one, and a replica that starts later agrees"
+    )
+    func sharedGenerations() async throws {
+        let location = try TestPostgres.database()
+        let (hostA, hostB) = ("nqn.2014-08.org.nvmexpress:uuid:host-a", "nqn.2014-08.org.nvmexpress:uuid:host-b")
+        let unique = "nqn.2014-08.org.nvmexpress:uuid:dc"
+        let one = DiscoveryListenerAddress(address: "192.0.2.1", port: 8009)
+        let two = DiscoveryListenerAddress(address: "192.0.2.2", port: 8009)
+        let before = [DiscoveryCatalogTests.entry("shared")]
+        let after = before + [DiscoveryCatalogTests.entry("only-a", hosts: [hostA])]
+        func replica(
+            _ own: DiscoveryListenerAddress,
+            _ peer: DiscoveryListenerAddress
+        ) throws -> (
+            DiscoveryCatalog, PostgresFabricStore
+        ) {
+            let store = try PostgresFabricStore(location)
+            let catalog = DiscoveryCatalog(uniqueNQN: unique, listeners: [own], entries: before)
+            try catalog.reserveGenerations(using: { try store.reserveGenerations($0) }, logger: Logger(label: "test"))
+            catalog.useStoredGenerations(store, logger: Logger(label: "test"))
+            catalog.setPeers([peer])
+            return (catalog, store)
+        }
+        let (first, _) = try replica(one, two)
+        let (second, secondStore) = try replica(two, one)
+        let listening = Atomic<Bool>(false)
+        let stop = secondStore.watch { change in
+            // As dem does: a content given a new GENCTR, or a watch (re)connected.
+            if change == .generations || change == .everything { second.storedGenerationsChanged() }
+            if change == .everything { listening.store(true, ordering: .relaxed) }
+        }
+        defer { stop() }
+        // The watch listens before the changes below (so the new GENCTR reaches it as a notice).
+        let listens = ContinuousClock.now + .seconds(10)
+        while !listening.load(ordering: .relaxed), ContinuousClock.now < listens {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let listened = listening.load(ordering: .relaxed)
+        #expect(listened)
+        // The same page (every replica lists the same ports in the same order), the same GENCTR.
+        let a1 = first.discoveryLogPage(hostNQN: hostA)
+        #expect(a1 == second.discoveryLogPage(hostNQN: hostA))
+        #expect(
+            a1.entries.filter { $0.subsystemType == .currentDiscovery }.map(\.transportAddress) == [
+                "192.0.2.1", "192.0.2.2",
+            ]
+        )
+        let b1 = second.discoveryLogPage(hostNQN: hostB)
+        #expect(b1.generationCounter == a1.generationCounter, "host B sees what host A sees")
+        // Host A gains an entry: a higher GENCTR, the same on both; host B's page keeps its own.
+        first.update(entries: after)
+        second.update(entries: after)
+        let a2 = first.discoveryLogPage(hostNQN: hostA)
+        #expect(a2.entries.count == 4)
+        #expect(a2.generationCounter > a1.generationCounter)
+        #expect(a2 == second.discoveryLogPage(hostNQN: hostA))
+        #expect(second.discoveryLogPage(hostNQN: hostB) == b1)
+        // Host A's page returns to what host B sees: it takes a new GENCTR above its last one
+        // (never an older one), and host B's page, with the same content, takes it too on both
+        // replicas (the second is told through the store: it did not read host A's page again).
+        first.update(entries: before)
+        second.update(entries: before)
+        let a3 = first.discoveryLogPage(hostNQN: hostA)
+        #expect(a3.entries == a1.entries)
+        #expect(a3.generationCounter > a2.generationCounter)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while second.discoveryLogPage(hostNQN: hostB) != a3, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(second.discoveryLogPage(hostNQN: hostB) == a3)
+        #expect(first.discoveryLogPage(hostNQN: hostB) == a3)
+        #expect(second.discoveryLogPage(hostNQN: hostA) == a3)
+        // A replica that starts now agrees with the others.
+        let (third, _) = try replica(one, two)
+        #expect(third.discoveryLogPage(hostNQN: hostA) == a3)
+        // Host A's page goes back to its second content: a GENCTR above the last, not the
+        // second's, and every replica that makes the change gives the same.
+        third.update(entries: after)
+        first.update(entries: after)
+        let a4 = third.discoveryLogPage(hostNQN: hostA)
+        #expect(a4.entries == a2.entries)
+        #expect(a4.generationCounter > a3.generationCounter)
+        #expect(first.discoveryLogPage(hostNQN: hostA) == a4)
+    }
+
     /// Two replicas' services on `location` through an outage: before it a change lands; while
     /// the database is down (`down`) both keep their model and a change is refused naming the
     /// store; once it is back (`up`) the next change lands and reaches the other replica.

@@ -1,6 +1,7 @@
 import DEMCore
 import DEMServer
 import Foundation
+import Logging
 import Synchronization
 import Testing
 
@@ -84,7 +85,10 @@ struct JSONFileDiscoverySourceTests {
 struct DiscoveryCatalogTests {
     static let unique = "nqn.2014-08.org.nvmexpress:uuid:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 
-    func entry(_ name: String, hosts: Set<String>? = nil) -> SourceEntry {
+    func entry(_ name: String, hosts: Set<String>? = nil) -> SourceEntry { Self.entry(name, hosts: hosts) }
+
+    /// An NVM subsystem entry for any host, or for `hosts` only.
+    static func entry(_ name: String, hosts: Set<String>? = nil) -> SourceEntry {
         SourceEntry(
             entry: DiscoveryLogEntry(
                 transportType: .tcp,
@@ -144,6 +148,36 @@ struct DiscoveryCatalogTests {
         #expect(counts.value == ["a": 2, "b": 2])
     }
 
+    /// A store that cannot be reached (a double: the PostgreSQL tests use the real server).
+    final class UnreachableGenerations: DiscoveryPageGenerations {
+        let asked = Atomic<Int>(0)
+        func pageGenerations(above: [String: UInt64]) throws -> [String: UInt64] {
+            asked.add(1, ordering: .relaxed)
+            throw TestFailure("the store is down")
+        }
+    }
+
+    @Test(
+        "while the store cannot give the pages' GENCTRs, pages are served with dem's own, and the store is not asked at every read"
+    )
+    func storedGenerationsUnreachable() {
+        let catalog = DiscoveryCatalog(
+            uniqueNQN: Self.unique,
+            listeners: [DiscoveryListenerAddress(address: "192.0.2.1", port: 8009)],
+            entries: [entry("one")]
+        )
+        let source = UnreachableGenerations()
+        catalog.useStoredGenerations(source, logger: Logger(label: "test"))
+        let before = catalog.discoveryLogPage(hostNQN: TestHosts.a)
+        #expect(before.entries.count == 2)
+        catalog.update(entries: [entry("one"), entry("two")])
+        let after = catalog.discoveryLogPage(hostNQN: TestHosts.a)
+        #expect(after.entries.count == 3)
+        #expect(after.generationCounter > before.generationCounter)
+        #expect(catalog.discoveryLogPage(hostNQN: TestHosts.b).entries.count == 3)
+        #expect(source.asked.load(ordering: .relaxed) == 1, "asked once, then left alone for a while")
+    }
+
     @Test("a wildcard listener's SUBTYPE 3 entry carries the address the host reached")
     func wildcardListener() {
         let catalog = DiscoveryCatalog(
@@ -156,7 +190,9 @@ struct DiscoveryCatalogTests {
         #expect(page.entries[0].subsystemNQN == Self.unique)
     }
 
-    @Test("the other replicas' listeners are SUBTYPE 3 entries after dem's own; a change notifies every connected host")
+    @Test(
+        "the other replicas' listeners are SUBTYPE 3 entries with dem's own, in one order on every replica; a change notifies every connected host"
+    )
     func replicaPeers() {
         let catalog = DiscoveryCatalog(
             uniqueNQN: Self.unique,
@@ -185,6 +221,17 @@ struct DiscoveryCatalogTests {
         #expect(current.map(\.portIdentifier) == [1, 2, 3])
         #expect(current.allSatisfy { $0.subsystemNQN == Self.unique })
         #expect(page.entries.count == 4)
+        // Another replica lists the same ports in the same order (its own is not first).
+        let other = DiscoveryCatalog(
+            uniqueNQN: Self.unique,
+            listeners: [DiscoveryListenerAddress(address: "192.0.2.3", port: 8010)],
+            entries: [entry("one")]
+        )
+        other.setPeers([
+            DiscoveryListenerAddress(address: "192.0.2.2", port: 8009),
+            DiscoveryListenerAddress(address: "192.0.2.1", port: 8009),
+        ])
+        #expect(other.discoveryLogPage(hostNQN: TestHosts.a).entries == page.entries)
         #expect(catalog.setPeers([]) == 1)
         #expect(counts.value == ["a": 2])
         #expect(catalog.discoveryLogPage(hostNQN: TestHosts.a).entries.count == 2)

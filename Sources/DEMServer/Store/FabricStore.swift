@@ -128,6 +128,8 @@ public enum StoreChange: Sendable, Hashable {
     case registrations
     /// What the replica that manages this target found there (``TargetCoordinator``).
     case target(String)
+    /// A discovery page content was given a new GENCTR (``PostgresFabricStore/pageGenerations(above:)``).
+    case generations
     /// Changes may have been missed (the watch's connection was lost and made again): read
     /// everything again.
     case everything

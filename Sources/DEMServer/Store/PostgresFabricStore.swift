@@ -231,6 +231,69 @@ public final class PostgresFabricStore: FabricStore {
         }
     }
 
+    /// The GENCTR of each discovery page content, the same for every replica: the one stored
+    /// for the content when it is above `above[digest]`; otherwise (a content no replica served
+    /// yet, or one a host's page returns to) the next of the generation counter
+    /// (``reserveGenerations(_:)``'s too, so never one handed out before), stored. A content that
+    /// had one and is given another is announced (`generations`), so the replicas read it again.
+    ///
+    /// Reads only, when every content has its GENCTR; otherwise one transaction that holds the
+    /// counter's row, so replicas that meet the same new content give it one GENCTR.
+    public func pageGenerations(above: [String: UInt64]) throws -> [String: UInt64] {
+        guard !above.isEmpty else { return [:] }
+        // The digests are hex: an array literal needs no quoting.
+        let list = "{" + above.keys.sorted().joined(separator: ",") + "}"
+        func needed(_ known: [String: UInt64]) -> [String] {
+            above.filter { (known[$0.key] ?? 0) <= $0.value }.keys.sorted()
+        }
+        return try run { connection in
+            func stored() throws -> [String: UInt64] {
+                var known: [String: UInt64] = [:]
+                for row in try connection.execute(
+                    "SELECT digest, generation FROM page_generation WHERE digest = ANY($1::text[])",
+                    [list]
+                ) {
+                    if let digest = row[0], let generation = UInt64(row[1] ?? "") { known[digest] = generation }
+                }
+                return known
+            }
+            let known = try stored()
+            if needed(known).isEmpty { return known }
+            return try connection.transaction {
+                var reserved =
+                    UInt64(
+                        try connection.execute("SELECT reserved FROM discovery_generation WHERE id = 1 FOR UPDATE")
+                            .first?[0] ?? "0"
+                    ) ?? 0
+                var known = try stored()
+                let missing = needed(known)
+                guard !missing.isEmpty else { return known }
+                var renewed = false
+                var generations: [String] = []
+                for digest in missing {
+                    reserved += 1
+                    if known[digest] != nil { renewed = true }
+                    known[digest] = reserved
+                    generations.append(String(reserved))
+                }
+                try connection.execute(
+                    "UPDATE discovery_generation SET reserved = $1 WHERE id = 1",
+                    [String(reserved)]
+                )
+                try connection.execute(
+                    """
+                    INSERT INTO page_generation (digest, generation)
+                    SELECT * FROM unnest($1::text[], $2::bigint[])
+                    ON CONFLICT (digest) DO UPDATE SET generation = EXCLUDED.generation
+                    """,
+                    ["{" + missing.joined(separator: ",") + "}", "{" + generations.joined(separator: ",") + "}"]
+                )
+                if renewed { try notify(connection, "generations") }
+                return known
+            }
+        }
+    }
+
     // MARK: Tokens, keys, registrations
 
     public func loadTokens() throws -> [APIToken] {
@@ -504,6 +567,7 @@ public final class PostgresFabricStore: FabricStore {
                         case "tokens": handle(.tokens)
                         case "host-keys": handle(.hostKeys)
                         case "registrations": handle(.registrations)
+                        case "generations": handle(.generations)
                         case "target":
                             if let space = notice.payload.firstIndex(of: " ") {
                                 handle(.target(String(notice.payload[notice.payload.index(after: space)...])))
@@ -527,3 +591,5 @@ public final class PostgresFabricStore: FabricStore {
         let value = Atomic<Bool>(false)
     }
 }
+
+extension PostgresFabricStore: DiscoveryPageGenerations {}

@@ -126,6 +126,17 @@ enum StoreSchema {
                 CREATE TABLE target_outcome (alias TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, body TEXT NOT NULL);
                 """
         ),
+        Migration(
+            identifier: "v10: dem replicas: each discovery page's GENCTR, by the page's content",
+            sqlite: """
+                CREATE TABLE page_generation (digest TEXT PRIMARY KEY NOT NULL, generation INTEGER NOT NULL);
+                INSERT OR IGNORE INTO discovery_generation (id, reserved) VALUES (1, 0);
+                """,
+            postgres: """
+                CREATE TABLE page_generation (digest TEXT PRIMARY KEY NOT NULL, generation BIGINT NOT NULL);
+                INSERT INTO discovery_generation (id, reserved) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+                """
+        ),
     ]
 
     /// The identifiers of every migration this dem knows.
