@@ -62,6 +62,25 @@ fi
 host_step restart1 70
 if file_wait /tmp/ac.log "$R_ADDR:$R1_PORT.*discovery controller back" 60; then pass ac-back-on-replica1
 else fail ac-back-on-replica1 "dem-ac logged no 'discovery controller back' for $R_ADDR:$R1_PORT within 60 s: $(grep -E 'lost|back' /tmp/ac.log | tail -n 3)"; fi
+# every replica gives the guest the same page, GENCTR included (one discovery controller,
+# TP8013), replica 1 restarted too: its GENCTR is the database's, not its own
+same_pages() {
+    for p in $R1_PORT $R2_PORT $R3_PORT; do
+        nvme discover -t tcp -a "$R_ADDR" -s "$p" -o json > "/tmp/page-$p.json" 2> /dev/null || return 1
+    done
+    grep -q '"genctr"' "/tmp/page-$R1_PORT.json" \
+        && cmp -s "/tmp/page-$R1_PORT.json" "/tmp/page-$R2_PORT.json" \
+        && cmp -s "/tmp/page-$R1_PORT.json" "/tmp/page-$R3_PORT.json"
+}
+i=0
+until same_pages || [ $i -ge 15 ]; do sleep 1; i=$((i+1)); done
+if same_pages; then
+    pass same-page-on-every-replica
+    note same-page "replicas 1, 2 and 3 gave the guest the same page: genctr $(grep -o '"genctr" *: *[0-9]*' "/tmp/page-$R1_PORT.json" | grep -o '[0-9]*$'), $(grep -c '"subnqn"' "/tmp/page-$R1_PORT.json") entries"
+else
+    fail same-page-on-every-replica "the pages differ: $(for p in $R1_PORT $R2_PORT $R3_PORT; do echo "$p: $(grep -o '"genctr" *: *[0-9]*' "/tmp/page-$p.json") $(grep -o '"traddr" *: *"[^"]*"' "/tmp/page-$p.json" | tr '\n' ' ')"; done)"
+fi
+cat "/tmp/page-$R1_PORT.json"
 nvme_state
 kill -TERM $AC_PID; wait $AC_PID
 echo "--- dem-ac's log:"; tail -n 60 /tmp/ac.log

@@ -12,7 +12,8 @@
 #     time from dem-cli to the live controller is an INFO line) and no I/O controller was
 #     disconnected;
 #   - replica 1 starts again on its data directory: its page lists C (the model is the
-#     database's), the other replicas list it again, and dem-ac is back on it.
+#     database's), the other replicas list it again, and dem-ac is back on it;
+#   - nvme discover gives the guest the same page, GENCTR included, from each replica.
 # needs: dem-cli dem-ac
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=../host/lib.sh
@@ -20,7 +21,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 scenario_begin replicas
 
 GUEST_CHECKS="ac-target-setup ac-connects-initial ac-watches-replicas ac-connects-after-failover
- ac-nothing-disconnected ac-back-on-replica1"
+ ac-nothing-disconnected ac-back-on-replica1 same-page-on-every-replica"
 STEP_CHECKS="postgres-start replicas-start cli-configure replica1-killed cli-add-through-replica2
  replica1-rejoins"
 ALL="$GUEST_CHECKS $STEP_CHECKS"
