@@ -196,14 +196,34 @@ struct StoreWatchService: Service {
                 Task {
                     if let shared = await coordinator.sharedOutcome(alias) { monitor.recordShared(alias, shared) }
                 }
-            case .generations, .everything:
+            case .generations:
                 // Off the watch's thread: the catalog asks the store again.
                 Task { await offThread { catalog.storedGenerationsChanged() } }
+            case .enrolments:
+                Task { await offThread { Self.reloadEnrolments(monitor) } }
+            case .everything:
+                Task {
+                    await offThread {
+                        catalog.storedGenerationsChanged()
+                        Self.reloadEnrolments(monitor)
+                    }
+                }
             default: break
             }
         }
         try? await gracefulShutdown()
         stop()
+    }
+
+    private static func reloadEnrolments(_ monitor: TargetMonitor) {
+        do {
+            try monitor.credentials.reload()
+        } catch {
+            monitor.logger.error(
+                "cannot read the enrolled targets from the store: a target enrolled through another replica is taken for one that uses fabric.key until it can",
+                metadata: ["error": "\(error)"]
+            )
+        }
     }
 }
 
@@ -463,9 +483,11 @@ public struct DEMApplication: Sendable {
                 hostNQN: identity.nqn,
                 hostIdentifier: identity.identifier
             )
+            // Replicas keep the enrolled targets in the database: any of them can manage them.
             monitorConfiguration.credentials = try TargetCredentials(
                 fabric: credential.secret,
-                directory: options.dataDirectory
+                directory: options.dataDirectory,
+                shared: shared
             )
             monitorConfiguration.authority = tls.authority
             monitorConfiguration.probeInterval = options.probeInterval

@@ -439,7 +439,7 @@ public final class FabricService: Sendable {
             case .tokens: self.takeInStoredTokens()
             case .hostKeys: self.takeInStoredHostKeys()
             case .registrations: self.takeInStoredRegistrations()
-            case .target, .generations: break
+            case .target, .generations, .enrolments: break
             case .everything:
                 _ = self.takeInStoredFabric()
                 self.takeInStoredTokens()

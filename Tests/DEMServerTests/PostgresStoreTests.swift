@@ -322,6 +322,41 @@ struct PostgresStoreTests {
         #expect(first.discoveryLogPage(hostNQN: hostA) == a4)
     }
 
+    @Test(
+        "a target enrolled through one replica is enrolled for every replica (the same credential), and a replica's enrolments from before the shared store are added to it"
+    )
+    func sharedEnrolments() async throws {
+        let location = try TestPostgres.database()
+        let directory = temporaryDirectory("dem-shared-enrolments")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // Replica A enrolled "old" on its own before it used the shared store.
+        let local = try TargetCredentials(fabric: "fabric-secret", directory: directory)
+        _ = try local.enrol("old")
+        let storeA = try PostgresFabricStore(location)
+        let storeB = try PostgresFabricStore(location)
+        let a = try TargetCredentials(fabric: "fabric-secret", directory: directory, shared: storeA)
+        #expect(a.isEnrolled("old"))
+        #expect(try Set(storeB.loadEnrolments().keys) == ["old"])
+        let b = try TargetCredentials(fabric: "fabric-secret", shared: storeB)
+        #expect(b.isEnrolled("old"))
+        #expect(b.credential(for: "old") == a.credential(for: "old"))
+        #expect(b.credential(for: "old") != "fabric-secret")
+        // B hears of an enrolment through A as dem does: the store's notice, then a reload.
+        let listening = Atomic<Bool>(false)
+        let stop = storeB.watch { change in
+            if change == .enrolments { try? b.reload() }
+            if change == .everything { listening.store(true, ordering: .relaxed) }
+        }
+        defer { stop() }
+        #expect(try await eventually(10) { listening.load(ordering: .relaxed) })
+        #expect(!b.isEnrolled("t1"))
+        let given = try a.enrol("t1")
+        #expect(try await eventually(10) { b.isEnrolled("t1") })
+        #expect(b.credential(for: "t1") == given)
+        #expect(b.credential(for: "t2") == "fabric-secret", "a target that did not enrol keeps the fabric credential")
+    }
+
     /// Two replicas' services on `location` through an outage: before it a change lands; while
     /// the database is down (`down`) both keep their model and a change is refused naming the
     /// store; once it is back (`up`) the next change lands and reaches the other replica.

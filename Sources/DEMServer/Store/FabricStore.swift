@@ -130,6 +130,8 @@ public enum StoreChange: Sendable, Hashable {
     case target(String)
     /// A discovery page content was given a new GENCTR (``PostgresFabricStore/pageGenerations(above:)``).
     case generations
+    /// A target enrolled through another replica (``PostgresFabricStore/recordEnrolment(_:at:)``).
+    case enrolments
     /// Changes may have been missed (the watch's connection was lost and made again): read
     /// everything again.
     case everything

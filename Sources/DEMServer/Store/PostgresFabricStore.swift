@@ -294,6 +294,35 @@ public final class PostgresFabricStore: FabricStore {
         }
     }
 
+    // MARK: Enrolled targets
+
+    public func loadEnrolments() throws -> [String: Date] {
+        try run { connection in
+            var result: [String: Date] = [:]
+            for row in try connection.execute("SELECT alias, enrolled FROM target_enrolment") {
+                if let alias = row[0], let seconds = Double(row[1] ?? "") {
+                    result[alias] = Date(timeIntervalSince1970: seconds)
+                }
+            }
+            return result
+        }
+    }
+
+    public func recordEnrolment(_ alias: String, at date: Date) throws {
+        try run { connection in
+            try connection.transaction {
+                try connection.execute(
+                    """
+                    INSERT INTO target_enrolment (alias, enrolled) VALUES ($1, $2)
+                    ON CONFLICT (alias) DO UPDATE SET enrolled = EXCLUDED.enrolled
+                    """,
+                    [alias, Self.number(date)]
+                )
+                try notify(connection, "enrolments")
+            }
+        }
+    }
+
     // MARK: Tokens, keys, registrations
 
     public func loadTokens() throws -> [APIToken] {
@@ -568,6 +597,7 @@ public final class PostgresFabricStore: FabricStore {
                         case "host-keys": handle(.hostKeys)
                         case "registrations": handle(.registrations)
                         case "generations": handle(.generations)
+                        case "enrolments": handle(.enrolments)
                         case "target":
                             if let space = notice.payload.firstIndex(of: " ") {
                                 handle(.target(String(notice.payload[notice.payload.index(after: space)...])))
@@ -592,4 +622,4 @@ public final class PostgresFabricStore: FabricStore {
     }
 }
 
-extension PostgresFabricStore: DiscoveryPageGenerations {}
+extension PostgresFabricStore: DiscoveryPageGenerations, TargetEnrolments {}

@@ -137,6 +137,15 @@ enum StoreSchema {
                 INSERT INTO discovery_generation (id, reserved) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
                 """
         ),
+        Migration(
+            identifier: "v11: dem replicas: which targets enrolled",
+            sqlite: """
+                CREATE TABLE target_enrolment (alias TEXT PRIMARY KEY NOT NULL, enrolled REAL NOT NULL);
+                """,
+            postgres: """
+                CREATE TABLE target_enrolment (alias TEXT PRIMARY KEY NOT NULL, enrolled DOUBLE PRECISION NOT NULL);
+                """
+        ),
     ]
 
     /// The identifiers of every migration this dem knows.

@@ -9,21 +9,27 @@ import Synchronization
 /// its alias and given to it at enrolment: the fabric credential never leaves dem, and a
 /// target's credential drives that target alone. A target that has not enrolled (a dem-em given
 /// a copy of `fabric.key`, as before enrolment existed) still uses the fabric credential until
-/// it enrols. The enrolled aliases are kept in `enrolled-targets.json` in dem's data directory.
+/// it enrols. The enrolled aliases are kept in `enrolled-targets.json` in dem's data directory,
+/// or, for dem replicas, in the database they share (``TargetEnrolments``): the aliases only,
+/// no secret, so that whichever replica manages a target derives the same credential.
 public final class TargetCredentials: Sendable {
     public static let fileName = "enrolled-targets.json"
 
     let fabric: String
     /// Where the enrolled aliases are kept (nil: in memory).
     let path: String?
+    /// The store shared with the other replicas, when there is one: the enrolments' record.
+    let shared: (any TargetEnrolments)?
     /// Enrolled aliases, and when.
     private let enrolled: Mutex<[String: Date]>
 
     /// The fabric credential `fabric`, with the enrolments recorded in `directory` (nil: none
-    /// kept).
-    public init(fabric: String, directory: String? = nil) throws {
+    /// kept), or in `shared`: then the ones in `directory`'s file (from before the replica used
+    /// the shared store) are added to it.
+    public init(fabric: String, directory: String? = nil, shared: (any TargetEnrolments)? = nil) throws {
         self.fabric = fabric
         self.path = directory.map { $0 + "/" + Self.fileName }
+        self.shared = shared
         var known: [String: Date] = [:]
         if let path, let data = FileManager.default.contents(atPath: path) {
             let decoder = JSONDecoder()
@@ -35,7 +41,22 @@ public final class TargetCredentials: Sendable {
             }
             known = decoded
         }
+        if let shared {
+            let stored = try shared.loadEnrolments()
+            for (alias, date) in known where stored[alias] == nil {
+                try shared.recordEnrolment(alias, at: date)
+            }
+            known.merge(stored) { _, stored in stored }
+        }
         enrolled = Mutex(known)
+    }
+
+    /// Reads the enrolments again from the shared store (another replica enrolled a target).
+    /// - Throws: the store's error; the enrolments known stay.
+    public func reload() throws {
+        guard let shared else { return }
+        let stored = try shared.loadEnrolments()
+        enrolled.withLock { $0 = stored }
     }
 
     /// The credential of target `alias`: its own when it enrolled, else the fabric's.
@@ -50,7 +71,9 @@ public final class TargetCredentials: Sendable {
         try enrolled.withLock { enrolled in
             var next = enrolled
             next[alias] = date
-            if let path {
+            if let shared {
+                try shared.recordEnrolment(alias, at: date)
+            } else if let path {
                 let encoder = JSONEncoder()
                 encoder.dateEncodingStrategy = .iso8601
                 encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -60,4 +83,11 @@ public final class TargetCredentials: Sendable {
         }
         return FabricCredential.derived(from: fabric, for: alias)
     }
+}
+
+/// Where dem replicas keep which targets enrolled (aliases and dates: no secret).
+public protocol TargetEnrolments: Sendable {
+    func loadEnrolments() throws -> [String: Date]
+    /// Records that `alias` enrolled at `date`, and tells the other replicas.
+    func recordEnrolment(_ alias: String, at date: Date) throws
 }

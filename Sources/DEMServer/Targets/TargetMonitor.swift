@@ -172,7 +172,7 @@ public final class TargetMonitor: Sendable {
     public var credentials: TargetCredentials { configuration.credentials }
     private let http: HTTPClient
     private let group: any EventLoopGroup
-    private let logger: Logger
+    let logger: Logger
     private let runtimes = Mutex<[String: Runtime]>([:])
     /// With replicas: the targets this one manages now (holds the lease of).
     private let managing = Mutex<Set<String>>([])
