@@ -372,7 +372,9 @@ enum IdleBenchmark {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    private static func open(
+    /// Opens persistent connection `index` to 127.0.0.1:`port` (3 tries): it reads the page and
+    /// parks an Asynchronous Event Request.
+    static func open(
         index: Int,
         port: Int,
         kato: UInt32,

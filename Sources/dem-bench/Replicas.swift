@@ -3,15 +3,18 @@ import DEMCore
 import DEMServer
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 
 /// `dem-bench replicas`: dem's fabric service on PostgreSQL (several replicas on one database)
 /// beside SQLite, in this process (no sockets but PostgreSQL's): durable changes per second,
 /// the time from a change acknowledged on one replica to another replica's change notice, and
-/// the time until many connected hosts spread over 1 or 3 replicas are notified.
+/// the time until many connected hosts spread over 1 or 3 replicas are notified; then the
+/// same fan-out with sockets and dem processes (``ReplicasBenchmark/socketFanOut(replicas:connections:group:)``).
 struct Replicas: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "dem replicas on one PostgreSQL database beside dem on SQLite, in process: durable changes per second, change propagation between replicas, and the notices to many connected hosts over 1 and 3 replicas."
+            "dem replicas on one PostgreSQL database beside dem on SQLite, in process: durable changes per second, change propagation between replicas, and the notices to many connected hosts over 1 and 3 replicas; then many persistent connections over 1 and 3 dem processes."
     )
 
     @Option(help: "A PostgreSQL server's URL (postgres://USER@HOST:PORT/postgres): fresh databases are made on it.")
@@ -35,6 +38,12 @@ struct Replicas: AsyncParsableCommand {
     @Option(help: "How many times the fan-out is measured.")
     var repeats: Int = 5
 
+    @Option(
+        name: .customLong("socket-connections"),
+        help: "Persistent discovery connections over 1, then 3 dem processes (0: not measured)."
+    )
+    var socketConnections: Int = 10_000
+
     func run() async throws {
         let password = try passwordFile.map {
             guard let data = FileManager.default.contents(atPath: $0) else {
@@ -45,19 +54,22 @@ struct Replicas: AsyncParsableCommand {
         let server = try PostgresLocation(url: postgres, password: password)
         var logger = Logger(label: "dem-bench")
         logger.logLevel = .error
-        let bench = ReplicasBenchmark(server: server, logger: logger)
+        let bench = ReplicasBenchmark(server: server, passwordFile: passwordFile, logger: logger)
         try await bench.run(
             changes: changes,
             concurrency: concurrency,
             propagations: propagations,
             hosts: hosts,
-            repeats: repeats
+            repeats: repeats,
+            socketConnections: socketConnections
         )
     }
 }
 
 struct ReplicasBenchmark {
     let server: PostgresLocation
+    /// The server's password file, for the dem processes.
+    let passwordFile: String?
     let logger: Logger
 
     func database() throws -> PostgresLocation {
@@ -73,7 +85,14 @@ struct ReplicasBenchmark {
         return try SQLiteFabricStore(path: directory.appendingPathComponent("dem.sqlite").path)
     }
 
-    func run(changes: Int, concurrency: [Int], propagations: Int, hosts: Int, repeats: Int) async throws {
+    func run(
+        changes: Int,
+        concurrency: [Int],
+        propagations: Int,
+        hosts: Int,
+        repeats: Int,
+        socketConnections: Int
+    ) async throws {
         say("### Replicas on PostgreSQL")
         say()
         say(
@@ -126,6 +145,40 @@ struct ReplicasBenchmark {
         say()
         say(
             "The fan-out is timed from the start of the change to the last host's notice; each replica's catalog is fed at once (dem's feed coalesces for 50 ms more). The 3 replicas run in this one process on its 2 cores, so they share the CPU that separate machines would not."
+        )
+        say()
+        if socketConnections > 0 { try await socketFanOuts(socketConnections) }
+    }
+
+    /// The fan-out over real sockets and dem processes, on 1 then 3 of them.
+    func socketFanOuts(_ connections: Int) async throws {
+        let openFiles = raiseOpenFileLimit()
+        guard openFiles >= connections + 200 else {
+            throw BenchError(
+                "RLIMIT_NOFILE is \(openFiles) (hard limit); \(connections) connections need more (ulimit -Hn)"
+            )
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: NIOCore.System.coreCount)
+        say(
+            "| \(connections) persistent discovery connections (sockets, a host NQN each), one change committed to the database | hosts holding the new page | p50 | p99 | last |"
+        )
+        say("|---|---:|---:|---:|---:|")
+        for replicas in [1, 3] {
+            let result = try await socketFanOut(replicas: replicas, connections: connections, group: group)
+            let summary = LatencySummary(result.held)
+            let spread =
+                replicas == 1
+                ? "1 dem process"
+                : "\(replicas) dem processes (\(connections / replicas)–\((connections + replicas - 1) / replicas) connections each)"
+            say(
+                "| \(spread) | \(result.held.count) of \(connections) | \(ScaleBenchmark.ms(summary.p50)) ms | \(ScaleBenchmark.ms(summary.p99)) ms | \(ScaleBenchmark.ms(summary.max)) ms |"
+            )
+            if result.failures > 0 { note("\(result.failures) failed; first: \(result.firstFailure ?? "?")") }
+        }
+        try? await group.shutdownGracefully()
+        say()
+        say(
+            "dem processes (`dem serve --store postgres://…`, release build) on 127.0.0.1, started one after the other on a fresh database; the connections are opened round robin over them (each reads its page and parks an Asynchronous Event Request) by dem-bench in its own process, and the change is committed to the database by dem-bench as another replica's REST API would commit it. Each time runs from the start of that commit until the host has read its page again and it lists the new subsystem: the NOTIFY, each dem reading the model, its feed (which coalesces for 50 ms), the page's GENCTR from the database, the change notices and the page reads. All of it shares this machine's 2 cores."
         )
         say()
     }
