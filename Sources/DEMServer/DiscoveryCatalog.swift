@@ -618,6 +618,10 @@ public final class DiscoveryCatalog: DiscoveryControllerService {
     private func resolveStoredGenerations(for keys: Set<ViewKey>, in state: inout State) {
         guard state.stored != nil else { return }
         Self.startSharedVersion(&state)
+        // The contents of earlier versions are forgotten now and then (the store keeps them).
+        if state.stored!.known.count > max(Self.rememberedViewLimit, 2 * state.views.count) {
+            state.stored!.known.removeAll()
+        }
         var above: [String: UInt64] = [:]
         for key in keys {
             let content = self.content(for: key, in: &state)

@@ -320,6 +320,18 @@ struct PostgresStoreTests {
         #expect(a4.entries == a2.entries)
         #expect(a4.generationCounter > a3.generationCounter)
         #expect(first.discoveryLogPage(hostNQN: hostA) == a4)
+        // Contents no replica asked for in 30 days are dropped when the next new one is stored;
+        // one asked for is kept.
+        let connection = try PostgresConnection(location)
+        try connection.execute("UPDATE page_generation SET used = extract(epoch FROM now()) - 31 * 86400")
+        let store = try PostgresFabricStore(location)
+        let contents = try connection.execute("SELECT digest FROM page_generation").compactMap { $0[0] }
+        #expect(contents.count >= 2)
+        _ = try store.pageGenerations(above: [contents[0]: 0])
+        let fresh = try store.pageGenerations(above: [String(repeating: "0", count: 64): 0])
+        #expect(fresh.count == 1)
+        let kept = Set(try connection.execute("SELECT digest FROM page_generation").compactMap { $0[0] })
+        #expect(kept == [contents[0], String(repeating: "0", count: 64)])
     }
 
     @Test(

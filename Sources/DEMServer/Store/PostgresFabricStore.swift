@@ -237,8 +237,10 @@ public final class PostgresFabricStore: FabricStore {
     /// (``reserveGenerations(_:)``'s too, so never one handed out before), stored. A content that
     /// had one and is given another is announced (`generations`), so the replicas read it again.
     ///
-    /// Reads only, when every content has its GENCTR; otherwise one transaction that holds the
-    /// counter's row, so replicas that meet the same new content give it one GENCTR.
+    /// One statement when every content has its GENCTR; otherwise one transaction that holds the
+    /// counter's row, so replicas that meet the same new content give it one GENCTR. Each
+    /// content's last use is kept (to the day): one no replica asked for in
+    /// ``pageGenerationKeep`` is dropped, and takes a new GENCTR if it is ever served again.
     public func pageGenerations(above: [String: UInt64]) throws -> [String: UInt64] {
         guard !above.isEmpty else { return [:] }
         // The digests are hex: an array literal needs no quoting.
@@ -250,7 +252,13 @@ public final class PostgresFabricStore: FabricStore {
             func stored() throws -> [String: UInt64] {
                 var known: [String: UInt64] = [:]
                 for row in try connection.execute(
-                    "SELECT digest, generation FROM page_generation WHERE digest = ANY($1::text[])",
+                    """
+                    WITH touched AS (
+                        UPDATE page_generation SET used = extract(epoch FROM now())
+                        WHERE digest = ANY($1::text[]) AND used < extract(epoch FROM now()) - 86400
+                        RETURNING 0)
+                    SELECT digest, generation FROM page_generation WHERE digest = ANY($1::text[])
+                    """,
                     [list]
                 ) {
                     if let digest = row[0], let generation = UInt64(row[1] ?? "") { known[digest] = generation }
@@ -282,17 +290,25 @@ public final class PostgresFabricStore: FabricStore {
                 )
                 try connection.execute(
                     """
-                    INSERT INTO page_generation (digest, generation)
-                    SELECT * FROM unnest($1::text[], $2::bigint[])
-                    ON CONFLICT (digest) DO UPDATE SET generation = EXCLUDED.generation
+                    INSERT INTO page_generation (digest, generation, used)
+                    SELECT digest, generation, extract(epoch FROM now())
+                    FROM unnest($1::text[], $2::bigint[]) AS given(digest, generation)
+                    ON CONFLICT (digest) DO UPDATE SET generation = EXCLUDED.generation, used = EXCLUDED.used
                     """,
                     ["{" + missing.joined(separator: ",") + "}", "{" + generations.joined(separator: ",") + "}"]
+                )
+                try connection.execute(
+                    "DELETE FROM page_generation WHERE used < extract(epoch FROM now()) - $1",
+                    [String(Int(Self.pageGenerationKeep))]
                 )
                 if renewed { try notify(connection, "generations") }
                 return known
             }
         }
     }
+
+    /// How long a page content's GENCTR is kept after the last replica asked for it (30 days).
+    public static let pageGenerationKeep: Double = 30 * 86400
 
     // MARK: Enrolled targets
 

@@ -129,11 +129,13 @@ enum StoreSchema {
         Migration(
             identifier: "v10: dem replicas: each discovery page's GENCTR, by the page's content",
             sqlite: """
-                CREATE TABLE page_generation (digest TEXT PRIMARY KEY NOT NULL, generation INTEGER NOT NULL);
+                CREATE TABLE page_generation (
+                    digest TEXT PRIMARY KEY NOT NULL, generation INTEGER NOT NULL, used REAL NOT NULL);
                 INSERT OR IGNORE INTO discovery_generation (id, reserved) VALUES (1, 0);
                 """,
             postgres: """
-                CREATE TABLE page_generation (digest TEXT PRIMARY KEY NOT NULL, generation BIGINT NOT NULL);
+                CREATE TABLE page_generation (
+                    digest TEXT PRIMARY KEY NOT NULL, generation BIGINT NOT NULL, used DOUBLE PRECISION NOT NULL);
                 INSERT INTO discovery_generation (id, reserved) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
                 """
         ),
