@@ -74,6 +74,8 @@ struct StoreTests {
                 "v7: the model's revision (dem replicas on one database)",
                 "v8: dem replicas: their discovery listeners and the shared discovery NQN",
                 "v9: dem replicas: which one manages each target, and what it found",
+                "v10: dem replicas: each discovery page's GENCTR, by the page's content",
+                "v11: dem replicas: which targets enrolled",
             ]
         )
         #expect(try store.integrityCheck() == "ok")
