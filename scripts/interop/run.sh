@@ -7,7 +7,7 @@
 #
 # Usage: scripts/interop/run.sh [SCENARIO...]     (default: every scenario)
 #   scenarios: bare discovery large-page connect-aen management registration endpoint inband autoconnect auth
-#              endpoint-auth rdma, and spdk when SPDK_DIR names a built SPDK tree
+#              endpoint-auth rdma replicas, and spdk when SPDK_DIR names a built SPDK tree
 #              (scripts/interop/scenarios/NAME.sh)
 # Env:
 #   DEM_BIN          dem binary to test; default: build it with
@@ -46,8 +46,10 @@ ROOT=$(cd "$HERE/../.." && pwd)
 export DEM_LAB_CACHE=${DEM_LAB_CACHE:-/tmp/dem-lab-cache}
 export DEM_LAB_LOGS=${DEM_LAB_LOGS:-/tmp/dem-lab-logs}
 # spdk: with SPDK_DIR naming a built SPDK tree (build/bin/nvmf_tgt, scripts/rpc.py)
-ALL_SCENARIOS="bare discovery large-page connect-aen management registration endpoint inband autoconnect auth endpoint-auth rdma${SPDK_DIR:+ spdk}"
+ALL_SCENARIOS="bare discovery large-page connect-aen management registration endpoint inband autoconnect auth endpoint-auth rdma replicas${SPDK_DIR:+ spdk}"
 SCENARIOS=${*:-$ALL_SCENARIOS}
+# DEM_INTEROP_SKIP: scenarios left out of this run (scripts/test runs them beside it)
+for s in ${DEM_INTEROP_SKIP:-}; do SCENARIOS=$(echo " $SCENARIOS " | sed "s/ $s / /; s/^ *//; s/ *$//"); done
 RUN=$DEM_LAB_LOGS/interop-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RUN" "$DEM_LAB_CACHE"
 T0=$EPOCHREALTIME
