@@ -105,11 +105,19 @@ done
 info "logs in $RUN"
 [ -n "${SPDK_DIR:-}" ] || info "scenario spdk not run: SPDK_DIR is not set (a built SPDK tree: build/bin/nvmf_tgt, scripts/rpc.py)"
 
-# only one interop run at a time on this machine (they share port 8009)
+# only one interop run at a time on this machine (they share port 8009), but for scenarios that
+# take ports of their own (OWN_PORTS): a run of only those goes beside another one
+OWN_PORTS="replicas"
+own_ports=1
+for s in $SCENARIOS; do case " $OWN_PORTS " in *" $s "*) ;; *) own_ports=0 ;; esac; done
 exec 9> "$DEM_LAB_CACHE/.interop.lock"
 if ! flock -n 9; then
-    info "another interop run holds $DEM_LAB_CACHE/.interop.lock; waiting (up to 20 min)"
-    flock -w 1200 9 || { fail setup-lock "another interop run is still going"; finish; }
+    if [ $own_ports = 1 ]; then
+        info "another interop run holds $DEM_LAB_CACHE/.interop.lock; $SCENARIOS take ports of their own: going beside it"
+    else
+        info "another interop run holds $DEM_LAB_CACHE/.interop.lock; waiting (up to 20 min)"
+        flock -w 1200 9 || { fail setup-lock "another interop run is still going"; finish; }
+    fi
 fi
 
 # --- packages
@@ -122,13 +130,16 @@ if ! step "$RUN/packages.log" ensure_packages qemu-system-x86 linux-image-amd64 
 fi
 info "packages ok ($(elapsed "$t")s)"
 
-# --- guest kernel + initramfs
+# --- guest kernel + initramfs (one run at a time builds the cache, whichever lock it holds)
 t=$EPOCHREALTIME
+exec 8> "$DEM_LAB_CACHE/.build.lock"
+flock -w 1200 8 || { fail build-guest "another interop run is still building $DEM_LAB_CACHE"; finish; }
 if ! step "$RUN/build-guest.log" "$HERE/build-guest.sh"; then
     fail build-guest "$(tail -n 1 "$RUN/build-guest.log")"
     tail -n 20 "$RUN/build-guest.log" | indent
     finish
 fi
+flock -u 8
 info "$(tail -n 1 "$RUN/build-guest.log" | sed 's/^\[build-guest\] //') ($(elapsed "$t")s)"
 
 # --- dem
